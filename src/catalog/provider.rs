@@ -1,0 +1,98 @@
+//! The persistent catalog seen through DataFusion's `CatalogProvider` / `SchemaProvider`.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::catalog::view::ViewTable;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::LogicalPlan;
+
+use super::{Catalog, Relation};
+use crate::error::Error;
+
+/// Turns a stored view definition into a logical plan. Implemented by the planner, which sits
+/// above the catalog; injected at startup so that the catalog does not import upward.
+#[async_trait]
+pub trait ViewExpander: Send + Sync {
+    async fn expand(
+        &self,
+        schema: &str,
+        sql: &str,
+        columns: &[String],
+    ) -> crate::error::Result<LogicalPlan>;
+}
+
+/// The whole database as one DataFusion catalog.
+#[derive(Debug, Clone)]
+pub struct LakegateCatalog {
+    inner: Arc<Catalog>,
+}
+
+impl LakegateCatalog {
+    pub fn new(inner: Arc<Catalog>) -> Self {
+        LakegateCatalog { inner }
+    }
+}
+
+impl CatalogProvider for LakegateCatalog {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema_names(&self) -> Vec<String> {
+        self.inner.schema_names()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if self.inner.schema_exists(name) {
+            Some(Arc::new(LakegateSchema {
+                catalog: self.inner.clone(),
+                name: name.to_string(),
+            }))
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LakegateSchema {
+    catalog: Arc<Catalog>,
+    name: String,
+}
+
+#[async_trait]
+impl SchemaProvider for LakegateSchema {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        self.catalog.relation_names(&self.name)
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        match self.catalog.relation(&self.name, name) {
+            None => Ok(None),
+            Some(Relation::Table(t)) => Ok(Some(self.catalog.table_provider(&t).await?)),
+            Some(Relation::View(v)) => {
+                let expander = self.catalog.view_expander().ok_or_else(|| {
+                    DataFusionError::from(Error::internal("views are not available yet"))
+                })?;
+                let schema = if v.schema.is_empty() {
+                    &self.name
+                } else {
+                    &v.schema
+                };
+                let plan = expander.expand(schema, &v.sql, &v.columns).await?;
+                Ok(Some(Arc::new(ViewTable::new(plan, Some(v.sql.clone())))))
+            }
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.catalog.relation(&self.name, name).is_some()
+    }
+}

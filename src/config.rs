@@ -1,0 +1,348 @@
+//! One configuration tree. Defaults are the embedded mode: loopback, a warehouse folder under
+//! the current directory, the demo data. Layering (later wins): defaults, the TOML file,
+//! `LAKEGATE__SECTION__KEY` environment variables, command-line flags. Done with `figment`.
+//!
+//! Secrets (passwords) come from the environment or from files and never appear in `Debug`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The PostgreSQL release Lakegate advertises everywhere (startup, `SHOW`, `version()`).
+/// 15 is the major Debian ships, which the compatibility tests use as their oracle.
+pub const PG_VERSION: &str = "15.20";
+
+/// The admin password used when none is configured; refused off loopback.
+pub const DEFAULT_PASSWORD: &str = "lakegate";
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub auth: AuthConfig,
+    pub tls: TlsConfig,
+    pub demo: DemoConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// The database name clients connect to (any name is accepted; this one is reported).
+    pub database: String,
+    /// At most this many client connections; more are refused with SQLSTATE 53300.
+    pub max_connections: usize,
+    /// On SIGINT/SIGTERM, running statements get this many seconds to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:5433".into(),
+            database: "lakegate".into(),
+            max_connections: 100,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The warehouse: a local folder, or a URL (`file:///...`, `s3://bucket/prefix`).
+    pub warehouse: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            warehouse: "./lakegate-data".into(),
+        }
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The administrator's user name.
+    pub admin_user: String,
+    /// The administrator's password. Prefer `LAKEGATE_PASSWORD` or `admin_password_file`.
+    pub admin_password: Option<Secret>,
+    /// A file holding the administrator's password (first line).
+    pub admin_password_file: Option<PathBuf>,
+    /// PBKDF2 iterations of the SCRAM-SHA-256 verifiers.
+    pub scram_iterations: usize,
+    /// Further users; each password comes from `password_env` or `password_file`.
+    pub users: Vec<UserConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            admin_user: "lakegate".into(),
+            admin_password: None,
+            admin_password_file: None,
+            scram_iterations: 4096,
+            users: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserConfig {
+    pub name: String,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Administrators may create and drop schemas and tables.
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain; TLS is on when both `cert` and `key` are set.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// Refuse connections that do not use TLS.
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    /// Create the `demo` schema with customers and orders on first start.
+    pub enabled: bool,
+    pub customers: usize,
+    pub orders: usize,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            enabled: true,
+            customers: 2000,
+            orders: 8000,
+        }
+    }
+}
+
+/// Command-line overrides, applied last.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<String>,
+}
+
+/// A user that can log in: name, password (held only until turned into a SCRAM verifier), admin flag.
+#[derive(Debug, Clone)]
+pub struct UserSpec {
+    pub name: String,
+    pub password: Secret,
+    pub admin: bool,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database: String,
+    pub max_connections: usize,
+    pub shutdown_grace: std::time::Duration,
+    pub warehouse: String,
+    pub users: Vec<UserSpec>,
+    pub scram_iterations: usize,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub tls_required: bool,
+    pub demo: DemoConfig,
+}
+
+impl Config {
+    /// Defaults, then the file (if given), then `LAKEGATE__SECTION__KEY` variables.
+    pub fn load(file: Option<&Path>) -> Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(Error::Config(format!(
+                    "config file {} does not exist",
+                    f.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Env::prefixed("LAKEGATE__").split("__").lowercase(true));
+        fig.extract()
+            .map_err(|e| Error::Config(format!("invalid configuration: {e}")))
+    }
+
+    /// Parse a TOML text (used for the examples test).
+    pub fn from_toml(text: &str) -> Result<Config> {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| Error::Config(format!("invalid configuration: {e}")))
+    }
+
+    pub fn apply(mut self, o: &Overrides) -> Config {
+        if let Some(l) = &o.listen {
+            self.server.listen = l.clone();
+        }
+        if let Some(d) = &o.data_dir {
+            self.storage.warehouse = d.clone();
+        }
+        self
+    }
+
+    /// Check the configuration and resolve secrets; refuses unsafe combinations.
+    pub fn validate(self) -> Result<Settings> {
+        let listen: SocketAddr = tokio_listen_addr(&self.server.listen)?;
+        let admin_password = match (&self.auth.admin_password, &self.auth.admin_password_file) {
+            (Some(p), _) => p.clone(),
+            (None, Some(f)) => Secret(read_secret_file(f)?),
+            (None, None) => Secret(
+                std::env::var("LAKEGATE_PASSWORD").unwrap_or_else(|_| DEFAULT_PASSWORD.into()),
+            ),
+        };
+        let tls = match (&self.tls.cert, &self.tls.key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            _ => return Err(Error::Config("tls needs both tls.cert and tls.key".into())),
+        };
+        if self.tls.required && tls.is_none() {
+            return Err(Error::Config(
+                "tls.required is set but tls.cert and tls.key are not".into(),
+            ));
+        }
+        let loopback = listen.ip().is_loopback();
+        if !loopback && tls.is_none() {
+            return Err(Error::Config(format!(
+                "refusing to listen on {listen} without TLS: set tls.cert and tls.key (or LAKEGATE__TLS__CERT and LAKEGATE__TLS__KEY), or listen on 127.0.0.1"
+            )));
+        }
+        if !loopback && admin_password.0 == DEFAULT_PASSWORD {
+            return Err(Error::Config(format!(
+                "refusing to listen on {listen} with the default admin password: set LAKEGATE_PASSWORD (or auth.admin_password_file)"
+            )));
+        }
+        if self.auth.scram_iterations < 4096 {
+            return Err(Error::Config(
+                "auth.scram_iterations must be at least 4096".into(),
+            ));
+        }
+        if self.server.max_connections == 0 {
+            return Err(Error::Config(
+                "server.max_connections must be at least 1".into(),
+            ));
+        }
+        let mut users = vec![UserSpec {
+            name: self.auth.admin_user.clone(),
+            password: admin_password,
+            admin: true,
+        }];
+        for u in &self.auth.users {
+            let password = match (&u.password_env, &u.password_file) {
+                (Some(var), _) => Secret(std::env::var(var).map_err(|_| {
+                    Error::Config(format!(
+                        "user {}: environment variable {var} is not set",
+                        u.name
+                    ))
+                })?),
+                (None, Some(f)) => Secret(read_secret_file(f)?),
+                (None, None) => {
+                    return Err(Error::Config(format!(
+                        "user {}: set password_env or password_file",
+                        u.name
+                    )));
+                }
+            };
+            users.push(UserSpec {
+                name: u.name.clone(),
+                password,
+                admin: u.admin,
+            });
+        }
+        Ok(Settings {
+            listen,
+            database: self.server.database,
+            max_connections: self.server.max_connections,
+            shutdown_grace: std::time::Duration::from_secs(self.server.shutdown_grace_secs),
+            warehouse: self.storage.warehouse,
+            users,
+            scram_iterations: self.auth.scram_iterations,
+            tls,
+            tls_required: self.tls.required,
+            demo: self.demo,
+        })
+    }
+}
+
+fn tokio_listen_addr(s: &str) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let s = if s.starts_with("localhost:") {
+        s.replacen("localhost", "127.0.0.1", 1)
+    } else {
+        s.to_string()
+    };
+    s.to_socket_addrs()
+        .map_err(|e| {
+            Error::Config(format!(
+                "invalid listen address {s:?}: {e} (expected HOST:PORT)"
+            ))
+        })?
+        .next()
+        .ok_or_else(|| Error::Config(format!("listen address {s:?} resolves to nothing")))
+}
+
+fn read_secret_file(f: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(f)
+        .map_err(|e| Error::Config(format!("cannot read secret file {}: {e}", f.display())))?;
+    Ok(text.lines().next().unwrap_or_default().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_embedded_mode() {
+        let s = Config::default().validate().expect("defaults validate");
+        assert!(s.listen.ip().is_loopback());
+        assert_eq!(s.listen.port(), 5433);
+        assert_eq!(s.users[0].name, "lakegate");
+    }
+
+    #[test]
+    fn non_loopback_without_tls_is_refused() {
+        let c = Config::default().apply(&Overrides {
+            listen: Some("0.0.0.0:5433".into()),
+            data_dir: None,
+        });
+        let e = c.validate().expect_err("must refuse");
+        assert!(e.to_string().contains("TLS"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let s = Secret("hunter2".into());
+        assert_eq!(format!("{s:?}"), "<redacted>");
+    }
+}

@@ -1,0 +1,375 @@
+//! The crate's one error type and the one place where an error becomes a SQLSTATE.
+//!
+//! Every layer returns [`Error`]; DataFusion callbacks carry it inside
+//! `DataFusionError::External`, and [`Error::sqlstate`] digs it out again at the wire edge.
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+use datafusion::sql::sqlparser::parser::ParserError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors by domain. Messages are lowercase, name the object and suggest a fix when one is known.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The SQL text does not parse.
+    #[error("{0}")]
+    Syntax(String),
+    /// A named table, view or schema does not exist.
+    #[error("{0}")]
+    UndefinedTable(String),
+    #[error("{0}")]
+    UndefinedSchema(String),
+    #[error("{0}")]
+    UndefinedColumn(String),
+    #[error("{0}")]
+    UndefinedFunction(String),
+    #[error("{0}")]
+    UndefinedObject(String),
+    #[error("{0}")]
+    DuplicateTable(String),
+    #[error("{0}")]
+    DuplicateSchema(String),
+    /// Schema not empty and similar dependency errors.
+    #[error("{0}")]
+    DependentObjects(String),
+    /// A value does not fit the type or is malformed (SQLSTATE class 22).
+    #[error("{message}")]
+    Data {
+        sqlstate: &'static str,
+        message: String,
+    },
+    /// NOT NULL violated.
+    #[error("{0}")]
+    NotNull(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// The feature is not supported (yet).
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    WriteConflict(String),
+    #[error("canceling statement due to user request")]
+    Cancelled,
+    #[error("{0}")]
+    OutOfMemory(String),
+    #[error("{0}")]
+    TooManyConnections(String),
+    /// Configuration could not be loaded or is invalid; not a client error.
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("storage: {0}")]
+    Storage(String),
+    #[error(transparent)]
+    DataFusion(Box<DataFusionError>),
+    /// A bug: something that should not happen.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<DataFusionError> for Error {
+    fn from(e: DataFusionError) -> Self {
+        // Recover our own error when it travelled through DataFusion.
+        match e {
+            DataFusionError::External(inner) => match inner.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(other) => Error::DataFusion(Box::new(DataFusionError::External(other))),
+            },
+            DataFusionError::Context(_, inner)
+                if matches!(inner.as_ref(), DataFusionError::External(_)) =>
+            {
+                Error::from(*inner)
+            }
+            other => Error::DataFusion(Box::new(other)),
+        }
+    }
+}
+
+impl From<ArrowError> for Error {
+    fn from(e: ArrowError) -> Self {
+        Error::from(DataFusionError::from(e))
+    }
+}
+
+impl From<ParserError> for Error {
+    fn from(e: ParserError) -> Self {
+        Error::Syntax(strip_parser_prefix(&e.to_string()))
+    }
+}
+
+impl From<deltalake::DeltaTableError> for Error {
+    fn from(e: deltalake::DeltaTableError) -> Self {
+        use deltalake::DeltaTableError as D;
+        match e {
+            D::VersionAlreadyExists(v) => Error::WriteConflict(format!(
+                "could not serialize access: table version {v} was committed concurrently"
+            )),
+            D::Transaction { source } => Error::WriteConflict(format!(
+                "could not serialize access due to concurrent update: {source}"
+            )),
+            D::Generic(m) if m.contains("non-nullable") => Error::NotNull(m),
+            other => Error::Storage(other.to_string()),
+        }
+    }
+}
+
+impl From<object_store::Error> for Error {
+    fn from(e: object_store::Error) -> Self {
+        Error::Storage(e.to_string())
+    }
+}
+
+impl From<Error> for DataFusionError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::DataFusion(inner) => *inner,
+            other => DataFusionError::External(Box::new(other)),
+        }
+    }
+}
+
+fn strip_parser_prefix(s: &str) -> String {
+    s.trim_start_matches("sql parser error: ").to_string()
+}
+
+impl Error {
+    pub fn internal(msg: impl Into<String>) -> Self {
+        Error::Internal(msg.into())
+    }
+    pub fn unsupported(msg: impl Into<String>) -> Self {
+        Error::Unsupported(msg.into())
+    }
+    pub fn data(sqlstate: &'static str, msg: impl Into<String>) -> Self {
+        Error::Data {
+            sqlstate,
+            message: msg.into(),
+        }
+    }
+
+    /// The one mapping from an error to its PostgreSQL SQLSTATE.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            Error::Syntax(_) => "42601",
+            Error::UndefinedTable(_) => "42P01",
+            Error::UndefinedSchema(_) => "3F000",
+            Error::UndefinedColumn(_) => "42703",
+            Error::UndefinedFunction(_) => "42883",
+            Error::UndefinedObject(_) => "42704",
+            Error::DuplicateTable(_) => "42P07",
+            Error::DuplicateSchema(_) => "42P06",
+            Error::DependentObjects(_) => "2BP01",
+            Error::Data { sqlstate, .. } => sqlstate,
+            Error::NotNull(_) => "23502",
+            Error::InvalidParameter(_) => "22023",
+            Error::Unsupported(_) => "0A000",
+            Error::PermissionDenied(_) => "42501",
+            Error::WriteConflict(_) => "40001",
+            Error::Cancelled => "57014",
+            Error::OutOfMemory(_) => "53200",
+            Error::TooManyConnections(_) => "53300",
+            Error::Config(_) => "F0000",
+            Error::Io(_) => "58030",
+            Error::Storage(_) => "58030",
+            Error::Internal(_) => "XX000",
+            Error::DataFusion(e) => datafusion_sqlstate(e),
+        }
+    }
+
+    /// The message shown to the client.
+    pub fn client_message(&self) -> String {
+        match self {
+            Error::DataFusion(e) => datafusion_message(e),
+            other => other.to_string(),
+        }
+    }
+}
+
+fn datafusion_message(e: &DataFusionError) -> String {
+    let root = e.find_root();
+    let msg = match root {
+        DataFusionError::SQL(p, _) => strip_parser_prefix(&p.to_string()),
+        DataFusionError::Plan(m)
+        | DataFusionError::Execution(m)
+        | DataFusionError::NotImplemented(m)
+        | DataFusionError::Configuration(m)
+        | DataFusionError::ResourcesExhausted(m) => m.clone(),
+        DataFusionError::SchemaError(s, _) => s.to_string(),
+        DataFusionError::ArrowError(a, _) => arrow_message(a),
+        DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
+            Some(ours) => ours.client_message(),
+            None => inner.to_string(),
+        },
+        other => other.to_string(),
+    };
+    lowercase_first(&msg)
+}
+
+fn arrow_message(a: &ArrowError) -> String {
+    match a {
+        ArrowError::DivideByZero => "division by zero".to_string(),
+        ArrowError::CastError(m)
+        | ArrowError::ParseError(m)
+        | ArrowError::ComputeError(m)
+        | ArrowError::InvalidArgumentError(m) => m.clone(),
+        ArrowError::ArithmeticOverflow(m) => format!("value out of range: {m}"),
+        other => other.to_string(),
+    }
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        // keep acronyms (e.g. "SQL") intact
+        Some(c) if c.is_uppercase() && !chars.next().is_some_and(|n| n.is_uppercase()) => {
+            let mut out = c.to_lowercase().collect::<String>();
+            out.push_str(&s[c.len_utf8()..]);
+            out
+        }
+        _ => s.to_string(),
+    }
+}
+
+fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
+    match e.find_root() {
+        DataFusionError::SQL(_, _) => "42601",
+        DataFusionError::NotImplemented(_) => "0A000",
+        DataFusionError::ResourcesExhausted(_) => "53200",
+        DataFusionError::SchemaError(s, _) => {
+            use datafusion::common::SchemaError as S;
+            match s.as_ref() {
+                S::FieldNotFound { .. } => "42703",
+                S::AmbiguousReference { .. } => "42702",
+                S::DuplicateQualifiedField { .. } | S::DuplicateUnqualifiedField { .. } => "42701",
+            }
+        }
+        DataFusionError::ArrowError(a, _) => arrow_sqlstate(a),
+        DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
+            Some(ours) => ours.sqlstate(),
+            None => match inner.downcast_ref::<ArrowError>() {
+                Some(a) => arrow_sqlstate(a),
+                None => "XX000",
+            },
+        },
+        DataFusionError::Plan(m) => plan_sqlstate(m),
+        DataFusionError::Execution(m) => execution_sqlstate(m),
+        DataFusionError::Configuration(_) => "22023",
+        _ => "XX000",
+    }
+}
+
+fn arrow_sqlstate(a: &ArrowError) -> &'static str {
+    match a {
+        ArrowError::DivideByZero => "22012",
+        ArrowError::ArithmeticOverflow(_) => "22003",
+        ArrowError::CastError(m) | ArrowError::ParseError(m) => {
+            if m.contains("overflow") || m.contains("too large") || m.contains("out of range") {
+                "22003"
+            } else if m.contains("Can't cast")
+                || m.contains("Cannot cast")
+                || m.contains("parse")
+                || m.contains("Parse")
+            {
+                "22P02"
+            } else {
+                "22000"
+            }
+        }
+        ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => "22003",
+        ArrowError::InvalidArgumentError(m) if m.contains("non-nullable") || m.contains("null") => {
+            "23502"
+        }
+        _ => "XX000",
+    }
+}
+
+fn plan_sqlstate(m: &str) -> &'static str {
+    let l = m.to_ascii_lowercase();
+    if l.contains("table")
+        && (l.contains("not found") || l.contains("doesn't exist") || l.contains("does not exist"))
+    {
+        "42P01"
+    } else if l.contains("schema") && (l.contains("not found") || l.contains("doesn't exist")) {
+        "3F000"
+    } else if l.contains("invalid function")
+        || l.contains("no function matches")
+        || l.contains("function") && l.contains("not found")
+    {
+        "42883"
+    } else if l.contains("does not support") && l.contains("type") || l.contains("no field named") {
+        if l.contains("no field named") {
+            "42703"
+        } else {
+            "42883"
+        }
+    } else if l.contains("cannot be cast")
+        || l.contains("cannot infer common")
+        || l.contains("coercion")
+        || l.contains("type") && l.contains("mismatch")
+    {
+        "42804"
+    } else if l.contains("already exists") {
+        "42P07"
+    } else if l.contains("not supported") || l.contains("unsupported") {
+        "0A000"
+    } else if l.contains("aggregate") || l.contains("group by") {
+        "42803"
+    } else {
+        "42601"
+    }
+}
+
+fn execution_sqlstate(m: &str) -> &'static str {
+    let l = m.to_ascii_lowercase();
+    if l.contains("non-nullable") || l.contains("null value") {
+        "23502"
+    } else if l.contains("divide by zero") || l.contains("division by zero") {
+        "22012"
+    } else if l.contains("overflow") || l.contains("out of range") {
+        "22003"
+    } else if l.contains("cannot cast")
+        || l.contains("can't cast")
+        || l.contains("invalid input")
+        || l.contains("error parsing")
+    {
+        "22P02"
+    } else if l.contains("not supported") || l.contains("unsupported") {
+        "0A000"
+    } else {
+        "XX000"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_errors_survive_a_trip_through_datafusion() {
+        let df: DataFusionError = Error::Cancelled.into();
+        let back = Error::from(df);
+        assert_eq!(back.sqlstate(), "57014");
+    }
+
+    #[test]
+    fn datafusion_errors_map_to_postgres_codes() {
+        let e = Error::from(DataFusionError::Plan(
+            "table 'lakegate.public.nope' not found".into(),
+        ));
+        assert_eq!(e.sqlstate(), "42P01");
+        let e = Error::from(DataFusionError::NotImplemented("x".into()));
+        assert_eq!(e.sqlstate(), "0A000");
+        let e = Error::from(ArrowError::DivideByZero);
+        assert_eq!(e.sqlstate(), "22012");
+        assert_eq!(e.client_message(), "division by zero");
+    }
+
+    #[test]
+    fn messages_start_lowercase() {
+        assert_eq!(lowercase_first("Invalid function"), "invalid function");
+        assert_eq!(lowercase_first("SQL error"), "SQL error");
+    }
+}

@@ -1,0 +1,25 @@
+//! Lakegate: a governed SQL gateway to the lakehouse.
+//!
+//! ```text
+//! client ──pg wire──▶ wire/      decode messages, auth, TLS, portals, encode rows
+//!                      ▼
+//!                   session/     who is asking, settings, transaction state, statement dispatch
+//!                      ▼
+//!                   planner/     SQL ─▶ LogicalPlan (DataFusion), views inlined, pg functions
+//!                      ▼
+//!                   DataFusion   optimize ─▶ physical plan ─▶ execute
+//!                      ▼
+//!                   catalog/     names ─▶ tables (persistent catalog in the warehouse)
+//!                   storage/     the warehouse folder and Delta Lake tables
+//! ```
+//! Data flows down; nothing below imports from above.
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod planner;
+pub mod server;
+pub mod session;
+pub mod storage;
+pub mod wire;

@@ -1,0 +1,150 @@
+//! PostgreSQL functions that clients commonly send and DataFusion lacks: `version()`,
+//! `current_user`, `current_database()`, `current_schema()`, `pg_sleep`, `pg_backend_pid()` ...
+//! Session-dependent ones are built per session with the session's values bound in.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::common::{Result as DfResult, ScalarValue};
+use datafusion::logical_expr::async_udf::{AsyncScalarUDF, AsyncScalarUDFImpl};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
+};
+
+use crate::error::Error;
+
+/// A function of no arguments returning a value fixed for the session.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ConstantFn {
+    name: String,
+    value: ScalarValue,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ConstantFn {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(self.value.data_type())
+    }
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(self.value.clone()))
+    }
+}
+
+fn constant(name: &str, value: ScalarValue) -> ScalarUDF {
+    ScalarUDF::new_from_impl(ConstantFn {
+        name: name.to_string(),
+        value,
+        signature: Signature::nullary(Volatility::Stable),
+    })
+}
+
+fn text(s: &str) -> ScalarValue {
+    ScalarValue::Utf8(Some(s.to_string()))
+}
+
+/// What the session-bound functions need to know.
+pub struct SessionValues<'a> {
+    pub user: &'a str,
+    pub database: &'a str,
+    pub schema: &'a str,
+    pub backend_pid: i32,
+}
+
+/// All functions for one session.
+pub fn session_functions(v: &SessionValues<'_>) -> Vec<ScalarUDF> {
+    let version = format!(
+        "PostgreSQL {} (Lakegate {}) on x86_64-pc-linux-gnu, compiled by rustc, 64-bit",
+        crate::config::PG_VERSION,
+        env!("CARGO_PKG_VERSION")
+    );
+    vec![
+        constant("version", text(&version)),
+        constant("current_user", text(v.user)),
+        constant("session_user", text(v.user)),
+        constant("user", text(v.user)),
+        constant("current_role", text(v.user)),
+        constant("current_database", text(v.database)),
+        constant("current_catalog", text(v.database)),
+        constant("current_schema", text(v.schema)),
+        constant("pg_backend_pid", ScalarValue::Int32(Some(v.backend_pid))),
+        constant("inet_server_port", ScalarValue::Int32(None)),
+        AsyncScalarUDF::new(Arc::new(PgSleep::default())).into_scalar_udf(),
+    ]
+}
+
+/// `pg_sleep(seconds)`: waits without holding a thread, and stops at once when cancelled.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgSleep {
+    signature: Signature,
+}
+
+impl Default for PgSleep {
+    fn default() -> Self {
+        PgSleep {
+            signature: Signature::one_of(
+                vec![
+                    TypeSignature::Exact(vec![DataType::Float64]),
+                    TypeSignature::Exact(vec![DataType::Int64]),
+                ],
+                Volatility::Volatile,
+            ),
+        }
+    }
+}
+
+impl ScalarUDFImpl for PgSleep {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn name(&self) -> &str {
+        "pg_sleep"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        Err(Error::internal("pg_sleep must be invoked asynchronously").into())
+    }
+}
+
+#[async_trait]
+impl AsyncScalarUDFImpl for PgSleep {
+    async fn invoke_async_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let seconds = match args.args.first() {
+            Some(ColumnarValue::Scalar(s)) => match s.cast_to(&DataType::Float64)? {
+                ScalarValue::Float64(v) => v.unwrap_or(0.0),
+                _ => 0.0,
+            },
+            Some(ColumnarValue::Array(a)) => {
+                let a = datafusion::arrow::compute::cast(a, &DataType::Float64)?;
+                let a = a.as_primitive::<Float64Type>();
+                (0..a.len())
+                    .filter(|i| a.is_valid(*i))
+                    .map(|i| a.value(i))
+                    .sum()
+            }
+            None => 0.0,
+        };
+        if seconds.is_finite() && seconds > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(seconds.min(1.0e7))).await;
+        }
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
+    }
+}

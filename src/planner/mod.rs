@@ -1,0 +1,120 @@
+//! SQL to DataFusion plans. Builds each session's DataFusion context (catalog, PostgreSQL
+//! functions, type names), expands stored views, and maps PostgreSQL column types to Arrow.
+//! Uses `catalog`; knows nothing of the wire.
+
+pub mod functions;
+pub mod pg_semantics;
+pub mod types;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::Result as DfResult;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::planner::TypePlanner;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::ast;
+
+use crate::catalog::{Catalog, LakegateCatalog, ViewExpander};
+use crate::error::{Error, Result};
+use functions::SessionValues;
+
+/// Builds DataFusion contexts over the Lakegate catalog.
+#[derive(Debug, Clone)]
+pub struct Planner {
+    catalog: Arc<Catalog>,
+    database: String,
+}
+
+impl Planner {
+    /// Create the planner and hook it into the catalog for view expansion.
+    pub fn new(catalog: Arc<Catalog>, database: &str) -> Arc<Planner> {
+        let p = Arc::new(Planner {
+            catalog: catalog.clone(),
+            database: database.to_string(),
+        });
+        catalog.set_view_expander(p.clone());
+        p
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// A DataFusion context for one session.
+    pub fn new_context(&self, values: &SessionValues<'_>) -> SessionContext {
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(&self.database, values.schema)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true)
+            .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
+            .set_bool("datafusion.sql_parser.enable_ident_normalization", true)
+            // Strings come back as Utf8, the type PostgreSQL text maps to.
+            .set_bool(
+                "datafusion.execution.parquet.schema_force_view_types",
+                false,
+            )
+            .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_type_planner(Arc::new(PgTypePlanner))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        ctx.register_catalog(
+            &self.database,
+            Arc::new(LakegateCatalog::new(self.catalog.clone())),
+        );
+        for f in functions::session_functions(values) {
+            ctx.register_udf(f);
+        }
+        ctx
+    }
+}
+
+#[async_trait]
+impl ViewExpander for Planner {
+    async fn expand(&self, schema: &str, sql: &str, columns: &[String]) -> Result<LogicalPlan> {
+        let values = SessionValues {
+            user: "lakegate",
+            database: &self.database,
+            schema,
+            backend_pid: 0,
+        };
+        let ctx = self.new_context(&values);
+        let plan = ctx
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .map_err(Error::from)?;
+        if columns.is_empty() {
+            return Ok(plan);
+        }
+        let exprs = plan
+            .schema()
+            .columns()
+            .into_iter()
+            .zip(columns)
+            .map(|(c, name)| datafusion::prelude::Expr::Column(c).alias(name))
+            .collect::<Vec<_>>();
+        Ok(datafusion::logical_expr::LogicalPlanBuilder::from(plan)
+            .project(exprs)?
+            .build()?)
+    }
+}
+
+/// PostgreSQL type names DataFusion does not know natively.
+#[derive(Debug)]
+struct PgTypePlanner;
+
+impl TypePlanner for PgTypePlanner {
+    fn plan_type(&self, sql_type: &ast::DataType) -> DfResult<Option<DataType>> {
+        Ok(types::extra_sql_type(sql_type))
+    }
+}

@@ -1,0 +1,107 @@
+//! Rewrites that give DataFusion plans PostgreSQL's meaning where the two differ.
+//!
+//! - A text literal cast to `bytea` is PostgreSQL's bytea input syntax (`'\xdeadbeef'` is four
+//!   bytes), not the UTF-8 bytes of the text.
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::logical_expr::{Cast, Expr, LogicalPlan, TryCast};
+
+use crate::error::{Error, Result};
+
+pub fn apply(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let out =
+        plan.transform_up_with_subqueries(|p| p.map_expressions(|e| e.transform_up(rewrite_expr)))?;
+    Ok(out.data)
+}
+
+fn rewrite_expr(e: Expr) -> datafusion::common::Result<Transformed<Expr>> {
+    let (inner, data_type) = match &e {
+        Expr::Cast(Cast { expr, data_type }) | Expr::TryCast(TryCast { expr, data_type }) => {
+            (expr.as_ref(), data_type)
+        }
+        _ => return Ok(Transformed::no(e)),
+    };
+    if !matches!(
+        data_type,
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+    ) {
+        return Ok(Transformed::no(e));
+    }
+    let Expr::Literal(
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)),
+        _,
+    ) = inner
+    else {
+        return Ok(Transformed::no(e));
+    };
+    let bytes = bytea_input(s)?;
+    let lit = Expr::Literal(ScalarValue::Binary(Some(bytes)), None);
+    let lit = if *data_type == DataType::Binary {
+        lit
+    } else {
+        Expr::Cast(Cast::new(Box::new(lit), data_type.clone()))
+    };
+    Ok(Transformed::yes(lit))
+}
+
+/// PostgreSQL's bytea input: hex format `\x...`, or escape format (`\\`, `\ooo`).
+pub fn bytea_input(s: &str) -> Result<Vec<u8>, datafusion::error::DataFusionError> {
+    let invalid =
+        |m: &str| Error::data("22P02", format!("invalid input syntax for type bytea: {m}")).into();
+    if let Some(hex) = s.strip_prefix("\\x").or_else(|| s.strip_prefix("\\X")) {
+        let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        if !digits.len().is_multiple_of(2) {
+            return Err(invalid("odd number of hexadecimal digits"));
+        }
+        return digits
+            .chunks(2)
+            .map(|c| {
+                std::str::from_utf8(c)
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| invalid("invalid hexadecimal digit"))
+            })
+            .collect();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+        } else if b.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else if i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
+            if v > 255 {
+                return Err(invalid("octal escape out of range"));
+            }
+            out.push(v as u8);
+            i += 4;
+        } else {
+            return Err(invalid("invalid escape"));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytea_input_formats() -> datafusion::common::Result<()> {
+        assert_eq!(bytea_input("\\xdeadBEEF")?, vec![0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(bytea_input("a\\\\b\\001")?, vec![b'a', b'\\', b'b', 1]);
+        assert!(bytea_input("\\xabc").is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,162 @@
+//! PostgreSQL type names to Arrow types, for CREATE TABLE columns and for casts in queries.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
+use datafusion::sql::sqlparser::ast::{self, ArrayElemTypeDef, ExactNumberInfo, TimezoneInfo};
+
+use crate::error::{Error, Result};
+
+/// The zone name Lakegate stores `timestamptz` values in (Delta's `timestamp` is UTC).
+pub const UTC: &str = "UTC";
+
+/// Types where PostgreSQL and DataFusion differ; `None` lets DataFusion decide.
+pub fn extra_sql_type(t: &ast::DataType) -> Option<DataType> {
+    use ast::DataType as S;
+    match t {
+        // PostgreSQL keeps microseconds; so do we (and Delta Lake).
+        S::Timestamp(_, tz) => Some(timestamp(tz)),
+        S::Time(_, _) => Some(DataType::Time64(TimeUnit::Microsecond)),
+        // No native Arrow/Delta type: kept as text.
+        S::Uuid | S::JSON | S::JSONB => Some(DataType::Utf8),
+        S::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
+            "name" | "citext" | "bpchar" | "pg_catalog.text" => Some(DataType::Utf8),
+            "timestamptz" => Some(DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()))),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn timestamp(tz: &TimezoneInfo) -> DataType {
+    match tz {
+        TimezoneInfo::WithTimeZone | TimezoneInfo::Tz => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()))
+        }
+        TimezoneInfo::None | TimezoneInfo::WithoutTimeZone => {
+            DataType::Timestamp(TimeUnit::Microsecond, None)
+        }
+    }
+}
+
+/// The Arrow type a table column of this PostgreSQL type is stored as.
+pub fn column_type(t: &ast::DataType) -> Result<DataType> {
+    use ast::DataType as S;
+    let dt = match t {
+        S::SmallInt(_) | S::Int2(_) => DataType::Int16,
+        S::Int(_) | S::Integer(_) | S::Int4(_) => DataType::Int32,
+        S::BigInt(_) | S::Int8(_) => DataType::Int64,
+        S::Real | S::Float4 => DataType::Float32,
+        S::Double(_) | S::DoublePrecision | S::Float8 => DataType::Float64,
+        S::Float(info) => match info {
+            ExactNumberInfo::Precision(p) if *p <= 24 => DataType::Float32,
+            _ => DataType::Float64,
+        },
+        S::Numeric(info) | S::Decimal(info) | S::Dec(info) => numeric(info)?,
+        S::Bool | S::Boolean => DataType::Boolean,
+        S::Text
+        | S::Varchar(_)
+        | S::CharVarying(_)
+        | S::CharacterVarying(_)
+        | S::Char(_)
+        | S::Character(_)
+        | S::String(_)
+        | S::Uuid
+        | S::JSON
+        | S::JSONB => DataType::Utf8,
+        S::Bytea => DataType::Binary,
+        S::Date => DataType::Date32,
+        S::Timestamp(_, tz) => timestamp(tz),
+        S::Array(ArrayElemTypeDef::SquareBracket(inner, _))
+        | S::Array(ArrayElemTypeDef::AngleBracket(inner))
+        | S::Array(ArrayElemTypeDef::Parenthesis(inner)) => {
+            DataType::List(Arc::new(Field::new("element", column_type(inner)?, true)))
+        }
+        S::Custom(..) => match extra_sql_type(t) {
+            Some(dt) => dt,
+            None => {
+                return Err(Error::UndefinedObject(format!(
+                    "type \"{t}\" does not exist"
+                )));
+            }
+        },
+        S::Time(..) | S::Interval { .. } => {
+            return Err(Error::unsupported(format!(
+                "columns of type {t} cannot be stored in a lakehouse table; store it as TEXT or BIGINT"
+            )));
+        }
+        other => {
+            return Err(Error::unsupported(format!(
+                "column type {other} is not supported"
+            )));
+        }
+    };
+    Ok(dt)
+}
+
+fn numeric(info: &ExactNumberInfo) -> Result<DataType> {
+    let (p, s) = match info {
+        ExactNumberInfo::None => (38, 10),
+        ExactNumberInfo::Precision(p) => (*p, 0),
+        ExactNumberInfo::PrecisionAndScale(p, s) => (*p, *s),
+    };
+    if p == 0 || p > 38 {
+        return Err(Error::unsupported(format!(
+            "NUMERIC precision {p} is outside 1..38"
+        )));
+    }
+    if s < 0 || s as u64 > p {
+        return Err(Error::data(
+            "22023",
+            format!("NUMERIC scale {s} must be between 0 and precision {p}"),
+        ));
+    }
+    Ok(DataType::Decimal128(p as u8, s as i8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn ty(s: &str) -> Result<DataType> {
+        let sql = format!("CREATE TABLE t (c {s})");
+        let stmts = Parser::parse_sql(&PostgreSqlDialect {}, &sql).map_err(Error::from)?;
+        match &stmts[0] {
+            ast::Statement::CreateTable(ct) => column_type(&ct.columns[0].data_type),
+            _ => Err(Error::internal("not a create table")),
+        }
+    }
+
+    #[test]
+    fn postgres_types_map_to_arrow() -> Result<()> {
+        assert_eq!(ty("BIGINT")?, DataType::Int64);
+        assert_eq!(ty("INTEGER")?, DataType::Int32);
+        assert_eq!(ty("SMALLINT")?, DataType::Int16);
+        assert_eq!(ty("DOUBLE PRECISION")?, DataType::Float64);
+        assert_eq!(ty("REAL")?, DataType::Float32);
+        assert_eq!(ty("NUMERIC(10,2)")?, DataType::Decimal128(10, 2));
+        assert_eq!(ty("VARCHAR(20)")?, DataType::Utf8);
+        assert_eq!(
+            ty("TIMESTAMP")?,
+            DataType::Timestamp(TimeUnit::Microsecond, None)
+        );
+        assert_eq!(
+            ty("TIMESTAMPTZ")?,
+            DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()))
+        );
+        assert_eq!(
+            ty("TIMESTAMP WITH TIME ZONE")?,
+            DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()))
+        );
+        assert_eq!(ty("BYTEA")?, DataType::Binary);
+        assert_eq!(ty("UUID")?, DataType::Utf8);
+        assert!(matches!(ty("INTEGER[]")?, DataType::List(_)));
+        assert_eq!(
+            ty("INTERVAL").map_err(|e| e.sqlstate()).err(),
+            Some("0A000")
+        );
+        Ok(())
+    }
+}

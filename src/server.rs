@@ -1,0 +1,154 @@
+//! The accept loop: TLS, the connection limit, and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::catalog::Catalog;
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::planner::Planner;
+use crate::session::Engine;
+use crate::storage::Warehouse;
+use crate::wire::{Handlers, auth};
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    handlers: Arc<Handlers>,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
+    settings: Settings,
+}
+
+impl Server {
+    /// Open the warehouse, load the catalog, create demo data on first start, and bind the port.
+    pub async fn bind(settings: Settings) -> Result<Server> {
+        let warehouse = Warehouse::open(&settings.warehouse)?;
+        let catalog = Catalog::open(warehouse)?;
+        let planner = Planner::new(catalog, &settings.database);
+        let admins = settings
+            .users
+            .iter()
+            .filter(|u| u.admin)
+            .map(|u| u.name.clone())
+            .collect();
+        let engine = Engine::new(planner, settings.max_connections, admins);
+        if settings.demo.enabled {
+            crate::cli::demo::ensure_demo_data(&engine, &settings).await?;
+        }
+        let (tls, cert_pem) = match &settings.tls {
+            Some((cert, key)) => {
+                let (acceptor, pem) = tls_acceptor(cert, key)?;
+                (Some(acceptor), Some(pem))
+            }
+            None => (None, None),
+        };
+        let startup = auth::Startup::new(
+            &settings.users,
+            settings.scram_iterations,
+            cert_pem.as_deref(),
+            settings.tls_required,
+        )?;
+        let handlers = Handlers::new(engine, startup);
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", settings.listen)))?;
+        Ok(Server {
+            listener,
+            handlers,
+            tls,
+            settings,
+        })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serve until `shutdown` resolves; then stop accepting, give running statements the grace
+    /// period to finish, and return.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let active = Arc::new(AtomicUsize::new(0));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => {
+                    let (socket, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            continue;
+                        }
+                    };
+                    let _ = socket.set_nodelay(true);
+                    let n = active.fetch_add(1, Ordering::SeqCst) + 1;
+                    let reject = (n > self.settings.max_connections)
+                        .then(|| Error::TooManyConnections("sorry, too many clients already".into()));
+                    let handlers = self.handlers.for_connection(reject);
+                    let tls = self.tls.clone();
+                    let active = active.clone();
+                    tokio::spawn(async move {
+                        let span = tracing::info_span!("connection", %peer);
+                        let _e = span.enter();
+                        drop(_e);
+                        if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                        active.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+            }
+        }
+        drop(self.listener);
+        let engine = self.handlers.engine().clone();
+        let deadline = tokio::time::Instant::now() + self.settings.shutdown_grace;
+        while engine.running_statements() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = engine.running_statements();
+        if left > 0 {
+            tracing::warn!(
+                statements = left,
+                "grace period over; stopping with statements still running"
+            );
+        }
+        tracing::info!("lakegate stopped");
+        Ok(())
+    }
+}
+
+/// A TLS acceptor from PEM files; also returns the certificate PEM for SCRAM channel binding.
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<(pgwire::tokio::TlsAcceptor, Vec<u8>)> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    // Two crypto providers are compiled in; pick one before the first handshake.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cert_pem = std::fs::read(cert)
+        .map_err(|e| Error::Config(format!("cannot read tls.cert {}: {e}", cert.display())))?;
+    let key_pem = std::fs::read(key)
+        .map_err(|e| Error::Config(format!("cannot read tls.key {}: {e}", key.display())))?;
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<std::result::Result<Vec<CertificateDer>, _>>()
+        .map_err(|e| Error::Config(format!("invalid tls.cert {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Config(format!(
+            "tls.cert {} holds no certificate",
+            cert.display()
+        )));
+    }
+    let key: PrivateKeyDer = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| Error::Config(format!("invalid tls.key {}: {e}", key.display())))?
+        .ok_or_else(|| Error::Config(format!("tls.key {} holds no private key", key.display())))?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::Config(format!("tls certificate and key do not fit: {e}")))?;
+    Ok((pgwire::tokio::TlsAcceptor::from(Arc::new(config)), cert_pem))
+}

@@ -1,0 +1,294 @@
+//! CREATE / DROP of schemas, tables and views, carried out on the persistent catalog.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
+use datafusion::sql::sqlparser::ast::{self, ColumnOption, ObjectName, ObjectType};
+
+use super::names::{ident, qualified};
+use super::{CommandTag, Outcome, Session};
+use crate::catalog::{RelationKind, ViewEntry};
+use crate::error::{Error, Result};
+use crate::planner::types::{UTC, column_type};
+
+fn resolve(session: &Session, name: &ObjectName) -> Result<(String, String)> {
+    qualified(
+        name,
+        &session.current_schema(),
+        session.engine.planner.database(),
+    )
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+pub async fn create_schema(
+    session: &Session,
+    name: &ast::SchemaName,
+    if_not_exists: bool,
+) -> Result<Outcome> {
+    let obj = match name {
+        ast::SchemaName::Simple(n) | ast::SchemaName::NamedAuthorization(n, _) => n,
+        ast::SchemaName::UnnamedAuthorization(_) => {
+            return Err(Error::unsupported(
+                "CREATE SCHEMA AUTHORIZATION without a schema name is not supported",
+            ));
+        }
+    };
+    let schema = match obj.0.as_slice() {
+        [ast::ObjectNamePart::Identifier(i)] => ident(i),
+        _ => return Err(Error::Syntax(format!("invalid schema name {obj}"))),
+    };
+    let catalog = session.engine.planner.catalog();
+    catalog.create_schema(&schema, if_not_exists).await?;
+    Ok(Outcome::Command(CommandTag::new("CREATE SCHEMA")))
+}
+
+pub async fn create_table(session: &mut Session, ct: &ast::CreateTable) -> Result<Outcome> {
+    if ct.temporary {
+        return Err(Error::unsupported("temporary tables are not supported"));
+    }
+    if ct.or_replace {
+        return Err(Error::unsupported(
+            "CREATE OR REPLACE TABLE is not supported; DROP the table first",
+        ));
+    }
+    if ct.like.is_some() || ct.clone.is_some() {
+        return Err(Error::unsupported("CREATE TABLE ... LIKE is not supported"));
+    }
+    let (schema_name, table) = resolve(session, &ct.name)?;
+    let catalog = session.engine.planner.catalog().clone();
+    if !catalog.schema_exists(&schema_name) {
+        return Err(Error::UndefinedSchema(format!(
+            "schema \"{schema_name}\" does not exist"
+        )));
+    }
+    if let Some(query) = &ct.query {
+        return create_table_as(session, ct, &schema_name, &table, query).await;
+    }
+    let mut pk_columns: Vec<String> = vec![];
+    for c in &ct.constraints {
+        if let ast::TableConstraint::PrimaryKey(pk) = c {
+            pk_columns.extend(pk.columns.iter().map(|c| {
+                c.column
+                    .expr
+                    .to_string()
+                    .to_lowercase()
+                    .trim_matches('"')
+                    .to_string()
+            }));
+        }
+    }
+    let mut fields = Vec::with_capacity(ct.columns.len());
+    for col in &ct.columns {
+        let name = ident(&col.name);
+        if fields.iter().any(|f: &Field| f.name() == &name) {
+            return Err(Error::Data {
+                sqlstate: "42701",
+                message: format!("column \"{name}\" specified more than once"),
+            });
+        }
+        let dt = column_type(&col.data_type)?;
+        let mut nullable = !pk_columns.contains(&name);
+        for opt in &col.options {
+            match &opt.option {
+                ColumnOption::NotNull | ColumnOption::PrimaryKey(_) => nullable = false,
+                ColumnOption::Null => {}
+                ColumnOption::Default(ast::Expr::Value(v))
+                    if matches!(v.value, ast::Value::Null) => {}
+                ColumnOption::Unique(_) => {}
+                other => {
+                    return Err(Error::unsupported(format!(
+                        "column option {other} is not supported"
+                    )));
+                }
+            }
+        }
+        fields.push(Field::new(name, dt, nullable));
+    }
+    if fields.is_empty() {
+        return Err(Error::unsupported("tables need at least one column"));
+    }
+    let schema = Schema::new(fields);
+    catalog
+        .create_table(&schema_name, &table, &schema, ct.if_not_exists)
+        .await?;
+    Ok(Outcome::Command(CommandTag::new("CREATE TABLE")))
+}
+
+async fn create_table_as(
+    session: &mut Session,
+    ct: &ast::CreateTable,
+    schema_name: &str,
+    table: &str,
+    query: &ast::Query,
+) -> Result<Outcome> {
+    let stmt = datafusion::sql::parser::Statement::Statement(Box::new(ast::Statement::Query(
+        Box::new(query.clone()),
+    )));
+    let plan = session.plan(&stmt).await?;
+    let mut fields = Vec::new();
+    for (i, f) in plan.schema().fields().iter().enumerate() {
+        let name = match ct.columns.get(i) {
+            Some(c) => ident(&c.name),
+            None => f.name().clone(),
+        };
+        fields.push(Field::new(name, storable(f.data_type())?, true));
+    }
+    let catalog = session.engine.planner.catalog().clone();
+    if !catalog
+        .create_table(schema_name, table, &Schema::new(fields), ct.if_not_exists)
+        .await?
+    {
+        return Ok(Outcome::Command(CommandTag::new("CREATE TABLE AS")));
+    }
+    let insert = format!(
+        "INSERT INTO {}.{} {}",
+        quote(schema_name),
+        quote(table),
+        query
+    );
+    match session.run_sql_command(&insert, "INSERT").await {
+        Ok(rows) => Ok(Outcome::Command(CommandTag::rows("SELECT", rows))),
+        Err(e) => {
+            // CREATE TABLE AS is one statement: no empty table stays behind.
+            let _ = catalog
+                .drop_relation(schema_name, table, RelationKind::Table, true)
+                .await;
+            Err(e)
+        }
+    }
+}
+
+/// The type a query result column is stored as in a Delta table.
+fn storable(dt: &DataType) -> Result<DataType> {
+    use DataType as D;
+    Ok(match dt {
+        D::Utf8 | D::LargeUtf8 | D::Utf8View | D::Null => D::Utf8,
+        D::Binary | D::LargeBinary | D::BinaryView | D::FixedSizeBinary(_) => D::Binary,
+        D::Int8 | D::UInt8 => D::Int16,
+        D::UInt16 => D::Int32,
+        D::UInt32 => D::Int64,
+        D::UInt64 => D::Decimal128(20, 0),
+        D::Float16 => D::Float32,
+        D::Date64 => D::Date32,
+        D::Timestamp(_, tz) => D::Timestamp(TimeUnit::Microsecond, tz.as_ref().map(|_| UTC.into())),
+        D::Decimal256(p, s) | D::Decimal64(p, s) | D::Decimal32(p, s) if *p <= 38 => {
+            D::Decimal128(*p, *s)
+        }
+        D::Dictionary(_, v) => storable(v)?,
+        D::List(f)
+        | D::LargeList(f)
+        | D::FixedSizeList(f, _)
+        | D::ListView(f)
+        | D::LargeListView(f) => D::List(Arc::new(Field::new(
+            "element",
+            storable(f.data_type())?,
+            true,
+        ))),
+        D::Struct(fs) => D::Struct(Fields::from(
+            fs.iter()
+                .map(|f| Ok(Field::new(f.name(), storable(f.data_type())?, true)))
+                .collect::<Result<Vec<_>>>()?,
+        )),
+        D::Boolean
+        | D::Int16
+        | D::Int32
+        | D::Int64
+        | D::Float32
+        | D::Float64
+        | D::Date32
+        | D::Decimal128(..) => dt.clone(),
+        other => {
+            return Err(Error::unsupported(format!(
+                "a column of type {other} cannot be stored in a lakehouse table; cast it to TEXT or a number"
+            )));
+        }
+    })
+}
+
+pub async fn create_view(session: &mut Session, v: &ast::CreateView) -> Result<Outcome> {
+    if v.materialized {
+        return Err(Error::unsupported(
+            "materialized views are not supported yet",
+        ));
+    }
+    let (schema_name, name) = resolve(session, &v.name)?;
+    let catalog = session.engine.planner.catalog().clone();
+    if !catalog.schema_exists(&schema_name) {
+        return Err(Error::UndefinedSchema(format!(
+            "schema \"{schema_name}\" does not exist"
+        )));
+    }
+    if v.if_not_exists && catalog.relation(&schema_name, &name).is_some() {
+        return Ok(Outcome::Command(CommandTag::new("CREATE VIEW")));
+    }
+    // Check the definition plans now, so a broken view is refused at creation.
+    let sql = v.query.to_string();
+    let stmt = datafusion::sql::parser::Statement::Statement(Box::new(ast::Statement::Query(
+        v.query.clone(),
+    )));
+    let plan = session.plan(&stmt).await?;
+    let columns: Vec<String> = v.columns.iter().map(|c| ident(&c.name)).collect();
+    if columns.len() > plan.schema().fields().len() {
+        return Err(Error::Syntax(
+            "CREATE VIEW specifies more column names than columns".into(),
+        ));
+    }
+    // Qualify the definition with the schema it was created in, via the stored schema.
+    catalog
+        .create_view(
+            &schema_name,
+            &name,
+            ViewEntry {
+                sql,
+                columns,
+                schema: session.current_schema(),
+            },
+            v.or_replace,
+        )
+        .await?;
+    Ok(Outcome::Command(CommandTag::new("CREATE VIEW")))
+}
+
+pub async fn drop(
+    session: &mut Session,
+    object_type: ObjectType,
+    if_exists: bool,
+    names: &[ObjectName],
+    cascade: bool,
+) -> Result<Outcome> {
+    let catalog = session.engine.planner.catalog().clone();
+    let tag = match object_type {
+        ObjectType::Table | ObjectType::View => {
+            let kind = if object_type == ObjectType::Table {
+                RelationKind::Table
+            } else {
+                RelationKind::View
+            };
+            for n in names {
+                let (s, t) = resolve(session, n)?;
+                catalog.drop_relation(&s, &t, kind, if_exists).await?;
+            }
+            if kind == RelationKind::Table {
+                "DROP TABLE"
+            } else {
+                "DROP VIEW"
+            }
+        }
+        ObjectType::Schema => {
+            for n in names {
+                let s = match n.0.as_slice() {
+                    [ast::ObjectNamePart::Identifier(i)] => ident(i),
+                    _ => return Err(Error::Syntax(format!("invalid schema name {n}"))),
+                };
+                catalog.drop_schema(&s, if_exists, cascade).await?;
+            }
+            session.rebuild_context();
+            "DROP SCHEMA"
+        }
+        other => return Err(Error::unsupported(format!("DROP {other} is not supported"))),
+    };
+    Ok(Outcome::Command(CommandTag::new(tag)))
+}

@@ -1,0 +1,790 @@
+//! Per-connection state and statement dispatch: who is asking, their settings, transaction
+//! state, and what each statement does. Uses `planner` and `catalog`; the wire layer talks to a
+//! [`Session`] only, never to DataFusion directly.
+
+mod ddl;
+mod names;
+pub mod settings;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use datafusion::arrow::array::{Array, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{self, Statement as SqlStatement};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+
+use crate::error::{Error, Result};
+use crate::planner::Planner;
+use crate::planner::functions::SessionValues;
+use settings::Settings;
+
+/// State shared by all sessions of one server.
+#[derive(Debug)]
+pub struct Engine {
+    pub planner: Arc<Planner>,
+    pub max_connections: usize,
+    running: Arc<AtomicUsize>,
+    admins: Vec<String>,
+}
+
+impl Engine {
+    pub fn new(planner: Arc<Planner>, max_connections: usize, admins: Vec<String>) -> Arc<Engine> {
+        Arc::new(Engine {
+            planner,
+            max_connections,
+            running: Arc::new(AtomicUsize::new(0)),
+            admins,
+        })
+    }
+
+    /// Statements currently executing (for graceful shutdown).
+    pub fn running_statements(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// Marks a statement as running until the guard drops.
+    pub fn statement_guard(&self) -> RunningGuard {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        RunningGuard {
+            counter: self.running.clone(),
+        }
+    }
+
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.admins.iter().any(|a| a == user)
+    }
+}
+
+/// Decrements the running-statement count when dropped.
+#[derive(Debug)]
+pub struct RunningGuard {
+    counter: Arc<AtomicUsize>,
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The authenticated principal. Comes from authentication only, never from SET or startup options.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub name: String,
+    pub admin: bool,
+}
+
+/// A command tag as PostgreSQL writes it (`INSERT 0 5`, `CREATE TABLE`, `SELECT 3`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandTag {
+    pub command: String,
+    pub rows: Option<usize>,
+    /// INSERT tags carry an OID (always 0).
+    pub with_oid: bool,
+}
+
+impl CommandTag {
+    pub fn new(command: &str) -> Self {
+        CommandTag {
+            command: command.to_string(),
+            rows: None,
+            with_oid: false,
+        }
+    }
+    pub fn rows(command: &str, rows: usize) -> Self {
+        CommandTag {
+            command: command.to_string(),
+            rows: Some(rows),
+            with_oid: command == "INSERT",
+        }
+    }
+}
+
+/// What a statement produced.
+pub enum Outcome {
+    /// Rows to stream; `names` overrides the column names PostgreSQL would show.
+    Rows {
+        schema: SchemaRef,
+        names: Vec<String>,
+        stream: SendableRecordBatchStream,
+        command: &'static str,
+    },
+    Command(CommandTag),
+    Begin,
+    Commit(CommandTag),
+    Empty,
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Rows { schema, .. } => write!(f, "Rows({} columns)", schema.fields().len()),
+            Outcome::Command(t) => write!(f, "Command({})", t.command),
+            Outcome::Begin => write!(f, "Begin"),
+            Outcome::Commit(t) => write!(f, "Commit({})", t.command),
+            Outcome::Empty => write!(f, "Empty"),
+        }
+    }
+}
+
+/// A parsed (and for queries, planned) statement of the extended protocol.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub sql: String,
+    pub statement: Option<Arc<DfStatement>>,
+    /// The Arrow type of each `$n` parameter (Null when nothing could be inferred).
+    pub param_types: Vec<DataType>,
+    /// Result columns, when the statement returns rows.
+    pub schema: Option<SchemaRef>,
+    pub names: Vec<String>,
+}
+
+/// Parse SQL text into statements (PostgreSQL dialect).
+pub fn parse(sql: &str) -> Result<Vec<DfStatement>> {
+    let dialect = PostgreSqlDialect {};
+    let mut parser = DFParserBuilder::new(sql).with_dialect(&dialect).build()?;
+    Ok(parser.parse_statements()?.into_iter().collect())
+}
+
+/// One client connection's state.
+pub struct Session {
+    engine: Arc<Engine>,
+    principal: Principal,
+    ctx: SessionContext,
+    pub settings: Settings,
+    backend_pid: i32,
+    in_transaction: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("user", &self.principal.name)
+            .field("pid", &self.backend_pid)
+            .finish()
+    }
+}
+
+impl Session {
+    pub fn new(engine: Arc<Engine>, user: &str, backend_pid: i32) -> Session {
+        let principal = Principal {
+            name: user.to_string(),
+            admin: engine.is_admin(user),
+        };
+        let settings = Settings::new(user, principal.admin, engine.max_connections);
+        let ctx = Self::build_context(&engine, &principal, &settings, backend_pid);
+        Session {
+            engine,
+            principal,
+            ctx,
+            settings,
+            backend_pid,
+            in_transaction: false,
+        }
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    fn build_context(
+        engine: &Engine,
+        p: &Principal,
+        settings: &Settings,
+        pid: i32,
+    ) -> SessionContext {
+        let catalog = engine.planner.catalog();
+        let schema = settings
+            .search_path()
+            .into_iter()
+            .find(|s| catalog.schema_exists(s))
+            .unwrap_or_else(|| crate::catalog::DEFAULT_SCHEMA.to_string());
+        let values = SessionValues {
+            user: &p.name,
+            database: engine.planner.database(),
+            schema: &schema,
+            backend_pid: pid,
+        };
+        engine.planner.new_context(&values)
+    }
+
+    fn rebuild_context(&mut self) {
+        self.ctx = Self::build_context(
+            &self.engine,
+            &self.principal,
+            &self.settings,
+            self.backend_pid,
+        );
+    }
+
+    /// The schema unqualified names resolve to.
+    pub fn current_schema(&self) -> String {
+        self.ctx
+            .state()
+            .config()
+            .options()
+            .catalog
+            .default_schema
+            .clone()
+    }
+
+    /// Apply the client's startup parameters (application_name, DateStyle, TimeZone ...).
+    pub fn apply_startup(&mut self, params: &std::collections::HashMap<String, String>) {
+        self.settings.apply_startup(params);
+        self.rebuild_context();
+    }
+
+    /// Parse and describe a statement for the extended protocol.
+    pub async fn prepare(&self, sql: &str, client_types: &[Option<DataType>]) -> Result<Prepared> {
+        let mut stmts = parse(sql)?;
+        if stmts.len() > 1 {
+            return Err(Error::Syntax(
+                "cannot insert multiple commands into a prepared statement".into(),
+            ));
+        }
+        let Some(stmt) = stmts.pop() else {
+            return Ok(Prepared {
+                sql: sql.into(),
+                statement: None,
+                param_types: vec![],
+                schema: None,
+                names: vec![],
+            });
+        };
+        let (schema, names, param_types) = if returns_rows_from_plan(&stmt) || is_dml(&stmt) {
+            let plan = self.plan(&stmt).await?;
+            let params = param_types_of(&plan, client_types)?;
+            if is_dml(&stmt) {
+                (None, vec![], params)
+            } else {
+                let schema = Arc::new(plan.schema().as_arrow().clone());
+                let names = output_names(&stmt, &schema);
+                (Some(schema), names, params)
+            }
+        } else if let Some(schema) = self.utility_schema(&stmt) {
+            let names = schema.fields().iter().map(|f| f.name().clone()).collect();
+            (Some(schema), names, vec![])
+        } else {
+            (
+                None,
+                vec![],
+                client_types
+                    .iter()
+                    .map(|t| t.clone().unwrap_or(DataType::Null))
+                    .collect(),
+            )
+        };
+        Ok(Prepared {
+            sql: sql.into(),
+            statement: Some(Arc::new(stmt)),
+            param_types,
+            schema,
+            names,
+        })
+    }
+
+    /// Plan a statement that DataFusion runs (queries, EXPLAIN, INSERT/UPDATE/DELETE).
+    async fn plan(&self, stmt: &DfStatement) -> Result<LogicalPlan> {
+        let state = self.ctx.state();
+        let plan = state.statement_to_plan(stmt.clone()).await?;
+        let plan = crate::planner::pg_semantics::apply(plan)?;
+        // Only queries and DML get here; DDL is ours.
+        datafusion::execution::context::SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)?;
+        Ok(plan)
+    }
+
+    /// Run the statements of one simple-query message, stopping at the first error.
+    /// `aborted`: the transaction already failed, so only COMMIT/ROLLBACK are accepted.
+    pub async fn execute_simple(&mut self, sql: &str, aborted: bool) -> Vec<Result<Outcome>> {
+        let stmts = match parse(sql) {
+            Ok(s) => s,
+            Err(e) => return vec![Err(e)],
+        };
+        let several = stmts.len() > 1;
+        let mut aborted = aborted;
+        let mut out = Vec::with_capacity(stmts.len());
+        for stmt in stmts {
+            let r = self.execute_one(&stmt, vec![], aborted).await;
+            if ends_transaction(&stmt) {
+                aborted = false;
+            }
+            // With several statements, each must be complete before the next starts.
+            let r = match r {
+                Ok(o) if several => materialize(o).await,
+                other => other,
+            };
+            let failed = r.is_err();
+            out.push(r);
+            if failed {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Execute one statement, refusing all but the end of the transaction once it failed.
+    pub async fn execute_one(
+        &mut self,
+        stmt: &DfStatement,
+        params: Vec<ScalarValue>,
+        aborted: bool,
+    ) -> Result<Outcome> {
+        if aborted {
+            if ends_transaction(stmt) {
+                self.in_transaction = false;
+                return Ok(Outcome::Commit(CommandTag::new("ROLLBACK")));
+            }
+            return Err(Error::Data {
+                sqlstate: "25P02",
+                message: "current transaction is aborted, commands ignored until end of transaction block".into(),
+            });
+        }
+        self.execute(stmt, params).await
+    }
+
+    /// Execute one statement with bound parameter values.
+    pub async fn execute(
+        &mut self,
+        stmt: &DfStatement,
+        params: Vec<ScalarValue>,
+    ) -> Result<Outcome> {
+        match stmt {
+            DfStatement::Statement(s) => self.execute_sql(stmt, s, params).await,
+            DfStatement::Explain(_) => self.query(stmt, params, "EXPLAIN").await,
+            DfStatement::Reset(r) => {
+                use datafusion::sql::parser::ResetStatement;
+                match r {
+                    ResetStatement::Variable(name) => {
+                        let n = name.to_string();
+                        if n.eq_ignore_ascii_case("all") {
+                            self.settings.reset_all();
+                        } else {
+                            self.settings.reset(&n)?;
+                        }
+                    }
+                }
+                self.rebuild_context();
+                Ok(Outcome::Command(CommandTag::new("RESET")))
+            }
+            DfStatement::CreateExternalTable(_) => Err(Error::unsupported(
+                "CREATE EXTERNAL TABLE is not supported yet",
+            )),
+            DfStatement::CopyTo(_) => Err(Error::unsupported("COPY is not supported yet")),
+        }
+    }
+
+    async fn execute_sql(
+        &mut self,
+        whole: &DfStatement,
+        s: &SqlStatement,
+        params: Vec<ScalarValue>,
+    ) -> Result<Outcome> {
+        use SqlStatement as S;
+        match s {
+            S::Query(_) => self.query(whole, params, "SELECT").await,
+            S::Explain { .. } | S::ExplainTable { .. } => {
+                self.query(whole, params, "EXPLAIN").await
+            }
+            S::Insert(_) => self.dml(whole, params, "INSERT").await,
+            S::Update(_) => self.dml(whole, params, "UPDATE").await,
+            S::Delete(_) => self.dml(whole, params, "DELETE").await,
+            S::CreateTable(ct) => ddl::create_table(self, ct).await,
+            S::CreateSchema {
+                schema_name,
+                if_not_exists,
+                ..
+            } => ddl::create_schema(self, schema_name, *if_not_exists).await,
+            S::CreateView(v) => ddl::create_view(self, v).await,
+            S::Drop {
+                object_type,
+                if_exists,
+                names,
+                cascade,
+                ..
+            } => ddl::drop(self, *object_type, *if_exists, names, *cascade).await,
+            S::StartTransaction { .. } => {
+                self.in_transaction = true;
+                Ok(Outcome::Begin)
+            }
+            S::Commit { .. } => {
+                self.in_transaction = false;
+                Ok(Outcome::Commit(CommandTag::new("COMMIT")))
+            }
+            S::Rollback {
+                savepoint: None, ..
+            } => {
+                self.in_transaction = false;
+                Ok(Outcome::Commit(CommandTag::new("ROLLBACK")))
+            }
+            S::Set(set) => self.set(set),
+            S::ShowVariable { variable } => self.show(variable),
+            S::Discard { object_type } => {
+                if *object_type == ast::DiscardObject::ALL {
+                    self.settings.reset_all();
+                    self.rebuild_context();
+                }
+                Ok(Outcome::Command(CommandTag::new(&format!(
+                    "DISCARD {object_type}"
+                ))))
+            }
+            other => Err(Error::unsupported(format!(
+                "statement not supported: {}",
+                statement_keyword(&other.to_string())
+            ))),
+        }
+    }
+
+    /// Run a row-returning statement through DataFusion.
+    async fn query(
+        &self,
+        stmt: &DfStatement,
+        params: Vec<ScalarValue>,
+        command: &'static str,
+    ) -> Result<Outcome> {
+        let plan = self.plan(stmt).await?;
+        let plan = bind(plan, params)?;
+        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        let names = output_names(stmt, &schema);
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        let stream = df.execute_stream().await?;
+        Ok(Outcome::Rows {
+            schema,
+            names,
+            stream,
+            command,
+        })
+    }
+
+    /// INSERT / UPDATE / DELETE through DataFusion; the tag carries the affected row count.
+    async fn dml(
+        &self,
+        stmt: &DfStatement,
+        params: Vec<ScalarValue>,
+        command: &str,
+    ) -> Result<Outcome> {
+        let plan = self.plan(stmt).await?;
+        let plan = bind(plan, params)?;
+        let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+        let mut rows = 0usize;
+        for b in &batches {
+            if let Some(c) = b
+                .columns()
+                .first()
+                .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+            {
+                rows += c.iter().flatten().sum::<u64>() as usize;
+            }
+        }
+        Ok(Outcome::Command(CommandTag::rows(command, rows)))
+    }
+
+    pub(crate) async fn run_sql_command(&self, sql: &str, command: &str) -> Result<usize> {
+        let mut stmts = parse(sql)?;
+        let stmt = stmts
+            .pop()
+            .ok_or_else(|| Error::internal("empty generated statement"))?;
+        match self.dml(&stmt, vec![], command).await? {
+            Outcome::Command(t) => Ok(t.rows.unwrap_or(0)),
+            _ => Ok(0),
+        }
+    }
+
+    pub(crate) fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    fn set(&mut self, set: &ast::Set) -> Result<Outcome> {
+        use ast::Set as S;
+        match set {
+            S::SingleAssignment {
+                variable, values, ..
+            } => {
+                let name = variable.to_string();
+                let value = values.iter().map(set_value).collect::<Vec<_>>().join(", ");
+                if name.eq_ignore_ascii_case("role")
+                    || name.eq_ignore_ascii_case("session_authorization")
+                {
+                    return self.set_role(&value);
+                }
+                if value.eq_ignore_ascii_case("default") {
+                    self.settings.reset(&name)?;
+                } else {
+                    self.settings.set(&name, &value)?;
+                }
+            }
+            S::SetTimeZone { value, .. } => {
+                self.settings.set("timezone", &set_value(value))?;
+            }
+            S::SetNames { charset_name, .. } => {
+                self.settings.set("client_encoding", &charset_name.value)?;
+            }
+            S::SetRole { role_name, .. } => {
+                return self.set_role(
+                    &role_name
+                        .as_ref()
+                        .map(|r| r.value.clone())
+                        .unwrap_or_default(),
+                );
+            }
+            S::SetSessionAuthorization(p) => {
+                return self.set_role(&p.to_string());
+            }
+            S::SetTransaction { .. } | S::SetSessionParam(_) => {}
+            other => return Err(Error::unsupported(format!("{other} is not supported"))),
+        }
+        self.rebuild_context();
+        Ok(Outcome::Command(CommandTag::new("SET")))
+    }
+
+    /// SET ROLE / SESSION AUTHORIZATION: only to oneself (or back to none) until roles exist.
+    fn set_role(&mut self, role: &str) -> Result<Outcome> {
+        let r = role.trim().trim_matches('\'').trim_matches('"');
+        let r_lower = r.to_ascii_lowercase();
+        if r.is_empty() || r_lower == "none" || r_lower == "default" || r == self.principal.name {
+            Ok(Outcome::Command(CommandTag::new("SET")))
+        } else {
+            Err(Error::PermissionDenied(format!(
+                "permission denied to set role \"{r}\""
+            )))
+        }
+    }
+
+    fn utility_schema(&self, stmt: &DfStatement) -> Option<SchemaRef> {
+        if let DfStatement::Statement(s) = stmt
+            && let SqlStatement::ShowVariable { variable } = s.as_ref()
+        {
+            let name = show_name(variable);
+            if name == "all" {
+                return Some(Arc::new(Schema::new(vec![
+                    Field::new("name", DataType::Utf8, false),
+                    Field::new("setting", DataType::Utf8, false),
+                ])));
+            }
+            return Some(Arc::new(Schema::new(vec![Field::new(
+                settings::display_name(&name),
+                DataType::Utf8,
+                false,
+            )])));
+        }
+        None
+    }
+
+    fn show(&self, variable: &[ast::Ident]) -> Result<Outcome> {
+        let name = show_name(variable);
+        let (schema, columns): (SchemaRef, Vec<Arc<dyn Array>>) = if name == "all" {
+            let all = self.settings.all();
+            let schema = self
+                .utility_schema(&show_stmt(variable))
+                .ok_or_else(|| Error::internal("show schema"))?;
+            let names = StringArray::from_iter_values(all.iter().map(|(k, _)| k.as_str()));
+            let values = StringArray::from_iter_values(all.iter().map(|(_, v)| v.as_str()));
+            (schema, vec![Arc::new(names), Arc::new(values)])
+        } else {
+            let value = self.settings.get(&name)?;
+            let schema = self
+                .utility_schema(&show_stmt(variable))
+                .ok_or_else(|| Error::internal("show schema"))?;
+            (schema, vec![Arc::new(StringArray::from(vec![value]))])
+        };
+        let names = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        let stream = MemoryStream::try_new(vec![batch], schema.clone(), None)?;
+        Ok(Outcome::Rows {
+            schema,
+            names,
+            stream: Box::pin(stream),
+            command: "SHOW",
+        })
+    }
+}
+
+fn show_stmt(variable: &[ast::Ident]) -> DfStatement {
+    DfStatement::Statement(Box::new(SqlStatement::ShowVariable {
+        variable: variable.to_vec(),
+    }))
+}
+
+fn show_name(variable: &[ast::Ident]) -> String {
+    let joined = variable
+        .iter()
+        .map(|i| i.value.to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    match joined.as_str() {
+        "time zone" => "timezone".into(),
+        "transaction isolation level" => "transaction_isolation".into(),
+        "session authorization" => "session_authorization".into(),
+        other => other.replace(' ', "_"),
+    }
+}
+
+fn set_value(e: &ast::Expr) -> String {
+    match e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        ast::Expr::Identifier(i) => i.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// First keywords of a statement, for "not supported" messages (never the literals).
+fn statement_keyword(sql: &str) -> String {
+    sql.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+fn ends_transaction(stmt: &DfStatement) -> bool {
+    matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Commit { .. } | SqlStatement::Rollback { savepoint: None, .. }))
+}
+
+fn returns_rows_from_plan(stmt: &DfStatement) -> bool {
+    match stmt {
+        DfStatement::Statement(s) => matches!(
+            s.as_ref(),
+            SqlStatement::Query(_) | SqlStatement::Explain { .. }
+        ),
+        DfStatement::Explain(_) => true,
+        _ => false,
+    }
+}
+
+fn is_dml(stmt: &DfStatement) -> bool {
+    matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Insert(_) | SqlStatement::Update(_) | SqlStatement::Delete(_)))
+}
+
+/// Parameter types: the client's where given, else what DataFusion inferred, else unknown (Null).
+fn param_types_of(plan: &LogicalPlan, client: &[Option<DataType>]) -> Result<Vec<DataType>> {
+    let inferred = plan.get_parameter_types()?;
+    let mut max = client.len();
+    for k in inferred.keys() {
+        if let Some(n) = k.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
+            max = max.max(n);
+        }
+    }
+    Ok((1..=max)
+        .map(|i| {
+            client
+                .get(i - 1)
+                .cloned()
+                .flatten()
+                .or_else(|| inferred.get(&format!("${i}")).cloned().flatten())
+                .unwrap_or(DataType::Null)
+        })
+        .collect())
+}
+
+/// Substitute `$n` placeholders, casting each value to the type the plan expects.
+fn bind(plan: LogicalPlan, params: Vec<ScalarValue>) -> Result<LogicalPlan> {
+    let inferred = plan.get_parameter_types()?;
+    if params.is_empty() && inferred.is_empty() {
+        return Ok(plan);
+    }
+    let mut values = Vec::with_capacity(params.len());
+    for (i, v) in params.into_iter().enumerate() {
+        let want = inferred.get(&format!("${}", i + 1)).cloned().flatten();
+        let v = match want {
+            Some(t) if t != v.data_type() && !t.is_null() => v.cast_to(&t).map_err(|e| {
+                Error::data(
+                    "22P02",
+                    format!(
+                        "invalid value for parameter ${}: {}",
+                        i + 1,
+                        Error::from(e).client_message()
+                    ),
+                )
+            })?,
+            _ => v,
+        };
+        values.push(v);
+    }
+    if values.len() < inferred.len() {
+        return Err(Error::data(
+            "08P01",
+            format!(
+                "bind message supplies {} parameters, but the statement requires {}",
+                values.len(),
+                inferred.len()
+            ),
+        ));
+    }
+    Ok(plan.with_param_values(values)?)
+}
+
+/// Column names as PostgreSQL would show them for a top-level SELECT list
+/// (`count` for `count(*)`, `?column?` for an unnamed expression); DataFusion's names otherwise.
+fn output_names(stmt: &DfStatement, schema: &Schema) -> Vec<String> {
+    let df_names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let DfStatement::Statement(s) = stmt else {
+        return df_names;
+    };
+    let SqlStatement::Query(q) = s.as_ref() else {
+        return df_names;
+    };
+    let ast::SetExpr::Select(sel) = q.body.as_ref() else {
+        return df_names;
+    };
+    let mut names = Vec::with_capacity(df_names.len());
+    let mut i = 0;
+    for item in &sel.projection {
+        match item {
+            ast::SelectItem::UnnamedExpr(e) => {
+                if let Some(d) = df_names.get(i) {
+                    names.push(names::pg_column_name(e).unwrap_or_else(|| d.clone()));
+                }
+                i += 1;
+            }
+            ast::SelectItem::ExprWithAlias { .. } => {
+                if let Some(d) = df_names.get(i) {
+                    names.push(d.clone());
+                }
+                i += 1;
+            }
+            // A wildcard expands to a number of columns we do not know here: keep DataFusion's names.
+            _ => return df_names,
+        }
+    }
+    if names.len() == df_names.len() {
+        names
+    } else {
+        df_names
+    }
+}
+
+/// Collect a row stream into memory (for multi-statement messages).
+async fn materialize(o: Outcome) -> Result<Outcome> {
+    match o {
+        Outcome::Rows {
+            schema,
+            names,
+            stream,
+            command,
+        } => {
+            use futures::TryStreamExt;
+            let batches: Vec<RecordBatch> = stream.try_collect().await?;
+            let stream = MemoryStream::try_new(batches, schema.clone(), None)?;
+            Ok(Outcome::Rows {
+                schema,
+                names,
+                stream: Box::pin(stream),
+                command,
+            })
+        }
+        other => Ok(other),
+    }
+}

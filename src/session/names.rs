@@ -1,0 +1,127 @@
+//! Names as PostgreSQL spells them: identifiers (unquoted fold to lower case) and the column
+//! names it gives unnamed SELECT expressions.
+
+use datafusion::sql::sqlparser::ast::{self, Expr, ObjectName, ObjectNamePart};
+
+use crate::error::{Error, Result};
+
+/// An identifier's value: unquoted ones fold to lower case.
+pub fn ident(i: &ast::Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+/// Split `[db.]schema.name` (or `name`) into (schema, name); `db` must be ours.
+pub fn qualified(
+    name: &ObjectName,
+    current_schema: &str,
+    database: &str,
+) -> Result<(String, String)> {
+    let parts = name
+        .0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) => Ok(ident(i)),
+            other => Err(Error::Syntax(format!("unexpected name part {other}"))),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    match parts.as_slice() {
+        [t] => Ok((current_schema.to_string(), t.clone())),
+        [s, t] => Ok((s.clone(), t.clone())),
+        [d, s, t] if d == database => Ok((s.clone(), t.clone())),
+        [d, _, _] => Err(Error::unsupported(format!(
+            "cross-database references are not implemented: \"{d}\""
+        ))),
+        _ => Err(Error::Syntax(format!(
+            "improper qualified name (too many dotted names): {name}"
+        ))),
+    }
+}
+
+/// The column name PostgreSQL gives an unnamed select-list expression, when it differs from
+/// DataFusion's. `None` keeps DataFusion's name (plain column references).
+pub fn pg_column_name(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => None,
+        Expr::Function(f) => f.name.0.last().map(|p| match p {
+            ObjectNamePart::Identifier(i) => ident(i),
+            other => other.to_string(),
+        }),
+        Expr::Cast {
+            expr, data_type, ..
+        } => match expr.as_ref() {
+            Expr::Identifier(i) => Some(ident(i)),
+            Expr::CompoundIdentifier(parts) => parts.last().map(ident),
+            Expr::Function(_) | Expr::Cast { .. } | Expr::Nested(_) => pg_column_name(expr),
+            _ => Some(type_column_name(data_type)),
+        },
+        Expr::Nested(inner) => pg_column_name(inner),
+        Expr::Case { .. } => Some("case".into()),
+        Expr::Exists { .. } => Some("exists".into()),
+        Expr::Array(_) => Some("array".into()),
+        Expr::Extract { .. } => Some("extract".into()),
+        Expr::Substring { .. } => Some("substring".into()),
+        Expr::Trim { .. } => Some("btrim".into()),
+        Expr::Position { .. } => Some("position".into()),
+        Expr::Ceil { .. } => Some("ceil".into()),
+        Expr::Floor { .. } => Some("floor".into()),
+        Expr::TypedString(ts) => Some(type_column_name(&ts.data_type)),
+        _ => Some("?column?".into()),
+    }
+}
+
+fn type_column_name(t: &ast::DataType) -> String {
+    use ast::DataType as S;
+    match t {
+        S::Int(_) | S::Integer(_) | S::Int4(_) => "int4".into(),
+        S::BigInt(_) | S::Int8(_) => "int8".into(),
+        S::SmallInt(_) | S::Int2(_) => "int2".into(),
+        S::Text => "text".into(),
+        S::Varchar(_) | S::CharacterVarying(_) | S::CharVarying(_) => "varchar".into(),
+        S::Char(_) | S::Character(_) => "bpchar".into(),
+        S::Bool | S::Boolean => "bool".into(),
+        S::Real | S::Float4 => "float4".into(),
+        S::Double(_) | S::DoublePrecision | S::Float8 => "float8".into(),
+        S::Numeric(_) | S::Decimal(_) => "numeric".into(),
+        S::Date => "date".into(),
+        S::Timestamp(_, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => {
+            "timestamptz".into()
+        }
+        S::Timestamp(..) => "timestamp".into(),
+        S::Time(..) => "time".into(),
+        S::Interval { .. } => "interval".into(),
+        S::Uuid => "uuid".into(),
+        S::JSON => "json".into(),
+        S::JSONB => "jsonb".into(),
+        S::Bytea => "bytea".into(),
+        other => other.to_string().to_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn name_of(sql: &str) -> Option<String> {
+        let e = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(sql)
+            .ok()?
+            .parse_expr()
+            .ok()?;
+        pg_column_name(&e)
+    }
+
+    #[test]
+    fn names_follow_postgres() {
+        assert_eq!(name_of("count(*)").as_deref(), Some("count"));
+        assert_eq!(name_of("1 + 1").as_deref(), Some("?column?"));
+        assert_eq!(name_of("'1'::int").as_deref(), Some("int4"));
+        assert_eq!(name_of("x::text").as_deref(), Some("x"));
+        assert_eq!(name_of("x"), None);
+    }
+}

@@ -1,0 +1,301 @@
+//! Session configuration parameters (`SET`, `SHOW`, `RESET`), with PostgreSQL's names and defaults.
+//! None of them changes who the user is: identity comes from authentication only.
+
+use std::collections::BTreeMap;
+
+use crate::config::PG_VERSION;
+use crate::error::{Error, Result};
+
+/// Parameters whose value the server owns; `SET` on them is refused like PostgreSQL does.
+const READ_ONLY: &[&str] = &[
+    "server_version",
+    "server_version_num",
+    "server_encoding",
+    "integer_datetimes",
+    "is_superuser",
+    "session_authorization",
+    "max_identifier_length",
+    "lc_collate",
+    "lc_ctype",
+    "block_size",
+    "max_connections",
+    "in_hot_standby",
+];
+
+/// Parameters a client may set that Lakegate accepts and reports back.
+const SETTABLE: &[(&str, &str)] = &[
+    ("application_name", ""),
+    ("client_encoding", "UTF8"),
+    ("datestyle", "ISO, MDY"),
+    ("intervalstyle", "postgres"),
+    ("timezone", "UTC"),
+    ("search_path", "\"$user\", public"),
+    ("extra_float_digits", "1"),
+    ("statement_timeout", "0"),
+    ("lock_timeout", "0"),
+    ("idle_in_transaction_session_timeout", "0"),
+    ("standard_conforming_strings", "on"),
+    ("transaction_isolation", "read committed"),
+    ("default_transaction_isolation", "read committed"),
+    ("transaction_read_only", "off"),
+    ("default_transaction_read_only", "off"),
+    ("bytea_output", "hex"),
+    ("client_min_messages", "notice"),
+    ("lc_messages", "C"),
+    ("lc_monetary", "C"),
+    ("lc_numeric", "C"),
+    ("lc_time", "C"),
+    ("geqo", "on"),
+    ("jit", "off"),
+    ("work_mem", "4MB"),
+    ("synchronous_commit", "on"),
+    ("row_security", "on"),
+    ("enable_seqscan", "on"),
+    ("escape_string_warning", "on"),
+    ("backslash_quote", "safe_encoding"),
+    ("xmloption", "content"),
+    ("default_text_search_config", "pg_catalog.english"),
+    ("tcp_keepalives_idle", "0"),
+    ("tcp_keepalives_interval", "0"),
+    ("tcp_keepalives_count", "0"),
+    ("max_parallel_workers_per_gather", "2"),
+];
+
+/// The values of one session.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    values: BTreeMap<String, String>,
+    fixed: BTreeMap<String, String>,
+}
+
+/// PostgreSQL's canonical spelling of a parameter name, as reported by ParameterStatus / SHOW.
+pub fn display_name(name: &str) -> &str {
+    match name {
+        "datestyle" => "DateStyle",
+        "intervalstyle" => "IntervalStyle",
+        "timezone" => "TimeZone",
+        other => other,
+    }
+}
+
+impl Settings {
+    pub fn new(user: &str, is_admin: bool, max_connections: usize) -> Settings {
+        let values = SETTABLE
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let num = version_num(PG_VERSION);
+        let fixed = [
+            ("server_version", PG_VERSION.to_string()),
+            ("server_version_num", num),
+            ("server_encoding", "UTF8".into()),
+            ("integer_datetimes", "on".into()),
+            ("is_superuser", if is_admin { "on" } else { "off" }.into()),
+            ("session_authorization", user.to_string()),
+            ("max_identifier_length", "63".into()),
+            ("lc_collate", "C".into()),
+            ("lc_ctype", "C".into()),
+            ("block_size", "8192".into()),
+            ("max_connections", max_connections.to_string()),
+            ("in_hot_standby", "off".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Settings { values, fixed }
+    }
+
+    /// Take over the client's startup parameters that are settings (application_name, DateStyle ...).
+    /// Unknown or invalid ones are ignored, as identity-bearing ones (user, database) are.
+    pub fn apply_startup(&mut self, params: &std::collections::HashMap<String, String>) {
+        for (k, v) in params {
+            let k = k.to_ascii_lowercase();
+            if k == "user" || k == "database" || k == "options" || k == "replication" {
+                continue;
+            }
+            if self.values.contains_key(&k) {
+                let _ = self.set(&k, v);
+            }
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Result<String> {
+        let key = name.to_ascii_lowercase();
+        if let Some(v) = self.fixed.get(&key).or_else(|| self.values.get(&key)) {
+            return Ok(v.clone());
+        }
+        Err(Error::UndefinedObject(format!(
+            "unrecognized configuration parameter \"{name}\""
+        )))
+    }
+
+    /// All parameters, for `SHOW ALL`.
+    pub fn all(&self) -> Vec<(String, String)> {
+        let mut all: Vec<_> = self
+            .fixed
+            .iter()
+            .chain(self.values.iter())
+            .map(|(k, v)| (display_name(k).to_string(), v.clone()))
+            .collect();
+        all.sort();
+        all
+    }
+
+    pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
+        let key = name.to_ascii_lowercase();
+        if READ_ONLY.contains(&key.as_str()) {
+            return Err(Error::Data {
+                sqlstate: "55P02",
+                message: format!("parameter \"{name}\" cannot be changed"),
+            });
+        }
+        let value = match key.as_str() {
+            "timezone" => normalize_timezone(value)?,
+            "datestyle" => normalize_datestyle(value)?,
+            "client_encoding" => {
+                let v = value.to_ascii_uppercase().replace('-', "");
+                if v != "UTF8" && v != "UNICODE" {
+                    return Err(Error::unsupported(format!(
+                        "client_encoding {value} is not supported; Lakegate speaks UTF8 only"
+                    )));
+                }
+                "UTF8".into()
+            }
+            "intervalstyle" => {
+                let v = value.to_ascii_lowercase();
+                if !["postgres", "postgres_verbose", "sql_standard", "iso_8601"]
+                    .contains(&v.as_str())
+                {
+                    return Err(Error::InvalidParameter(format!(
+                        "invalid value for parameter \"IntervalStyle\": \"{value}\""
+                    )));
+                }
+                v
+            }
+            _ => value.to_string(),
+        };
+        if self.values.contains_key(&key) || key.contains('.') {
+            self.values.insert(key, value);
+            Ok(())
+        } else {
+            Err(Error::UndefinedObject(format!(
+                "unrecognized configuration parameter \"{name}\""
+            )))
+        }
+    }
+
+    pub fn reset(&mut self, name: &str) -> Result<()> {
+        let key = name.to_ascii_lowercase();
+        match SETTABLE.iter().find(|(k, _)| *k == key) {
+            Some((_, v)) => {
+                self.values.insert(key, v.to_string());
+                Ok(())
+            }
+            None if key.contains('.') => {
+                self.values.remove(&key);
+                Ok(())
+            }
+            None => Err(Error::UndefinedObject(format!(
+                "unrecognized configuration parameter \"{name}\""
+            ))),
+        }
+    }
+
+    pub fn reset_all(&mut self) {
+        self.values = SETTABLE
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    }
+
+    /// The session time zone, for rendering `timestamptz` values.
+    pub fn timezone(&self) -> chrono_tz::Tz {
+        self.values
+            .get("timezone")
+            .and_then(|z| z.parse().ok())
+            .unwrap_or(chrono_tz::UTC)
+    }
+
+    /// The first existing schema of the search path.
+    pub fn search_path(&self) -> Vec<String> {
+        let raw = self.values.get("search_path").cloned().unwrap_or_default();
+        raw.split(',')
+            .map(|s| s.trim().trim_matches('"').to_string())
+            .filter(|s| !s.is_empty() && s != "$user")
+            .collect()
+    }
+}
+
+fn version_num(v: &str) -> String {
+    let mut parts = v.split('.');
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(15);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    format!("{}", major * 10000 + minor)
+}
+
+fn normalize_timezone(v: &str) -> Result<String> {
+    let t = v.trim().trim_matches('\'');
+    if t.eq_ignore_ascii_case("local") || t.eq_ignore_ascii_case("default") {
+        return Ok("UTC".into());
+    }
+    if t.eq_ignore_ascii_case("utc") || t.eq_ignore_ascii_case("gmt") || t.eq_ignore_ascii_case("z")
+    {
+        return Ok(if t.eq_ignore_ascii_case("gmt") {
+            "GMT".into()
+        } else {
+            "UTC".into()
+        });
+    }
+    match t.parse::<chrono_tz::Tz>() {
+        Ok(z) => Ok(z.name().to_string()),
+        Err(_) => Err(Error::InvalidParameter(format!(
+            "invalid value for parameter \"TimeZone\": \"{t}\""
+        ))),
+    }
+}
+
+fn normalize_datestyle(v: &str) -> Result<String> {
+    let l = v.to_ascii_lowercase();
+    // Lakegate renders ISO dates; accept what clients send as long as it asks for ISO.
+    if l.contains("iso")
+        || l.trim().is_empty()
+        || l.contains("mdy") && !l.contains("sql") && !l.contains("german")
+    {
+        Ok("ISO, MDY".into())
+    } else {
+        Err(Error::unsupported(format!(
+            "DateStyle {v} is not supported; use ISO"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_postgres() -> Result<()> {
+        let s = Settings::new("u", false, 100);
+        assert_eq!(s.get("DateStyle")?, "ISO, MDY");
+        assert_eq!(s.get("server_version")?, PG_VERSION);
+        assert_eq!(s.get("server_version_num")?, "150020");
+        assert_eq!(s.get("nope").err().map(|e| e.sqlstate()), Some("42704"));
+        Ok(())
+    }
+
+    #[test]
+    fn identity_cannot_be_set() {
+        let mut s = Settings::new("u", false, 100);
+        assert!(s.set("session_authorization", "admin").is_err());
+        assert!(s.set("is_superuser", "on").is_err());
+    }
+
+    #[test]
+    fn timezones_normalize() -> Result<()> {
+        let mut s = Settings::new("u", false, 100);
+        s.set("TimeZone", "Europe/Paris")?;
+        assert_eq!(s.get("timezone")?, "Europe/Paris");
+        assert!(s.set("TimeZone", "Mars/Olympus").is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,507 @@
+//! The PostgreSQL wire protocol (crate `pgwire`): startup and SCRAM authentication, simple and
+//! extended query, cancel, and the encoding of Arrow results. Talks to a `Session`, never to
+//! DataFusion internals.
+
+pub mod auth;
+pub mod cancel;
+pub mod encode;
+pub mod params;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::DataType;
+use futures::{Sink, StreamExt, stream};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{
+    DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo, QueryResponse,
+    Response, Tag,
+};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::response::TransactionStatus;
+use tokio::sync::Mutex;
+
+use crate::error::Error;
+use crate::session::{Engine, Outcome, Prepared, Session};
+use cancel::{CancelRegistry, CancelSlot};
+use encode::TextOptions;
+
+/// A connection's session, created on its first statement.
+pub type SessionHandle = Arc<Mutex<Session>>;
+
+/// Turn our error into the client's ErrorResponse.
+pub fn pg_error(e: Error) -> PgWireError {
+    let code = e.sqlstate();
+    if code == "XX000" || code == "58030" {
+        tracing::error!(error = %e, "statement failed");
+    } else {
+        tracing::debug!(error = %e, sqlstate = code, "statement failed");
+    }
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        code.into(),
+        e.client_message(),
+    )))
+}
+
+/// Everything one server hands to each connection.
+pub struct Handlers {
+    engine: Arc<Engine>,
+    startup: Arc<auth::Startup>,
+    query: Arc<QueryHandler>,
+    cancel: Arc<CancelRegistry>,
+}
+
+impl Handlers {
+    pub fn new(engine: Arc<Engine>, startup: auth::Startup) -> Arc<Handlers> {
+        let cancel = Arc::new(CancelRegistry::default());
+        Arc::new(Handlers {
+            engine: engine.clone(),
+            startup: Arc::new(startup),
+            query: Arc::new(QueryHandler {
+                engine,
+                cancel: cancel.clone(),
+                parser: Arc::new(Parser),
+            }),
+            cancel,
+        })
+    }
+
+    /// Handlers for one connection; `reject` answers its startup with that error instead.
+    pub fn for_connection(self: &Arc<Self>, reject: Option<Error>) -> Arc<ConnectionHandlers> {
+        Arc::new(ConnectionHandlers {
+            shared: self.clone(),
+            reject: reject.map(Arc::new),
+        })
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+}
+
+pub struct ConnectionHandlers {
+    shared: Arc<Handlers>,
+    reject: Option<Arc<Error>>,
+}
+
+impl PgWireServerHandlers for ConnectionHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.shared.query.clone()
+    }
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.shared.query.clone()
+    }
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        Arc::new(auth::ConnectionStartup::new(
+            self.shared.startup.clone(),
+            self.reject.clone(),
+        ))
+    }
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        self.shared.cancel.clone()
+    }
+}
+
+/// Simple and extended query.
+pub struct QueryHandler {
+    engine: Arc<Engine>,
+    cancel: Arc<CancelRegistry>,
+    parser: Arc<Parser>,
+}
+
+/// The per-connection state kept in pgwire's session extensions.
+struct ConnState {
+    session: SessionHandle,
+    slot: Arc<CancelSlot>,
+    _registration: cancel::Registration,
+}
+
+impl QueryHandler {
+    fn state<C: ClientInfo>(&self, client: &C) -> Arc<ConnState> {
+        client.session_extensions().get_or_insert_with(|| {
+            let user = client
+                .metadata()
+                .get(pgwire::api::METADATA_USER)
+                .cloned()
+                .unwrap_or_default();
+            let (pid, key) = client.pid_and_secret_key();
+            let mut session = Session::new(self.engine.clone(), &user, pid);
+            session.apply_startup(&startup_settings(client.metadata()));
+            let (slot, registration) = self.cancel.register(pid, key);
+            ConnState {
+                session: Arc::new(Mutex::new(session)),
+                slot,
+                _registration: registration,
+            }
+        })
+    }
+}
+
+fn startup_settings(meta: &HashMap<String, String>) -> HashMap<String, String> {
+    meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// Build a streaming row response; the stream ends with 57014 when the statement is cancelled.
+fn rows_response(
+    outcome: Outcome,
+    formats: &Format,
+    opts: TextOptions,
+    slot: &CancelSlot,
+    guard: crate::session::RunningGuard,
+) -> PgWireResult<Response> {
+    let Outcome::Rows {
+        schema,
+        names,
+        stream: batches,
+        command,
+    } = outcome
+    else {
+        return Err(pg_error(Error::internal("not a row result")));
+    };
+    let fields = field_infos(&schema, &names, formats);
+    let field_formats: Vec<FieldFormat> = fields.iter().map(|f| f.format()).collect();
+    let token = slot.token();
+    let rows = batches.flat_map(move |batch| {
+        let rows = match batch {
+            Ok(b) => match encode::encode_batch(&b, &field_formats, &opts) {
+                Ok(rows) => rows.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(e) => vec![Err(pg_error(e))],
+            },
+            Err(e) => vec![Err(pg_error(Error::from(e)))],
+        };
+        stream::iter(rows)
+    });
+    let rows = cancellable(rows, token, guard);
+    let mut resp = QueryResponse::new(Arc::new(fields), rows);
+    resp.set_command_tag(command);
+    Ok(Response::Query(resp))
+}
+
+fn cancellable<S>(
+    rows: S,
+    token: tokio_util::sync::CancellationToken,
+    guard: crate::session::RunningGuard,
+) -> impl futures::Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + 'static
+where
+    S: futures::Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + 'static,
+{
+    let rows = Box::pin(rows);
+    stream::unfold(Some((rows, token, guard)), |state| async move {
+        let (mut rows, token, guard) = state?;
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => Some((Err(pg_error(Error::Cancelled)), None)),
+            item = rows.next() => item.map(|i| (i, Some((rows, token, guard)))),
+        }
+    })
+}
+
+fn format_for(formats: &Format, i: usize) -> FieldFormat {
+    match formats {
+        Format::UnifiedText => FieldFormat::Text,
+        Format::UnifiedBinary => FieldFormat::Binary,
+        Format::Individual(v) => match v.get(i) {
+            Some(&1) => FieldFormat::Binary,
+            _ => FieldFormat::Text,
+        },
+    }
+}
+
+fn field_infos(
+    schema: &datafusion::arrow::datatypes::Schema,
+    names: &[String],
+    formats: &Format,
+) -> Vec<FieldInfo> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let name = names.get(i).cloned().unwrap_or_else(|| f.name().clone());
+            FieldInfo::new(
+                name,
+                None,
+                None,
+                encode::pg_type(f.data_type()),
+                format_for(formats, i),
+            )
+        })
+        .collect()
+}
+
+fn outcome_response(
+    outcome: Outcome,
+    formats: &Format,
+    state: &ConnState,
+    opts: TextOptions,
+    engine: &Engine,
+) -> PgWireResult<Response> {
+    Ok(match outcome {
+        rows @ Outcome::Rows { .. } => {
+            return rows_response(rows, formats, opts, &state.slot, engine.statement_guard());
+        }
+        Outcome::Command(t) => Response::Execution(tag(&t)),
+        Outcome::Begin => Response::TransactionStart(Tag::new("BEGIN")),
+        Outcome::Commit(t) => Response::TransactionEnd(tag(&t)),
+        Outcome::Empty => Response::EmptyQuery,
+    })
+}
+
+fn tag(t: &crate::session::CommandTag) -> Tag {
+    let mut tag = Tag::new(&t.command);
+    if t.with_oid {
+        tag = tag.with_oid(0);
+    }
+    if let Some(r) = t.rows {
+        tag = tag.with_rows(r);
+    }
+    tag
+}
+
+#[async_trait]
+impl SimpleQueryHandler for QueryHandler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let state = self.state(client);
+        let aborted = client.transaction_status() == TransactionStatus::Error;
+        let _running = self.engine.statement_guard();
+        let token = state.slot.begin();
+        let mut session = state.session.lock().await;
+        let opts = TextOptions {
+            timezone: session.settings.timezone(),
+        };
+        let results = tokio::select! {
+            r = session.execute_simple(query, aborted) => r,
+            _ = token.cancelled() => vec![Err(Error::Cancelled)],
+        };
+        drop(session);
+        let mut out = Vec::with_capacity(results.len());
+        for r in results {
+            match r.map_err(pg_error).and_then(|o| {
+                outcome_response(o, &Format::UnifiedText, &state, opts.clone(), &self.engine)
+            }) {
+                Ok(resp) => out.push(resp),
+                Err(PgWireError::UserError(info)) => out.push(Response::Error(info)),
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Parses (and for queries, plans) statements of the extended protocol.
+pub struct Parser;
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let Some(state) = client.session_extensions().get::<ConnState>() else {
+            return Err(pg_error(Error::internal("no session for this connection")));
+        };
+        let client_types: Vec<Option<DataType>> = types
+            .iter()
+            .map(|t| t.as_ref().and_then(params::arrow_type))
+            .collect();
+        let session = state.session.lock().await;
+        let prepared = session
+            .prepare(sql, &client_types)
+            .await
+            .map_err(pg_error)?;
+        if prepared.statement.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(prepared))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        Ok(stmt.param_types.iter().map(param_pg_type).collect())
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        formats: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(match &stmt.schema {
+            Some(s) => field_infos(s, &stmt.names, formats.unwrap_or(&Format::UnifiedText)),
+            None => vec![],
+        })
+    }
+}
+
+fn param_pg_type(dt: &DataType) -> Type {
+    match dt {
+        DataType::Null => Type::TEXT,
+        other => encode::pg_type(other),
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for QueryHandler {
+    type Statement = Prepared;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Parser> {
+        self.parser.clone()
+    }
+
+    async fn on_parse<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::extendedquery::Parse,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // Make sure the session exists before the parser looks for it.
+        let _ = self.state(client);
+        let name = message
+            .name
+            .clone()
+            .unwrap_or_else(|| pgwire::api::DEFAULT_NAME.to_owned());
+        let parser = self.query_parser();
+        match StoredStatement::parse(client, &message, parser).await? {
+            Some(stmt) => client.portal_store().put_statement(Arc::new(stmt)),
+            None => client.portal_store().put_empty_statement(&name),
+        }
+        use futures::SinkExt;
+        client
+            .send(PgWireBackendMessage::ParseComplete(
+                pgwire::messages::extendedquery::ParseComplete::new(),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn do_describe_statement<C>(
+        &self,
+        _client: &mut C,
+        target: &StoredStatement<Prepared>,
+    ) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let stmt = &target.statement;
+        let params = stmt
+            .param_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                target
+                    .parameter_types
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_else(|| param_pg_type(t))
+            })
+            .collect();
+        let fields = self.parser.get_result_schema(stmt, None)?;
+        Ok(DescribeStatementResponse::new(params, fields))
+    }
+
+    async fn do_describe_portal<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Prepared>,
+    ) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let fields = self.parser.get_result_schema(
+            &portal.statement.statement,
+            Some(&portal.result_column_format),
+        )?;
+        Ok(DescribePortalResponse::new(fields))
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let state = self.state(client);
+        let prepared = &portal.statement.statement;
+        let Some(stmt) = prepared.statement.clone() else {
+            return Ok(Response::EmptyQuery);
+        };
+        // Decode parameters by the type the client declared, else the inferred one.
+        let mut values = Vec::with_capacity(portal.parameters.len());
+        for (i, raw) in portal.parameters.iter().enumerate() {
+            let t = portal
+                .statement
+                .parameter_types
+                .get(i)
+                .cloned()
+                .flatten()
+                .filter(|t| *t != Type::UNKNOWN)
+                .unwrap_or_else(|| {
+                    prepared
+                        .param_types
+                        .get(i)
+                        .map(param_pg_type)
+                        .unwrap_or(Type::TEXT)
+                });
+            let binary = format_for(&portal.parameter_format, i) == FieldFormat::Binary;
+            values.push(params::decode(raw.as_deref(), &t, binary).map_err(pg_error)?);
+        }
+        let aborted = client.transaction_status() == TransactionStatus::Error;
+        let _running = self.engine.statement_guard();
+        let token = state.slot.begin();
+        let mut session = state.session.lock().await;
+        let opts = TextOptions {
+            timezone: session.settings.timezone(),
+        };
+        let result = tokio::select! {
+            r = session.execute_one(&stmt, values, aborted) => r,
+            _ = token.cancelled() => Err(Error::Cancelled),
+        };
+        drop(session);
+        let outcome = result.map_err(pg_error)?;
+        outcome_response(
+            outcome,
+            &portal.result_column_format,
+            &state,
+            opts,
+            &self.engine,
+        )
+    }
+}

@@ -1,0 +1,8 @@
+//! The one integration-test binary: a real server on an ephemeral port, real clients over the wire.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may stop at the first surprise
+
+mod auth;
+mod common;
+mod config;
+mod protocol;
+mod storage;

@@ -1,0 +1,296 @@
+//! The protocol surface: types in text and binary, parameters, portal suspension, errors and
+//! recovery, multi-statement simple queries, command tags, cancel.
+
+use std::time::Duration;
+
+use tokio_postgres::SimpleQueryMessage;
+use tokio_postgres::types::Type;
+
+use crate::common::{Options, TestServer};
+
+fn code(e: &tokio_postgres::Error) -> String {
+    e.code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| format!("no sqlstate: {e}"))
+}
+
+#[tokio::test]
+async fn every_type_in_text_and_binary() {
+    let s = TestServer::start(Options::default()).await;
+    let c = s.connect().await;
+    let sql = "SELECT true AS b, 2::smallint AS i2, 4::integer AS i4, 8::bigint AS i8, 1.5::real AS f4, \
+               2.25::double precision AS f8, 123.45::numeric(10,2) AS n, 'txt'::text AS t, 'vc'::varchar AS vc, \
+               '\\xdeadbeef'::bytea AS by, DATE '2024-02-29' AS d, TIME '13:14:15.5' AS tm, \
+               TIMESTAMP '2024-01-02 03:04:05.123456' AS ts, TIMESTAMPTZ '2024-01-02 03:04:05+00' AS tz, \
+               INTERVAL '1 day 2 hours' AS iv, make_array(1, 2, 3) AS arr, NULL::int AS nul";
+    // Binary (extended protocol, tokio-postgres asks for binary results).
+    let row = c.query_one(sql, &[]).await.expect("binary query");
+    assert!(row.get::<_, bool>("b"));
+    assert_eq!(row.get::<_, i16>("i2"), 2);
+    assert_eq!(row.get::<_, i32>("i4"), 4);
+    assert_eq!(row.get::<_, i64>("i8"), 8);
+    assert_eq!(row.get::<_, f32>("f4"), 1.5);
+    assert_eq!(row.get::<_, f64>("f8"), 2.25);
+    assert_eq!(row.get::<_, String>("t"), "txt");
+    assert_eq!(row.get::<_, Vec<u8>>("by"), vec![0xde, 0xad, 0xbe, 0xef]);
+    assert_eq!(
+        row.get::<_, chrono::NaiveDate>("d"),
+        chrono::NaiveDate::from_ymd_opt(2024, 2, 29).expect("date")
+    );
+    assert_eq!(
+        row.get::<_, chrono::NaiveTime>("tm"),
+        chrono::NaiveTime::from_hms_milli_opt(13, 14, 15, 500).expect("t")
+    );
+    let ts = row.get::<_, chrono::NaiveDateTime>("ts");
+    assert_eq!(ts.to_string(), "2024-01-02 03:04:05.123456");
+    let tz = row.get::<_, chrono::DateTime<chrono::Utc>>("tz");
+    assert_eq!(tz.to_rfc3339(), "2024-01-02T03:04:05+00:00");
+    assert_eq!(row.get::<_, Vec<i64>>("arr"), vec![1, 2, 3]);
+    assert_eq!(row.get::<_, Option<i32>>("nul"), None);
+    let types: Vec<Type> = row.columns().iter().map(|c| c.type_().clone()).collect();
+    assert_eq!(
+        types,
+        vec![
+            Type::BOOL,
+            Type::INT2,
+            Type::INT4,
+            Type::INT8,
+            Type::FLOAT4,
+            Type::FLOAT8,
+            Type::NUMERIC,
+            Type::TEXT,
+            Type::TEXT,
+            Type::BYTEA,
+            Type::DATE,
+            Type::TIME,
+            Type::TIMESTAMP,
+            Type::TIMESTAMPTZ,
+            Type::INTERVAL,
+            Type::INT8_ARRAY,
+            Type::INT4
+        ]
+    );
+    // Text (simple protocol).
+    let msgs = c.simple_query(sql).await.expect("text query");
+    let SimpleQueryMessage::Row(r) = &msgs[1] else {
+        panic!("expected a row, got {:?}", msgs.len())
+    };
+    let text: Vec<Option<&str>> = (0..r.len()).map(|i| r.get(i)).collect();
+    assert_eq!(
+        text,
+        vec![
+            Some("t"),
+            Some("2"),
+            Some("4"),
+            Some("8"),
+            Some("1.5"),
+            Some("2.25"),
+            Some("123.45"),
+            Some("txt"),
+            Some("vc"),
+            Some("\\xdeadbeef"),
+            Some("2024-02-29"),
+            Some("13:14:15.5"),
+            Some("2024-01-02 03:04:05.123456"),
+            Some("2024-01-02 03:04:05+00"),
+            Some("1 day 02:00:00"),
+            Some("{1,2,3}"),
+            None
+        ]
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn parameters_typed_by_client_or_inferred() {
+    let s = TestServer::start(Options::default()).await;
+    let c = s.connect().await;
+    c.batch_execute("CREATE TABLE p (id BIGINT NOT NULL, name TEXT, amount NUMERIC(10,2), at TIMESTAMP, ok BOOLEAN)")
+        .await
+        .expect("create");
+    let ts = chrono::NaiveDate::from_ymd_opt(2024, 5, 6)
+        .and_then(|d| d.and_hms_opt(7, 8, 9))
+        .expect("ts");
+    let n = c
+        .execute(
+            "INSERT INTO p VALUES ($1, $2, 10.5, $3, $4)",
+            &[&1i64, &"one", &ts, &true],
+        )
+        .await
+        .expect("insert with params");
+    assert_eq!(n, 1);
+    let stmt = c
+        .prepare("SELECT name, at FROM p WHERE id = $1")
+        .await
+        .expect("prepare");
+    assert_eq!(stmt.params(), &[Type::INT8]);
+    let row = c.query_one(&stmt, &[&1i64]).await.expect("query");
+    assert_eq!(row.get::<_, String>(0), "one");
+    assert_eq!(row.get::<_, chrono::NaiveDateTime>(1), ts);
+    // Client-declared parameter type differs from the inferred one: int4 against a BIGINT column.
+    let stmt = c
+        .prepare_typed("SELECT count(*) FROM p WHERE id = $1", &[Type::INT4])
+        .await
+        .expect("typed");
+    let row = c.query_one(&stmt, &[&1i32]).await.expect("query");
+    assert_eq!(row.get::<_, i64>(0), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn portal_suspension_resumes() {
+    let s = TestServer::start(Options::default()).await;
+    let mut c = s.connect().await;
+    let tx = c.transaction().await.expect("tx");
+    let stmt = tx
+        .prepare("SELECT * FROM generate_series(1, 25) AS t(x)")
+        .await
+        .expect("prepare");
+    let portal = tx.bind(&stmt, &[]).await.expect("bind");
+    let mut seen = vec![];
+    loop {
+        let rows = tx.query_portal(&portal, 10).await.expect("fetch");
+        if rows.is_empty() {
+            break;
+        }
+        seen.extend(rows.iter().map(|r| r.get::<_, i64>(0)));
+    }
+    assert_eq!(seen, (1..=25).collect::<Vec<i64>>());
+    tx.commit().await.expect("commit");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn errors_carry_sqlstates_and_the_connection_recovers() {
+    let s = TestServer::start(Options::default()).await;
+    let c = s.connect().await;
+    let cases = [
+        ("SELEC 1", "42601"),
+        ("SELECT * FROM no_such_table", "42P01"),
+        ("SELECT no_such_column FROM (SELECT 1 AS a) t", "42703"),
+        ("SELECT no_such_function(1)", "42883"),
+        ("SELECT 1/0", "22012"),
+        ("SELECT 'abc'::int", "22P02"),
+        ("CREATE TABLE bad (c INTERVAL)", "0A000"),
+    ];
+    for (sql, want) in cases {
+        let e = c.simple_query(sql).await.expect_err(sql);
+        assert_eq!(code(&e), want, "{sql}: {e}");
+        let e = c.query(sql, &[]).await.expect_err(sql);
+        assert_eq!(code(&e), want, "{sql} (extended): {e}");
+        // usable afterwards in both protocols
+        c.simple_query("SELECT 1")
+            .await
+            .expect("simple after error");
+        c.query("SELECT 1", &[])
+            .await
+            .expect("extended after error");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn multi_statement_simple_query_and_command_tags() {
+    let s = TestServer::start(Options::default()).await;
+    let c = s.connect().await;
+    let msgs = c
+        .simple_query(
+            "CREATE TABLE t (a INTEGER, b TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y'); \
+             SELECT * FROM t ORDER BY a; CREATE TABLE t2 AS SELECT * FROM t; DROP TABLE t2",
+        )
+        .await
+        .expect("multi");
+    let tags: Vec<u64> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tags, vec![0, 2, 2, 2, 0]);
+    let rows = msgs
+        .iter()
+        .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
+        .count();
+    assert_eq!(rows, 2);
+    // An error stops the rest of the message.
+    let e = c
+        .simple_query("INSERT INTO t VALUES (3, 'z'); SELECT 1/0; INSERT INTO t VALUES (4, 'w')")
+        .await;
+    assert!(e.is_err());
+    let row = c
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .expect("count");
+    assert_eq!(row.get::<_, i64>(0), 3);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_query() {
+    let s = TestServer::start(Options::default()).await;
+    let c = s.connect().await;
+    let token = c.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(tokio_postgres::NoTls).await
+    });
+    let e = c
+        .simple_query("SELECT pg_sleep(30)")
+        .await
+        .expect_err("cancelled");
+    assert_eq!(code(&e), "57014");
+    canceller.await.expect("join").expect("cancel sent");
+    // and again through the extended protocol
+    let token = c.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(tokio_postgres::NoTls).await
+    });
+    let e = c
+        .query("SELECT pg_sleep(30)", &[])
+        .await
+        .expect_err("cancelled");
+    assert_eq!(code(&e), "57014");
+    canceller.await.expect("join").expect("cancel sent");
+    let row = c
+        .query_one("SELECT 42::int4", &[])
+        .await
+        .expect("usable after cancel");
+    assert_eq!(row.get::<_, i32>(0), 42);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn startup_parameters_and_settings() {
+    let s = TestServer::start(Options::default()).await;
+    let c = s.connect().await;
+    let v = c.query_one("SHOW server_version", &[]).await.expect("show");
+    let version: String = v.get(0);
+    assert!(version.starts_with("15."), "{version}");
+    let row = c.query_one("SELECT version()", &[]).await.expect("version");
+    assert!(
+        row.get::<_, String>(0)
+            .starts_with(&format!("PostgreSQL {version}"))
+    );
+    c.batch_execute("SET TimeZone = 'Asia/Kolkata'")
+        .await
+        .expect("set tz");
+    let msgs = c
+        .simple_query("SELECT TIMESTAMPTZ '2024-01-01 00:00:00+00'")
+        .await
+        .expect("q");
+    let SimpleQueryMessage::Row(r) = &msgs[1] else {
+        panic!("row")
+    };
+    assert_eq!(r.get(0), Some("2024-01-01 05:30:00+05:30"));
+    let msgs = c.simple_query("SHOW TimeZone").await.expect("show");
+    let SimpleQueryMessage::Row(r) = &msgs[1] else {
+        panic!("row")
+    };
+    assert_eq!(r.get(0), Some("Asia/Kolkata"));
+    c.batch_execute("RESET TimeZone; DISCARD ALL; BEGIN; COMMIT; ROLLBACK")
+        .await
+        .expect("session commands");
+    s.stop().await;
+}

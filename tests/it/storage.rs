@@ -1,0 +1,153 @@
+//! Persistence across restarts, views, concurrent sessions, the demo data.
+
+use crate::common::{Options, TestServer};
+
+#[tokio::test]
+async fn data_survives_a_restart() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("wh");
+    let s = TestServer::start(Options {
+        dir: Some(dir.clone()),
+        ..Default::default()
+    })
+    .await;
+    let c = s.connect().await;
+    c.batch_execute(
+        "CREATE SCHEMA sales; \
+         CREATE TABLE sales.items (id BIGINT NOT NULL, name VARCHAR(20), price DOUBLE PRECISION, at TIMESTAMP); \
+         INSERT INTO sales.items VALUES (1, 'a', 1.5, '2024-01-01 00:00:00'), (2, 'b', 2.5, NULL); \
+         CREATE VIEW sales.cheap AS SELECT id, name FROM sales.items WHERE price < 2",
+    )
+    .await
+    .expect("setup");
+    drop(c);
+    s.stop().await;
+
+    let s = TestServer::start(Options {
+        dir: Some(dir.clone()),
+        ..Default::default()
+    })
+    .await;
+    let c = s.connect().await;
+    let rows = c
+        .query(
+            "SELECT id, name, price, at FROM sales.items ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("read back");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0].columns()[0].type_(),
+        &tokio_postgres::types::Type::INT8
+    );
+    assert_eq!(
+        rows[0].columns()[2].type_(),
+        &tokio_postgres::types::Type::FLOAT8
+    );
+    assert_eq!(
+        rows[0].columns()[3].type_(),
+        &tokio_postgres::types::Type::TIMESTAMP
+    );
+    assert_eq!(rows[1].get::<_, String>(1), "b");
+    let v = c
+        .query("SELECT * FROM sales.cheap", &[])
+        .await
+        .expect("view survives");
+    assert_eq!(v.len(), 1);
+    c.batch_execute("DROP VIEW sales.cheap; DROP TABLE sales.items; DROP SCHEMA sales")
+        .await
+        .expect("drop");
+    let e = c
+        .query("SELECT * FROM sales.items", &[])
+        .await
+        .expect_err("gone");
+    assert_eq!(e.code().map(|c| c.code()), Some("42P01"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn not_null_and_types_are_enforced() {
+    let s = TestServer::start(Options::default()).await;
+    let c = s.connect().await;
+    c.batch_execute("CREATE TABLE nn (id BIGINT NOT NULL, v INTEGER)")
+        .await
+        .expect("create");
+    let e = c
+        .batch_execute("INSERT INTO nn VALUES (NULL, 1)")
+        .await
+        .expect_err("null refused");
+    assert_eq!(e.code().map(|c| c.code()), Some("23502"), "{e}");
+    let e = c
+        .batch_execute("INSERT INTO nn VALUES (1, 'abc')")
+        .await
+        .expect_err("bad type refused");
+    assert_eq!(e.code().map(|c| c.code()), Some("22P02"), "{e}");
+    let row = c
+        .query_one("SELECT count(*) FROM nn", &[])
+        .await
+        .expect("count");
+    assert_eq!(row.get::<_, i64>(0), 0, "nothing written");
+    let e = c
+        .batch_execute("CREATE TABLE nn (x INT)")
+        .await
+        .expect_err("duplicate");
+    assert_eq!(e.code().map(|c| c.code()), Some("42P07"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_sessions_insert_and_read() {
+    let s = TestServer::start(Options::default()).await;
+    let c = s.connect().await;
+    c.batch_execute("CREATE TABLE conc (worker INTEGER, n INTEGER)")
+        .await
+        .expect("create");
+    let mut tasks = vec![];
+    for w in 0..4 {
+        let client = s.connect().await;
+        tasks.push(tokio::spawn(async move {
+            for n in 0..5 {
+                client
+                    .execute("INSERT INTO conc VALUES ($1, $2)", &[&w, &n])
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("inserts succeed");
+    }
+    let row = c
+        .query_one("SELECT count(*), count(DISTINCT worker) FROM conc", &[])
+        .await
+        .expect("count");
+    assert_eq!(row.get::<_, i64>(0), 20, "no acknowledged insert is lost");
+    assert_eq!(row.get::<_, i64>(1), 4);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn demo_data_is_there_on_first_start() {
+    let s = TestServer::start(Options {
+        demo: true,
+        ..Default::default()
+    })
+    .await;
+    let c = s.connect().await;
+    let row = c
+        .query_one(
+            "SELECT count(*) FROM demo.customers c JOIN demo.orders o ON o.customer_id = c.id",
+            &[],
+        )
+        .await
+        .expect("join");
+    assert_eq!(row.get::<_, i64>(0), 200);
+    let row = c
+        .query_one("SELECT email FROM demo.customers WHERE id = 1", &[])
+        .await
+        .expect("email");
+    assert!(row.get::<_, String>(0).contains('@'));
+    s.stop().await;
+}

@@ -1,0 +1,232 @@
+//! sqllogictest files run over the real wire against an in-process server, once with the simple
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may stop at the first surprise
+//! protocol and once with the extended protocol. A file names its user in a `# user: NAME` line.
+
+use std::path::{Path, PathBuf};
+
+use lakegate::config::{Config, Secret, UserConfig};
+use lakegate::server::Server;
+use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+const ADMIN_PASSWORD: &str = "slt-admin";
+
+#[derive(Clone, Copy, Debug)]
+enum Protocol {
+    Simple,
+    Extended,
+}
+
+struct Db {
+    client: Client,
+    protocol: Protocol,
+}
+
+#[derive(Debug)]
+struct DbError(String);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for DbError {}
+
+fn err(e: tokio_postgres::Error) -> DbError {
+    match e.as_db_error() {
+        Some(d) => DbError(format!("{}: {}", d.code().code(), d.message())),
+        None => DbError(e.to_string()),
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncDB for Db {
+    type Error = DbError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
+        match self.protocol {
+            Protocol::Simple => {
+                let msgs = self.client.simple_query(sql).await.map_err(err)?;
+                let mut rows = vec![];
+                let mut ncols = None;
+                let mut count = 0;
+                for m in msgs {
+                    match m {
+                        SimpleQueryMessage::Row(r) => {
+                            rows.push(
+                                (0..r.len())
+                                    .map(|i| shown(r.get(i).unwrap_or("NULL")))
+                                    .collect::<Vec<_>>(),
+                            );
+                        }
+                        SimpleQueryMessage::RowDescription(d) => ncols = Some(d.len()),
+                        SimpleQueryMessage::CommandComplete(n) => count = n,
+                        _ => {}
+                    }
+                }
+                Ok(match ncols {
+                    Some(n) => DBOutput::Rows {
+                        types: vec![DefaultColumnType::Any; n],
+                        rows,
+                    },
+                    None => DBOutput::StatementComplete(count),
+                })
+            }
+            Protocol::Extended => {
+                let stmt = self.client.prepare(sql).await.map_err(err)?;
+                if stmt.columns().is_empty() {
+                    let n = self.client.execute(&stmt, &[]).await.map_err(err)?;
+                    return Ok(DBOutput::StatementComplete(n));
+                }
+                let rows = self.client.query(&stmt, &[]).await.map_err(err)?;
+                let out = rows
+                    .iter()
+                    .map(|r| (0..r.len()).map(|i| shown(&text(r, i))).collect())
+                    .collect();
+                Ok(DBOutput::Rows {
+                    types: vec![DefaultColumnType::Any; stmt.columns().len()],
+                    rows: out,
+                })
+            }
+        }
+    }
+
+    fn engine_name(&self) -> &str {
+        "lakegate"
+    }
+
+    async fn shutdown(&mut self) {}
+}
+
+/// Empty strings are written `(empty)` in the files.
+fn shown(v: &str) -> String {
+    if v.is_empty() {
+        "(empty)".into()
+    } else {
+        v.to_string()
+    }
+}
+
+/// Binary values rendered as PostgreSQL's text format would show them.
+fn text(r: &tokio_postgres::Row, i: usize) -> String {
+    fn opt<T: ToString>(v: Option<T>) -> String {
+        v.map(|v| v.to_string()).unwrap_or_else(|| "NULL".into())
+    }
+    let t = r.columns()[i].type_().clone();
+    match t {
+        Type::BOOL => r
+            .get::<_, Option<bool>>(i)
+            .map(|b| if b { "t" } else { "f" }.to_string())
+            .unwrap_or("NULL".into()),
+        Type::INT2 => opt(r.get::<_, Option<i16>>(i)),
+        Type::INT4 => opt(r.get::<_, Option<i32>>(i)),
+        Type::INT8 => opt(r.get::<_, Option<i64>>(i)),
+        Type::FLOAT4 => opt(r.get::<_, Option<f32>>(i)),
+        Type::FLOAT8 => opt(r.get::<_, Option<f64>>(i)),
+        Type::DATE => opt(r.get::<_, Option<chrono::NaiveDate>>(i)),
+        Type::TIMESTAMP => opt(r.get::<_, Option<chrono::NaiveDateTime>>(i)),
+        Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => {
+            opt(r.get::<_, Option<String>>(i))
+        }
+        other => format!("<{other} not rendered by the slt runner: cast to text>"),
+    }
+}
+
+fn user_of(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("# user:").map(|u| u.trim().to_string()))
+        })
+        .unwrap_or_else(|| "lakegate".into())
+}
+
+fn password_of(user: &str) -> String {
+    if user == "lakegate" {
+        ADMIN_PASSWORD.into()
+    } else {
+        format!("{user}-pw")
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("tests/slt")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    files.sort();
+    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+    let mut passed = 0;
+    let mut failed = 0;
+    for file in &files {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+            continue;
+        }
+        for protocol in [Protocol::Simple, Protocol::Extended] {
+            // A fresh server and warehouse per run, so files cannot depend on each other.
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let mut c = Config::default();
+            c.server.listen = "127.0.0.1:0".into();
+            c.storage.warehouse = tmp.path().join("wh").display().to_string();
+            c.auth.admin_password = Some(Secret(ADMIN_PASSWORD.into()));
+            c.demo.customers = 100;
+            c.demo.orders = 400;
+            let user = user_of(file);
+            if user != "lakegate" {
+                c.auth.users = vec![UserConfig {
+                    name: user.clone(),
+                    password_file: Some(tmp.path().join("pw")),
+                    password_env: None,
+                    admin: false,
+                }];
+                std::fs::write(tmp.path().join("pw"), password_of(&user)).expect("pw file");
+            }
+            let server = Server::bind(c.validate().expect("config"))
+                .await
+                .expect("bind");
+            let port = server.local_addr().expect("addr").port();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(server.run(async {
+                let _ = stopped.await;
+            }));
+            let url = format!(
+                "host=127.0.0.1 port={port} user={user} password={} dbname=lakegate",
+                password_of(&user)
+            );
+            let mut runner = sqllogictest::Runner::new(move || {
+                let url = url.clone();
+                async move {
+                    let (client, conn) = tokio_postgres::connect(&url, NoTls).await.map_err(err)?;
+                    tokio::spawn(conn);
+                    Ok(Db { client, protocol })
+                }
+            });
+            match runner.run_file_async(file).await {
+                Ok(()) => {
+                    passed += 1;
+                    println!("ok {name} ({protocol:?})");
+                }
+                Err(e) => {
+                    failed += 1;
+                    println!("FAILED {name} ({protocol:?}):\n{e}");
+                }
+            }
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+    }
+    println!("sqllogictest: {passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
