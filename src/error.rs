@@ -192,6 +192,12 @@ fn datafusion_message(e: &DataFusionError) -> String {
     let root = e.find_root();
     let msg = match root {
         DataFusionError::SQL(p, _) => strip_parser_prefix(&p.to_string()),
+        DataFusionError::Plan(m) if relation_not_found(m).is_some() => {
+            format!(
+                "relation \"{}\" does not exist",
+                relation_not_found(m).unwrap_or_default()
+            )
+        }
         DataFusionError::Plan(m)
         | DataFusionError::Execution(m)
         | DataFusionError::NotImplemented(m)
@@ -206,6 +212,17 @@ fn datafusion_message(e: &DataFusionError) -> String {
         other => other.to_string(),
     };
     lowercase_first(&msg)
+}
+
+/// `table 'db.schema.name' not found` (DataFusion) to the name PostgreSQL would print.
+fn relation_not_found(m: &str) -> Option<String> {
+    let name = m.strip_prefix("table '")?.strip_suffix("' not found")?;
+    let parts: Vec<&str> = name.split('.').collect();
+    Some(match parts.as_slice() {
+        [_, s, t] if *s == crate::catalog::DEFAULT_SCHEMA => t.to_string(),
+        [_, s, t] => format!("{s}.{t}"),
+        _ => name.to_string(),
+    })
 }
 
 fn arrow_message(a: &ArrowError) -> String {
@@ -360,6 +377,7 @@ mod tests {
             "table 'lakegate.public.nope' not found".into(),
         ));
         assert_eq!(e.sqlstate(), "42P01");
+        assert_eq!(e.client_message(), "relation \"nope\" does not exist");
         let e = Error::from(DataFusionError::NotImplemented("x".into()));
         assert_eq!(e.sqlstate(), "0A000");
         let e = Error::from(ArrowError::DivideByZero);

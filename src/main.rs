@@ -5,9 +5,8 @@ use clap::Parser;
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LAKEGATE_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,deltalake=warn,datafusion=warn")
-            }),
+            tracing_subscriber::EnvFilter::try_from_env("LAKEGATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lakegate=info")),
         )
         .with_writer(std::io::stderr)
         .init();

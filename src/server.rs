@@ -110,6 +110,8 @@ impl Server {
         while engine.running_statements() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // Let the last responses reach their clients before the process ends.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let left = engine.running_statements();
         if left > 0 {
             tracing::warn!(

@@ -62,6 +62,8 @@ pub struct SessionValues<'a> {
     pub database: &'a str,
     pub schema: &'a str,
     pub backend_pid: i32,
+    /// Session settings by lower-case name, for `current_setting()`.
+    pub settings: Vec<(String, String)>,
 }
 
 /// All functions for one session.
@@ -83,7 +85,84 @@ pub fn session_functions(v: &SessionValues<'_>) -> Vec<ScalarUDF> {
         constant("pg_backend_pid", ScalarValue::Int32(Some(v.backend_pid))),
         constant("inet_server_port", ScalarValue::Int32(None)),
         AsyncScalarUDF::new(Arc::new(PgSleep::default())).into_scalar_udf(),
+        ScalarUDF::new_from_impl(CurrentSetting::new(&v.settings)),
     ]
+}
+
+/// `current_setting(name [, missing_ok])` from the session's settings at planning time.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CurrentSetting {
+    values: std::collections::BTreeMap<String, String>,
+    signature: Signature,
+}
+
+impl CurrentSetting {
+    fn new(settings: &[(String, String)]) -> Self {
+        CurrentSetting {
+            values: settings
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
+            signature: Signature::one_of(
+                vec![
+                    TypeSignature::Exact(vec![DataType::Utf8]),
+                    TypeSignature::Exact(vec![DataType::Utf8, DataType::Boolean]),
+                ],
+                Volatility::Stable,
+            ),
+        }
+    }
+
+    fn lookup(&self, name: &str, missing_ok: bool) -> DfResult<Option<String>> {
+        match self.values.get(&name.to_ascii_lowercase()) {
+            Some(v) => Ok(Some(v.clone())),
+            None if missing_ok => Ok(None),
+            None => Err(Error::UndefinedObject(format!(
+                "unrecognized configuration parameter \"{name}\""
+            ))
+            .into()),
+        }
+    }
+}
+
+impl ScalarUDFImpl for CurrentSetting {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn name(&self) -> &str {
+        "current_setting"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let missing_ok = match args.args.get(1) {
+            Some(ColumnarValue::Scalar(ScalarValue::Boolean(Some(b)))) => *b,
+            _ => false,
+        };
+        match args.args.first() {
+            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name)))) => Ok(
+                ColumnarValue::Scalar(ScalarValue::Utf8(self.lookup(name, missing_ok)?)),
+            ),
+            Some(ColumnarValue::Array(a)) => {
+                let a = a.as_string::<i32>();
+                let out = (0..a.len())
+                    .map(|i| {
+                        if a.is_null(i) {
+                            Ok(None)
+                        } else {
+                            self.lookup(a.value(i), missing_ok)
+                        }
+                    })
+                    .collect::<DfResult<datafusion::arrow::array::StringArray>>()?;
+                Ok(ColumnarValue::Array(Arc::new(out)))
+            }
+            _ => Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None))),
+        }
+    }
 }
 
 /// `pg_sleep(seconds)`: waits without holding a thread, and stops at once when cancelled.

@@ -86,6 +86,7 @@ impl ViewExpander for Planner {
             database: &self.database,
             schema,
             backend_pid: 0,
+            settings: vec![],
         };
         let ctx = self.new_context(&values);
         let plan = ctx

@@ -216,6 +216,7 @@ impl Session {
             database: engine.planner.database(),
             schema: &schema,
             backend_pid: pid,
+            settings: settings.all(),
         };
         engine.planner.new_context(&values)
     }

@@ -28,7 +28,8 @@ pub async fn create(url: &Url, schema: &Schema) -> Result<DeltaTable> {
         })?;
         columns.push(field);
     }
-    let table = DeltaTable::try_from_url(url.clone()).await?;
+    // An unloaded handle: the location is empty, there is nothing to load yet.
+    let table = deltalake::DeltaTableBuilder::from_url(url.clone())?.build()?;
     let table = table
         .create()
         .with_columns(columns)

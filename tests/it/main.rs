@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may stop at the first surprise
 
 mod auth;
+mod binary;
 mod common;
 mod config;
 mod protocol;
