@@ -3,6 +3,7 @@
 //! Uses `catalog`; knows nothing of the wire.
 
 pub mod functions;
+pub mod pg_cast;
 pub mod pg_semantics;
 pub mod types;
 
@@ -15,6 +16,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::logical_expr::planner::TypePlanner;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast;
 
 use crate::catalog::{Catalog, LakegateCatalog, ViewExpander};
@@ -74,7 +76,31 @@ impl Planner {
         for f in functions::session_functions(values) {
             ctx.register_udf(f);
         }
+        ctx.register_udf(pg_cast::udf());
         ctx
+    }
+
+    /// Plan one parsed statement with PostgreSQL's meaning: typed casts to uuid/json/varchar,
+    /// then DataFusion's planner, then the PostgreSQL-semantics rewrites.
+    pub async fn plan_statement(ctx: &SessionContext, stmt: &DFStatement) -> Result<LogicalPlan> {
+        let stmt = with_pg_casts(stmt.clone());
+        let plan = ctx.state().statement_to_plan(stmt).await?;
+        pg_semantics::apply(plan)
+    }
+}
+
+fn with_pg_casts(stmt: DFStatement) -> DFStatement {
+    match stmt {
+        DFStatement::Statement(mut s) => {
+            pg_cast::rewrite_statement(&mut s);
+            DFStatement::Statement(s)
+        }
+        DFStatement::Explain(mut e) => {
+            let inner = with_pg_casts(e.statement.as_ref().clone());
+            *e.statement = inner;
+            DFStatement::Explain(e)
+        }
+        other => other,
     }
 }
 
@@ -89,11 +115,15 @@ impl ViewExpander for Planner {
             settings: vec![],
         };
         let ctx = self.new_context(&values);
-        let plan = ctx
-            .state()
-            .create_logical_plan(sql)
-            .await
-            .map_err(Error::from)?;
+        let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+        let mut stmts = datafusion::sql::parser::DFParserBuilder::new(sql)
+            .with_dialect(&dialect)
+            .build()?
+            .parse_statements()?;
+        let stmt = stmts
+            .pop_front()
+            .ok_or_else(|| Error::internal("empty view definition"))?;
+        let plan = Self::plan_statement(&ctx, &stmt).await?;
         if columns.is_empty() {
             return Ok(plan);
         }

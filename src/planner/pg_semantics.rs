@@ -2,18 +2,74 @@
 //!
 //! - A text literal cast to `bytea` is PostgreSQL's bytea input syntax (`'\xdeadbeef'` is four
 //!   bytes), not the UTF-8 bytes of the text.
+//! - Values inserted into uuid / json / jsonb columns are validated and normalized like
+//!   PostgreSQL's input functions do (the columns are stored as text).
+
+use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::logical_expr::{Cast, Expr, LogicalPlan, TryCast};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::{
+    Cast, DmlStatement, Expr, LogicalPlan, LogicalPlanBuilder, TryCast, WriteOp,
+};
 
+use super::pg_cast;
+use super::types::field_pg_type;
 use crate::error::{Error, Result};
 
 pub fn apply(plan: LogicalPlan) -> Result<LogicalPlan> {
     let out =
         plan.transform_up_with_subqueries(|p| p.map_expressions(|e| e.transform_up(rewrite_expr)))?;
-    Ok(out.data)
+    typed_insert(out.data)
+}
+
+/// Wrap the values of an INSERT bound for uuid/json/jsonb columns in the typed cast.
+fn typed_insert(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let LogicalPlan::Dml(dml) = &plan else {
+        return Ok(plan);
+    };
+    if !matches!(dml.op, WriteOp::Insert(_)) {
+        return Ok(plan);
+    }
+    let target = dml.target.schema();
+    let input_schema = dml.input.schema();
+    if input_schema.fields().len() != target.fields().len() {
+        return Ok(plan);
+    }
+    let mut changed = false;
+    let exprs: Vec<Expr> = input_schema
+        .columns()
+        .into_iter()
+        .zip(target.fields().iter())
+        .map(|(c, f)| match field_pg_type(f) {
+            Some(t @ ("uuid" | "json" | "jsonb")) => {
+                changed = true;
+                let name = c.name.clone();
+                let ty = Expr::Literal(ScalarValue::Utf8(Some(t.to_string())), None);
+                Expr::ScalarFunction(ScalarFunction::new_udf(
+                    Arc::new(pg_cast::udf()),
+                    vec![Expr::Column(c), ty],
+                ))
+                .alias(name)
+            }
+            _ => Expr::Column(c),
+        })
+        .collect();
+    if !changed {
+        return Ok(plan);
+    }
+    let input = LogicalPlanBuilder::from(dml.input.as_ref().clone())
+        .project(exprs)?
+        .build()?;
+    let op = dml.op.clone();
+    Ok(LogicalPlan::Dml(DmlStatement::new(
+        dml.table_name.clone(),
+        dml.target.clone(),
+        op,
+        Arc::new(input),
+    )))
 }
 
 fn rewrite_expr(e: Expr) -> datafusion::common::Result<Transformed<Expr>> {

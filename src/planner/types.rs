@@ -114,6 +114,31 @@ fn numeric(info: &ExactNumberInfo) -> Result<DataType> {
     Ok(DataType::Decimal128(p as u8, s as i8))
 }
 
+pub use crate::storage::PG_TYPE_KEY;
+
+/// The PostgreSQL types Lakegate stores as text but reports as themselves.
+pub fn text_pg_type(t: &ast::DataType) -> Option<&'static str> {
+    use ast::DataType as S;
+    match t {
+        S::Uuid => Some("uuid"),
+        S::JSON => Some("json"),
+        S::JSONB => Some("jsonb"),
+        S::Varchar(_) | S::CharVarying(_) | S::CharacterVarying(_) => Some("varchar"),
+        S::Char(_) | S::Character(_) => Some("bpchar"),
+        _ => None,
+    }
+}
+
+/// A field's PostgreSQL type override, if it carries one on a text type.
+pub fn field_pg_type(f: &Field) -> Option<&str> {
+    match f.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            f.metadata().get(PG_TYPE_KEY).map(|s| s.as_str())
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use super::names::{ident, qualified};
 use super::{CommandTag, Outcome, Session};
 use crate::catalog::{RelationKind, ViewEntry};
 use crate::error::{Error, Result};
-use crate::planner::types::{UTC, column_type};
+use crate::planner::types::{PG_TYPE_KEY, UTC, column_type, field_pg_type, text_pg_type};
 
 fn resolve(session: &Session, name: &ObjectName) -> Result<(String, String)> {
     qualified(
@@ -105,7 +105,11 @@ pub async fn create_table(session: &mut Session, ct: &ast::CreateTable) -> Resul
                 }
             }
         }
-        fields.push(Field::new(name, dt, nullable));
+        let mut field = Field::new(name, dt, nullable);
+        if let Some(t) = text_pg_type(&col.data_type) {
+            field = field.with_metadata([(PG_TYPE_KEY.to_string(), t.to_string())].into());
+        }
+        fields.push(field);
     }
     if fields.is_empty() {
         return Err(Error::unsupported("tables need at least one column"));
@@ -134,7 +138,11 @@ async fn create_table_as(
             Some(c) => ident(&c.name),
             None => f.name().clone(),
         };
-        fields.push(Field::new(name, storable(f.data_type())?, true));
+        let mut field = Field::new(name, storable(f.data_type())?, true);
+        if let Some(t) = field_pg_type(f) {
+            field = field.with_metadata([(PG_TYPE_KEY.to_string(), t.to_string())].into());
+        }
+        fields.push(field);
     }
     let catalog = session.engine.planner.catalog().clone();
     if !catalog

@@ -141,7 +141,8 @@ pub struct Prepared {
     pub sql: String,
     pub statement: Option<Arc<DfStatement>>,
     /// The Arrow type of each `$n` parameter (Null when nothing could be inferred).
-    pub param_types: Vec<DataType>,
+    /// (A field, so that a uuid/json parameter can say so in its metadata.)
+    pub param_types: Vec<Field>,
     /// Result columns, when the statement returns rows.
     pub schema: Option<SchemaRef>,
     pub names: Vec<String>,
@@ -283,7 +284,7 @@ impl Session {
                 vec![],
                 client_types
                     .iter()
-                    .map(|t| t.clone().unwrap_or(DataType::Null))
+                    .map(|t| param_field(t.clone().unwrap_or(DataType::Null)))
                     .collect(),
             )
         };
@@ -298,9 +299,7 @@ impl Session {
 
     /// Plan a statement that DataFusion runs (queries, EXPLAIN, INSERT/UPDATE/DELETE).
     async fn plan(&self, stmt: &DfStatement) -> Result<LogicalPlan> {
-        let state = self.ctx.state();
-        let plan = state.statement_to_plan(stmt.clone()).await?;
-        let plan = crate::planner::pg_semantics::apply(plan)?;
+        let plan = Planner::plan_statement(&self.ctx, stmt).await?;
         // Only queries and DML get here; DDL is ours.
         datafusion::execution::context::SQLOptions::new()
             .with_allow_ddl(false)
@@ -670,8 +669,12 @@ fn is_dml(stmt: &DfStatement) -> bool {
 }
 
 /// Parameter types: the client's where given, else what DataFusion inferred, else unknown (Null).
-fn param_types_of(plan: &LogicalPlan, client: &[Option<DataType>]) -> Result<Vec<DataType>> {
-    let inferred = plan.get_parameter_types()?;
+fn param_field(dt: DataType) -> Field {
+    Field::new("", dt, true)
+}
+
+fn param_types_of(plan: &LogicalPlan, client: &[Option<DataType>]) -> Result<Vec<Field>> {
+    let inferred = plan.get_parameter_fields()?;
     let mut max = client.len();
     for k in inferred.keys() {
         if let Some(n) = k.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
@@ -679,13 +682,12 @@ fn param_types_of(plan: &LogicalPlan, client: &[Option<DataType>]) -> Result<Vec
         }
     }
     Ok((1..=max)
-        .map(|i| {
-            client
-                .get(i - 1)
-                .cloned()
-                .flatten()
-                .or_else(|| inferred.get(&format!("${i}")).cloned().flatten())
-                .unwrap_or(DataType::Null)
+        .map(|i| match client.get(i - 1).cloned().flatten() {
+            Some(dt) => param_field(dt),
+            None => match inferred.get(&format!("${i}")).cloned().flatten() {
+                Some(f) => f.as_ref().clone(),
+                None => param_field(DataType::Null),
+            },
         })
         .collect())
 }

@@ -1,15 +1,25 @@
 //! Delta Lake tables (crate `deltalake`): create, open, and hand DataFusion a provider.
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::Schema;
-use datafusion::catalog::TableProvider;
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Result as DfResult;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
 use deltalake::DeltaTable;
+use deltalake::kernel::MetadataValue;
 use deltalake::kernel::StructField;
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::protocol::SaveMode;
 use url::Url;
 
+use super::PG_TYPE_KEY;
 use crate::error::{Error, Result};
 
 /// Create an empty Delta table at `url` with the given Arrow schema (one atomic commit).
@@ -44,7 +54,76 @@ pub async fn open(url: &Url) -> Result<DeltaTable> {
     Ok(table)
 }
 
-/// A DataFusion provider (scan and INSERT) over the table's current snapshot.
+/// A DataFusion provider (scan and INSERT) over the table's current snapshot. Columns whose
+/// Delta metadata names a PostgreSQL type (uuid, json ...) carry it as Arrow field metadata.
 pub async fn provider(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
-    Ok(table.table_provider().await?)
+    let inner = table.table_provider().await?;
+    let mut typed: HashMap<String, String> = HashMap::new();
+    if let Ok(state) = table.snapshot() {
+        for f in state.schema().fields() {
+            if let Some(MetadataValue::String(t)) = f.metadata().get(PG_TYPE_KEY) {
+                typed.insert(f.name().to_string(), t.clone());
+            }
+        }
+    }
+    if typed.is_empty() {
+        return Ok(inner);
+    }
+    let schema = inner.schema();
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match typed.get(f.name()) {
+            Some(t) => f
+                .as_ref()
+                .clone()
+                .with_metadata([(PG_TYPE_KEY.to_string(), t.clone())].into()),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    Ok(Arc::new(Typed { inner, schema }))
+}
+
+/// A provider that only adds field metadata to another's schema; everything else delegates.
+#[derive(Debug)]
+struct Typed {
+    inner: Arc<dyn TableProvider>,
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for Typed {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.inner.scan(state, projection, filters, limit).await
+    }
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+    async fn insert_into(
+        &self,
+        state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        op: InsertOp,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.inner.insert_into(state, input, op).await
+    }
 }

@@ -3,6 +3,10 @@
 
 pub mod delta;
 
+/// Field metadata key naming the PostgreSQL type of a column stored as text (`uuid`, `json`,
+/// `jsonb`, `varchar`, `bpchar`). Kept in the Delta schema, so it survives restarts.
+pub const PG_TYPE_KEY: &str = "lakegate.pg_type";
+
 use std::path::{Path, PathBuf};
 
 use url::Url;

@@ -140,6 +140,18 @@ pub fn pg_type(dt: &DataType) -> Type {
     }
 }
 
+/// The PostgreSQL type of a result field: its type override (uuid, json ...) or its Arrow type's.
+pub fn pg_type_of(field: &Field) -> Type {
+    match crate::planner::types::field_pg_type(field) {
+        Some("uuid") => Type::UUID,
+        Some("json") => Type::JSON,
+        Some("jsonb") => Type::JSONB,
+        Some("varchar") => Type::VARCHAR,
+        Some("bpchar") => Type::BPCHAR,
+        _ => pg_type(field.data_type()),
+    }
+}
+
 /// Cast a batch's columns to their canonical types.
 pub fn canonicalize(batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
     batch
@@ -179,10 +191,12 @@ fn to_text_array(c: &ArrayRef) -> Result<StringArray> {
         .collect())
 }
 
-/// Encode every row of a batch as DataRow messages.
+/// Encode every row of a batch as DataRow messages. `types` are the PostgreSQL types announced
+/// in the RowDescription (they pick uuid's and jsonb's binary forms for text columns).
 pub fn encode_batch(
     batch: &RecordBatch,
     formats: &[FieldFormat],
+    types: &[Type],
     opts: &TextOptions,
 ) -> Result<Vec<DataRow>> {
     let columns = canonicalize(batch)?;
@@ -192,6 +206,22 @@ pub fn encode_batch(
         let mut buf = BytesMut::with_capacity(16 * ncols + 8);
         for (i, col) in columns.iter().enumerate() {
             let binary = matches!(formats.get(i), Some(FieldFormat::Binary));
+            if binary && col.data_type() == &DataType::Utf8 && !col.is_null(row) {
+                match types.get(i) {
+                    Some(&Type::UUID) => {
+                        write_uuid(&mut buf, col.as_string::<i32>().value(row))?;
+                        continue;
+                    }
+                    Some(&Type::JSONB) => {
+                        let v = col.as_string::<i32>().value(row);
+                        buf.put_i32(v.len() as i32 + 1);
+                        buf.put_u8(1);
+                        buf.put_slice(v.as_bytes());
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
             write_field(&mut buf, col, row, binary, opts)?;
         }
         rows.push(DataRow::new(buf, ncols as i16));
@@ -426,6 +456,18 @@ fn write_binary(buf: &mut BytesMut, col: &ArrayRef, row: usize) -> Result<()> {
         }
         other => return Err(Error::internal(format!("no binary encoding for {other}"))),
     }
+    Ok(())
+}
+
+fn write_uuid(buf: &mut BytesMut, s: &str) -> Result<()> {
+    let u = uuid::Uuid::parse_str(s).map_err(|_| {
+        Error::data(
+            "22P02",
+            format!("invalid input syntax for type uuid: \"{s}\""),
+        )
+    })?;
+    buf.put_i32(16);
+    buf.put_slice(u.as_bytes());
     Ok(())
 }
 

@@ -168,10 +168,11 @@ fn rows_response(
     };
     let fields = field_infos(&schema, &names, formats);
     let field_formats: Vec<FieldFormat> = fields.iter().map(|f| f.format()).collect();
+    let types: Vec<Type> = fields.iter().map(|f| f.datatype().clone()).collect();
     let token = slot.token();
     let rows = batches.flat_map(move |batch| {
         let rows = match batch {
-            Ok(b) => match encode::encode_batch(&b, &field_formats, &opts) {
+            Ok(b) => match encode::encode_batch(&b, &field_formats, &types, &opts) {
                 Ok(rows) => rows.into_iter().map(Ok).collect::<Vec<_>>(),
                 Err(e) => vec![Err(pg_error(e))],
             },
@@ -230,7 +231,7 @@ fn field_infos(
                 name,
                 None,
                 None,
-                encode::pg_type(f.data_type()),
+                encode::pg_type_of(f),
                 format_for(formats, i),
             )
         })
@@ -352,10 +353,10 @@ impl QueryParser for Parser {
     }
 }
 
-fn param_pg_type(dt: &DataType) -> Type {
-    match dt {
+fn param_pg_type(f: &datafusion::arrow::datatypes::Field) -> Type {
+    match f.data_type() {
         DataType::Null => Type::TEXT,
-        other => encode::pg_type(other),
+        _ => encode::pg_type_of(f),
     }
 }
 

@@ -59,7 +59,7 @@ async fn every_type_in_text_and_binary() {
             Type::FLOAT8,
             Type::NUMERIC,
             Type::TEXT,
-            Type::TEXT,
+            Type::VARCHAR,
             Type::BYTEA,
             Type::DATE,
             Type::TIME,
@@ -292,5 +292,60 @@ async fn startup_parameters_and_settings() {
     c.batch_execute("RESET TimeZone; DISCARD ALL; BEGIN; COMMIT; ROLLBACK")
         .await
         .expect("session commands");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn uuid_json_and_varchar_keep_their_types() {
+    let s = TestServer::start(Options::default()).await;
+    let c = s.connect().await;
+    c.batch_execute(
+        "CREATE TABLE typed (u UUID, j JSON, jb JSONB, v VARCHAR(10), ch CHAR(2), t TEXT); \
+         INSERT INTO typed VALUES ('A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', '{\"b\": 1}', '{\"bb\":1,\"a\":2}', 'vv', 'cc', 'tt')",
+    )
+    .await
+    .expect("setup");
+    for sql in [
+        "SELECT u, j, jb, v, ch, t FROM typed",
+        "SELECT 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS u, '{\"b\": 1}'::json AS j, \
+         '{\"bb\":1,\"a\":2}'::jsonb AS jb, 'vv'::varchar AS v, 'cc'::char(2) AS ch, 'tt'::text AS t",
+    ] {
+        let row = c.query_one(sql, &[]).await.expect(sql);
+        let types: Vec<Type> = row.columns().iter().map(|c| c.type_().clone()).collect();
+        assert_eq!(
+            types,
+            vec![
+                Type::UUID,
+                Type::JSON,
+                Type::JSONB,
+                Type::VARCHAR,
+                Type::BPCHAR,
+                Type::TEXT
+            ],
+            "{sql}"
+        );
+        let u: uuid::Uuid = row.get(0);
+        assert_eq!(u.to_string(), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+        let jb: serde_json::Value = row.get(2);
+        assert_eq!(jb, serde_json::json!({"a": 2, "bb": 1}));
+        assert_eq!(row.get::<_, String>(3), "vv");
+        let msgs = c.simple_query(sql).await.expect(sql);
+        let SimpleQueryMessage::Row(r) = &msgs[1] else {
+            panic!("row")
+        };
+        assert_eq!(r.get(2), Some("{\"a\": 2, \"bb\": 1}"));
+    }
+    // uuid parameters, binary
+    let u = uuid::Uuid::parse_str("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11").expect("uuid");
+    let row = c
+        .query_one("SELECT count(*) FROM typed WHERE u = $1", &[&u])
+        .await
+        .expect("uuid param");
+    assert_eq!(row.get::<_, i64>(0), 1);
+    let e = c
+        .simple_query("SELECT 'nope'::uuid")
+        .await
+        .expect_err("bad uuid");
+    assert_eq!(code(&e), "22P02");
     s.stop().await;
 }
