@@ -673,10 +673,32 @@ fn param_field(dt: DataType) -> Field {
     Field::new("", dt, true)
 }
 
+/// Types of `$n` that only appear under a cast (`$1::int`): PostgreSQL takes the cast's type.
+fn cast_placeholder_types(plan: &LogicalPlan) -> std::collections::HashMap<String, DataType> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::expr::Placeholder;
+    let mut out = std::collections::HashMap::new();
+    let _ = plan.apply_with_subqueries(|p| {
+        p.apply_expressions(|e| {
+            e.apply(|e| {
+                if let datafusion::prelude::Expr::Cast(c) = e
+                    && let datafusion::prelude::Expr::Placeholder(Placeholder { id, .. }) =
+                        c.expr.as_ref()
+                {
+                    out.entry(id.clone()).or_insert_with(|| c.data_type.clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    out
+}
+
 fn param_types_of(plan: &LogicalPlan, client: &[Option<DataType>]) -> Result<Vec<Field>> {
     let inferred = plan.get_parameter_fields()?;
+    let cast = cast_placeholder_types(plan);
     let mut max = client.len();
-    for k in inferred.keys() {
+    for k in inferred.keys().chain(cast.keys()) {
         if let Some(n) = k.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) {
             max = max.max(n);
         }
@@ -686,7 +708,11 @@ fn param_types_of(plan: &LogicalPlan, client: &[Option<DataType>]) -> Result<Vec
             Some(dt) => param_field(dt),
             None => match inferred.get(&format!("${i}")).cloned().flatten() {
                 Some(f) => f.as_ref().clone(),
-                None => param_field(DataType::Null),
+                None => param_field(
+                    cast.get(&format!("${i}"))
+                        .cloned()
+                        .unwrap_or(DataType::Null),
+                ),
             },
         })
         .collect())

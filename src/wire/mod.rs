@@ -15,16 +15,20 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
 use futures::{Sink, StreamExt, stream};
 use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::send_describe_response;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo, QueryResponse,
-    Response, Tag,
+    DescribeResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::extendedquery::{
+    Describe, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
+};
 use pgwire::messages::response::TransactionStatus;
 use tokio::sync::Mutex;
 
@@ -353,6 +357,39 @@ impl QueryParser for Parser {
     }
 }
 
+/// What Describe answers: ParameterDescription (statements only), then RowDescription or NoData.
+struct Description {
+    parameters: Option<Vec<Type>>,
+    fields: Vec<FieldInfo>,
+}
+
+impl DescribeResponse for Description {
+    fn parameters(&self) -> Option<&[Type]> {
+        self.parameters.as_deref()
+    }
+    fn fields(&self) -> &[FieldInfo] {
+        &self.fields
+    }
+    fn no_data() -> Self {
+        Description {
+            parameters: None,
+            fields: vec![],
+        }
+    }
+    fn is_no_data(&self) -> bool {
+        self.fields.is_empty()
+    }
+}
+
+/// The type the client declared for parameter `i` in Parse (OID 0, "unknown", is no declaration).
+fn declared_type(stmt: &StoredStatement<Prepared>, i: usize) -> Option<Type> {
+    stmt.parameter_types
+        .get(i)
+        .cloned()
+        .flatten()
+        .filter(|t| *t != Type::UNKNOWN)
+}
+
 fn param_pg_type(f: &datafusion::arrow::datatypes::Field) -> Type {
     match f.data_type() {
         DataType::Null => Type::TEXT,
@@ -400,51 +437,55 @@ impl ExtendedQueryHandler for QueryHandler {
         Ok(())
     }
 
-    async fn do_describe_statement<C>(
-        &self,
-        _client: &mut C,
-        target: &StoredStatement<Prepared>,
-    ) -> PgWireResult<DescribeStatementResponse>
+    /// Describe, answered like PostgreSQL: NoData whenever there are no result columns (pgwire's
+    /// default sends an empty RowDescription for a statement that has parameters, which pgjdbc
+    /// reads as "a result was returned").
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let stmt = &target.statement;
-        let params = stmt
-            .param_types
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                target
-                    .parameter_types
-                    .get(i)
-                    .cloned()
-                    .flatten()
-                    .unwrap_or_else(|| param_pg_type(t))
-            })
-            .collect();
-        let fields = self.parser.get_result_schema(stmt, None)?;
-        Ok(DescribeStatementResponse::new(params, fields))
-    }
-
-    async fn do_describe_portal<C>(
-        &self,
-        _client: &mut C,
-        portal: &Portal<Prepared>,
-    ) -> PgWireResult<DescribePortalResponse>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore<Statement = Self::Statement>,
-        C::Error: Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let fields = self.parser.get_result_schema(
-            &portal.statement.statement,
-            Some(&portal.result_column_format),
-        )?;
-        Ok(DescribePortalResponse::new(fields))
+        let name = message.name.as_deref().unwrap_or(pgwire::api::DEFAULT_NAME);
+        let description = match message.target_type {
+            TARGET_TYPE_BYTE_STATEMENT => match client.portal_store().get_statement(name) {
+                Some(Entry::Value(stmt)) => {
+                    let prepared = &stmt.statement;
+                    let params = prepared
+                        .param_types
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| declared_type(&stmt, i).unwrap_or_else(|| param_pg_type(t)))
+                        .collect();
+                    Description {
+                        parameters: Some(params),
+                        fields: self.parser.get_result_schema(prepared, None)?,
+                    }
+                }
+                Some(Entry::Empty) => Description {
+                    parameters: Some(vec![]),
+                    fields: vec![],
+                },
+                None => return Err(PgWireError::StatementNotFound(name.to_owned())),
+            },
+            TARGET_TYPE_BYTE_PORTAL => match client.portal_store().get_portal(name) {
+                Some(Entry::Value(portal)) => Description {
+                    parameters: None,
+                    fields: self.parser.get_result_schema(
+                        &portal.statement.statement,
+                        Some(&portal.result_column_format),
+                    )?,
+                },
+                Some(Entry::Empty) => Description {
+                    parameters: None,
+                    fields: vec![],
+                },
+                None => return Err(PgWireError::PortalNotFound(name.to_owned())),
+            },
+            other => return Err(PgWireError::InvalidTargetType(other)),
+        };
+        send_describe_response(client, &description).await
     }
 
     async fn do_query<C>(
@@ -467,20 +508,13 @@ impl ExtendedQueryHandler for QueryHandler {
         // Decode parameters by the type the client declared, else the inferred one.
         let mut values = Vec::with_capacity(portal.parameters.len());
         for (i, raw) in portal.parameters.iter().enumerate() {
-            let t = portal
-                .statement
-                .parameter_types
-                .get(i)
-                .cloned()
-                .flatten()
-                .filter(|t| *t != Type::UNKNOWN)
-                .unwrap_or_else(|| {
-                    prepared
-                        .param_types
-                        .get(i)
-                        .map(param_pg_type)
-                        .unwrap_or(Type::TEXT)
-                });
+            let t = declared_type(&portal.statement, i).unwrap_or_else(|| {
+                prepared
+                    .param_types
+                    .get(i)
+                    .map(param_pg_type)
+                    .unwrap_or(Type::TEXT)
+            });
             let binary = format_for(&portal.parameter_format, i) == FieldFormat::Binary;
             values.push(params::decode(raw.as_deref(), &t, binary).map_err(pg_error)?);
         }
