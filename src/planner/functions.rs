@@ -174,13 +174,7 @@ struct PgSleep {
 impl Default for PgSleep {
     fn default() -> Self {
         PgSleep {
-            signature: Signature::one_of(
-                vec![
-                    TypeSignature::Exact(vec![DataType::Float64]),
-                    TypeSignature::Exact(vec![DataType::Int64]),
-                ],
-                Volatility::Volatile,
-            ),
+            signature: Signature::any(1, Volatility::Volatile),
         }
     }
 }

@@ -57,6 +57,8 @@ impl Planner {
             .with_information_schema(true)
             .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
             .set_bool("datafusion.sql_parser.enable_ident_normalization", true)
+            // 1.5 is numeric in PostgreSQL, not double precision.
+            .set_bool("datafusion.sql_parser.parse_float_as_decimal", true)
             // Strings come back as Utf8, the type PostgreSQL text maps to.
             .set_bool(
                 "datafusion.execution.parquet.schema_force_view_types",

@@ -2,6 +2,8 @@
 //!
 //! - A text literal cast to `bytea` is PostgreSQL's bytea input syntax (`'\xdeadbeef'` is four
 //!   bytes), not the UTF-8 bytes of the text.
+//! - An integer literal that fits in 32 bits is an `integer` (int4), as in PostgreSQL, not a
+//!   bigint: clients can tell (`SELECT 1` is a number in node-postgres, a bigint is a string).
 //! - Values inserted into uuid / json / jsonb columns are validated and normalized like
 //!   PostgreSQL's input functions do (the columns are stored as text).
 
@@ -11,6 +13,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{
     Cast, DmlStatement, Expr, LogicalPlan, LogicalPlanBuilder, TryCast, WriteOp,
 };
@@ -20,8 +23,10 @@ use super::types::field_pg_type;
 use crate::error::{Error, Result};
 
 pub fn apply(plan: LogicalPlan) -> Result<LogicalPlan> {
-    let out =
-        plan.transform_up_with_subqueries(|p| p.map_expressions(|e| e.transform_up(rewrite_expr)))?;
+    let out = plan
+        .transform_up_with_subqueries(|p| p.map_expressions(|e| e.transform_up(rewrite_expr)))?
+        .data
+        .transform_up_with_subqueries(int4_select_literals)?;
     typed_insert(out.data)
 }
 
@@ -69,6 +74,43 @@ fn typed_insert(plan: LogicalPlan) -> Result<LogicalPlan> {
         dml.target.clone(),
         op,
         Arc::new(input),
+    )))
+}
+
+/// `SELECT 1` (a bare integer literal in a select list) answers int4, as in PostgreSQL.
+fn int4_select_literals(p: LogicalPlan) -> datafusion::common::Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::Projection(proj) = &p else {
+        return Ok(Transformed::no(p));
+    };
+    let narrow = |e: &Expr| match e {
+        Expr::Literal(ScalarValue::Int64(Some(v)), meta) => i32::try_from(*v)
+            .ok()
+            .map(|v| Expr::Literal(ScalarValue::Int32(Some(v)), meta.clone())),
+        _ => None,
+    };
+    if !proj
+        .expr
+        .iter()
+        .any(|e| narrow(&e.clone().unalias_nested().data).is_some())
+    {
+        return Ok(Transformed::no(p));
+    }
+    let names = NamePreserver::new(&p);
+    let exprs = proj
+        .expr
+        .iter()
+        .map(|e| {
+            let saved = names.save(e);
+            let inner = e.clone().unalias_nested().data;
+            match narrow(&inner) {
+                Some(n) => saved.restore(n),
+                None => e.clone(),
+            }
+        })
+        .collect::<Vec<_>>();
+    let input = proj.input.clone();
+    Ok(Transformed::yes(LogicalPlan::Projection(
+        datafusion::logical_expr::Projection::try_new(exprs, input)?,
     )))
 }
 

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Real PostgreSQL clients against a running lakegate: psql, psycopg 3, psycopg2, asyncpg,
+# pgjdbc and node-postgres. Starts the built binary on an ephemeral port with a temp warehouse.
+# Usage: tests/clients/run.sh PATH_TO_LAKEGATE_BINARY
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+bin="${1:?usage: run.sh path/to/lakegate}"
+work="$(mktemp -d)"
+trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+
+export LAKEGATE_PASSWORD=client-test-pw
+LAKEGATE__DEMO__CUSTOMERS=200 LAKEGATE__DEMO__ORDERS=800 \
+  "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/wh" >"$work/out" 2>"$work/err" &
+pid=$!
+for _ in $(seq 1 200); do
+  grep -q "listening on" "$work/out" 2>/dev/null && break
+  sleep 0.1
+done
+port="$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/out")"
+if [ -z "$port" ]; then
+  echo "server did not start:"; cat "$work/err"; exit 1
+fi
+export PGHOST=127.0.0.1 PGPORT="$port" PGUSER=lakegate PGPASSWORD="$LAKEGATE_PASSWORD" PGDATABASE=lakegate
+
+passed=0; failed=0
+check() { # name, command...
+  local name="$1"; shift
+  if out="$("$@" 2>&1)"; then
+    passed=$((passed + 1)); echo "ok   $name"
+  else
+    failed=$((failed + 1)); echo "FAIL $name"; echo "$out" | sed 's/^/     /'
+  fi
+}
+
+psql_check() {
+  local got
+  got="$(psql -X -v ON_ERROR_STOP=1 -qAt -c "CREATE TABLE psql_t (id BIGINT, name TEXT)" \
+    -c "INSERT INTO psql_t VALUES (1, 'one'), (2, 'two')" -c "SELECT name FROM psql_t ORDER BY id" \
+    -c "SELECT count(*) FROM demo.customers")" || return 1
+  [ "$got" = "$(printf 'one\ntwo\n200')" ] || { echo "unexpected: $got"; return 1; }
+}
+check "psql" psql_check
+check "python: psycopg, psycopg2, asyncpg" python3 "$here/python_clients.py"
+if command -v javac >/dev/null 2>&1 && [ -f /usr/share/java/postgresql.jar ]; then
+  check "pgjdbc" bash -c "cd '$work' && javac -d . '$here/java/Smoke.java' && java -cp /usr/share/java/postgresql.jar:. Smoke"
+else
+  failed=$((failed + 1)); echo "FAIL pgjdbc: javac or /usr/share/java/postgresql.jar missing"
+fi
+if [ -d "$here/node/node_modules/pg" ]; then
+  check "node-postgres" node "$here/node/smoke.js"
+else
+  failed=$((failed + 1)); echo "FAIL node-postgres: run npm ci in tests/clients/node"
+fi
+
+echo "clients: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
