@@ -192,6 +192,10 @@ fn datafusion_message(e: &DataFusionError) -> String {
     let root = e.find_root();
     let msg = match root {
         DataFusionError::SQL(p, _) => strip_parser_prefix(&p.to_string()),
+        DataFusionError::Plan(m) if system_catalog(m).is_some() => format!(
+            "system catalog {} is not available yet (psql's \\d commands and driver metadata need it)",
+            system_catalog(m).unwrap_or_default()
+        ),
         DataFusionError::Plan(m) if relation_not_found(m).is_some() => {
             format!(
                 "relation \"{}\" does not exist",
@@ -212,6 +216,13 @@ fn datafusion_message(e: &DataFusionError) -> String {
         other => other.to_string(),
     };
     lowercase_first(&msg)
+}
+
+/// A missing pg_catalog relation: a feature not there yet rather than a user's typo.
+fn system_catalog(m: &str) -> Option<String> {
+    let name = relation_not_found(m)?;
+    name.strip_prefix("pg_catalog.")
+        .map(|n| format!("pg_catalog.{n}"))
 }
 
 /// `table 'db.schema.name' not found` (DataFusion) to the name PostgreSQL would print.
@@ -305,7 +316,9 @@ fn arrow_sqlstate(a: &ArrowError) -> &'static str {
 
 fn plan_sqlstate(m: &str) -> &'static str {
     let l = m.to_ascii_lowercase();
-    if l.contains("table")
+    if system_catalog(m).is_some() {
+        "0A000"
+    } else if l.contains("table")
         && (l.contains("not found") || l.contains("doesn't exist") || l.contains("does not exist"))
     {
         "42P01"
@@ -378,6 +391,10 @@ mod tests {
         ));
         assert_eq!(e.sqlstate(), "42P01");
         assert_eq!(e.client_message(), "relation \"nope\" does not exist");
+        let e = Error::from(DataFusionError::Plan(
+            "table 'lakegate.pg_catalog.pg_class' not found".into(),
+        ));
+        assert_eq!(e.sqlstate(), "0A000");
         let e = Error::from(DataFusionError::NotImplemented("x".into()));
         assert_eq!(e.sqlstate(), "0A000");
         let e = Error::from(ArrowError::DivideByZero);
