@@ -53,6 +53,8 @@ pub enum Error {
     WriteConflict(String),
     #[error("canceling statement due to user request")]
     Cancelled,
+    #[error("canceling statement due to statement timeout")]
+    StatementTimeout,
     #[error("{0}")]
     OutOfMemory(String),
     #[error("{0}")]
@@ -168,7 +170,7 @@ impl Error {
             Error::Unsupported(_) => "0A000",
             Error::PermissionDenied(_) => "42501",
             Error::WriteConflict(_) => "40001",
-            Error::Cancelled => "57014",
+            Error::Cancelled | Error::StatementTimeout => "57014",
             Error::OutOfMemory(_) => "53200",
             Error::TooManyConnections(_) => "53300",
             Error::Config(_) => "F0000",

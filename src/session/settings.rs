@@ -161,6 +161,14 @@ impl Settings {
                 }
                 "UTF8".into()
             }
+            "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => {
+                if parse_duration_ms(value).is_none() {
+                    return Err(Error::InvalidParameter(format!(
+                        "invalid value for parameter \"{name}\": \"{value}\""
+                    )));
+                }
+                value.to_string()
+            }
             "intervalstyle" => {
                 let v = value.to_ascii_lowercase();
                 if !["postgres", "postgres_verbose", "sql_standard", "iso_8601"]
@@ -216,6 +224,14 @@ impl Settings {
             .unwrap_or(chrono_tz::UTC)
     }
 
+    /// `statement_timeout` (milliseconds, or with a unit: ms, s, min, h, d); `None` when 0.
+    pub fn statement_timeout(&self) -> Option<std::time::Duration> {
+        let v = self.values.get("statement_timeout")?;
+        parse_duration_ms(v)
+            .filter(|ms| *ms > 0)
+            .map(std::time::Duration::from_millis)
+    }
+
     /// The first existing schema of the search path.
     pub fn search_path(&self) -> Vec<String> {
         let raw = self.values.get("search_path").cloned().unwrap_or_default();
@@ -224,6 +240,24 @@ impl Settings {
             .filter(|s| !s.is_empty() && s != "$user")
             .collect()
     }
+}
+
+fn parse_duration_ms(v: &str) -> Option<u64> {
+    let v = v.trim().trim_matches('\'');
+    let split = v
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" => 1.0,
+        "s" => 1000.0,
+        "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
+        _ => return None,
+    };
+    Some((n * factor) as u64)
 }
 
 fn version_num(v: &str) -> String {
@@ -288,6 +322,24 @@ mod tests {
         let mut s = Settings::new("u", false, 100);
         assert!(s.set("session_authorization", "admin").is_err());
         assert!(s.set("is_superuser", "on").is_err());
+    }
+
+    #[test]
+    fn statement_timeout_units() -> Result<()> {
+        let mut s = Settings::new("u", false, 100);
+        assert_eq!(s.statement_timeout(), None);
+        s.set("statement_timeout", "1500")?;
+        assert_eq!(
+            s.statement_timeout(),
+            Some(std::time::Duration::from_millis(1500))
+        );
+        s.set("statement_timeout", "2s")?;
+        assert_eq!(
+            s.statement_timeout(),
+            Some(std::time::Duration::from_secs(2))
+        );
+        assert!(s.set("statement_timeout", "soon").is_err());
+        Ok(())
     }
 
     #[test]

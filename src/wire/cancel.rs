@@ -2,7 +2,9 @@
 //! result that is still streaming, so each statement gets a token that a cancel request fires.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -11,33 +13,67 @@ use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::startup::SecretKey;
 use tokio_util::sync::CancellationToken;
 
-/// The current statement's cancellation token of one connection.
+/// The current statement of one connection: its cancellation token, whether the statement
+/// timeout fired, and a token that ends the timeout timer when the next statement starts.
+#[derive(Debug, Default)]
+struct Current {
+    token: CancellationToken,
+    timed_out: Arc<AtomicBool>,
+    done: CancellationToken,
+}
+
+/// The current statement's cancellation of one connection.
 #[derive(Debug, Default)]
 pub struct CancelSlot {
-    current: Mutex<CancellationToken>,
+    current: Mutex<Current>,
 }
 
 impl CancelSlot {
-    /// A fresh token for a statement that is starting.
-    pub fn begin(&self) -> CancellationToken {
-        let t = CancellationToken::new();
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = t.clone();
-        t
+    fn lock(&self) -> std::sync::MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A fresh token for a statement that is starting; `timeout` is `statement_timeout`.
+    pub fn begin(&self, timeout: Option<Duration>) -> CancellationToken {
+        let next = Current::default();
+        let token = next.token.clone();
+        if let Some(t) = timeout {
+            let (token, flag, done) = (
+                next.token.clone(),
+                next.timed_out.clone(),
+                next.done.clone(),
+            );
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(t) => {
+                        flag.store(true, Ordering::SeqCst);
+                        token.cancel();
+                    }
+                    _ = done.cancelled() => {}
+                }
+            });
+        }
+        let previous = std::mem::replace(&mut *self.lock(), next);
+        previous.done.cancel();
+        token
     }
 
     /// The running statement's token.
     pub fn token(&self) -> CancellationToken {
-        self.current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.lock().token.clone()
+    }
+
+    /// Why the current statement was cancelled.
+    pub fn error(&self) -> crate::error::Error {
+        if self.lock().timed_out.load(Ordering::SeqCst) {
+            crate::error::Error::StatementTimeout
+        } else {
+            crate::error::Error::Cancelled
+        }
     }
 
     fn cancel(&self) {
-        self.current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .cancel();
+        self.lock().token.cancel();
     }
 }
 

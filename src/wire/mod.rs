@@ -158,7 +158,7 @@ fn rows_response(
     outcome: Outcome,
     formats: &Format,
     opts: TextOptions,
-    slot: &CancelSlot,
+    slot: &Arc<CancelSlot>,
     guard: crate::session::RunningGuard,
 ) -> PgWireResult<Response> {
     let Outcome::Rows {
@@ -173,7 +173,7 @@ fn rows_response(
     let fields = field_infos(&schema, &names, formats);
     let field_formats: Vec<FieldFormat> = fields.iter().map(|f| f.format()).collect();
     let types: Vec<Type> = fields.iter().map(|f| f.datatype().clone()).collect();
-    let token = slot.token();
+    let slot = slot.clone();
     let rows = batches.flat_map(move |batch| {
         let rows = match batch {
             Ok(b) => match encode::encode_batch(&b, &field_formats, &types, &opts) {
@@ -184,7 +184,7 @@ fn rows_response(
         };
         stream::iter(rows)
     });
-    let rows = cancellable(rows, token, guard);
+    let rows = cancellable(rows, slot, guard);
     let mut resp = QueryResponse::new(Arc::new(fields), rows);
     resp.set_command_tag(command);
     Ok(Response::Query(resp))
@@ -192,19 +192,20 @@ fn rows_response(
 
 fn cancellable<S>(
     rows: S,
-    token: tokio_util::sync::CancellationToken,
+    slot: Arc<CancelSlot>,
     guard: crate::session::RunningGuard,
 ) -> impl futures::Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + 'static
 where
     S: futures::Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + 'static,
 {
     let rows = Box::pin(rows);
-    stream::unfold(Some((rows, token, guard)), |state| async move {
-        let (mut rows, token, guard) = state?;
+    stream::unfold(Some((rows, slot, guard)), |state| async move {
+        let (mut rows, slot, guard) = state?;
+        let token = slot.token();
         tokio::select! {
             biased;
-            _ = token.cancelled() => Some((Err(pg_error(Error::Cancelled)), None)),
-            item = rows.next() => item.map(|i| (i, Some((rows, token, guard)))),
+            _ = token.cancelled() => Some((Err(pg_error(slot.error())), None)),
+            item = rows.next() => item.map(|i| (i, Some((rows, slot, guard)))),
         }
     })
 }
@@ -283,14 +284,14 @@ impl SimpleQueryHandler for QueryHandler {
         let state = self.state(client);
         let aborted = client.transaction_status() == TransactionStatus::Error;
         let _running = self.engine.statement_guard();
-        let token = state.slot.begin();
         let mut session = state.session.lock().await;
+        let token = state.slot.begin(session.settings.statement_timeout());
         let opts = TextOptions {
             timezone: session.settings.timezone(),
         };
         let results = tokio::select! {
             r = session.execute_simple(query, aborted) => r,
-            _ = token.cancelled() => vec![Err(Error::Cancelled)],
+            _ = token.cancelled() => vec![Err(state.slot.error())],
         };
         drop(session);
         let mut out = Vec::with_capacity(results.len());
@@ -520,14 +521,14 @@ impl ExtendedQueryHandler for QueryHandler {
         }
         let aborted = client.transaction_status() == TransactionStatus::Error;
         let _running = self.engine.statement_guard();
-        let token = state.slot.begin();
         let mut session = state.session.lock().await;
+        let token = state.slot.begin(session.settings.statement_timeout());
         let opts = TextOptions {
             timezone: session.settings.timezone(),
         };
         let result = tokio::select! {
             r = session.execute_one(&stmt, values, aborted) => r,
-            _ = token.cancelled() => Err(Error::Cancelled),
+            _ = token.cancelled() => Err(state.slot.error()),
         };
         drop(session);
         let outcome = result.map_err(pg_error)?;

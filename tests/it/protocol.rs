@@ -349,3 +349,33 @@ async fn uuid_json_and_varchar_keep_their_types() {
     assert_eq!(code(&e), "22P02");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn statement_timeout_cancels_with_57014() {
+    let s = TestServer::start(Options::default()).await;
+    let c = s.connect().await;
+    c.batch_execute("SET statement_timeout = '200ms'")
+        .await
+        .expect("set");
+    let e = c
+        .simple_query("SELECT pg_sleep(10)")
+        .await
+        .expect_err("timed out");
+    assert_eq!(code(&e), "57014");
+    let message = e
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default();
+    assert!(message.contains("statement timeout"), "{message}");
+    let e = c
+        .query("SELECT pg_sleep(10)", &[])
+        .await
+        .expect_err("timed out");
+    assert_eq!(code(&e), "57014");
+    c.batch_execute("SET statement_timeout = 0")
+        .await
+        .expect("reset");
+    let row = c.query_one("SELECT 1::int4", &[]).await.expect("usable");
+    assert_eq!(row.get::<_, i32>(0), 1);
+    s.stop().await;
+}
