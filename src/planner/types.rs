@@ -72,6 +72,21 @@ pub fn column_type(t: &ast::DataType) -> Result<DataType> {
         | S::Array(ArrayElemTypeDef::Parenthesis(inner)) => {
             DataType::List(Arc::new(Field::new("element", column_type(inner)?, true)))
         }
+        S::Custom(name, _)
+            if [
+                "serial",
+                "bigserial",
+                "smallserial",
+                "serial4",
+                "serial8",
+                "serial2",
+            ]
+            .contains(&name.to_string().to_ascii_lowercase().as_str()) =>
+        {
+            return Err(Error::unsupported(format!(
+                "{name} columns need sequences, which Lakegate does not have yet; declare the column BIGINT and supply the values"
+            )));
+        }
         S::Custom(..) => match extra_sql_type(t) {
             Some(dt) => dt,
             None => {

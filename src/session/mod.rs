@@ -163,6 +163,17 @@ pub struct Session {
     pub settings: Settings,
     backend_pid: i32,
     in_transaction: bool,
+    /// Write statements run since BEGIN (each committed on its own).
+    writes_in_transaction: usize,
+    notices: Vec<Notice>,
+}
+
+/// A NOTICE or WARNING for the client, sent before the statement's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub severity: &'static str,
+    pub code: &'static str,
+    pub message: String,
 }
 
 impl std::fmt::Debug for Session {
@@ -189,6 +200,8 @@ impl Session {
             settings,
             backend_pid,
             in_transaction: false,
+            writes_in_transaction: 0,
+            notices: vec![],
         }
     }
 
@@ -357,12 +370,33 @@ impl Session {
         self.execute(stmt, params).await
     }
 
+    fn warn(&mut self, code: &'static str, message: String) {
+        self.notices.push(Notice {
+            severity: "WARNING",
+            code,
+            message,
+        });
+    }
+
+    /// Notices raised since the last call, to send to the client.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
     /// Execute one statement with bound parameter values.
     pub async fn execute(
         &mut self,
         stmt: &DfStatement,
         params: Vec<ScalarValue>,
     ) -> Result<Outcome> {
+        let out = self.dispatch(stmt, params).await;
+        if out.is_ok() && self.in_transaction && is_write(stmt) {
+            self.writes_in_transaction += 1;
+        }
+        out
+    }
+
+    async fn dispatch(&mut self, stmt: &DfStatement, params: Vec<ScalarValue>) -> Result<Outcome> {
         match stmt {
             DfStatement::Statement(s) => self.execute_sql(stmt, s, params).await,
             DfStatement::Explain(_) => self.query(stmt, params, "EXPLAIN").await,
@@ -418,16 +452,36 @@ impl Session {
                 ..
             } => ddl::drop(self, *object_type, *if_exists, names, *cascade).await,
             S::StartTransaction { .. } => {
+                if self.in_transaction {
+                    self.warn("25001", "there is already a transaction in progress".into());
+                } else {
+                    self.writes_in_transaction = 0;
+                }
                 self.in_transaction = true;
                 Ok(Outcome::Begin)
             }
             S::Commit { .. } => {
+                if !self.in_transaction {
+                    self.warn("25P01", "there is no transaction in progress".into());
+                }
                 self.in_transaction = false;
                 Ok(Outcome::Commit(CommandTag::new("COMMIT")))
             }
             S::Rollback {
                 savepoint: None, ..
             } => {
+                if !self.in_transaction {
+                    self.warn("25P01", "there is no transaction in progress".into());
+                } else if self.writes_in_transaction > 0 {
+                    let n = self.writes_in_transaction;
+                    self.warn(
+                        "01000",
+                        format!(
+                            "ROLLBACK cannot undo the {n} write statement(s) of this transaction: \
+                             Lakegate still commits each write statement on its own"
+                        ),
+                    );
+                }
                 self.in_transaction = false;
                 Ok(Outcome::Commit(CommandTag::new("ROLLBACK")))
             }
@@ -647,6 +701,14 @@ fn set_value(e: &ast::Expr) -> String {
 /// First keywords of a statement, for "not supported" messages (never the literals).
 fn statement_keyword(sql: &str) -> String {
     sql.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+/// Statements that change data or the catalog.
+fn is_write(stmt: &DfStatement) -> bool {
+    use SqlStatement as S;
+    matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(),
+        S::Insert(_) | S::Update(_) | S::Delete(_) | S::CreateTable(_) | S::CreateView(_)
+        | S::CreateSchema { .. } | S::Drop { .. }))
 }
 
 fn ends_transaction(stmt: &DfStatement) -> bool {

@@ -210,6 +210,22 @@ where
     })
 }
 
+async fn send_notices<C>(client: &mut C, notices: Vec<crate::session::Notice>) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    use futures::SinkExt;
+    for n in notices {
+        let info = ErrorInfo::new(n.severity.into(), n.code.into(), n.message);
+        client
+            .feed(PgWireBackendMessage::NoticeResponse(info.into()))
+            .await?;
+    }
+    Ok(())
+}
+
 fn format_for(formats: &Format, i: usize) -> FieldFormat {
     match formats {
         Format::UnifiedText => FieldFormat::Text,
@@ -293,7 +309,9 @@ impl SimpleQueryHandler for QueryHandler {
             r = session.execute_simple(query, aborted) => r,
             _ = token.cancelled() => vec![Err(state.slot.error())],
         };
+        let notices = session.take_notices();
         drop(session);
+        send_notices(client, notices).await?;
         let mut out = Vec::with_capacity(results.len());
         for r in results {
             match r.map_err(pg_error).and_then(|o| {
@@ -530,7 +548,9 @@ impl ExtendedQueryHandler for QueryHandler {
             r = session.execute_one(&stmt, values, aborted) => r,
             _ = token.cancelled() => Err(state.slot.error()),
         };
+        let notices = session.take_notices();
         drop(session);
+        send_notices(client, notices).await?;
         let outcome = result.map_err(pg_error)?;
         outcome_response(
             outcome,

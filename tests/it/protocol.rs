@@ -379,3 +379,35 @@ async fn statement_timeout_cancels_with_57014() {
     assert_eq!(row.get::<_, i32>(0), 1);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn transaction_commands_warn_like_postgres() {
+    use futures::StreamExt;
+    let s = TestServer::start(Options::default()).await;
+    let (c, mut conn) = tokio_postgres::connect(
+        &s.url("lakegate", crate::common::PASSWORD),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(Ok(m)) = messages.next().await {
+            if let tokio_postgres::AsyncMessage::Notice(n) = m {
+                let _ = tx.send((n.code().code().to_string(), n.message().to_string()));
+            }
+        }
+    });
+    c.batch_execute("COMMIT")
+        .await
+        .expect("commit outside a transaction is a warning");
+    assert_eq!(rx.recv().await.map(|n| n.0), Some("25P01".to_string()));
+    c.batch_execute("CREATE TABLE tw (a INT); BEGIN; INSERT INTO tw VALUES (1); ROLLBACK")
+        .await
+        .expect("tx");
+    let (code, message) = rx.recv().await.expect("a warning");
+    assert_eq!(code, "01000");
+    assert!(message.contains("ROLLBACK cannot undo"), "{message}");
+    s.stop().await;
+}
