@@ -5,6 +5,7 @@
 pub mod functions;
 pub mod pg_cast;
 pub mod pg_semantics;
+pub mod pg_text;
 pub mod types;
 
 use std::sync::Arc;
@@ -78,7 +79,13 @@ impl Planner {
         for f in functions::session_functions(values) {
             ctx.register_udf(f);
         }
-        ctx.register_udf(pg_cast::udf());
+        let timezone = values
+            .settings
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("timezone"))
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("UTC");
+        ctx.register_udf(pg_cast::udf(timezone));
         ctx
     }
 

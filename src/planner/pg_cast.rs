@@ -13,26 +13,27 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result as DfResult, ScalarValue};
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-    TypeSignature, Volatility,
+    Volatility,
 };
 use datafusion::sql::sqlparser::ast::{self, Expr};
 
+use super::pg_text::{TextOptions, text_array};
 use super::types::{PG_TYPE_KEY, text_pg_type};
 use crate::error::Error;
 
 pub const FUNCTION: &str = "lakegate_cast_text_type";
 
-/// Rewrite `x::uuid` (and json, jsonb, varchar, char; also `uuid '...'`) into the typed cast.
+/// Rewrite `x::uuid` (and json, jsonb, varchar, char, text; also `uuid '...'`) into the typed cast.
 pub fn rewrite_statement(stmt: &mut ast::Statement) {
     let _ = ast::visit_expressions_mut(stmt, |e: &mut Expr| {
         let (inner, ty) = match e {
             Expr::Cast {
                 expr, data_type, ..
-            } => match text_pg_type(data_type) {
+            } => match cast_target(data_type) {
                 Some(t) => (expr.as_ref().clone(), t),
                 None => return ControlFlow::<()>::Continue(()),
             },
-            Expr::TypedString(ts) => match text_pg_type(&ts.data_type) {
+            Expr::TypedString(ts) => match cast_target(&ts.data_type) {
                 Some(t) => (Expr::Value(ts.value.clone()), t),
                 None => return ControlFlow::Continue(()),
             },
@@ -41,6 +42,15 @@ pub fn rewrite_statement(stmt: &mut ast::Statement) {
         *e = call(inner, ty);
         ControlFlow::Continue(())
     });
+}
+
+/// The casts this module takes over: the text-stored types, and `text` itself (PostgreSQL's text
+/// output differs from Arrow's, e.g. for timestamps).
+fn cast_target(t: &ast::DataType) -> Option<&'static str> {
+    match t {
+        ast::DataType::Text => Some("text"),
+        other => text_pg_type(other),
+    }
 }
 
 fn call(arg: Expr, ty: &str) -> Expr {
@@ -73,17 +83,15 @@ fn call(arg: Expr, ty: &str) -> Expr {
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct CastTextType {
     signature: Signature,
+    /// The session time zone (timestamptz values render in it).
+    timezone: String,
 }
 
-pub fn udf() -> ScalarUDF {
+pub fn udf(timezone: &str) -> ScalarUDF {
     ScalarUDF::new_from_impl(CastTextType {
-        signature: Signature::one_of(
-            vec![
-                TypeSignature::Exact(vec![DataType::Utf8, DataType::Utf8]),
-                TypeSignature::Any(2),
-            ],
-            Volatility::Immutable,
-        ),
+        timezone: timezone.to_string(),
+        // Any: the value must arrive uncoerced, so that it is rendered PostgreSQL's way.
+        signature: Signature::any(2, Volatility::Immutable),
     })
 }
 
@@ -91,6 +99,34 @@ fn target(args: &[Option<&ScalarValue>]) -> DfResult<String> {
     match args.get(1) {
         Some(Some(ScalarValue::Utf8(Some(t)))) => Ok(t.clone()),
         _ => Err(Error::internal("typed cast without a type").into()),
+    }
+}
+
+impl CastTextType {
+    /// Text input stays as it is; other values take PostgreSQL's text output form.
+    fn to_text(&self, v: &ColumnarValue) -> DfResult<ColumnarValue> {
+        let dt = v.data_type();
+        if matches!(
+            dt,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+        ) {
+            return v.cast_to(&DataType::Utf8, None);
+        }
+        let opts = TextOptions {
+            timezone: self.timezone.parse().unwrap_or(chrono_tz::UTC),
+        };
+        match v {
+            ColumnarValue::Array(a) => Ok(ColumnarValue::Array(Arc::new(text_array(a, &opts)?))),
+            ColumnarValue::Scalar(s) => {
+                let a = text_array(&s.to_array()?, &opts)?;
+                let v = if a.is_null(0) {
+                    None
+                } else {
+                    Some(a.value(0).to_string())
+                };
+                Ok(ColumnarValue::Scalar(ScalarValue::Utf8(v)))
+            }
+        }
     }
 }
 
@@ -121,7 +157,7 @@ impl ScalarUDFImpl for CastTextType {
             _ => return Err(Error::internal("typed cast without a type").into()),
         };
         let input = match args.args.first() {
-            Some(v) => v.cast_to(&DataType::Utf8, None)?,
+            Some(v) => self.to_text(v)?,
             None => return Err(Error::internal("typed cast without a value").into()),
         };
         match input {

@@ -54,7 +54,7 @@ fn typed_insert(plan: LogicalPlan) -> Result<LogicalPlan> {
                 let name = c.name.clone();
                 let ty = Expr::Literal(ScalarValue::Utf8(Some(t.to_string())), None);
                 Expr::ScalarFunction(ScalarFunction::new_udf(
-                    Arc::new(pg_cast::udf()),
+                    Arc::new(pg_cast::udf("UTC")),
                     vec![Expr::Column(c), ty],
                 ))
                 .alias(name)
