@@ -144,24 +144,39 @@ impl ScalarUDFImpl for CurrentSetting {
             _ => false,
         };
         match args.args.first() {
-            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name)))) => Ok(
-                ColumnarValue::Scalar(ScalarValue::Utf8(self.lookup(name, missing_ok)?)),
-            ),
-            Some(ColumnarValue::Array(a)) => {
-                let a = a.as_string::<i32>();
-                let out = (0..a.len())
-                    .map(|i| {
-                        if a.is_null(i) {
-                            Ok(None)
-                        } else {
-                            self.lookup(a.value(i), missing_ok)
-                        }
-                    })
-                    .collect::<DfResult<datafusion::arrow::array::StringArray>>()?;
-                Ok(ColumnarValue::Array(Arc::new(out)))
-            }
-            _ => Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None))),
+            Some(v) => map_text(v, |name| self.lookup(name, missing_ok)),
+            None => Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None))),
         }
+    }
+}
+
+/// Apply a fallible text-to-text function to every non-NULL value of a text argument
+/// (NULL stays NULL; a non-text scalar is returned unchanged).
+pub fn map_text(
+    v: &ColumnarValue,
+    f: impl Fn(&str) -> DfResult<Option<String>>,
+) -> DfResult<ColumnarValue> {
+    match v {
+        ColumnarValue::Scalar(ScalarValue::Utf8(s)) => {
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(match s {
+                Some(s) => f(s)?,
+                None => None,
+            })))
+        }
+        ColumnarValue::Array(a) => {
+            let a = a.as_string::<i32>();
+            let out = (0..a.len())
+                .map(|i| {
+                    if a.is_null(i) {
+                        Ok(None)
+                    } else {
+                        f(a.value(i))
+                    }
+                })
+                .collect::<DfResult<datafusion::arrow::array::StringArray>>()?;
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }
+        ColumnarValue::Scalar(other) => Ok(ColumnarValue::Scalar(other.clone())),
     }
 }
 

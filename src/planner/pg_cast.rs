@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, StringArray};
+use datafusion::arrow::array::Array;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result as DfResult, ScalarValue};
 use datafusion::logical_expr::{
@@ -17,6 +17,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::sql::sqlparser::ast::{self, Expr};
 
+use super::functions::map_text;
 use super::pg_text::{TextOptions, text_array};
 use super::types::{PG_TYPE_KEY, text_pg_type};
 use crate::error::Error;
@@ -160,25 +161,7 @@ impl ScalarUDFImpl for CastTextType {
             Some(v) => self.to_text(v)?,
             None => return Err(Error::internal("typed cast without a value").into()),
         };
-        match input {
-            ColumnarValue::Scalar(ScalarValue::Utf8(v)) => Ok(ColumnarValue::Scalar(
-                ScalarValue::Utf8(v.map(|s| normalize(&ty, &s)).transpose()?),
-            )),
-            ColumnarValue::Array(a) => {
-                let a = a.as_string::<i32>();
-                let out = (0..a.len())
-                    .map(|i| {
-                        if a.is_null(i) {
-                            Ok(None)
-                        } else {
-                            normalize(&ty, a.value(i)).map(Some)
-                        }
-                    })
-                    .collect::<DfResult<StringArray>>()?;
-                Ok(ColumnarValue::Array(Arc::new(out)))
-            }
-            ColumnarValue::Scalar(other) => Ok(ColumnarValue::Scalar(other)),
-        }
+        map_text(&input, |s| normalize(&ty, s).map(Some))
     }
 }
 

@@ -32,13 +32,7 @@ impl UserStore {
     pub fn new(users: &[UserSpec], iterations: usize) -> UserStore {
         let verifiers = users
             .iter()
-            .map(|u| {
-                let salt: [u8; 16] = rand::random();
-                let salted = gen_salted_password(&u.password.0, &salt, iterations);
-                let secret =
-                    ScramSecret::verifier_from_salted_password(salt.to_vec(), salted, iterations);
-                (u.name.clone(), Verifier::from(secret))
-            })
+            .map(|u| (u.name.clone(), Verifier::new(&u.password.0, iterations)))
             .collect();
         UserStore {
             verifiers,
@@ -99,9 +93,12 @@ impl Debug for Verifier {
     }
 }
 
-impl From<ScramSecret> for Verifier {
-    fn from(s: ScramSecret) -> Self {
-        match s {
+impl Verifier {
+    /// PostgreSQL's verifier (StoredKey, ServerKey) for a password; the password is not kept.
+    fn new(password: &str, iterations: usize) -> Verifier {
+        let salt: [u8; 16] = rand::random();
+        let salted = gen_salted_password(password, &salt, iterations);
+        match ScramSecret::verifier_from_salted_password(salt.to_vec(), salted, iterations) {
             ScramSecret::Verifier {
                 salt,
                 iterations,
@@ -113,40 +110,16 @@ impl From<ScramSecret> for Verifier {
                 stored_key,
                 server_key,
             },
-            // verifier_from_salted_password always gives a Verifier; keep the type total anyway.
-            ScramSecret::SaltedPassword {
+            // Not produced by verifier_from_salted_password; empty keys match no proof (fail closed).
+            ScramSecret::SaltedPassword { salt, .. } => Verifier {
                 salt,
-                salted_password,
-            } => {
-                match ScramSecret::verifier_from_salted_password(
-                    salt.clone(),
-                    salted_password,
-                    4096,
-                ) {
-                    ScramSecret::Verifier {
-                        salt,
-                        iterations,
-                        stored_key,
-                        server_key,
-                    } => Verifier {
-                        salt,
-                        iterations,
-                        stored_key,
-                        server_key,
-                    },
-                    ScramSecret::SaltedPassword { .. } => Verifier {
-                        salt,
-                        iterations: 4096,
-                        stored_key: vec![],
-                        server_key: vec![],
-                    },
-                }
-            }
+                iterations,
+                stored_key: vec![],
+                server_key: vec![],
+            },
         }
     }
-}
 
-impl Verifier {
     fn secret(&self) -> ScramSecret {
         ScramSecret::Verifier {
             salt: self.salt.clone(),

@@ -129,6 +129,29 @@ struct ConnState {
 }
 
 impl QueryHandler {
+    /// Run `f` on the connection's session as one statement: counted for graceful shutdown,
+    /// stopped by a CancelRequest or statement_timeout (`cancelled` makes the result then), and
+    /// returned with the session's text options and the notices it raised.
+    async fn run<T>(
+        &self,
+        state: &ConnState,
+        f: impl AsyncFnOnce(&mut Session) -> T,
+        cancelled: impl FnOnce(Error) -> T,
+    ) -> (T, TextOptions, Vec<crate::session::Notice>) {
+        let _running = self.engine.statement_guard();
+        let mut session = state.session.lock().await;
+        let token = state.slot.begin(session.settings.statement_timeout());
+        let opts = TextOptions {
+            timezone: session.settings.timezone(),
+        };
+        let out = tokio::select! {
+            r = f(&mut session) => r,
+            _ = token.cancelled() => cancelled(state.slot.error()),
+        };
+        let notices = session.take_notices();
+        (out, opts, notices)
+    }
+
     fn state<C: ClientInfo>(&self, client: &C) -> Arc<ConnState> {
         client.session_extensions().get_or_insert_with(|| {
             let user = client
@@ -299,18 +322,13 @@ impl SimpleQueryHandler for QueryHandler {
     {
         let state = self.state(client);
         let aborted = client.transaction_status() == TransactionStatus::Error;
-        let _running = self.engine.statement_guard();
-        let mut session = state.session.lock().await;
-        let token = state.slot.begin(session.settings.statement_timeout());
-        let opts = TextOptions {
-            timezone: session.settings.timezone(),
-        };
-        let results = tokio::select! {
-            r = session.execute_simple(query, aborted) => r,
-            _ = token.cancelled() => vec![Err(state.slot.error())],
-        };
-        let notices = session.take_notices();
-        drop(session);
+        let (results, opts, notices) = self
+            .run(
+                &state,
+                async |s| s.execute_simple(query, aborted).await,
+                |e| vec![Err(e)],
+            )
+            .await;
         send_notices(client, notices).await?;
         let mut out = Vec::with_capacity(results.len());
         for r in results {
@@ -538,18 +556,13 @@ impl ExtendedQueryHandler for QueryHandler {
             values.push(params::decode(raw.as_deref(), &t, binary).map_err(pg_error)?);
         }
         let aborted = client.transaction_status() == TransactionStatus::Error;
-        let _running = self.engine.statement_guard();
-        let mut session = state.session.lock().await;
-        let token = state.slot.begin(session.settings.statement_timeout());
-        let opts = TextOptions {
-            timezone: session.settings.timezone(),
-        };
-        let result = tokio::select! {
-            r = session.execute_one(&stmt, values, aborted) => r,
-            _ = token.cancelled() => Err(state.slot.error()),
-        };
-        let notices = session.take_notices();
-        drop(session);
+        let (result, opts, notices) = self
+            .run(
+                &state,
+                async |s| s.execute_one(&stmt, values, aborted).await,
+                Err,
+            )
+            .await;
         send_notices(client, notices).await?;
         let outcome = result.map_err(pg_error)?;
         outcome_response(
