@@ -114,6 +114,10 @@ impl From<deltalake::DeltaTableError> for Error {
                 "could not serialize access due to concurrent update: {source}"
             )),
             D::Generic(m) if m.contains("non-nullable") => Error::NotNull(m),
+            // deltalake's invariant check (NOT NULL); its message previews the rows: not shown.
+            other if other.to_string().contains("failed validation check") => Error::NotNull(
+                "null value violates a not-null constraint; nothing was written".into(),
+            ),
             other => Error::Storage(other.to_string()),
         }
     }

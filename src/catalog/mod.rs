@@ -351,8 +351,8 @@ impl Catalog {
         .await
     }
 
-    /// A provider over the table's latest committed version.
-    pub async fn table_provider(&self, entry: &TableEntry) -> Result<Arc<dyn TableProvider>> {
+    /// The Delta table at its latest committed version (for writes through deltalake's operations).
+    pub async fn delta_table(&self, entry: &TableEntry) -> Result<DeltaTable> {
         if entry.format != "delta" {
             return Err(Error::unsupported(format!(
                 "table format {} is not supported yet",
@@ -364,15 +364,27 @@ impl Catalog {
         let mut cache = self.open_tables.lock().await;
         let table = match cache.remove(&entry.location) {
             Some(mut t) => {
-                // Pick up commits made since (by us or anyone else): reads only new log entries.
                 t.update_incremental(None).await?;
                 t
             }
             None => delta::open(&url).await?,
         };
-        let provider = delta::provider(&table).await;
-        cache.insert(entry.location.clone(), table);
-        provider
+        cache.insert(entry.location.clone(), table.clone());
+        Ok(table)
+    }
+
+    /// Remember a table's state after a write made through it.
+    pub async fn remember(&self, entry: &TableEntry, table: DeltaTable) {
+        self.open_tables
+            .lock()
+            .await
+            .insert(entry.location.clone(), table);
+    }
+
+    /// A provider over the table's latest committed version.
+    pub async fn table_provider(&self, entry: &TableEntry) -> Result<Arc<dyn TableProvider>> {
+        let table = self.delta_table(entry).await?;
+        delta::provider(&table).await
     }
 }
 

@@ -3,6 +3,7 @@
 //! [`Session`] only, never to DataFusion directly.
 
 mod ddl;
+mod dml;
 mod names;
 pub mod settings;
 
@@ -435,8 +436,8 @@ impl Session {
                 self.query(whole, params, "EXPLAIN").await
             }
             S::Insert(_) => self.dml(whole, params, "INSERT").await,
-            S::Update(_) => self.dml(whole, params, "UPDATE").await,
-            S::Delete(_) => self.dml(whole, params, "DELETE").await,
+            S::Update(u) => dml::update(self, u, params).await,
+            S::Delete(d) => dml::delete(self, d, params).await,
             S::CreateTable(ct) => ddl::create_table(self, ct).await,
             S::CreateSchema {
                 schema_name,
@@ -556,6 +557,25 @@ impl Session {
             Outcome::Command(t) => Ok(t.rows.unwrap_or(0)),
             _ => Ok(0),
         }
+    }
+
+    /// `SELECT count(*)` of a (quoted, qualified) table.
+    pub(crate) async fn count_rows(&self, table_sql: &str) -> Result<usize> {
+        let batches = self
+            .ctx
+            .sql(&format!("SELECT count(*) FROM {table_sql}"))
+            .await?
+            .collect()
+            .await?;
+        Ok(batches
+            .first()
+            .and_then(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            })
+            .map(|a| a.value(0) as usize)
+            .unwrap_or(0))
     }
 
     pub(crate) fn context(&self) -> &SessionContext {

@@ -151,3 +151,40 @@ async fn demo_data_is_there_on_first_start() {
     assert!(row.get::<_, String>(0).contains('@'));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn update_and_delete_with_parameters() {
+    let s = TestServer::start(Options::default()).await;
+    let c = s.connect().await;
+    c.batch_execute("CREATE TABLE u (id BIGINT NOT NULL, name TEXT, score INTEGER); INSERT INTO u VALUES (1, 'a', 10), (2, 'b', 20), (3, 'c', 30)")
+        .await
+        .expect("setup");
+    let n = c
+        .execute("UPDATE u SET score = $1 WHERE id >= $2", &[&99i32, &2i64])
+        .await
+        .expect("update");
+    assert_eq!(n, 2);
+    let n = c
+        .execute("DELETE FROM u WHERE name = $1", &[&"a"])
+        .await
+        .expect("delete");
+    assert_eq!(n, 1);
+    let rows = c
+        .query("SELECT id, score FROM u ORDER BY id", &[])
+        .await
+        .expect("read");
+    let got: Vec<(i64, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, vec![(2, 99), (3, 99)]);
+    // NOT NULL holds for updates too, and a failed update changes nothing.
+    let e = c
+        .execute("UPDATE u SET id = NULL WHERE id = 2", &[])
+        .await
+        .expect_err("not null");
+    assert_eq!(e.code().map(|c| c.code()), Some("23502"), "{e}");
+    let row = c
+        .query_one("SELECT count(*) FROM u WHERE id = 2", &[])
+        .await
+        .expect("count");
+    assert_eq!(row.get::<_, i64>(0), 1);
+    s.stop().await;
+}
