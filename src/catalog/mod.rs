@@ -6,6 +6,7 @@
 //! single atomically renamed file survives crashes with nothing else to run or migrate.
 
 mod provider;
+pub mod versions;
 
 pub use provider::{LakegateCatalog, ViewExpander};
 
@@ -385,6 +386,37 @@ impl Catalog {
     pub async fn table_provider(&self, entry: &TableEntry) -> Result<Arc<dyn TableProvider>> {
         let table = self.delta_table(entry).await?;
         delta::provider(&table).await
+    }
+
+    /// A provider over an older version of the table, or over its history.
+    pub async fn table_provider_at(
+        &self,
+        entry: &TableEntry,
+        at: &versions::At,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let mut table = self.delta_table(entry).await?;
+        match at {
+            versions::At::Version(v) => {
+                let latest = table.version().unwrap_or(0);
+                let v = u64::try_from(*v).unwrap_or(u64::MAX);
+                if v > latest {
+                    return Err(Error::InvalidParameter(format!(
+                        "the table has no version {v}: its latest version is {latest}"
+                    )));
+                }
+                table.load_version(v).await?;
+                delta::provider(&table).await
+            }
+            versions::At::Timestamp(us) => {
+                let when = chrono::DateTime::from_timestamp_micros(*us)
+                    .ok_or_else(|| Error::InvalidParameter("timestamp out of range".into()))?;
+                table.load_with_datetime(when).await.map_err(|e| {
+                    Error::InvalidParameter(format!("the table has no version at {when}: {e}"))
+                })?;
+                delta::provider(&table).await
+            }
+            versions::At::History => delta::history(&table).await,
+        }
     }
 }
 

@@ -46,6 +46,11 @@ impl CatalogProvider for LakegateCatalog {
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == super::versions::SCHEMA {
+            return Some(Arc::new(super::versions::VersionsSchema {
+                catalog: self.inner.clone(),
+            }));
+        }
         if self.inner.schema_exists(name) {
             Some(Arc::new(LakegateSchema {
                 catalog: self.inner.clone(),

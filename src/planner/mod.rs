@@ -2,10 +2,13 @@
 //! functions, type names), expands stored views, and maps PostgreSQL column types to Arrow.
 //! Uses `catalog`; knows nothing of the wire.
 
+pub mod dialect;
 pub mod functions;
+pub mod names;
 pub mod pg_cast;
 pub mod pg_semantics;
 pub mod pg_text;
+pub mod time_travel;
 pub mod types;
 
 use std::sync::Arc;
@@ -92,10 +95,41 @@ impl Planner {
     /// Plan one parsed statement with PostgreSQL's meaning: typed casts to uuid/json/varchar,
     /// then DataFusion's planner, then the PostgreSQL-semantics rewrites.
     pub async fn plan_statement(ctx: &SessionContext, stmt: &DFStatement) -> Result<LogicalPlan> {
-        let stmt = with_pg_casts(stmt.clone());
+        let (schema, database) = {
+            let state = ctx.state();
+            let c = &state.config().options().catalog;
+            (c.default_schema.clone(), c.default_catalog.clone())
+        };
+        let stmt = with_time_travel(stmt.clone(), &schema, &database)?;
+        let stmt = with_pg_casts(stmt);
         let plan = ctx.state().statement_to_plan(stmt).await?;
         pg_semantics::apply(plan)
     }
+}
+
+fn with_time_travel(stmt: DFStatement, schema: &str, database: &str) -> Result<DFStatement> {
+    Ok(match stmt {
+        DFStatement::Statement(mut s) => {
+            time_travel::rewrite(&mut s, schema, database)?;
+            DFStatement::Statement(s)
+        }
+        DFStatement::Explain(mut e) => {
+            let inner = with_time_travel(e.statement.as_ref().clone(), schema, database)?;
+            *e.statement = inner;
+            DFStatement::Explain(e)
+        }
+        other => other,
+    })
+}
+
+/// Parse SQL text (PostgreSQL dialect plus table versions) into statements.
+pub fn parse_sql(sql: &str) -> Result<Vec<DFStatement>> {
+    let dialect = dialect::LakegateDialect::default();
+    let sql = dialect::normalize_versions(sql)?;
+    let mut parser = datafusion::sql::parser::DFParserBuilder::new(sql.as_str())
+        .with_dialect(&dialect)
+        .build()?;
+    Ok(parser.parse_statements()?.into_iter().collect())
 }
 
 fn with_pg_casts(stmt: DFStatement) -> DFStatement {
@@ -124,13 +158,9 @@ impl ViewExpander for Planner {
             settings: vec![],
         };
         let ctx = self.new_context(&values);
-        let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
-        let mut stmts = datafusion::sql::parser::DFParserBuilder::new(sql)
-            .with_dialect(&dialect)
-            .build()?
-            .parse_statements()?;
-        let stmt = stmts
-            .pop_front()
+        let stmt = parse_sql(sql)?
+            .into_iter()
+            .next()
             .ok_or_else(|| Error::internal("empty view definition"))?;
         let plan = Self::plan_statement(&ctx, &stmt).await?;
         if columns.is_empty() {

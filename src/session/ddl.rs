@@ -5,10 +5,10 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
 use datafusion::sql::sqlparser::ast::{self, ColumnOption, ObjectName, ObjectType};
 
-use super::names::{ident, qualified};
 use super::{CommandTag, Outcome, Session};
 use crate::catalog::{RelationKind, ViewEntry};
 use crate::error::{Error, Result};
+use crate::planner::names::{ident, qualified};
 use crate::planner::types::{PG_TYPE_KEY, UTC, column_type, field_pg_type, text_pg_type};
 
 fn resolve(session: &Session, name: &ObjectName) -> Result<(String, String)> {

@@ -14,10 +14,10 @@ use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
 use datafusion::sql::sqlparser::ast::{self, AssignmentTarget, FromTable, TableFactor};
 use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
 
-use super::names::{ident, qualified};
 use super::{CommandTag, Outcome, Session, bind, parse};
 use crate::catalog::{Relation, TableEntry};
 use crate::error::{Error, Result};
+use crate::planner::names::{ident, qualified};
 
 /// The Delta table a DML statement names.
 fn target(session: &Session, name: &ast::ObjectName) -> Result<(String, TableEntry)> {

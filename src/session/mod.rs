@@ -4,7 +4,6 @@
 
 mod ddl;
 mod dml;
-mod names;
 pub mod settings;
 
 use std::sync::Arc;
@@ -18,9 +17,8 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::SessionContext;
-use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
+use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Statement as SqlStatement};
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 
 use crate::error::{Error, Result};
 use crate::planner::Planner;
@@ -149,11 +147,9 @@ pub struct Prepared {
     pub names: Vec<String>,
 }
 
-/// Parse SQL text into statements (PostgreSQL dialect).
+/// Parse SQL text into statements (PostgreSQL dialect plus time travel).
 pub fn parse(sql: &str) -> Result<Vec<DfStatement>> {
-    let dialect = PostgreSqlDialect {};
-    let mut parser = DFParserBuilder::new(sql).with_dialect(&dialect).build()?;
-    Ok(parser.parse_statements()?.into_iter().collect())
+    crate::planner::parse_sql(sql)
 }
 
 /// One client connection's state.
@@ -856,7 +852,9 @@ fn output_names(stmt: &DfStatement, schema: &Schema) -> Vec<String> {
         match item {
             ast::SelectItem::UnnamedExpr(e) => {
                 if let Some(d) = df_names.get(i) {
-                    names.push(names::pg_column_name(e).unwrap_or_else(|| d.clone()));
+                    names.push(
+                        crate::planner::names::pg_column_name(e).unwrap_or_else(|| d.clone()),
+                    );
                 }
                 i += 1;
             }

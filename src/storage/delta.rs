@@ -127,3 +127,54 @@ impl TableProvider for Typed {
         self.inner.insert_into(state, input, op).await
     }
 }
+
+/// The table's commits, newest first: version, time, operation, its parameters and metrics.
+pub async fn history(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
+    use datafusion::arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    let latest = table.version().unwrap_or(0) as i64;
+    let commits: Vec<_> = table.history(None).await?.collect();
+    let n = commits.len();
+    let versions: Int64Array = (0..n).map(|i| Some(latest - i as i64)).collect();
+    let times: TimestampMicrosecondArray = commits
+        .iter()
+        .map(|c| c.timestamp.map(|ms| ms * 1000))
+        .collect::<TimestampMicrosecondArray>()
+        .with_timezone("UTC");
+    let ops: StringArray = commits.iter().map(|c| c.operation.clone()).collect();
+    let params: StringArray = commits
+        .iter()
+        .map(|c| {
+            c.operation_parameters
+                .as_ref()
+                .and_then(|p| serde_json::to_string(p).ok())
+        })
+        .collect();
+    let metrics: StringArray = commits
+        .iter()
+        .map(|c| c.info.get("operationMetrics").map(|m| m.to_string()))
+        .collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("version", DataType::Int64, false),
+        Field::new(
+            "committed_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("operation", DataType::Utf8, true),
+        Field::new("parameters", DataType::Utf8, true),
+        Field::new("metrics", DataType::Utf8, true),
+    ]));
+    let batch = datafusion::arrow::record_batch::RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(versions),
+            Arc::new(times),
+            Arc::new(ops),
+            Arc::new(params),
+            Arc::new(metrics),
+        ],
+    )?;
+    let table = datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])?;
+    Ok(Arc::new(table))
+}

@@ -1,5 +1,5 @@
-//! Names as PostgreSQL spells them: identifiers (unquoted fold to lower case) and the column
-//! names it gives unnamed SELECT expressions.
+//! Names as PostgreSQL spells them: identifiers (unquoted fold to lower case), qualified names,
+//! and the column names it gives unnamed SELECT expressions.
 
 use datafusion::sql::sqlparser::ast::{self, Expr, ObjectName, ObjectNamePart};
 
@@ -39,6 +39,14 @@ pub fn qualified(
             "improper qualified name (too many dotted names): {name}"
         ))),
     }
+}
+
+/// Parse a (possibly qualified, possibly quoted) name given as a string, e.g. `'demo.orders'`.
+pub fn parse_object_name(s: &str) -> Result<ObjectName> {
+    let dialect = super::dialect::LakegateDialect::default();
+    Ok(datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+        .try_with_sql(s)?
+        .parse_object_name(false)?)
 }
 
 /// The column name PostgreSQL gives an unnamed select-list expression, when it differs from
