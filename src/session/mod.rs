@@ -4,6 +4,7 @@
 
 mod ddl;
 mod dml;
+mod maintenance;
 pub mod settings;
 
 use std::sync::Arc;
@@ -138,13 +139,20 @@ impl std::fmt::Debug for Outcome {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub sql: String,
-    pub statement: Option<Arc<DfStatement>>,
+    pub statement: Option<PreparedKind>,
     /// The Arrow type of each `$n` parameter (Null when nothing could be inferred).
     /// (A field, so that a uuid/json parameter can say so in its metadata.)
     pub param_types: Vec<Field>,
     /// Result columns, when the statement returns rows.
     pub schema: Option<SchemaRef>,
     pub names: Vec<String>,
+}
+
+/// What a prepared statement runs.
+#[derive(Debug, Clone)]
+pub enum PreparedKind {
+    Sql(Arc<DfStatement>),
+    Maintenance(maintenance::Maintenance),
 }
 
 /// Parse SQL text into statements (PostgreSQL dialect plus time travel).
@@ -260,6 +268,15 @@ impl Session {
 
     /// Parse and describe a statement for the extended protocol.
     pub async fn prepare(&self, sql: &str, client_types: &[Option<DataType>]) -> Result<Prepared> {
+        if let Some(m) = maintenance::parse(sql)? {
+            return Ok(Prepared {
+                sql: sql.into(),
+                statement: Some(PreparedKind::Maintenance(m)),
+                param_types: vec![],
+                schema: None,
+                names: vec![],
+            });
+        }
         let mut stmts = parse(sql)?;
         if stmts.len() > 1 {
             return Err(Error::Syntax(
@@ -300,7 +317,7 @@ impl Session {
         };
         Ok(Prepared {
             sql: sql.into(),
-            statement: Some(Arc::new(stmt)),
+            statement: Some(PreparedKind::Sql(Arc::new(stmt))),
             param_types,
             schema,
             names,
@@ -321,6 +338,12 @@ impl Session {
     /// Run the statements of one simple-query message, stopping at the first error.
     /// `aborted`: the transaction already failed, so only COMMIT/ROLLBACK are accepted.
     pub async fn execute_simple(&mut self, sql: &str, aborted: bool) -> Vec<Result<Outcome>> {
+        match maintenance::parse(sql) {
+            Ok(Some(_)) if aborted => return vec![Err(aborted_error())],
+            Ok(Some(m)) => return vec![maintenance::run(self, &m).await],
+            Ok(None) => {}
+            Err(e) => return vec![Err(e)],
+        }
         let stmts = match parse(sql) {
             Ok(s) => s,
             Err(e) => return vec![Err(e)],
@@ -347,6 +370,20 @@ impl Session {
         out
     }
 
+    /// Execute a prepared statement with bound parameter values.
+    pub async fn execute_prepared(
+        &mut self,
+        kind: &PreparedKind,
+        params: Vec<ScalarValue>,
+        aborted: bool,
+    ) -> Result<Outcome> {
+        match kind {
+            PreparedKind::Sql(stmt) => self.execute_one(stmt, params, aborted).await,
+            PreparedKind::Maintenance(_) if aborted => Err(aborted_error()),
+            PreparedKind::Maintenance(m) => maintenance::run(self, m).await,
+        }
+    }
+
     /// Execute one statement, refusing all but the end of the transaction once it failed.
     pub async fn execute_one(
         &mut self,
@@ -359,10 +396,7 @@ impl Session {
                 self.in_transaction = false;
                 return Ok(Outcome::Commit(CommandTag::new("ROLLBACK")));
             }
-            return Err(Error::Data {
-                sqlstate: "25P02",
-                message: "current transaction is aborted, commands ignored until end of transaction block".into(),
-            });
+            return Err(aborted_error());
         }
         self.execute(stmt, params).await
     }
@@ -725,6 +759,14 @@ fn is_write(stmt: &DfStatement) -> bool {
     matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(),
         S::Insert(_) | S::Update(_) | S::Delete(_) | S::CreateTable(_) | S::CreateView(_)
         | S::CreateSchema { .. } | S::Drop { .. }))
+}
+
+fn aborted_error() -> Error {
+    Error::Data {
+        sqlstate: "25P02",
+        message: "current transaction is aborted, commands ignored until end of transaction block"
+            .into(),
+    }
 }
 
 fn ends_transaction(stmt: &DfStatement) -> bool {

@@ -539,7 +539,7 @@ impl ExtendedQueryHandler for QueryHandler {
     {
         let state = self.state(client);
         let prepared = &portal.statement.statement;
-        let Some(stmt) = prepared.statement.clone() else {
+        let Some(kind) = prepared.statement.clone() else {
             return Ok(Response::EmptyQuery);
         };
         // Decode parameters by the type the client declared, else the inferred one.
@@ -559,7 +559,7 @@ impl ExtendedQueryHandler for QueryHandler {
         let (result, opts, notices) = self
             .run(
                 &state,
-                async |s| s.execute_one(&stmt, values, aborted).await,
+                async |s| s.execute_prepared(&kind, values, aborted).await,
                 Err,
             )
             .await;

@@ -1,0 +1,220 @@
+//! Table maintenance: `OPTIMIZE t [ZORDER BY (a, b)]` compacts small files (optionally
+//! clustering by columns), `VACUUM t [RETAIN n HOURS] [DRY RUN]` removes files no version within
+//! the retention still references (default: the table's retention, 7 days; less is refused).
+//! Each reports what it did as a NOTICE. Neither is PostgreSQL syntax, so they are recognised
+//! here before the SQL parser sees them.
+
+use datafusion::sql::sqlparser::ast::ObjectName;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Token;
+use deltalake::operations::optimize::OptimizeType;
+
+use super::{CommandTag, Notice, Outcome, Session};
+use crate::catalog::Relation;
+use crate::error::{Error, Result};
+use crate::planner::dialect::LakegateDialect;
+use crate::planner::names::{ident, qualified};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Maintenance {
+    Optimize {
+        table: ObjectName,
+        zorder: Vec<String>,
+    },
+    Vacuum {
+        table: ObjectName,
+        retain_hours: Option<u64>,
+        dry_run: bool,
+    },
+}
+
+/// Recognise OPTIMIZE / VACUUM; `None` for anything else.
+pub fn parse(sql: &str) -> Result<Option<Maintenance>> {
+    let first = sql
+        .trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    if first != "OPTIMIZE" && first != "VACUUM" {
+        return Ok(None);
+    }
+    let dialect = LakegateDialect::default();
+    let mut p = Parser::new(&dialect).try_with_sql(sql)?;
+    let word = |p: &mut Parser, w: &str| match p.peek_token().token {
+        Token::Word(x) if x.value.eq_ignore_ascii_case(w) => {
+            p.next_token();
+            true
+        }
+        _ => false,
+    };
+    let m = if p.parse_keyword(Keyword::OPTIMIZE) {
+        let _ = p.parse_keyword(Keyword::TABLE);
+        let table = p.parse_object_name(false)?;
+        if p.parse_keyword(Keyword::WHERE) {
+            return Err(Error::unsupported(
+                "OPTIMIZE ... WHERE needs partitioned tables, which are not supported yet",
+            ));
+        }
+        let mut zorder = vec![];
+        if word(&mut p, "ZORDER") {
+            p.expect_keyword(Keyword::BY)?;
+            let parens = p.consume_token(&Token::LParen);
+            zorder = p
+                .parse_comma_separated(|p| p.parse_identifier())?
+                .iter()
+                .map(ident)
+                .collect();
+            if parens {
+                p.expect_token(&Token::RParen)?;
+            }
+        }
+        Maintenance::Optimize { table, zorder }
+    } else {
+        p.expect_keyword(Keyword::VACUUM)?;
+        let _ = p.parse_keyword(Keyword::TABLE);
+        let table = p.parse_object_name(false)?;
+        let mut retain_hours = None;
+        let mut dry_run = false;
+        loop {
+            if word(&mut p, "RETAIN") {
+                let n = p.parse_literal_uint()?;
+                if !word(&mut p, "HOURS") && !word(&mut p, "HOUR") {
+                    return Err(Error::Syntax("expected HOURS after RETAIN n".into()));
+                }
+                retain_hours = Some(n);
+            } else if word(&mut p, "DRY") {
+                if !word(&mut p, "RUN") {
+                    return Err(Error::Syntax("expected RUN after DRY".into()));
+                }
+                dry_run = true;
+            } else {
+                break;
+            }
+        }
+        Maintenance::Vacuum {
+            table,
+            retain_hours,
+            dry_run,
+        }
+    };
+    while p.consume_token(&Token::SemiColon) {}
+    if p.peek_token().token != Token::EOF {
+        return Err(Error::Syntax(format!(
+            "unexpected {} after the maintenance command (send it on its own)",
+            p.peek_token().token
+        )));
+    }
+    Ok(Some(m))
+}
+
+pub async fn run(session: &mut Session, m: &Maintenance) -> Result<Outcome> {
+    let name = match m {
+        Maintenance::Optimize { table, .. } | Maintenance::Vacuum { table, .. } => table,
+    };
+    let (schema, table) = qualified(
+        name,
+        &session.current_schema(),
+        session.engine.planner.database(),
+    )?;
+    let catalog = session.engine.planner.catalog().clone();
+    let entry = match catalog.relation(&schema, &table) {
+        Some(Relation::Table(t)) => t,
+        Some(Relation::View(_)) => {
+            return Err(Error::unsupported(format!(
+                "\"{table}\" is a view: only tables are maintained"
+            )));
+        }
+        None => {
+            return Err(Error::UndefinedTable(format!(
+                "relation \"{table}\" does not exist"
+            )));
+        }
+    };
+    let delta = catalog.delta_table(&entry).await?;
+    let (delta, tag, message) = match m {
+        Maintenance::Optimize { zorder, .. } => {
+            let kind = if zorder.is_empty() {
+                OptimizeType::Compact
+            } else {
+                OptimizeType::ZOrder(zorder.clone())
+            };
+            let (delta, metrics) = delta.optimize().with_type(kind).await?;
+            let message = format!(
+                "optimized {schema}.{table}: {} files removed, {} files added",
+                metrics.num_files_removed, metrics.num_files_added
+            );
+            (delta, "OPTIMIZE", message)
+        }
+        Maintenance::Vacuum {
+            retain_hours,
+            dry_run,
+            ..
+        } => {
+            let mut op = delta.vacuum().with_dry_run(*dry_run);
+            if let Some(h) = retain_hours {
+                op = op.with_retention_period(chrono::Duration::hours(*h as i64));
+            }
+            let (delta, metrics) = op.await.map_err(|e| {
+                if e.to_string().contains("Invalid retention period") {
+                    Error::InvalidParameter(format!(
+                        "VACUUM RETAIN below the table's retention would break time travel and concurrent readers: {e}"
+                    ))
+                } else {
+                    Error::from(e)
+                }
+            })?;
+            let verb = if metrics.dry_run {
+                "would remove"
+            } else {
+                "removed"
+            };
+            (
+                delta,
+                "VACUUM",
+                format!(
+                    "vacuumed {schema}.{table}: {verb} {} files",
+                    metrics.files_deleted.len()
+                ),
+            )
+        }
+    };
+    tracing::info!("{message}");
+    catalog.remember(&entry, delta).await;
+    session.notices.push(Notice {
+        severity: "NOTICE",
+        code: "00000",
+        message,
+    });
+    Ok(Outcome::Command(CommandTag::new(tag)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse() -> Result<()> {
+        assert_eq!(parse("SELECT 1")?, None);
+        match parse("OPTIMIZE demo.orders ZORDER BY (customer_id, order_date);")? {
+            Some(Maintenance::Optimize { zorder, .. }) => {
+                assert_eq!(zorder, vec!["customer_id", "order_date"])
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse("vacuum t RETAIN 200 HOURS DRY RUN")? {
+            Some(Maintenance::Vacuum {
+                retain_hours,
+                dry_run,
+                ..
+            }) => {
+                assert_eq!(retain_hours, Some(200));
+                assert!(dry_run);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse("OPTIMIZE t; SELECT 1").is_err());
+        Ok(())
+    }
+}
