@@ -6,7 +6,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
 use datafusion::sql::sqlparser::ast::{self, ColumnOption, ObjectName, ObjectType};
 
 use super::{CommandTag, Outcome, Session};
-use crate::catalog::{RelationKind, ViewEntry};
+use crate::catalog::{Relation, RelationKind, ViewEntry};
 use crate::error::{Error, Result};
 use crate::planner::names::{ident, qualified};
 use crate::planner::types::{PG_TYPE_KEY, UTC, column_type, field_pg_type, text_pg_type};
@@ -89,26 +89,7 @@ pub async fn create_table(session: &mut Session, ct: &ast::CreateTable) -> Resul
                 message: format!("column \"{name}\" specified more than once"),
             });
         }
-        let dt = column_type(&col.data_type)?;
-        let mut nullable = !pk_columns.contains(&name);
-        for opt in &col.options {
-            match &opt.option {
-                ColumnOption::NotNull | ColumnOption::PrimaryKey(_) => nullable = false,
-                ColumnOption::Null => {}
-                ColumnOption::Default(ast::Expr::Value(v))
-                    if matches!(v.value, ast::Value::Null) => {}
-                ColumnOption::Unique(_) => {}
-                other => {
-                    return Err(Error::unsupported(format!(
-                        "column option {other} is not supported"
-                    )));
-                }
-            }
-        }
-        let mut field = Field::new(name, dt, nullable);
-        if let Some(t) = text_pg_type(&col.data_type) {
-            field = field.with_metadata([(PG_TYPE_KEY.to_string(), t.to_string())].into());
-        }
+        let field = column_field(col, !pk_columns.contains(&name))?;
         fields.push(field);
     }
     if fields.is_empty() {
@@ -119,6 +100,104 @@ pub async fn create_table(session: &mut Session, ct: &ast::CreateTable) -> Resul
         .create_table(&schema_name, &table, &schema, ct.if_not_exists)
         .await?;
     Ok(Outcome::Command(CommandTag::new("CREATE TABLE")))
+}
+
+/// The Arrow field of a column definition (type, NOT NULL, PostgreSQL type name).
+fn column_field(col: &ast::ColumnDef, nullable_by_default: bool) -> Result<Field> {
+    let dt = column_type(&col.data_type)?;
+    let mut nullable = nullable_by_default;
+    for opt in &col.options {
+        match &opt.option {
+            ColumnOption::NotNull | ColumnOption::PrimaryKey(_) => nullable = false,
+            ColumnOption::Null => {}
+            ColumnOption::Default(ast::Expr::Value(v)) if matches!(v.value, ast::Value::Null) => {}
+            ColumnOption::Unique(_) => {}
+            other => {
+                return Err(Error::unsupported(format!(
+                    "column option {other} is not supported"
+                )));
+            }
+        }
+    }
+    let mut field = Field::new(ident(&col.name), dt, nullable);
+    if let Some(t) = text_pg_type(&col.data_type) {
+        field = field.with_metadata([(PG_TYPE_KEY.to_string(), t.to_string())].into());
+    }
+    Ok(field)
+}
+
+/// ALTER TABLE ... ADD COLUMN (a Delta schema change; old rows read the new column as NULL).
+pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<Outcome> {
+    let (schema_name, table) = resolve(session, &at.name)?;
+    let catalog = session.engine.planner.catalog().clone();
+    let entry = match catalog.relation(&schema_name, &table) {
+        Some(Relation::Table(t)) => t,
+        Some(Relation::View(_)) => {
+            return Err(Error::unsupported(format!(
+                "\"{table}\" is a view; use CREATE OR REPLACE VIEW"
+            )));
+        }
+        None if at.if_exists => return Ok(Outcome::Command(CommandTag::new("ALTER TABLE"))),
+        None => {
+            return Err(Error::UndefinedTable(format!(
+                "relation \"{table}\" does not exist"
+            )));
+        }
+    };
+    let delta = catalog.delta_table(&entry).await?;
+    let existing: Vec<String> = delta
+        .snapshot()?
+        .schema()
+        .fields()
+        .map(|f| f.name().to_string())
+        .collect();
+    let mut new_fields = vec![];
+    for op in &at.operations {
+        match op {
+            ast::AlterTableOperation::AddColumn {
+                column_def,
+                if_not_exists,
+                ..
+            } => {
+                let name = ident(&column_def.name);
+                if existing.contains(&name) || new_fields.iter().any(|f: &Field| f.name() == &name)
+                {
+                    if *if_not_exists {
+                        continue;
+                    }
+                    return Err(Error::Data {
+                        sqlstate: "42701",
+                        message: format!(
+                            "column \"{name}\" of relation \"{table}\" already exists"
+                        ),
+                    });
+                }
+                let field = column_field(column_def, true)?;
+                if !field.is_nullable() {
+                    return Err(Error::unsupported(format!(
+                        "cannot add NOT NULL column \"{name}\": existing rows have no value for it"
+                    )));
+                }
+                new_fields.push(field);
+            }
+            other => {
+                return Err(Error::unsupported(format!(
+                    "ALTER TABLE {} is not supported yet (ADD COLUMN is)",
+                    statement_words(&other.to_string())
+                )));
+            }
+        }
+    }
+    if new_fields.is_empty() {
+        return Ok(Outcome::Command(CommandTag::new("ALTER TABLE")));
+    }
+    let delta = crate::storage::delta::add_columns(delta, &new_fields).await?;
+    catalog.remember(&entry, delta).await;
+    Ok(Outcome::Command(CommandTag::new("ALTER TABLE")))
+}
+
+fn statement_words(s: &str) -> String {
+    s.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
 }
 
 async fn create_table_as(

@@ -475,6 +475,7 @@ impl Session {
                 ..
             } => ddl::create_schema(self, schema_name, *if_not_exists).await,
             S::CreateView(v) => ddl::create_view(self, v).await,
+            S::AlterTable(at) => ddl::alter_table(self, at).await,
             S::Drop {
                 object_type,
                 if_exists,
@@ -757,7 +758,7 @@ fn statement_keyword(sql: &str) -> String {
 fn is_write(stmt: &DfStatement) -> bool {
     use SqlStatement as S;
     matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(),
-        S::Insert(_) | S::Update(_) | S::Delete(_) | S::CreateTable(_) | S::CreateView(_)
+        S::Insert(_) | S::Update(_) | S::Delete(_) | S::CreateTable(_) | S::CreateView(_) | S::AlterTable(_)
         | S::CreateSchema { .. } | S::Drop { .. }))
 }
 

@@ -48,6 +48,22 @@ pub async fn create(url: &Url, schema: &Schema) -> Result<DeltaTable> {
     Ok(table)
 }
 
+/// Add nullable columns (one schema-change commit).
+pub async fn add_columns(table: DeltaTable, fields: &[Field]) -> Result<DeltaTable> {
+    let columns = fields
+        .iter()
+        .map(|f| {
+            StructField::try_from_arrow(f).map_err(|e| {
+                Error::unsupported(format!(
+                    "column {:?} cannot be stored in Delta Lake: {e}",
+                    f.name()
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(table.add_columns().with_fields(columns).await?)
+}
+
 /// Open the latest version of the Delta table at `url`.
 pub async fn open(url: &Url) -> Result<DeltaTable> {
     let table = deltalake::open_table(url.clone()).await?;
