@@ -242,9 +242,52 @@ fn relation_not_found(m: &str) -> Option<String> {
     })
 }
 
+/// PostgreSQL's name of an Arrow type, for messages.
+fn pg_type_word(arrow: &str) -> &str {
+    match arrow.trim() {
+        "Int16" => "smallint",
+        "Int32" => "integer",
+        "Int64" => "bigint",
+        "Float32" => "real",
+        "Float64" => "double precision",
+        "Boolean" => "boolean",
+        "Date32" => "date",
+        t if t.starts_with("Timestamp") => "timestamp",
+        t if t.starts_with("Decimal") => "numeric",
+        t => t,
+    }
+}
+
+/// Arrow's cast failures in PostgreSQL's words: `Can't cast value 40000 to type Int16` is
+/// "smallint out of range"; `Cannot cast string 'x' to value of Int16 type` is invalid input.
+fn cast_failure(m: &str) -> Option<(&'static str, String)> {
+    if let Some(rest) = m.strip_prefix("Can't cast value ") {
+        let ty = rest.split(" to type ").nth(1)?;
+        return Some(("22003", format!("{} out of range", pg_type_word(ty))));
+    }
+    if let Some(rest) = m.strip_prefix("Cannot cast string '") {
+        let (value, tail) = rest.rsplit_once("' to value of ")?;
+        let ty = tail.strip_suffix(" type")?;
+        return Some((
+            "22P02",
+            format!(
+                "invalid input syntax for type {}: \"{value}\"",
+                pg_type_word(ty)
+            ),
+        ));
+    }
+    None
+}
+
 fn arrow_message(a: &ArrowError) -> String {
     match a {
         ArrowError::DivideByZero => "division by zero".to_string(),
+        ArrowError::CastError(m) if cast_failure(m).is_some() => {
+            cast_failure(m).map(|(_, msg)| msg).unwrap_or_default()
+        }
+        ArrowError::InvalidArgumentError(m) if m.contains("too large to store") => {
+            format!("numeric field overflow: {m}")
+        }
         ArrowError::CastError(m)
         | ArrowError::ParseError(m)
         | ArrowError::ComputeError(m)
@@ -299,6 +342,9 @@ fn arrow_sqlstate(a: &ArrowError) -> &'static str {
     match a {
         ArrowError::DivideByZero => "22012",
         ArrowError::ArithmeticOverflow(_) => "22003",
+        ArrowError::CastError(m) if cast_failure(m).is_some() => {
+            cast_failure(m).map(|(code, _)| code).unwrap_or("22P02")
+        }
         ArrowError::CastError(m) | ArrowError::ParseError(m) => {
             if m.contains("overflow") || m.contains("too large") || m.contains("out of range") {
                 "22003"
@@ -312,7 +358,13 @@ fn arrow_sqlstate(a: &ArrowError) -> &'static str {
                 "22000"
             }
         }
-        ArrowError::ComputeError(m) if m.contains("Overflow") || m.contains("overflow") => "22003",
+        ArrowError::ComputeError(m) | ArrowError::InvalidArgumentError(m)
+            if m.contains("Overflow")
+                || m.contains("overflow")
+                || m.contains("too large to store") =>
+        {
+            "22003"
+        }
         ArrowError::InvalidArgumentError(m) if m.contains("non-nullable") || m.contains("null") => {
             "23502"
         }
@@ -406,6 +458,25 @@ mod tests {
         let e = Error::from(ArrowError::DivideByZero);
         assert_eq!(e.sqlstate(), "22012");
         assert_eq!(e.client_message(), "division by zero");
+    }
+
+    #[test]
+    fn cast_failures_read_like_postgres() {
+        let e = Error::from(ArrowError::CastError(
+            "Can't cast value 40000 to type Int16".into(),
+        ));
+        assert_eq!(
+            (e.sqlstate(), e.client_message().as_str()),
+            ("22003", "smallint out of range")
+        );
+        let e = Error::from(ArrowError::CastError(
+            "Cannot cast string 'x' to value of Int32 type".into(),
+        ));
+        assert_eq!(e.sqlstate(), "22P02");
+        assert_eq!(
+            e.client_message(),
+            "invalid input syntax for type integer: \"x\""
+        );
     }
 
     #[test]
