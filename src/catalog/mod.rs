@@ -43,8 +43,15 @@ pub struct SchemaEntry {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TableEntry {
+    /// `delta`, or for external tables also `parquet`, `csv`, `json`.
     pub format: String,
     pub location: String,
+    /// Registered with CREATE EXTERNAL TABLE: the files are not ours, DROP leaves them alone.
+    #[serde(default)]
+    pub external: bool,
+    /// Format options (e.g. `format.has_header` for CSV).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -238,6 +245,8 @@ impl Catalog {
         let entry = TableEntry {
             format: "delta".into(),
             location: url.to_string(),
+            external: false,
+            options: BTreeMap::new(),
         };
         let registered = self
             .change(|doc| {
@@ -325,9 +334,35 @@ impl Catalog {
 
     async fn forget_and_remove(&self, t: &TableEntry) {
         self.open_tables.lock().await.remove(&t.location);
+        if t.external {
+            return;
+        }
         if let Ok(url) = Url::parse(&t.location) {
             self.warehouse.remove_location(&url);
         }
+    }
+
+    /// Register files or a Delta table that already exist (no data is copied or owned).
+    pub async fn create_external(
+        &self,
+        schema: &str,
+        name: &str,
+        entry: TableEntry,
+        if_not_exists: bool,
+    ) -> Result<bool> {
+        // Open it once now, so that a wrong location or format fails here and not at first read.
+        self.table_provider(&entry).await?;
+        self.change(|doc| {
+            match Self::check_free(doc, schema, name) {
+                Err(Error::DuplicateTable(_)) if if_not_exists => return Ok(false),
+                other => other?,
+            }
+            if let Some(s) = doc.schemas.get_mut(schema) {
+                s.tables.insert(name.to_string(), entry.clone());
+            }
+            Ok(true)
+        })
+        .await
     }
 
     pub async fn create_view(
@@ -384,6 +419,10 @@ impl Catalog {
 
     /// A provider over the table's latest committed version.
     pub async fn table_provider(&self, entry: &TableEntry) -> Result<Arc<dyn TableProvider>> {
+        if entry.format != "delta" {
+            return crate::storage::files::provider(&entry.format, &entry.location, &entry.options)
+                .await;
+        }
         let table = self.delta_table(entry).await?;
         delta::provider(&table).await
     }

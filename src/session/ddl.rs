@@ -379,3 +379,86 @@ pub async fn drop(
     };
     Ok(Outcome::Command(CommandTag::new(tag)))
 }
+
+/// CREATE EXTERNAL TABLE name STORED AS PARQUET|CSV|JSON|DELTA LOCATION '...' [OPTIONS (...)]:
+/// register files or a Delta table where they are (administrators only: it reads server files).
+pub async fn create_external(
+    session: &mut Session,
+    ct: &datafusion::sql::parser::CreateExternalTable,
+) -> Result<Outcome> {
+    if !session.principal.admin {
+        return Err(Error::PermissionDenied(
+            "only administrators may register external tables".into(),
+        ));
+    }
+    if ct.or_replace || ct.temporary || ct.unbounded {
+        return Err(Error::unsupported(
+            "CREATE OR REPLACE / TEMPORARY / UNBOUNDED EXTERNAL TABLE is not supported",
+        ));
+    }
+    if !ct.columns.is_empty() || !ct.table_partition_cols.is_empty() {
+        return Err(Error::unsupported(
+            "external tables take their columns from the files; leave out the column list",
+        ));
+    }
+    let (schema_name, table) = resolve(session, &ct.name)?;
+    let format = ct.file_type.to_ascii_lowercase();
+    if format != "delta" && !crate::storage::files::is_file_format(&format) {
+        return Err(Error::unsupported(format!(
+            "STORED AS {}: use PARQUET, CSV, JSON or DELTA",
+            ct.file_type
+        )));
+    }
+    let location = absolute_location(&ct.location)?;
+    let options = ct
+        .options
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.to_ascii_lowercase(), v)
+        })
+        .collect();
+    let entry = crate::catalog::TableEntry {
+        format,
+        location,
+        external: true,
+        options,
+    };
+    let catalog = session.engine.planner.catalog().clone();
+    if !catalog.schema_exists(&schema_name) {
+        return Err(Error::UndefinedSchema(format!(
+            "schema \"{schema_name}\" does not exist"
+        )));
+    }
+    catalog
+        .create_external(&schema_name, &table, entry, ct.if_not_exists)
+        .await?;
+    Ok(Outcome::Command(CommandTag::new("CREATE EXTERNAL TABLE")))
+}
+
+/// A location as a URL: local paths become absolute file:// URLs (folders end in '/').
+fn absolute_location(location: &str) -> Result<String> {
+    if let Ok(u) = url::Url::parse(location)
+        && u.scheme().len() > 1
+    {
+        if u.scheme() != "file" {
+            return Err(Error::unsupported(format!(
+                "external locations on {}:// are not supported yet; use a local path",
+                u.scheme()
+            )));
+        }
+        return Ok(u.to_string());
+    }
+    let path = std::fs::canonicalize(location)
+        .map_err(|e| Error::InvalidParameter(format!("location {location:?}: {e}")))?;
+    let url = if path.is_dir() {
+        url::Url::from_directory_path(&path)
+    } else {
+        url::Url::from_file_path(&path)
+    };
+    url.map(|u| u.to_string())
+        .map_err(|_| Error::InvalidParameter(format!("location {location:?} is not a valid path")))
+}

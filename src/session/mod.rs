@@ -446,9 +446,7 @@ impl Session {
                 self.rebuild_context();
                 Ok(Outcome::Command(CommandTag::new("RESET")))
             }
-            DfStatement::CreateExternalTable(_) => Err(Error::unsupported(
-                "CREATE EXTERNAL TABLE is not supported yet",
-            )),
+            DfStatement::CreateExternalTable(ct) => ddl::create_external(self, ct).await,
             DfStatement::CopyTo(_) => Err(Error::unsupported("COPY is not supported yet")),
         }
     }
@@ -757,7 +755,8 @@ fn statement_keyword(sql: &str) -> String {
 /// Statements that change data or the catalog.
 fn is_write(stmt: &DfStatement) -> bool {
     use SqlStatement as S;
-    matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(),
+    matches!(stmt, DfStatement::CreateExternalTable(_))
+        || matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(),
         S::Insert(_) | S::Update(_) | S::Delete(_) | S::CreateTable(_) | S::CreateView(_) | S::AlterTable(_)
         | S::CreateSchema { .. } | S::Drop { .. }))
 }

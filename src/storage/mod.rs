@@ -2,6 +2,7 @@
 //! Delta Lake tables in it. Knows nothing of sessions, policies or the wire.
 
 pub mod delta;
+pub mod files;
 
 /// Field metadata key naming the PostgreSQL type of a column stored as text (`uuid`, `json`,
 /// `jsonb`, `varchar`, `bpchar`). Kept in the Delta schema, so it survives restarts.

@@ -188,3 +188,85 @@ async fn update_and_delete_with_parameters() {
     assert_eq!(row.get::<_, i64>(0), 1);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn external_tables_read_files_in_place() {
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::record_batch::RecordBatch;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let csv = tmp.path().join("people.csv");
+    std::fs::write(&csv, "id,name\n1,ana\n2,ben\n").expect("csv");
+    let json = tmp.path().join("events.json");
+    std::fs::write(
+        &json,
+        "{\"id\": 1, \"kind\": \"click\"}\n{\"id\": 2, \"kind\": \"view\"}\n",
+    )
+    .expect("json");
+    let pq_dir = tmp.path().join("pq");
+    std::fs::create_dir_all(&pq_dir).expect("dir");
+    let batch = RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            std::sync::Arc::new(Int64Array::from(vec![1, 2, 3])) as _,
+        ),
+        (
+            "city",
+            std::sync::Arc::new(StringArray::from(vec!["Lisbon", "Oslo", "Lima"])) as _,
+        ),
+    ])
+    .expect("batch");
+    let file = std::fs::File::create(pq_dir.join("part-0.parquet")).expect("file");
+    let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None)
+        .expect("writer");
+    w.write(&batch).expect("write");
+    w.close().expect("close");
+
+    let s = TestServer::start(Options::default()).await;
+    let c = s.connect().await;
+    c.batch_execute(&format!(
+        "CREATE EXTERNAL TABLE people STORED AS CSV LOCATION '{}'; \
+         CREATE EXTERNAL TABLE events STORED AS JSON LOCATION '{}'; \
+         CREATE EXTERNAL TABLE cities STORED AS PARQUET LOCATION '{}/'",
+        csv.display(),
+        json.display(),
+        pq_dir.display()
+    ))
+    .await
+    .expect("register");
+    let row = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM people) AS p, (SELECT count(*) FROM events) AS e, (SELECT count(*) FROM cities) AS c",
+            &[],
+        )
+        .await
+        .expect("read");
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2)
+        ),
+        (2, 2, 3)
+    );
+    let row = c
+        .query_one("SELECT name FROM people WHERE id = 2", &[])
+        .await
+        .expect("csv row");
+    assert_eq!(row.get::<_, String>(0), "ben");
+    // A non-admin may not register server files.
+    let alice = s.connect_as("alice", "alice-pw").await.expect("alice");
+    let e = alice
+        .batch_execute(&format!(
+            "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '{}'",
+            csv.display()
+        ))
+        .await
+        .expect_err("denied");
+    assert_eq!(e.code().map(|c| c.code()), Some("42501"));
+    // Dropping an external table leaves its files alone.
+    c.batch_execute("DROP TABLE people; DROP TABLE cities")
+        .await
+        .expect("drop");
+    assert!(csv.exists() && pq_dir.join("part-0.parquet").exists());
+    s.stop().await;
+}

@@ -1,0 +1,81 @@
+//! Plain files registered as external tables: Parquet, CSV and JSON, one file or a folder of
+//! them, read in place through DataFusion's listing tables (schema inferred from the files).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::json::JsonFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::prelude::SessionContext;
+
+use crate::error::{Error, Result};
+
+/// The formats CREATE EXTERNAL TABLE accepts besides Delta.
+pub fn is_file_format(format: &str) -> bool {
+    matches!(format, "parquet" | "csv" | "json")
+}
+
+/// A provider over the files at `location` (a local path or file:// URL).
+pub async fn provider(
+    format: &str,
+    location: &str,
+    options: &BTreeMap<String, String>,
+) -> Result<Arc<dyn TableProvider>> {
+    let (file_format, extension): (Arc<dyn FileFormat>, &str) = match format {
+        "parquet" => (Arc::new(ParquetFormat::default()), ".parquet"),
+        "csv" => {
+            let header = options
+                .get("format.has_header")
+                .or_else(|| options.get("has_header"))
+                .map(|v| v.eq_ignore_ascii_case("true"))
+                .unwrap_or(true);
+            let delimiter = options
+                .get("format.delimiter")
+                .or_else(|| options.get("delimiter"))
+                .and_then(|d| d.bytes().next())
+                .unwrap_or(b',');
+            (
+                Arc::new(
+                    CsvFormat::default()
+                        .with_has_header(header)
+                        .with_delimiter(delimiter),
+                ),
+                ".csv",
+            )
+        }
+        "json" => (Arc::new(JsonFormat::default()), ".json"),
+        other => {
+            return Err(Error::unsupported(format!(
+                "external tables of format {other} are not supported"
+            )));
+        }
+    };
+    let url = ListingTableUrl::parse(location)
+        .map_err(|e| Error::InvalidParameter(format!("invalid location {location:?}: {e}")))?;
+    // A single file is read whatever its name; a folder by the format's extension.
+    let extension = if location.ends_with('/')
+        || std::path::Path::new(location.trim_start_matches("file://")).is_dir()
+    {
+        extension
+    } else {
+        ""
+    };
+    let opts = ListingOptions::new(file_format).with_file_extension(extension);
+    let state = SessionContext::new().state();
+    let schema = opts.infer_schema(&state, &url).await.map_err(|e| {
+        Error::InvalidParameter(format!(
+            "cannot read {format} files at {location}: {}",
+            Error::from(e).client_message()
+        ))
+    })?;
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(opts)
+        .with_schema(schema);
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
