@@ -6,6 +6,7 @@ mod ddl;
 mod dml;
 mod maintenance;
 pub mod settings;
+mod transaction;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -168,8 +169,10 @@ pub struct Session {
     pub settings: Settings,
     backend_pid: i32,
     in_transaction: bool,
-    /// Write statements run since BEGIN (each committed on its own).
+    /// Write statements run since BEGIN that committed on their own (all but INSERT).
     writes_in_transaction: usize,
+    /// Rows INSERTed since BEGIN, per table, written at COMMIT (one Delta commit per table).
+    pending: Vec<transaction::Pending>,
     notices: Vec<Notice>,
 }
 
@@ -206,6 +209,7 @@ impl Session {
             backend_pid,
             in_transaction: false,
             writes_in_transaction: 0,
+            pending: vec![],
             notices: vec![],
         }
     }
@@ -394,6 +398,7 @@ impl Session {
         if aborted {
             if ends_transaction(stmt) {
                 self.in_transaction = false;
+                self.pending.clear();
                 return Ok(Outcome::Commit(CommandTag::new("ROLLBACK")));
             }
             return Err(aborted_error());
@@ -421,7 +426,7 @@ impl Session {
         params: Vec<ScalarValue>,
     ) -> Result<Outcome> {
         let out = self.dispatch(stmt, params).await;
-        if out.is_ok() && self.in_transaction && is_write(stmt) {
+        if out.is_ok() && self.in_transaction && is_write(stmt) && !is_insert(stmt) {
             self.writes_in_transaction += 1;
         }
         out
@@ -463,7 +468,22 @@ impl Session {
             S::Explain { .. } | S::ExplainTable { .. } => {
                 self.query(whole, params, "EXPLAIN").await
             }
+            S::Insert(_) if self.in_transaction => {
+                transaction::buffer_insert(self, whole, params).await
+            }
             S::Insert(_) => self.dml(whole, params, "INSERT").await,
+            S::Update(_) | S::Delete(_) if self.in_transaction => {
+                self.warn(
+                    "01000",
+                    "UPDATE and DELETE commit immediately; only INSERT is deferred to COMMIT in a transaction block"
+                        .into(),
+                );
+                match s {
+                    S::Update(u) => dml::update(self, u, params).await,
+                    S::Delete(d) => dml::delete(self, d, params).await,
+                    _ => Err(Error::internal("unreachable statement kind")),
+                }
+            }
             S::Update(u) => dml::update(self, u, params).await,
             S::Delete(d) => dml::delete(self, d, params).await,
             S::CreateTable(ct) => ddl::create_table(self, ct).await,
@@ -486,6 +506,7 @@ impl Session {
                     self.warn("25001", "there is already a transaction in progress".into());
                 } else {
                     self.writes_in_transaction = 0;
+                    self.pending.clear();
                 }
                 self.in_transaction = true;
                 Ok(Outcome::Begin)
@@ -495,6 +516,7 @@ impl Session {
                     self.warn("25P01", "there is no transaction in progress".into());
                 }
                 self.in_transaction = false;
+                transaction::commit(self).await?;
                 Ok(Outcome::Commit(CommandTag::new("COMMIT")))
             }
             S::Rollback {
@@ -507,12 +529,13 @@ impl Session {
                     self.warn(
                         "01000",
                         format!(
-                            "ROLLBACK cannot undo the {n} write statement(s) of this transaction: \
-                             Lakegate still commits each write statement on its own"
+                            "ROLLBACK discarded this transaction's INSERTs but cannot undo its {n} other \
+                             write statement(s): those committed when they ran"
                         ),
                     );
                 }
                 self.in_transaction = false;
+                self.pending.clear();
                 Ok(Outcome::Commit(CommandTag::new("ROLLBACK")))
             }
             S::Set(set) => self.set(set),
@@ -759,6 +782,10 @@ fn is_write(stmt: &DfStatement) -> bool {
         || matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(),
         S::Insert(_) | S::Update(_) | S::Delete(_) | S::CreateTable(_) | S::CreateView(_) | S::AlterTable(_)
         | S::CreateSchema { .. } | S::Drop { .. }))
+}
+
+fn is_insert(stmt: &DfStatement) -> bool {
+    matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Insert(_)))
 }
 
 fn aborted_error() -> Error {

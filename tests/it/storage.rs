@@ -270,3 +270,61 @@ async fn external_tables_read_files_in_place() {
     assert!(csv.exists() && pq_dir.join("part-0.parquet").exists());
     s.stop().await;
 }
+
+#[tokio::test]
+async fn inserts_in_a_transaction_appear_at_commit_only() {
+    let s = TestServer::start(Options::default()).await;
+    let a = s.connect().await;
+    let b = s.connect().await;
+    a.batch_execute("CREATE TABLE tx (id BIGINT NOT NULL, v TEXT); CREATE TABLE tx2 (id BIGINT)")
+        .await
+        .expect("create");
+    a.batch_execute("BEGIN; INSERT INTO tx VALUES (1, 'a'), (2, 'b'); INSERT INTO tx2 VALUES (9)")
+        .await
+        .expect("insert");
+    a.execute("INSERT INTO tx VALUES ($1, $2)", &[&3i64, &"c"])
+        .await
+        .expect("insert with params");
+    assert_eq!(count(&b, "tx").await, 0, "nothing visible before COMMIT");
+    a.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(count(&b, "tx").await, 3);
+    assert_eq!(count(&b, "tx2").await, 1);
+    // ROLLBACK leaves no trace
+    a.batch_execute("BEGIN; INSERT INTO tx VALUES (4, 'd'); ROLLBACK")
+        .await
+        .expect("rollback");
+    assert_eq!(count(&b, "tx").await, 3);
+    // an error aborts the transaction: NOT NULL is checked when the INSERT runs
+    a.batch_execute("BEGIN; INSERT INTO tx VALUES (5, 'e')")
+        .await
+        .expect("begin");
+    let e = a
+        .batch_execute("INSERT INTO tx VALUES (NULL, 'x')")
+        .await
+        .expect_err("not null");
+    assert_eq!(e.code().map(|c| c.code()), Some("23502"));
+    let e = a
+        .batch_execute("INSERT INTO tx VALUES (6, 'f')")
+        .await
+        .expect_err("aborted");
+    assert_eq!(e.code().map(|c| c.code()), Some("25P02"));
+    a.batch_execute("COMMIT")
+        .await
+        .expect("commit of a failed transaction rolls back");
+    assert_eq!(count(&b, "tx").await, 3);
+    // a dropped connection leaves no trace
+    let c = s.connect().await;
+    c.batch_execute("BEGIN; INSERT INTO tx VALUES (7, 'g')")
+        .await
+        .expect("begin");
+    drop(c);
+    assert_eq!(count(&b, "tx").await, 3);
+    s.stop().await;
+}
+
+async fn count(c: &tokio_postgres::Client, table: &str) -> i64 {
+    c.query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .expect("count")
+        .get::<_, i64>(0)
+}

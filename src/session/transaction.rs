@@ -1,0 +1,127 @@
+//! BEGIN ... COMMIT for INSERT: rows inserted in a transaction block are held by the session and
+//! written at COMMIT, one Delta commit per table, so other sessions see nothing before COMMIT and
+//! ROLLBACK (or a dropped connection) leaves no trace. The statement still checks NOT NULL and
+//! types when it runs, like PostgreSQL. What it does not give yet: the transaction's own later
+//! reads do not see its pending rows, and several tables are committed one after the other
+//! (a failure part-way leaves the earlier tables committed). UPDATE and DELETE commit at once.
+
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::Statement as DfStatement;
+use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
+use deltalake::protocol::SaveMode;
+
+use super::{CommandTag, Outcome, Session, bind};
+use crate::catalog::{Relation, TableEntry};
+use crate::error::{Error, Result};
+
+/// Rows waiting for COMMIT, for one table.
+#[derive(Debug)]
+pub struct Pending {
+    entry: TableEntry,
+    name: String,
+    batches: Vec<RecordBatch>,
+}
+
+/// Run an INSERT's source query now and keep its rows for COMMIT.
+pub async fn buffer_insert(
+    session: &mut Session,
+    stmt: &DfStatement,
+    params: Vec<ScalarValue>,
+) -> Result<Outcome> {
+    let plan = bind(session.plan(stmt).await?, params)?;
+    let LogicalPlan::Dml(dml) = &plan else {
+        return Err(Error::internal("INSERT did not plan as an insert"));
+    };
+    let (schema, table) = match (dml.table_name.schema(), dml.table_name.table()) {
+        (Some(s), t) => (s.to_string(), t.to_string()),
+        (None, t) => (session.current_schema(), t.to_string()),
+    };
+    let catalog = session.engine.planner.catalog().clone();
+    let entry = match catalog.relation(&schema, &table) {
+        Some(Relation::Table(t)) if t.format == "delta" && !t.external => t,
+        Some(_) => {
+            return Err(Error::unsupported(format!(
+                "INSERT into \"{table}\" inside a transaction block is only supported for Lakegate's own tables"
+            )));
+        }
+        None => {
+            return Err(Error::UndefinedTable(format!(
+                "relation \"{table}\" does not exist"
+            )));
+        }
+    };
+    let target = dml.target.schema();
+    let batches = session
+        .context()
+        .execute_logical_plan(dml.input.as_ref().clone())
+        .await?
+        .collect()
+        .await?;
+    // NOT NULL is checked now, as PostgreSQL does, not at COMMIT.
+    for b in &batches {
+        for (i, f) in target.fields().iter().enumerate() {
+            if !f.is_nullable() && b.column(i).null_count() > 0 {
+                return Err(Error::NotNull(format!(
+                    "null value in column \"{}\" of relation \"{table}\" violates not-null constraint",
+                    f.name()
+                )));
+            }
+        }
+    }
+    let rows = batches.iter().map(|b| b.num_rows()).sum();
+    match session
+        .pending
+        .iter_mut()
+        .find(|p| p.entry.location == entry.location)
+    {
+        Some(p) => p.batches.extend(batches),
+        None => session.pending.push(Pending {
+            entry,
+            name: format!("{schema}.{table}"),
+            batches,
+        }),
+    }
+    Ok(Outcome::Command(CommandTag::rows("INSERT", rows)))
+}
+
+/// Write the pending rows: one append commit per table.
+pub async fn commit(session: &mut Session) -> Result<()> {
+    let pending = std::mem::take(&mut session.pending);
+    let catalog = session.engine.planner.catalog().clone();
+    for p in pending {
+        if p.batches.iter().all(|b| b.num_rows() == 0) {
+            continue;
+        }
+        let table = catalog.delta_table(&p.entry).await?;
+        let schema: Schema = table
+            .snapshot()?
+            .schema()
+            .as_ref()
+            .try_into_arrow()
+            .map_err(|e| Error::internal(format!("table {} has no Arrow schema: {e}", p.name)))?;
+        let schema = std::sync::Arc::new(schema);
+        let batches = p
+            .batches
+            .iter()
+            .map(|b| {
+                let columns = b
+                    .columns()
+                    .iter()
+                    .zip(schema.fields())
+                    .map(|(c, f)| cast(c, f.data_type()))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok(RecordBatch::try_new(schema.clone(), columns)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let table = table
+            .write(batches)
+            .with_save_mode(SaveMode::Append)
+            .await?;
+        catalog.remember(&p.entry, table).await;
+    }
+    Ok(())
+}
