@@ -8,8 +8,7 @@ use std::sync::Arc;
 use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike};
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Decimal128Array, GenericListArray,
-    StringArray,
+    Array, ArrayRef, AsArray, BinaryArray, Decimal128Array, GenericListArray, StringArray,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
@@ -114,10 +113,7 @@ pub fn text_array(c: &ArrayRef, opts: &TextOptions) -> Result<StringArray> {
             buf.clear();
             if let DataType::Boolean = c.data_type() {
                 // boolean::text is 'true'/'false' (its output format is 't'/'f')
-                let v = c
-                    .as_any()
-                    .downcast_ref::<BooleanArray>()
-                    .is_some_and(|a| a.value(i));
+                let v = c.as_boolean_opt().is_some_and(|a| a.value(i));
                 return Ok(Some(if v { "true" } else { "false" }.to_string()));
             }
             write_text(&mut buf, &c, i, opts)?;
@@ -157,11 +153,7 @@ pub fn write_text(
     let mut w = Writer(buf);
     let r = match col.data_type() {
         DataType::Boolean => {
-            let v = col
-                .as_any()
-                .downcast_ref::<BooleanArray>()
-                .map(|a| a.value(row))
-                .unwrap_or(false);
+            let v = col.as_boolean_opt().is_some_and(|a| a.value(row));
             w.0.put_slice(if v { b"t" } else { b"f" });
             Ok(())
         }

@@ -7,9 +7,7 @@
 //! types, then encoded column by column with one typed match per column.
 
 use bytes::{BufMut, BytesMut};
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Decimal128Array,
-};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Decimal128Array};
 use datafusion::arrow::datatypes::{
     DataType, Date32Type, DurationMicrosecondType, Field, Float32Type, Float64Type, Int16Type,
     Int32Type, Int64Type, IntervalMonthDayNanoType, Time64MicrosecondType,
@@ -149,11 +147,7 @@ fn write_field(
 fn write_binary(buf: &mut BytesMut, col: &ArrayRef, row: usize) -> Result<()> {
     match col.data_type() {
         DataType::Boolean => {
-            let v = col
-                .as_any()
-                .downcast_ref::<BooleanArray>()
-                .map(|a| a.value(row))
-                .unwrap_or(false);
+            let v = col.as_boolean_opt().is_some_and(|a| a.value(row));
             buf.put_u8(v as u8);
         }
         DataType::Int16 => buf.put_i16(col.as_primitive::<Int16Type>().value(row)),
