@@ -77,5 +77,39 @@ pub async fn provider(
     let config = ListingTableConfig::new(url)
         .with_listing_options(opts)
         .with_schema(schema);
-    Ok(Arc::new(ListingTable::try_new(config)?))
+    Ok(Arc::new(ReadOnly(Arc::new(ListingTable::try_new(config)?))))
+}
+
+/// External files are read, never written: INSERT answers 0A000 (DataFusion's default for a
+/// provider without `insert_into`) instead of adding files to someone else's folder.
+#[derive(Debug)]
+struct ReadOnly(Arc<dyn TableProvider>);
+
+#[async_trait::async_trait]
+impl TableProvider for ReadOnly {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        self.0.schema()
+    }
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        self.0.table_type()
+    }
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[datafusion::logical_expr::Expr],
+        limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        self.0.scan(state, projection, filters, limit).await
+    }
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&datafusion::logical_expr::Expr],
+    ) -> datafusion::common::Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>>
+    {
+        self.0.supports_filters_pushdown(filters)
+    }
 }

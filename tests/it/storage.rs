@@ -253,6 +253,12 @@ async fn external_tables_read_files_in_place() {
         .await
         .expect("csv row");
     assert_eq!(row.get::<_, String>(0), "ben");
+    // External files are read-only.
+    let e = c
+        .batch_execute("INSERT INTO cities VALUES (4, 'Rome')")
+        .await
+        .expect_err("read-only");
+    assert_eq!(e.code().map(|c| c.code()), Some("0A000"), "{e:?}");
     // A non-admin may not register server files.
     let alice = s.connect_as("alice", "alice-pw").await.expect("alice");
     let e = alice
