@@ -5,6 +5,7 @@
 mod ddl;
 mod dml;
 mod maintenance;
+mod merge;
 pub mod settings;
 mod transaction;
 
@@ -472,15 +473,17 @@ impl Session {
                 transaction::buffer_insert(self, whole, params).await
             }
             S::Insert(_) => self.dml(whole, params, "INSERT").await,
-            S::Update(_) | S::Delete(_) if self.in_transaction => {
+            S::Merge(m) if !self.in_transaction => merge::merge(self, m).await,
+            S::Update(_) | S::Delete(_) | S::Merge(_) if self.in_transaction => {
                 self.warn(
                     "01000",
-                    "UPDATE and DELETE commit immediately; only INSERT is deferred to COMMIT in a transaction block"
+                    "UPDATE, DELETE and MERGE commit immediately; only INSERT is deferred to COMMIT in a transaction block"
                         .into(),
                 );
                 match s {
                     S::Update(u) => dml::update(self, u, params).await,
                     S::Delete(d) => dml::delete(self, d, params).await,
+                    S::Merge(m) => merge::merge(self, m).await,
                     _ => Err(Error::internal("unreachable statement kind")),
                 }
             }
@@ -780,7 +783,7 @@ fn is_write(stmt: &DfStatement) -> bool {
     use SqlStatement as S;
     matches!(stmt, DfStatement::CreateExternalTable(_))
         || matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(),
-        S::Insert(_) | S::Update(_) | S::Delete(_) | S::CreateTable(_) | S::CreateView(_) | S::AlterTable(_)
+        S::Insert(_) | S::Update(_) | S::Delete(_) | S::Merge(_) | S::CreateTable(_) | S::CreateView(_) | S::AlterTable(_)
         | S::CreateSchema { .. } | S::Drop { .. }))
 }
 
