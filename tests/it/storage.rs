@@ -334,3 +334,47 @@ async fn count(c: &tokio_postgres::Client, table: &str) -> i64 {
         .expect("count")
         .get::<_, i64>(0)
 }
+
+#[tokio::test]
+async fn conflicting_writers_fail_with_40001_and_lose_nothing() {
+    let s = TestServer::start(Options::default()).await;
+    let c = s.connect().await;
+    c.batch_execute("CREATE TABLE ctr (id BIGINT, n BIGINT); INSERT INTO ctr VALUES (1, 0)")
+        .await
+        .expect("setup");
+    let mut tasks = vec![];
+    for _ in 0..3 {
+        let client = s.connect().await;
+        tasks.push(tokio::spawn(async move {
+            let mut ok = 0i64;
+            let mut conflicts = 0;
+            for _ in 0..4 {
+                match client
+                    .execute("UPDATE ctr SET n = n + 1 WHERE id = 1", &[])
+                    .await
+                {
+                    Ok(_) => ok += 1,
+                    Err(e) if e.code().map(|c| c.code()) == Some("40001") => conflicts += 1,
+                    Err(e) => return Err(format!("unexpected error: {e:?}")),
+                }
+            }
+            Ok((ok, conflicts))
+        }));
+    }
+    let mut succeeded = 0;
+    for t in tasks {
+        let (ok, conflicts) = t.await.expect("join").expect("only successes or 40001");
+        eprintln!("writer: {ok} committed, {conflicts} conflicts");
+        succeeded += ok;
+    }
+    let row = c
+        .query_one("SELECT n FROM ctr WHERE id = 1", &[])
+        .await
+        .expect("read");
+    assert_eq!(
+        row.get::<_, i64>(0),
+        succeeded,
+        "every acknowledged update is there, no other"
+    );
+    s.stop().await;
+}
