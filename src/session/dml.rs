@@ -15,27 +15,14 @@ use datafusion::sql::sqlparser::ast::{self, AssignmentTarget, FromTable, TableFa
 use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
 
 use super::{CommandTag, Outcome, Session, bind, parse};
-use crate::catalog::{Relation, TableEntry};
+use crate::catalog::TableEntry;
 use crate::error::{Error, Result};
-use crate::planner::names::{ident, qualified};
+use crate::planner::names::ident;
 
-/// The Delta table a DML statement names.
-fn target(session: &Session, name: &ast::ObjectName) -> Result<(String, TableEntry)> {
-    let (schema, table) = qualified(
-        name,
-        &session.current_schema(),
-        session.engine.planner.database(),
-    )?;
-    match session.engine.planner.catalog().relation(&schema, &table) {
-        Some(Relation::Table(t)) => Ok((format!("\"{schema}\".\"{table}\""), t)),
-        Some(Relation::View(_)) => Err(Error::Data {
-            sqlstate: "55000",
-            message: format!("cannot change view \"{table}\": views are read-only"),
-        }),
-        None => Err(Error::UndefinedTable(format!(
-            "relation \"{table}\" does not exist"
-        ))),
-    }
+/// The Delta table a DML statement names, and its quoted SQL name.
+fn target(session: &Session, name: &ast::ObjectName, what: &str) -> Result<(String, TableEntry)> {
+    let (schema, table, entry) = session.delta_target(name, what)?;
+    Ok((format!("\"{schema}\".\"{table}\""), entry))
 }
 
 fn single_table(t: &ast::TableWithJoins) -> Result<&ast::ObjectName> {
@@ -123,7 +110,7 @@ pub async fn delete(
             "DELETE from several tables is not supported",
         ));
     };
-    let (table_sql, entry) = target(session, single_table(table)?)?;
+    let (table_sql, entry) = target(session, single_table(table)?, "DELETE")?;
     let catalog = session.engine.planner.catalog().clone();
     let (_, predicate) = plan_parts(session, &table_sql, &[], d.selection.as_ref(), params).await?;
     // Without a predicate deltalake drops whole files and cannot always count their rows.
@@ -152,7 +139,7 @@ pub async fn update(
             "UPDATE with FROM, RETURNING or LIMIT is not supported yet",
         ));
     }
-    let (table_sql, entry) = target(session, single_table(&u.table)?)?;
+    let (table_sql, entry) = target(session, single_table(&u.table)?, "UPDATE")?;
     let catalog = session.engine.planner.catalog().clone();
     let mut columns = Vec::with_capacity(u.assignments.len());
     let mut items = Vec::with_capacity(u.assignments.len());

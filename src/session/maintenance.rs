@@ -11,10 +11,9 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use deltalake::operations::optimize::OptimizeType;
 
 use super::{CommandTag, Notice, Outcome, Session};
-use crate::catalog::Relation;
 use crate::error::{Error, Result};
 use crate::planner::dialect::LakegateDialect;
-use crate::planner::names::{ident, qualified};
+use crate::planner::names::ident;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Maintenance {
@@ -113,25 +112,12 @@ pub async fn run(session: &mut Session, m: &Maintenance) -> Result<Outcome> {
     let name = match m {
         Maintenance::Optimize { table, .. } | Maintenance::Vacuum { table, .. } => table,
     };
-    let (schema, table) = qualified(
-        name,
-        &session.current_schema(),
-        session.engine.planner.database(),
-    )?;
-    let catalog = session.engine.planner.catalog().clone();
-    let entry = match catalog.relation(&schema, &table) {
-        Some(Relation::Table(t)) => t,
-        Some(Relation::View(_)) => {
-            return Err(Error::unsupported(format!(
-                "\"{table}\" is a view: only tables are maintained"
-            )));
-        }
-        None => {
-            return Err(Error::UndefinedTable(format!(
-                "relation \"{table}\" does not exist"
-            )));
-        }
+    let what = match m {
+        Maintenance::Optimize { .. } => "OPTIMIZE",
+        Maintenance::Vacuum { .. } => "VACUUM",
     };
+    let (schema, table, entry) = session.delta_target(name, what)?;
+    let catalog = session.engine.planner.catalog().clone();
     let delta = catalog.delta_table(&entry).await?;
     let (delta, tag, message) = match m {
         Maintenance::Optimize { zorder, .. } => {

@@ -7,10 +7,9 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use super::{CommandTag, Outcome, Session, parse};
-use crate::catalog::Relation;
 use crate::error::{Error, Result};
 use crate::planner::Planner;
-use crate::planner::names::{ident, qualified};
+use crate::planner::names::ident;
 
 fn alias_or(alias: &Option<ast::TableAlias>, name: &ast::ObjectName) -> String {
     match alias {
@@ -38,25 +37,8 @@ pub async fn merge(session: &Session, m: &ast::Merge) -> Result<Outcome> {
     let TableFactor::Table { name, alias, .. } = &m.table else {
         return Err(Error::unsupported("MERGE INTO needs a table"));
     };
-    let (schema, table) = qualified(
-        name,
-        &session.current_schema(),
-        session.engine.planner.database(),
-    )?;
+    let (_, _, entry) = session.delta_target(name, "MERGE")?;
     let catalog = session.engine.planner.catalog().clone();
-    let entry = match catalog.relation(&schema, &table) {
-        Some(Relation::Table(t)) if t.format == "delta" => t,
-        Some(_) => {
-            return Err(Error::unsupported(format!(
-                "MERGE INTO \"{table}\": only Delta tables can be merged into"
-            )));
-        }
-        None => {
-            return Err(Error::UndefinedTable(format!(
-                "relation \"{table}\" does not exist"
-            )));
-        }
-    };
     let target_alias = alias_or(alias, name);
     let (source_sql, source_alias) = match &m.source {
         TableFactor::Table { name, alias, .. } => {

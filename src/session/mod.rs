@@ -614,6 +614,45 @@ impl Session {
         }
     }
 
+    /// The Delta table (ours or registered) that a write or maintenance statement names:
+    /// (schema, table, entry). Views and external file tables are refused.
+    pub(crate) fn delta_target(
+        &self,
+        name: &ast::ObjectName,
+        what: &str,
+    ) -> Result<(String, String, crate::catalog::TableEntry)> {
+        let (schema, table) = crate::planner::names::qualified(
+            name,
+            &self.current_schema(),
+            self.engine.planner.database(),
+        )?;
+        self.delta_target_named(&schema, &table, what)
+            .map(|e| (schema, table, e))
+    }
+
+    pub(crate) fn delta_target_named(
+        &self,
+        schema: &str,
+        table: &str,
+        what: &str,
+    ) -> Result<crate::catalog::TableEntry> {
+        use crate::catalog::Relation;
+        match self.engine.planner.catalog().relation(schema, table) {
+            Some(Relation::Table(t)) if t.format == "delta" => Ok(t),
+            Some(Relation::Table(t)) => Err(Error::unsupported(format!(
+                "{what} needs a Delta table; \"{table}\" is an external {} table (read-only)",
+                t.format
+            ))),
+            Some(Relation::View(_)) => Err(Error::Data {
+                sqlstate: "55000",
+                message: format!("{what}: \"{table}\" is a view, views are read-only"),
+            }),
+            None => Err(Error::UndefinedTable(format!(
+                "relation \"{table}\" does not exist"
+            ))),
+        }
+    }
+
     /// `SELECT count(*)` of a (quoted, qualified) table.
     pub(crate) async fn count_rows(&self, table_sql: &str) -> Result<usize> {
         let batches = self

@@ -15,7 +15,7 @@ use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
 use deltalake::protocol::SaveMode;
 
 use super::{CommandTag, Outcome, Session, bind};
-use crate::catalog::{Relation, TableEntry};
+use crate::catalog::TableEntry;
 use crate::error::{Error, Result};
 
 /// Rows waiting for COMMIT, for one table.
@@ -40,20 +40,12 @@ pub async fn buffer_insert(
         (Some(s), t) => (s.to_string(), t.to_string()),
         (None, t) => (session.current_schema(), t.to_string()),
     };
-    let catalog = session.engine.planner.catalog().clone();
-    let entry = match catalog.relation(&schema, &table) {
-        Some(Relation::Table(t)) if t.format == "delta" && !t.external => t,
-        Some(_) => {
-            return Err(Error::unsupported(format!(
-                "INSERT into \"{table}\" inside a transaction block is only supported for Lakegate's own tables"
-            )));
-        }
-        None => {
-            return Err(Error::UndefinedTable(format!(
-                "relation \"{table}\" does not exist"
-            )));
-        }
-    };
+    let entry = session.delta_target_named(&schema, &table, "INSERT")?;
+    if entry.external {
+        return Err(Error::unsupported(format!(
+            "INSERT into the external table \"{table}\" inside a transaction block is not supported"
+        )));
+    }
     let target = dml.target.schema();
     let batches = session
         .context()
