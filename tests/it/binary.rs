@@ -26,12 +26,11 @@ fn unsafe_listen_is_refused_with_exit_2() {
     assert!(err.contains("TLS"), "{err}");
 }
 
-#[tokio::test]
-async fn sigterm_lets_the_running_statement_finish() {
-    let tmp = tempfile::tempdir().expect("tmp");
+/// Start the binary on an ephemeral port; returns it and the port from its banner.
+async fn spawn(data_dir: &std::path::Path) -> (std::process::Child, u16) {
     let mut child = lakegate()
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(tmp.path().join("wh"))
+        .arg(data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -54,12 +53,24 @@ async fn sigterm_lets_the_running_statement_finish() {
         .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|p| p.parse().ok())
         .expect("port in the banner");
+    (child, port)
+}
+
+async fn connect(port: u16) -> tokio_postgres::Client {
     let url =
         format!("host=127.0.0.1 port={port} user=lakegate password=bin-test-pw dbname=lakegate");
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
         .expect("connect");
     tokio::spawn(conn);
+    client
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_running_statement_finish() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (mut child, port) = spawn(&tmp.path().join("wh")).await;
+    let client = connect(port).await;
     let query = tokio::spawn(async move {
         client
             .simple_query("SELECT pg_sleep(1.5)")
@@ -82,4 +93,46 @@ async fn sigterm_lets_the_running_statement_finish() {
         .expect("join")
         .expect("wait");
     assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_killed_server_keeps_every_acknowledged_write() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("wh");
+    let (mut child, port) = spawn(&dir).await;
+    let client = connect(port).await;
+    client
+        .batch_execute("CREATE TABLE crash (i BIGINT)")
+        .await
+        .expect("create");
+    let writer = tokio::spawn(async move {
+        let mut acknowledged = 0i64;
+        for i in 0..10_000i64 {
+            match client.execute("INSERT INTO crash VALUES ($1)", &[&i]).await {
+                Ok(_) => acknowledged += 1,
+                Err(_) => break,
+            }
+        }
+        acknowledged
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let acknowledged = writer.await.expect("join");
+    assert!(acknowledged > 0, "some inserts ran before the kill");
+    let (mut child, port) = spawn(&dir).await;
+    let client = connect(port).await;
+    let row = client
+        .query_one("SELECT count(*), count(DISTINCT i) FROM crash", &[])
+        .await
+        .expect("readable");
+    let (rows, distinct): (i64, i64) = (row.get(0), row.get(1));
+    // Every acknowledged insert is there; at most the one in flight at the kill may be too.
+    assert!(
+        rows == acknowledged || rows == acknowledged + 1,
+        "{rows} rows, {acknowledged} acknowledged"
+    );
+    assert_eq!(rows, distinct);
+    let _ = child.kill();
+    let _ = child.wait();
 }
