@@ -41,6 +41,14 @@ pub fn qualified(
     }
 }
 
+/// The last part of a name (`t.col` → `col`), as an identifier.
+pub fn last_ident(name: &ObjectName) -> Result<String> {
+    match name.0.last() {
+        Some(ObjectNamePart::Identifier(i)) => Ok(ident(i)),
+        _ => Err(Error::Syntax(format!("invalid name {name}"))),
+    }
+}
+
 /// Parse a (possibly qualified, possibly quoted) name given as a string, e.g. `'demo.orders'`.
 pub fn parse_object_name(s: &str) -> Result<ObjectName> {
     let dialect = super::dialect::LakegateDialect::default();

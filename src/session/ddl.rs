@@ -6,7 +6,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
 use datafusion::sql::sqlparser::ast::{self, ColumnOption, ObjectName, ObjectType};
 
 use super::{CommandTag, Outcome, Session};
-use crate::catalog::{Relation, RelationKind, ViewEntry};
+use crate::catalog::{RelationKind, ViewEntry};
 use crate::error::{Error, Result};
 use crate::planner::names::{ident, qualified};
 use crate::planner::types::{PG_TYPE_KEY, UTC, column_type, field_pg_type, text_pg_type};
@@ -128,29 +128,15 @@ fn column_field(col: &ast::ColumnDef, nullable_by_default: bool) -> Result<Field
 
 /// ALTER TABLE ... ADD COLUMN (a Delta schema change; old rows read the new column as NULL).
 pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<Outcome> {
-    let (schema_name, table) = resolve(session, &at.name)?;
-    let catalog = session.engine.planner.catalog().clone();
-    let entry = match catalog.relation(&schema_name, &table) {
-        Some(Relation::Table(t)) => t,
-        Some(Relation::View(_)) => {
-            return Err(Error::unsupported(format!(
-                "\"{table}\" is a view; use CREATE OR REPLACE VIEW"
-            )));
+    let (_, table, entry) = match session.delta_target(&at.name, "ALTER TABLE") {
+        Err(Error::UndefinedTable(_)) if at.if_exists => {
+            return Ok(Outcome::Command(CommandTag::new("ALTER TABLE")));
         }
-        None if at.if_exists => return Ok(Outcome::Command(CommandTag::new("ALTER TABLE"))),
-        None => {
-            return Err(Error::UndefinedTable(format!(
-                "relation \"{table}\" does not exist"
-            )));
-        }
+        other => other?,
     };
+    let catalog = session.engine.planner.catalog().clone();
     let delta = catalog.delta_table(&entry).await?;
-    let existing: Vec<String> = delta
-        .snapshot()?
-        .schema()
-        .fields()
-        .map(|f| f.name().to_string())
-        .collect();
+    let existing = crate::storage::delta::column_names(&delta)?;
     let mut new_fields = vec![];
     for op in &at.operations {
         match op {

@@ -17,7 +17,7 @@ use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
 use super::{CommandTag, Outcome, Session, bind, parse};
 use crate::catalog::TableEntry;
 use crate::error::{Error, Result};
-use crate::planner::names::ident;
+use crate::planner::names::last_ident;
 
 /// The Delta table a DML statement names, and its quoted SQL name.
 fn target(session: &Session, name: &ast::ObjectName, what: &str) -> Result<(String, TableEntry)> {
@@ -149,10 +149,7 @@ pub async fn update(
                 "UPDATE of a column tuple is not supported yet",
             ));
         };
-        let column = match name.0.last() {
-            Some(ast::ObjectNamePart::Identifier(i)) => ident(i),
-            _ => return Err(Error::Syntax(format!("invalid column name {name}"))),
-        };
+        let column = last_ident(name)?;
         if columns.contains(&column) {
             return Err(Error::Data {
                 sqlstate: "42601",

@@ -9,22 +9,12 @@ use datafusion::sql::sqlparser::ast::{
 use super::{CommandTag, Outcome, Session, parse};
 use crate::error::{Error, Result};
 use crate::planner::Planner;
-use crate::planner::names::ident;
+use crate::planner::names::{ident, last_ident};
 
-fn alias_or(alias: &Option<ast::TableAlias>, name: &ast::ObjectName) -> String {
+fn alias_or(alias: &Option<ast::TableAlias>, name: &ast::ObjectName) -> Result<String> {
     match alias {
-        Some(a) => ident(&a.name),
-        None => match name.0.last() {
-            Some(ast::ObjectNamePart::Identifier(i)) => ident(i),
-            _ => "target".into(),
-        },
-    }
-}
-
-fn column(name: &ast::ObjectName) -> Result<String> {
-    match name.0.last() {
-        Some(ast::ObjectNamePart::Identifier(i)) => Ok(ident(i)),
-        _ => Err(Error::Syntax(format!("invalid column name {name}"))),
+        Some(a) => Ok(ident(&a.name)),
+        None => last_ident(name),
     }
 }
 
@@ -39,10 +29,10 @@ pub async fn merge(session: &Session, m: &ast::Merge) -> Result<Outcome> {
     };
     let (_, _, entry) = session.delta_target(name, "MERGE")?;
     let catalog = session.engine.planner.catalog().clone();
-    let target_alias = alias_or(alias, name);
+    let target_alias = alias_or(alias, name)?;
     let (source_sql, source_alias) = match &m.source {
         TableFactor::Table { name, alias, .. } => {
-            (format!("SELECT * FROM {name}"), alias_or(alias, name))
+            (format!("SELECT * FROM {name}"), alias_or(alias, name)?)
         }
         TableFactor::Derived {
             subquery,
@@ -67,12 +57,7 @@ pub async fn merge(session: &Session, m: &ast::Merge) -> Result<Outcome> {
     let source = session.context().execute_logical_plan(plan).await?;
 
     let delta = catalog.delta_table(&entry).await?;
-    let columns: Vec<String> = delta
-        .snapshot()?
-        .schema()
-        .fields()
-        .map(|f| f.name().to_string())
-        .collect();
+    let columns = crate::storage::delta::column_names(&delta)?;
     let mut op = delta
         .merge(source, m.on.to_string())
         .with_source_alias(&source_alias)
@@ -88,7 +73,7 @@ pub async fn merge(session: &Session, m: &ast::Merge) -> Result<Outcome> {
                             "MERGE UPDATE of a column tuple is not supported",
                         ));
                     };
-                    sets.push((column(c)?, a.value.to_string()));
+                    sets.push((last_ident(c)?, a.value.to_string()));
                 }
                 op = op.when_matched_update(|mut b| {
                     if let Some(p) = predicate {
@@ -119,7 +104,7 @@ pub async fn merge(session: &Session, m: &ast::Merge) -> Result<Outcome> {
                 let targets: Vec<String> = if i.columns.is_empty() {
                     columns.clone()
                 } else {
-                    i.columns.iter().map(column).collect::<Result<_>>()?
+                    i.columns.iter().map(last_ident).collect::<Result<_>>()?
                 };
                 if targets.len() != values.len() {
                     return Err(Error::Syntax(format!(

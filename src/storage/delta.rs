@@ -64,6 +64,16 @@ pub async fn add_columns(table: DeltaTable, fields: &[Field]) -> Result<DeltaTab
     Ok(table.add_columns().with_fields(columns).await?)
 }
 
+/// The table's column names, in order.
+pub fn column_names(table: &DeltaTable) -> Result<Vec<String>> {
+    Ok(table
+        .snapshot()?
+        .schema()
+        .fields()
+        .map(|f| f.name().to_string())
+        .collect())
+}
+
 /// Open the latest version of the Delta table at `url`.
 pub async fn open(url: &Url) -> Result<DeltaTable> {
     let table = deltalake::open_table(url.clone()).await?;

@@ -7,7 +7,6 @@ pub mod cancel;
 pub mod encode;
 pub mod params;
 
-use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -161,7 +160,7 @@ impl QueryHandler {
                 .unwrap_or_default();
             let (pid, key) = client.pid_and_secret_key();
             let mut session = Session::new(self.engine.clone(), &user, pid);
-            session.apply_startup(&startup_settings(client.metadata()));
+            session.apply_startup(client.metadata());
             let (slot, registration) = self.cancel.register(pid, key);
             ConnState {
                 session: Arc::new(Mutex::new(session)),
@@ -170,10 +169,6 @@ impl QueryHandler {
             }
         })
     }
-}
-
-fn startup_settings(meta: &HashMap<String, String>) -> HashMap<String, String> {
-    meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// Build a streaming row response; the stream ends with 57014 when the statement is cancelled.
