@@ -59,12 +59,15 @@ impl Default for ServerConfig {
 pub struct StorageConfig {
     /// The warehouse: a local folder, or a URL (`file:///...`, `s3://bucket/prefix`).
     pub warehouse: String,
+    /// The table format of CREATE TABLE without `USING`: `delta` or `iceberg`.
+    pub default_format: String,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             warehouse: "./lakegate-data".into(),
+            default_format: "delta".into(),
         }
     }
 }
@@ -169,6 +172,7 @@ pub struct Settings {
     pub max_connections: usize,
     pub shutdown_grace: std::time::Duration,
     pub warehouse: String,
+    pub default_format: String,
     pub users: Vec<UserSpec>,
     pub scram_iterations: usize,
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -248,6 +252,13 @@ impl Config {
                 "auth.scram_iterations must be at least 4096".into(),
             ));
         }
+        let default_format = self.storage.default_format.to_ascii_lowercase();
+        if default_format != "delta" && default_format != "iceberg" {
+            return Err(Error::Config(format!(
+                "storage.default_format must be delta or iceberg, not {:?}",
+                self.storage.default_format
+            )));
+        }
         if self.server.max_connections == 0 {
             return Err(Error::Config(
                 "server.max_connections must be at least 1".into(),
@@ -286,6 +297,7 @@ impl Config {
             max_connections: self.server.max_connections,
             shutdown_grace: std::time::Duration::from_secs(self.server.shutdown_grace_secs),
             warehouse: self.storage.warehouse,
+            default_format,
             users,
             scram_iterations: self.auth.scram_iterations,
             tls,

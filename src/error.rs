@@ -123,6 +123,22 @@ impl From<deltalake::DeltaTableError> for Error {
     }
 }
 
+impl From<iceberg::Error> for Error {
+    fn from(e: iceberg::Error) -> Self {
+        use iceberg::ErrorKind as K;
+        match e.kind() {
+            K::CatalogCommitConflicts => Error::WriteConflict(format!(
+                "could not serialize access due to concurrent update: {}",
+                e.message()
+            )),
+            K::FeatureUnsupported => Error::Unsupported(format!("iceberg: {}", e.message())),
+            K::TableNotFound => Error::UndefinedTable(e.message().to_string()),
+            K::TableAlreadyExists => Error::DuplicateTable(e.message().to_string()),
+            _ => Error::Storage(format!("iceberg: {e}")),
+        }
+    }
+}
+
 impl From<object_store::Error> for Error {
     fn from(e: object_store::Error) -> Self {
         Error::Storage(e.to_string())

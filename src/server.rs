@@ -28,7 +28,7 @@ impl Server {
     /// Open the warehouse, load the catalog, create demo data on first start, and bind the port.
     pub async fn bind(settings: Settings) -> Result<Server> {
         let warehouse = Warehouse::open(&settings.warehouse)?;
-        let catalog = Catalog::open(warehouse)?;
+        let catalog = Catalog::open(warehouse, &settings.default_format)?;
         let planner = Planner::new(catalog, &settings.database);
         let admins = settings
             .users

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::storage::iceberg::IcebergStore;
 use crate::storage::{Warehouse, delta};
 
 const CATALOG_FILE: &str = "catalog.json";
@@ -43,15 +44,37 @@ pub struct SchemaEntry {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TableEntry {
-    /// `delta`, or for external tables also `parquet`, `csv`, `json`.
+    /// `delta` or `iceberg`, or for external tables also `parquet`, `csv`, `json`.
     pub format: String,
     pub location: String,
     /// Registered with CREATE EXTERNAL TABLE: the files are not ours, DROP leaves them alone.
     #[serde(default)]
     pub external: bool,
-    /// Format options (e.g. `format.has_header` for CSV).
+    /// Format options (e.g. `format.has_header` for CSV; for Iceberg tables the namespace and
+    /// name in the Iceberg catalog).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+}
+
+const ICEBERG_NAMESPACE: &str = "iceberg.namespace";
+const ICEBERG_TABLE: &str = "iceberg.table";
+
+impl TableEntry {
+    /// The (namespace, table) of an Iceberg table in the embedded Iceberg catalog.
+    fn iceberg_ident(&self) -> Option<(&str, &str)> {
+        Some((
+            self.options.get(ICEBERG_NAMESPACE)?.as_str(),
+            self.options.get(ICEBERG_TABLE)?.as_str(),
+        ))
+    }
+}
+
+/// What CREATE TABLE asks for besides the columns.
+#[derive(Debug, Clone, Default)]
+pub struct TableSpec {
+    /// `delta` or `iceberg`.
+    pub format: String,
+    pub partition_by: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,6 +102,10 @@ pub struct Catalog {
     change: tokio::sync::Mutex<()>,
     open_tables: tokio::sync::Mutex<HashMap<String, DeltaTable>>,
     views: OnceLock<Arc<dyn ViewExpander>>,
+    /// The embedded Iceberg catalog, opened on first use.
+    iceberg: tokio::sync::OnceCell<IcebergStore>,
+    /// The format of CREATE TABLE without USING.
+    default_format: String,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -91,7 +118,7 @@ impl std::fmt::Debug for Catalog {
 
 impl Catalog {
     /// Load the catalog from the warehouse, creating an empty one on first start.
-    pub fn open(warehouse: Warehouse) -> Result<Arc<Catalog>> {
+    pub fn open(warehouse: Warehouse, default_format: &str) -> Result<Arc<Catalog>> {
         let doc = match warehouse.read_meta(CATALOG_FILE)? {
             Some(bytes) => serde_json::from_slice::<CatalogDoc>(&bytes)
                 .map_err(|e| Error::Storage(format!("catalog file is corrupt: {e}")))?,
@@ -112,7 +139,64 @@ impl Catalog {
             change: tokio::sync::Mutex::new(()),
             open_tables: tokio::sync::Mutex::new(HashMap::new()),
             views: OnceLock::new(),
+            iceberg: tokio::sync::OnceCell::new(),
+            default_format: default_format.to_string(),
         }))
+    }
+
+    /// A table another engine created in the embedded Iceberg catalog (pyiceberg's SqlCatalog
+    /// on `_lakegate/iceberg.db`) becomes a table of this catalog the first time it is named.
+    /// Returns its entry, or None when the Iceberg catalog has no such table.
+    pub async fn adopt_iceberg(&self, schema: &str, name: &str) -> Result<Option<TableEntry>> {
+        if !self.warehouse.meta_path("iceberg.db").exists() {
+            return Ok(None);
+        }
+        let store = self.iceberg().await?;
+        let Some(location) = store.location_of(schema, name).await? else {
+            return Ok(None);
+        };
+        let mut options = BTreeMap::new();
+        options.insert(ICEBERG_NAMESPACE.to_string(), schema.to_string());
+        options.insert(ICEBERG_TABLE.to_string(), name.to_string());
+        let entry = TableEntry {
+            format: "iceberg".into(),
+            location,
+            external: false,
+            options,
+        };
+        self.change(|doc| {
+            let s = doc.schemas.entry(schema.to_string()).or_default();
+            if !s.tables.contains_key(name) && !s.views.contains_key(name) {
+                s.tables.insert(name.to_string(), entry.clone());
+            }
+            Ok(())
+        })
+        .await?;
+        tracing::info!(
+            schema,
+            table = name,
+            "adopted an Iceberg table created by another engine"
+        );
+        Ok(Some(entry))
+    }
+
+    /// The format of CREATE TABLE without USING (`delta` or `iceberg`).
+    pub fn default_format(&self) -> &str {
+        &self.default_format
+    }
+
+    /// The embedded Iceberg catalog (`_lakegate/iceberg.db`), opened on first use.
+    pub async fn iceberg(&self) -> Result<&IcebergStore> {
+        self.iceberg
+            .get_or_try_init(|| async {
+                IcebergStore::open(
+                    &self.warehouse.meta_path("iceberg.db"),
+                    self.warehouse.root().as_str(),
+                    self.warehouse.iceberg_props(),
+                )
+                .await
+            })
+            .await
     }
 
     pub fn warehouse(&self) -> &Warehouse {
@@ -225,13 +309,15 @@ impl Catalog {
         Ok(())
     }
 
-    /// Create a Delta table and register it. Returns false when it existed and `if_not_exists`.
+    /// Create a Delta or Iceberg table and register it. Returns false when it existed and
+    /// `if_not_exists`.
     pub async fn create_table(
         &self,
         schema: &str,
         name: &str,
         arrow: &Schema,
         if_not_exists: bool,
+        spec: &TableSpec,
     ) -> Result<bool> {
         {
             let doc = self.read();
@@ -240,13 +326,39 @@ impl Catalog {
                 other => other?,
             }
         }
+        for col in &spec.partition_by {
+            if arrow.field_with_name(col).is_err() {
+                return Err(Error::UndefinedColumn(format!(
+                    "partition column \"{col}\" does not exist in table \"{name}\""
+                )));
+            }
+        }
         let url = self.warehouse.new_table_url(schema, name)?;
-        let table = delta::create(&url, arrow).await?;
+        let mut options = BTreeMap::new();
+        let mut delta_table = None;
+        match spec.format.as_str() {
+            "delta" => delta_table = Some(delta::create(&url, arrow, &spec.partition_by).await?),
+            "iceberg" => {
+                // Known to the Iceberg catalog as schema.name, so that other engines open it by
+                // the same name; the files live in a fresh folder of their own.
+                self.iceberg()
+                    .await?
+                    .create_with_location(schema, name, arrow, &spec.partition_by, &url)
+                    .await?;
+                options.insert(ICEBERG_NAMESPACE.to_string(), schema.to_string());
+                options.insert(ICEBERG_TABLE.to_string(), name.to_string());
+            }
+            other => {
+                return Err(Error::unsupported(format!(
+                    "table format {other} is not supported: use delta or iceberg"
+                )));
+            }
+        }
         let entry = TableEntry {
-            format: "delta".into(),
+            format: spec.format.clone(),
             location: url.to_string(),
             external: false,
-            options: BTreeMap::new(),
+            options,
         };
         let registered = self
             .change(|doc| {
@@ -259,13 +371,15 @@ impl Catalog {
             .await;
         if let Err(e) = registered {
             // Someone else took the name meanwhile: our fresh table is garbage.
-            self.warehouse.remove_location(&url);
+            self.remove_files(&entry).await;
             return match e {
                 Error::DuplicateTable(_) if if_not_exists => Ok(false),
                 e => Err(e),
             };
         }
-        self.open_tables.lock().await.insert(entry.location, table);
+        if let Some(t) = delta_table {
+            self.open_tables.lock().await.insert(entry.location, t);
+        }
         Ok(true)
     }
 
@@ -337,6 +451,17 @@ impl Catalog {
         if t.external {
             return;
         }
+        self.remove_files(t).await;
+    }
+
+    /// Remove a table we own from the Iceberg catalog (if it is there) and its files.
+    async fn remove_files(&self, t: &TableEntry) {
+        if let Some((ns, name)) = t.iceberg_ident()
+            && let Ok(store) = self.iceberg().await
+            && let Err(e) = store.drop(ns, name).await
+        {
+            tracing::warn!(table = name, error = %e, "could not drop an Iceberg catalog entry");
+        }
         if let Ok(url) = Url::parse(&t.location) {
             self.warehouse.remove_location(&url);
         }
@@ -391,7 +516,7 @@ impl Catalog {
     pub async fn delta_table(&self, entry: &TableEntry) -> Result<DeltaTable> {
         if entry.format != "delta" {
             return Err(Error::unsupported(format!(
-                "table format {} is not supported yet",
+                "this operation needs a Delta table, and the table is {}",
                 entry.format
             )));
         }
@@ -417,14 +542,32 @@ impl Catalog {
             .insert(entry.location.clone(), table);
     }
 
+    /// The (namespace, name) of an Iceberg table we own, or 0A000 for any other table.
+    pub fn iceberg_ident<'a>(&self, entry: &'a TableEntry) -> Result<(&'a str, &'a str)> {
+        entry.iceberg_ident().ok_or_else(|| {
+            Error::unsupported("this operation needs an Iceberg table of this warehouse")
+        })
+    }
+
     /// A provider over the table's latest committed version.
     pub async fn table_provider(&self, entry: &TableEntry) -> Result<Arc<dyn TableProvider>> {
-        if entry.format != "delta" {
-            return crate::storage::files::provider(&entry.format, &entry.location, &entry.options)
-                .await;
+        match entry.format.as_str() {
+            "delta" => {
+                let table = self.delta_table(entry).await?;
+                delta::provider(&table).await
+            }
+            "iceberg" if entry.external => {
+                self.iceberg().await?.static_provider(&entry.location).await
+            }
+            "iceberg" => {
+                let (ns, name) = self.iceberg_ident(entry)?;
+                self.iceberg().await?.provider(ns, name).await
+            }
+            _ => {
+                crate::storage::files::provider(&entry.format, &entry.location, &entry.options)
+                    .await
+            }
         }
-        let table = self.delta_table(entry).await?;
-        delta::provider(&table).await
     }
 
     /// A provider over an older version of the table, or over its history.
@@ -433,6 +576,9 @@ impl Catalog {
         entry: &TableEntry,
         at: &versions::At,
     ) -> Result<Arc<dyn TableProvider>> {
+        if entry.format == "iceberg" {
+            return self.iceberg_provider_at(entry, at).await;
+        }
         let mut table = self.delta_table(entry).await?;
         match at {
             versions::At::Version(v) => {
@@ -456,6 +602,58 @@ impl Catalog {
             }
             versions::At::History => delta::history(&table).await,
         }
+    }
+}
+
+impl Catalog {
+    async fn iceberg_provider_at(
+        &self,
+        entry: &TableEntry,
+        at: &versions::At,
+    ) -> Result<Arc<dyn TableProvider>> {
+        use crate::storage::iceberg;
+        let (ns, name) = self.iceberg_ident(entry)?;
+        let store = self.iceberg().await?;
+        let table = store.load(ns, name).await?;
+        let snapshot = match at {
+            versions::At::Version(v) => {
+                if table.metadata().snapshot_by_id(*v).is_none() {
+                    let known: Vec<String> = iceberg::history(&table)
+                        .iter()
+                        .map(|r| r.0.to_string())
+                        .collect();
+                    return Err(Error::InvalidParameter(format!(
+                        "the table has no snapshot {v}; its snapshots are: {}",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    )));
+                }
+                *v
+            }
+            versions::At::Timestamp(us) => iceberg::snapshot_at(&table, *us).ok_or_else(|| {
+                Error::InvalidParameter(
+                    "the table has no snapshot at or before that time".to_string(),
+                )
+            })?,
+            versions::At::History => {
+                let rows = iceberg::history(&table);
+                return delta::history_table(
+                    rows.into_iter()
+                        .map(|(id, ms, op, summary)| delta::HistoryRow {
+                            version: id,
+                            committed_at_ms: Some(ms),
+                            operation: Some(op),
+                            parameters: None,
+                            metrics: Some(summary),
+                        })
+                        .collect(),
+                );
+            }
+        };
+        store.provider_at_snapshot(table, snapshot).await
     }
 }
 

@@ -80,7 +80,10 @@ impl SchemaProvider for LakegateSchema {
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         match self.catalog.relation(&self.name, name) {
-            None => Ok(None),
+            None => match self.catalog.adopt_iceberg(&self.name, name).await? {
+                Some(t) => Ok(Some(self.catalog.table_provider(&t).await?)),
+                None => Ok(None),
+            },
             Some(Relation::Table(t)) => Ok(Some(self.catalog.table_provider(&t).await?)),
             Some(Relation::View(v)) => {
                 let expander = self.catalog.view_expander().ok_or_else(|| {

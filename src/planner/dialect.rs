@@ -151,34 +151,245 @@ impl Dialect for LakegateDialect {
     }
 }
 
-/// Drop the `FOR` of `FOR VERSION AS OF` / `FOR TIMESTAMP AS OF`, so that the parser sees the
-/// spelling it knows. Works on tokens, so string literals and identifiers are left alone.
-pub fn normalize_versions(sql: &str) -> Result<String, ParserError> {
+/// Token-level rewrites before parsing, so that the parser sees spellings it knows:
+/// - the `FOR` of `FOR VERSION AS OF` / `FOR TIMESTAMP AS OF` is dropped;
+/// - in `CREATE TABLE`, Spark's `USING iceberg` becomes the table option `format = 'iceberg'`
+///   and `PARTITIONED BY (a, b)` becomes `PARTITION BY (a, b)` (PostgreSQL's position).
+///
+/// Works on tokens, so string literals and identifiers are left alone.
+pub fn normalize(sql: &str) -> Result<String, ParserError> {
     let dialect = LakegateDialect::default();
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize()
         .map_err(|e| ParserError::TokenizerError(e.to_string()))?;
-    let is_kw = |t: Option<&Token>, k: Keyword| matches!(t, Some(Token::Word(Word { keyword, .. })) if *keyword == k);
-    let mut out = String::with_capacity(sql.len());
+    let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
     let mut changed = false;
     let mut i = 0;
     while i < tokens.len() {
         if is_kw(tokens.get(i), Keyword::FOR) {
-            // skip whitespace between FOR and the next word
-            let mut j = i + 1;
-            while matches!(tokens.get(j), Some(Token::Whitespace(_))) {
-                j += 1;
-            }
+            let j = next_solid(&tokens, i + 1);
             if is_kw(tokens.get(j), Keyword::VERSION) || is_kw(tokens.get(j), Keyword::TIMESTAMP) {
                 changed = true;
                 i = j;
                 continue;
             }
         }
+        if is_kw(tokens.get(i), Keyword::CREATE)
+            && let Some(end) = create_table_end(&tokens, i)
+        {
+            let (rewritten, did) = rewrite_create_table(&tokens[i..end]);
+            changed |= did;
+            out.extend(rewritten);
+            i = end;
+            continue;
+        }
         if let Some(t) = tokens.get(i) {
-            out.push_str(&t.to_string());
+            out.push(t.clone());
         }
         i += 1;
     }
-    Ok(if changed { out } else { sql.to_string() })
+    if !changed {
+        return Ok(sql.to_string());
+    }
+    Ok(out.iter().map(|t| t.to_string()).collect())
+}
+
+fn is_kw(t: Option<&Token>, k: Keyword) -> bool {
+    matches!(t, Some(Token::Word(Word { keyword, .. })) if *keyword == k)
+}
+
+/// The index of the first token at or after `i` that is not whitespace.
+fn next_solid(tokens: &[Token], mut i: usize) -> usize {
+    while matches!(tokens.get(i), Some(Token::Whitespace(_))) {
+        i += 1;
+    }
+    i
+}
+
+/// When `tokens[start]` begins `CREATE [OR REPLACE] [TEMP|...] TABLE` (not DataFusion's
+/// `CREATE EXTERNAL TABLE`, which has its own clauses), the end of that statement.
+fn create_table_end(tokens: &[Token], start: usize) -> Option<usize> {
+    let mut j = next_solid(tokens, start + 1);
+    loop {
+        match tokens.get(j) {
+            Some(Token::Word(w)) if w.keyword == Keyword::TABLE => break,
+            Some(Token::Word(w))
+                if matches!(
+                    w.keyword,
+                    Keyword::OR
+                        | Keyword::REPLACE
+                        | Keyword::TEMP
+                        | Keyword::TEMPORARY
+                        | Keyword::UNLOGGED
+                        | Keyword::GLOBAL
+                        | Keyword::LOCAL
+                ) =>
+            {
+                j = next_solid(tokens, j + 1)
+            }
+            _ => return None,
+        }
+    }
+    let mut depth = 0i32;
+    for (k, t) in tokens.iter().enumerate().skip(j) {
+        match t {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::SemiColon if depth <= 0 => return Some(k),
+            _ => {}
+        }
+    }
+    Some(tokens.len())
+}
+
+/// Rewrite one CREATE TABLE statement's `USING fmt` and `PARTITIONED BY (...)` clauses (at
+/// paren depth 0, before a top-level `AS`). Returns the tokens and whether anything changed.
+fn rewrite_create_table(tokens: &[Token]) -> (Vec<Token>, bool) {
+    let mut out = Vec::with_capacity(tokens.len() + 8);
+    let mut format: Option<String> = None;
+    let mut partition: Option<Vec<Token>> = None;
+    let mut with_paren: Option<usize> = None; // index in `out` of the user's WITH '('
+    let mut insert_at: Option<usize> = None; // index in `out` where our clauses go
+    let mut depth = 0i32;
+    let mut i = 0;
+    while i < tokens.len() {
+        let t = &tokens[i];
+        if depth == 0 && insert_at.is_none() {
+            if is_kw(Some(t), Keyword::USING)
+                && let j = next_solid(tokens, i + 1)
+                && let Some(Token::Word(w)) = tokens.get(j)
+            {
+                format = Some(w.value.to_ascii_lowercase());
+                i = j + 1;
+                continue;
+            }
+            if is_kw(Some(t), Keyword::PARTITIONED) {
+                let by = next_solid(tokens, i + 1);
+                let open = next_solid(tokens, by + 1);
+                if is_kw(tokens.get(by), Keyword::BY) && tokens.get(open) == Some(&Token::LParen) {
+                    let mut d = 0i32;
+                    let mut k = open;
+                    let mut group = vec![];
+                    while let Some(tok) = tokens.get(k) {
+                        match tok {
+                            Token::LParen => d += 1,
+                            Token::RParen => d -= 1,
+                            _ => {}
+                        }
+                        group.push(tok.clone());
+                        k += 1;
+                        if d == 0 {
+                            break;
+                        }
+                    }
+                    partition = Some(group);
+                    i = k;
+                    continue;
+                }
+            }
+            if is_kw(Some(t), Keyword::WITH)
+                && tokens.get(next_solid(tokens, i + 1)) == Some(&Token::LParen)
+            {
+                let open = next_solid(tokens, i + 1);
+                out.extend(tokens[i..open].iter().cloned());
+                with_paren = Some(out.len());
+                out.push(Token::LParen);
+                depth += 1;
+                i = open + 1;
+                continue;
+            }
+            if is_kw(Some(t), Keyword::AS) {
+                insert_at = Some(out.len());
+            }
+        }
+        match t {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ => {}
+        }
+        out.push(t.clone());
+        i += 1;
+    }
+    if format.is_none() && partition.is_none() {
+        return (tokens.to_vec(), false);
+    }
+    let mut clauses: Vec<Token> = vec![];
+    let sp = || Token::Whitespace(datafusion::sql::sqlparser::tokenizer::Whitespace::Space);
+    let mut insert_at = insert_at.unwrap_or(out.len());
+    if let Some(f) = format {
+        let option = vec![
+            Token::make_word("format", None),
+            sp(),
+            Token::Eq,
+            sp(),
+            Token::SingleQuotedString(f),
+        ];
+        match with_paren {
+            Some(p) => {
+                let mut opt = option;
+                opt.push(Token::Comma);
+                opt.push(sp());
+                let n = opt.len();
+                out.splice(p + 1..p + 1, opt);
+                if insert_at > p {
+                    insert_at += n;
+                }
+            }
+            None => {
+                clauses.extend([sp(), Token::make_keyword("WITH"), sp(), Token::LParen]);
+                clauses.extend(option);
+                clauses.push(Token::RParen);
+            }
+        }
+    }
+    if let Some(group) = partition {
+        clauses.extend([
+            sp(),
+            Token::make_keyword("PARTITION"),
+            sp(),
+            Token::make_keyword("BY"),
+            sp(),
+        ]);
+        clauses.extend(group);
+    }
+    clauses.push(sp());
+    out.splice(insert_at..insert_at, clauses);
+    (out, true)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The rewrite, with runs of white space folded (the rewrite pads with spaces).
+    fn normalize(sql: &str) -> Result<String, super::ParserError> {
+        Ok(super::normalize(sql)?
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "))
+    }
+
+    #[test]
+    fn create_table_clauses_become_options() {
+        assert_eq!(
+            normalize("CREATE TABLE t (a int, b text) USING iceberg PARTITIONED BY (b)").unwrap(),
+            "CREATE TABLE t (a int, b text) WITH (format = 'iceberg') PARTITION BY (b)"
+        );
+        assert_eq!(
+            normalize("create table t using delta as select 1 as a").unwrap(),
+            "create table t WITH (format = 'delta') as select 1 as a"
+        );
+        let with = normalize("CREATE TABLE t (a int) USING iceberg WITH (x = 1)").unwrap();
+        assert_eq!(
+            with,
+            "CREATE TABLE t (a int) WITH (format = 'iceberg', x = 1)"
+        );
+        // Strings and other statements are left alone.
+        let q = "SELECT 'USING iceberg' FROM t";
+        assert_eq!(normalize(q).unwrap(), q);
+        let ext = "CREATE EXTERNAL TABLE t STORED AS PARQUET PARTITIONED BY (a) LOCATION '/x'";
+        assert_eq!(normalize(ext).unwrap(), ext);
+        assert_eq!(
+            normalize("SELECT * FROM t FOR VERSION AS OF 3").unwrap(),
+            "SELECT * FROM t VERSION AS OF 3"
+        );
+    }
 }

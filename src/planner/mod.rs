@@ -125,7 +125,7 @@ fn with_time_travel(stmt: DFStatement, schema: &str, database: &str) -> Result<D
 /// Parse SQL text (PostgreSQL dialect plus table versions) into statements.
 pub fn parse_sql(sql: &str) -> Result<Vec<DFStatement>> {
     let dialect = dialect::LakegateDialect::default();
-    let sql = dialect::normalize_versions(sql)?;
+    let sql = dialect::normalize(sql)?;
     let mut parser = datafusion::sql::parser::DFParserBuilder::new(sql.as_str())
         .with_dialect(&dialect)
         .build()?;

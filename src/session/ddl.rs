@@ -6,7 +6,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
 use datafusion::sql::sqlparser::ast::{self, ColumnOption, ObjectName, ObjectType};
 
 use super::{CommandTag, Outcome, Session};
-use crate::catalog::{RelationKind, ViewEntry};
+use crate::catalog::{RelationKind, TableSpec, ViewEntry};
 use crate::error::{Error, Result};
 use crate::planner::names::{ident, qualified};
 use crate::planner::types::{PG_TYPE_KEY, UTC, column_type, field_pg_type, text_pg_type};
@@ -64,8 +64,9 @@ pub async fn create_table(session: &mut Session, ct: &ast::CreateTable) -> Resul
             "schema \"{schema_name}\" does not exist"
         )));
     }
+    let spec = table_spec(session, ct)?;
     if let Some(query) = &ct.query {
-        return create_table_as(session, ct, &schema_name, &table, query).await;
+        return create_table_as(session, ct, &schema_name, &table, query, &spec).await;
     }
     let mut pk_columns: Vec<String> = vec![];
     for c in &ct.constraints {
@@ -97,9 +98,78 @@ pub async fn create_table(session: &mut Session, ct: &ast::CreateTable) -> Resul
     }
     let schema = Schema::new(fields);
     catalog
-        .create_table(&schema_name, &table, &schema, ct.if_not_exists)
+        .create_table(&schema_name, &table, &schema, ct.if_not_exists, &spec)
         .await?;
     Ok(Outcome::Command(CommandTag::new("CREATE TABLE")))
+}
+
+/// The format (`USING` / `WITH (format = ...)`, else the configured default) and the partition
+/// columns (`PARTITIONED BY (a, b)` / `PARTITION BY (a, b)`) of a CREATE TABLE.
+fn table_spec(session: &Session, ct: &ast::CreateTable) -> Result<TableSpec> {
+    let mut format = session
+        .engine
+        .planner
+        .catalog()
+        .default_format()
+        .to_string();
+    if let ast::CreateTableOptions::With(options) = &ct.table_options {
+        for o in options {
+            match o {
+                ast::SqlOption::KeyValue { key, value } if ident(key) == "format" => {
+                    format = match value {
+                        ast::Expr::Value(v) => match &v.value {
+                            ast::Value::SingleQuotedString(s) => s.to_ascii_lowercase(),
+                            other => other.to_string().to_ascii_lowercase(),
+                        },
+                        ast::Expr::Identifier(i) => i.value.to_ascii_lowercase(),
+                        other => other.to_string().to_ascii_lowercase(),
+                    };
+                }
+                other => {
+                    return Err(Error::unsupported(format!(
+                        "table option {other} is not supported (format is)"
+                    )));
+                }
+            }
+        }
+    } else if ct.table_options != ast::CreateTableOptions::None {
+        return Err(Error::unsupported(format!(
+            "table options {} are not supported",
+            ct.table_options
+        )));
+    }
+    if format != "delta" && format != "iceberg" {
+        return Err(Error::unsupported(format!(
+            "table format \"{format}\" is not supported: use USING delta or USING iceberg"
+        )));
+    }
+    let mut partition_by = vec![];
+    if let Some(p) = &ct.partition_by {
+        let items: Vec<&ast::Expr> = match p.as_ref() {
+            ast::Expr::Tuple(items) => items.iter().collect(),
+            ast::Expr::Nested(e) => vec![e.as_ref()],
+            other => vec![other],
+        };
+        for e in items {
+            match e {
+                ast::Expr::Identifier(i) => partition_by.push(ident(i)),
+                other => {
+                    return Err(Error::unsupported(format!(
+                        "PARTITIONED BY takes column names, not {other}"
+                    )));
+                }
+            }
+        }
+    }
+    if let ast::HiveDistributionStyle::PARTITIONED { .. } = ct.hive_distribution {
+        return Err(Error::unsupported(
+            "PARTITIONED BY takes column names only: PARTITIONED BY (a, b)",
+        ));
+    }
+    Ok(TableSpec {
+        format,
+        partition_by,
+    })
 }
 
 /// The Arrow field of a column definition (type, NOT NULL, PostgreSQL type name).
@@ -126,18 +196,29 @@ fn column_field(col: &ast::ColumnDef, nullable_by_default: bool) -> Result<Field
     Ok(field)
 }
 
-/// ALTER TABLE ... ADD COLUMN (a Delta schema change; old rows read the new column as NULL).
+/// ALTER TABLE ... ADD COLUMN (old rows read the new column as NULL), and on Iceberg tables
+/// DROP COLUMN (columns are tracked by field id, so old data files never confuse a later column
+/// of the same name). One schema-change commit either way.
 pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<Outcome> {
-    let (_, table, entry) = match session.delta_target(&at.name, "ALTER TABLE") {
+    let (schema, table) = resolve(session, &at.name)?;
+    let entry = match session.writable_target_named(&schema, &table, "ALTER TABLE") {
         Err(Error::UndefinedTable(_)) if at.if_exists => {
             return Ok(Outcome::Command(CommandTag::new("ALTER TABLE")));
         }
         other => other?,
     };
     let catalog = session.engine.planner.catalog().clone();
-    let delta = catalog.delta_table(&entry).await?;
-    let existing = crate::storage::delta::column_names(&delta)?;
+    let iceberg = entry.format == "iceberg";
+    let existing: Vec<String> = catalog
+        .table_provider(&entry)
+        .await?
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let mut new_fields = vec![];
+    let mut dropped: Vec<String> = vec![];
     for op in &at.operations {
         match op {
             ast::AlterTableOperation::AddColumn {
@@ -166,6 +247,34 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
                 }
                 new_fields.push(field);
             }
+            ast::AlterTableOperation::DropColumn {
+                column_names,
+                if_exists,
+                ..
+            } if iceberg => {
+                for c in column_names {
+                    let name = ident(c);
+                    if !existing.contains(&name) {
+                        if *if_exists {
+                            continue;
+                        }
+                        return Err(Error::UndefinedColumn(format!(
+                            "column \"{name}\" of relation \"{table}\" does not exist"
+                        )));
+                    }
+                    dropped.push(name);
+                }
+            }
+            ast::AlterTableOperation::DropColumn { .. }
+            | ast::AlterTableOperation::RenameColumn { .. } => {
+                return Err(Error::unsupported(format!(
+                    "ALTER TABLE {} is not supported on {} tables yet: it needs column mapping \
+                     (by field id), which deltalake 0.32 cannot write; ADD COLUMN works, and \
+                     Iceberg tables also DROP COLUMN",
+                    statement_words(&op.to_string()),
+                    entry.format
+                )));
+            }
             other => {
                 return Err(Error::unsupported(format!(
                     "ALTER TABLE {} is not supported yet (ADD COLUMN is)",
@@ -174,11 +283,21 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
             }
         }
     }
-    if new_fields.is_empty() {
+    if new_fields.is_empty() && dropped.is_empty() {
         return Ok(Outcome::Command(CommandTag::new("ALTER TABLE")));
     }
-    let delta = crate::storage::delta::add_columns(delta, &new_fields).await?;
-    catalog.remember(&entry, delta).await;
+    if iceberg {
+        let (ns, name) = catalog.iceberg_ident(&entry)?;
+        catalog
+            .iceberg()
+            .await?
+            .alter_columns(ns, name, &new_fields, &dropped)
+            .await?;
+    } else {
+        let delta = catalog.delta_table(&entry).await?;
+        let delta = crate::storage::delta::add_columns(delta, &new_fields).await?;
+        catalog.remember(&entry, delta).await;
+    }
     Ok(Outcome::Command(CommandTag::new("ALTER TABLE")))
 }
 
@@ -192,6 +311,7 @@ async fn create_table_as(
     schema_name: &str,
     table: &str,
     query: &ast::Query,
+    spec: &TableSpec,
 ) -> Result<Outcome> {
     let stmt = datafusion::sql::parser::Statement::Statement(Box::new(ast::Statement::Query(
         Box::new(query.clone()),
@@ -211,7 +331,13 @@ async fn create_table_as(
     }
     let catalog = session.engine.planner.catalog().clone();
     if !catalog
-        .create_table(schema_name, table, &Schema::new(fields), ct.if_not_exists)
+        .create_table(
+            schema_name,
+            table,
+            &Schema::new(fields),
+            ct.if_not_exists,
+            spec,
+        )
         .await?
     {
         return Ok(Outcome::Command(CommandTag::new("CREATE TABLE AS")));

@@ -10,7 +10,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 use deltalake::operations::optimize::OptimizeType;
 
-use super::{CommandTag, Notice, Outcome, Session};
+use super::{CommandTag, Outcome, Session};
 use crate::error::{Error, Result};
 use crate::planner::dialect::LakegateDialect;
 use crate::planner::names::ident;
@@ -116,8 +116,19 @@ pub async fn run(session: &mut Session, m: &Maintenance) -> Result<Outcome> {
         Maintenance::Optimize { .. } => "OPTIMIZE",
         Maintenance::Vacuum { .. } => "VACUUM",
     };
-    let (schema, table, entry) = session.delta_target(name, what)?;
+    let (schema, table) = crate::planner::names::qualified(
+        name,
+        &session.current_schema(),
+        session.engine.planner.database(),
+    )?;
+    let entry = session.writable_target_named(&schema, &table, what)?;
     let catalog = session.engine.planner.catalog().clone();
+    if entry.format == "iceberg" {
+        let message = iceberg_maintenance(&catalog, &entry, m, &schema, &table).await?;
+        tracing::info!("{message}");
+        session.notice(message);
+        return Ok(Outcome::Command(CommandTag::new(what)));
+    }
     let delta = catalog.delta_table(&entry).await?;
     let (delta, tag, message) = match m {
         Maintenance::Optimize { zorder, .. } => {
@@ -168,13 +179,55 @@ pub async fn run(session: &mut Session, m: &Maintenance) -> Result<Outcome> {
     };
     tracing::info!("{message}");
     catalog.remember(&entry, delta).await;
-    session.notices.push(Notice {
-        severity: "NOTICE",
-        code: "00000",
-        message,
-    });
+    session.notice(message);
     Ok(Outcome::Command(CommandTag::new(tag)))
 }
+
+/// VACUUM on an Iceberg table expires the snapshots older than the retention (default 7 days),
+/// keeping the current one. OPTIMIZE needs a rewrite action iceberg-rust 0.10 does not have.
+async fn iceberg_maintenance(
+    catalog: &crate::catalog::Catalog,
+    entry: &crate::catalog::TableEntry,
+    m: &Maintenance,
+    schema: &str,
+    table: &str,
+) -> Result<String> {
+    let (ns, name) = catalog.iceberg_ident(entry)?;
+    match m {
+        Maintenance::Optimize { .. } => Err(Error::unsupported(format!(
+            "OPTIMIZE is not supported on Iceberg table \"{table}\": iceberg-rust 0.10 has no \
+             rewrite-files action; VACUUM expires its old snapshots"
+        ))),
+        Maintenance::Vacuum {
+            retain_hours,
+            dry_run,
+            ..
+        } => {
+            let hours = retain_hours.unwrap_or(DEFAULT_RETAIN_HOURS);
+            let cutoff = chrono::Utc::now().timestamp_millis() - (hours as i64) * 3_600_000;
+            let store = catalog.iceberg().await?;
+            if *dry_run {
+                let t = store.load(ns, name).await?;
+                let current = t.metadata().current_snapshot_id();
+                let n = t
+                    .metadata()
+                    .snapshots()
+                    .filter(|s| s.timestamp_ms() < cutoff && Some(s.snapshot_id()) != current)
+                    .count();
+                return Ok(format!(
+                    "vacuumed {schema}.{table}: would expire {n} snapshots older than {hours} hours"
+                ));
+            }
+            let n = store.expire_snapshots(ns, name, cutoff).await?;
+            Ok(format!(
+                "vacuumed {schema}.{table}: expired {n} snapshots older than {hours} hours"
+            ))
+        }
+    }
+}
+
+/// The retention VACUUM keeps when none is given (Delta's default, used for Iceberg too).
+const DEFAULT_RETAIN_HOURS: u64 = 168;
 
 #[cfg(test)]
 mod tests {

@@ -415,6 +415,15 @@ impl Session {
         });
     }
 
+    /// Report progress or a result to the client as a NOTICE.
+    pub(crate) fn notice(&mut self, message: String) {
+        self.notices.push(Notice {
+            severity: "NOTICE",
+            code: "00000",
+            message,
+        });
+    }
+
     /// Notices raised since the last call, to send to the client.
     pub fn take_notices(&mut self) -> Vec<Notice> {
         std::mem::take(&mut self.notices)
@@ -636,11 +645,33 @@ impl Session {
         table: &str,
         what: &str,
     ) -> Result<crate::catalog::TableEntry> {
+        let t = self.writable_target_named(schema, table, what)?;
+        if t.format == "iceberg" {
+            return Err(Error::unsupported(format!(
+                "{what} is not supported on Iceberg table \"{table}\": iceberg-rust 0.10 writes \
+                 appends only (INSERT, CREATE TABLE AS), not the row-level delete files {what} needs"
+            )));
+        }
+        Ok(t)
+    }
+
+    /// A table that this warehouse may change: a Delta or Iceberg table (ours or a registered
+    /// Delta location); views and external files or Iceberg metadata files are refused.
+    pub(crate) fn writable_target_named(
+        &self,
+        schema: &str,
+        table: &str,
+        what: &str,
+    ) -> Result<crate::catalog::TableEntry> {
         use crate::catalog::Relation;
         match self.engine.planner.catalog().relation(schema, table) {
-            Some(Relation::Table(t)) if t.format == "delta" => Ok(t),
+            Some(Relation::Table(t))
+                if t.format == "delta" || (t.format == "iceberg" && !t.external) =>
+            {
+                Ok(t)
+            }
             Some(Relation::Table(t)) => Err(Error::unsupported(format!(
-                "{what} needs a Delta table; \"{table}\" is an external {} table (read-only)",
+                "{what} needs a Delta or Iceberg table of this warehouse; \"{table}\" is an external {} table (read-only)",
                 t.format
             ))),
             Some(Relation::View(_)) => Err(Error::Data {

@@ -1,18 +1,15 @@
 //! BEGIN ... COMMIT for INSERT: rows inserted in a transaction block are held by the session and
-//! written at COMMIT, one Delta commit per table, so other sessions see nothing before COMMIT and
+//! written at COMMIT, one Delta or Iceberg commit per table, so other sessions see nothing before COMMIT and
 //! ROLLBACK (or a dropped connection) leaves no trace. The statement still checks NOT NULL and
 //! types when it runs, like PostgreSQL. What it does not give yet: the transaction's own later
 //! reads do not see its pending rows, and several tables are committed one after the other
 //! (a failure part-way leaves the earlier tables committed). UPDATE and DELETE commit at once.
 
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DfStatement;
-use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
-use deltalake::protocol::SaveMode;
 
 use super::{CommandTag, Outcome, Session, bind};
 use crate::catalog::TableEntry;
@@ -40,7 +37,7 @@ pub async fn buffer_insert(
         (Some(s), t) => (s.to_string(), t.to_string()),
         (None, t) => (session.current_schema(), t.to_string()),
     };
-    let entry = session.delta_target_named(&schema, &table, "INSERT")?;
+    let entry = session.writable_target_named(&schema, &table, "INSERT")?;
     if entry.external {
         return Err(Error::unsupported(format!(
             "INSERT into the external table \"{table}\" inside a transaction block is not supported"
@@ -80,22 +77,20 @@ pub async fn buffer_insert(
     Ok(Outcome::Command(CommandTag::rows("INSERT", rows)))
 }
 
-/// Write the pending rows: one append commit per table.
+/// Write the pending rows: one append commit per table, through the table's own INSERT path
+/// (Delta or Iceberg alike).
 pub async fn commit(session: &mut Session) -> Result<()> {
+    use datafusion::datasource::provider_as_source;
+    use datafusion::logical_expr::LogicalPlanBuilder;
+    use datafusion::logical_expr::dml::InsertOp;
     let pending = std::mem::take(&mut session.pending);
     let catalog = session.engine.planner.catalog().clone();
     for p in pending {
         if p.batches.iter().all(|b| b.num_rows() == 0) {
             continue;
         }
-        let table = catalog.delta_table(&p.entry).await?;
-        let schema: Schema = table
-            .snapshot()?
-            .schema()
-            .as_ref()
-            .try_into_arrow()
-            .map_err(|e| Error::internal(format!("table {} has no Arrow schema: {e}", p.name)))?;
-        let schema = std::sync::Arc::new(schema);
+        let provider = catalog.table_provider(&p.entry).await?;
+        let schema = provider.schema();
         let batches = p
             .batches
             .iter()
@@ -109,11 +104,16 @@ pub async fn commit(session: &mut Session) -> Result<()> {
                 Ok(RecordBatch::try_new(schema.clone(), columns)?)
             })
             .collect::<Result<Vec<_>>>()?;
-        let table = table
-            .write(batches)
-            .with_save_mode(SaveMode::Append)
-            .await?;
-        catalog.remember(&p.entry, table).await;
+        let ctx = session.context();
+        let input = ctx.read_batches(batches)?.into_unoptimized_plan();
+        let plan = LogicalPlanBuilder::insert_into(
+            input,
+            p.name.as_str(),
+            provider_as_source(provider),
+            InsertOp::Append,
+        )?
+        .build()?;
+        ctx.execute_logical_plan(plan).await?.collect().await?;
     }
     Ok(())
 }

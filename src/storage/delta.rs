@@ -1,17 +1,10 @@
 //! Delta Lake tables (crate `deltalake`): create, open, and hand DataFusion a provider.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::Result as DfResult;
-use datafusion::datasource::TableType;
-use datafusion::logical_expr::dml::InsertOp;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::catalog::TableProvider;
 use deltalake::DeltaTable;
 use deltalake::kernel::MetadataValue;
 use deltalake::kernel::StructField;
@@ -22,8 +15,9 @@ use url::Url;
 use super::PG_TYPE_KEY;
 use crate::error::{Error, Result};
 
-/// Create an empty Delta table at `url` with the given Arrow schema (one atomic commit).
-pub async fn create(url: &Url, schema: &Schema) -> Result<DeltaTable> {
+/// Create an empty Delta table at `url` with the given Arrow schema, partitioned by the named
+/// columns (one atomic commit).
+pub async fn create(url: &Url, schema: &Schema, partition_by: &[String]) -> Result<DeltaTable> {
     if let Ok(p) = url.to_file_path() {
         std::fs::create_dir_all(&p)?;
     }
@@ -43,6 +37,7 @@ pub async fn create(url: &Url, schema: &Schema) -> Result<DeltaTable> {
     let table = table
         .create()
         .with_columns(columns)
+        .with_partition_columns(partition_by.to_vec())
         .with_save_mode(SaveMode::ErrorIfExists)
         .await?;
     Ok(table)
@@ -92,94 +87,55 @@ pub async fn provider(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
             }
         }
     }
-    if typed.is_empty() {
-        return Ok(inner);
-    }
-    let schema = inner.schema();
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| match typed.get(f.name()) {
-            Some(t) => f
-                .as_ref()
-                .clone()
-                .with_metadata([(PG_TYPE_KEY.to_string(), t.clone())].into()),
-            None => f.as_ref().clone(),
-        })
-        .collect();
-    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-    Ok(Arc::new(Typed { inner, schema }))
+    Ok(super::with_pg_types(inner, typed))
 }
 
-/// A provider that only adds field metadata to another's schema; everything else delegates.
-#[derive(Debug)]
-struct Typed {
-    inner: Arc<dyn TableProvider>,
-    schema: SchemaRef,
-}
-
-#[async_trait]
-impl TableProvider for Typed {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-    fn table_type(&self) -> TableType {
-        self.inner.table_type()
-    }
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.inner.scan(state, projection, filters, limit).await
-    }
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        self.inner.supports_filters_pushdown(filters)
-    }
-    async fn insert_into(
-        &self,
-        state: &dyn Session,
-        input: Arc<dyn ExecutionPlan>,
-        op: InsertOp,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.inner.insert_into(state, input, op).await
-    }
+/// One commit of a table's history, whatever its format.
+#[derive(Debug, Clone)]
+pub struct HistoryRow {
+    /// Delta version or Iceberg snapshot id.
+    pub version: i64,
+    pub committed_at_ms: Option<i64>,
+    pub operation: Option<String>,
+    pub parameters: Option<String>,
+    pub metrics: Option<String>,
 }
 
 /// The table's commits, newest first: version, time, operation, its parameters and metrics.
 pub async fn history(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
-    use datafusion::arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
-    use datafusion::arrow::datatypes::{DataType, TimeUnit};
     let latest = table.version().unwrap_or(0) as i64;
     let commits: Vec<_> = table.history(None).await?.collect();
-    let n = commits.len();
-    let versions: Int64Array = (0..n).map(|i| Some(latest - i as i64)).collect();
-    let times: TimestampMicrosecondArray = commits
+    history_table(
+        commits
+            .iter()
+            .enumerate()
+            .map(|(i, c)| HistoryRow {
+                version: latest - i as i64,
+                committed_at_ms: c.timestamp,
+                operation: c.operation.clone(),
+                parameters: c
+                    .operation_parameters
+                    .as_ref()
+                    .and_then(|p| serde_json::to_string(p).ok()),
+                metrics: c.info.get("operationMetrics").map(|m| m.to_string()),
+            })
+            .collect(),
+    )
+}
+
+/// `table_history()`'s rows as a table.
+pub fn history_table(rows: Vec<HistoryRow>) -> Result<Arc<dyn TableProvider>> {
+    use datafusion::arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    let versions: Int64Array = rows.iter().map(|r| Some(r.version)).collect();
+    let times: TimestampMicrosecondArray = rows
         .iter()
-        .map(|c| c.timestamp.map(|ms| ms * 1000))
+        .map(|r| r.committed_at_ms.map(|ms| ms * 1000))
         .collect::<TimestampMicrosecondArray>()
         .with_timezone("UTC");
-    let ops: StringArray = commits.iter().map(|c| c.operation.clone()).collect();
-    let params: StringArray = commits
-        .iter()
-        .map(|c| {
-            c.operation_parameters
-                .as_ref()
-                .and_then(|p| serde_json::to_string(p).ok())
-        })
-        .collect();
-    let metrics: StringArray = commits
-        .iter()
-        .map(|c| c.info.get("operationMetrics").map(|m| m.to_string()))
-        .collect();
+    let ops: StringArray = rows.iter().map(|r| r.operation.clone()).collect();
+    let params: StringArray = rows.iter().map(|r| r.parameters.clone()).collect();
+    let metrics: StringArray = rows.iter().map(|r| r.metrics.clone()).collect();
     let schema = Arc::new(Schema::new(vec![
         Field::new("version", DataType::Int64, false),
         Field::new(

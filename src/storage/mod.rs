@@ -3,12 +3,25 @@
 
 pub mod delta;
 pub mod files;
+pub mod iceberg;
 
 /// Field metadata key naming the PostgreSQL type of a column stored as text (`uuid`, `json`,
 /// `jsonb`, `varchar`, `bpchar`). Kept in the Delta schema, so it survives restarts.
 pub const PG_TYPE_KEY: &str = "lakegate.pg_type";
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Result as DfResult;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
 
 use url::Url;
 
@@ -75,6 +88,16 @@ impl Warehouse {
             .map_err(|e| Error::internal(format!("table url: {e}")))
     }
 
+    /// The path of one of Lakegate's own metadata files.
+    pub fn meta_path(&self, name: &str) -> PathBuf {
+        self.local.join("_lakegate").join(name)
+    }
+
+    /// FileIO properties for Iceberg tables of this warehouse (none for a local folder).
+    pub fn iceberg_props(&self) -> HashMap<String, String> {
+        HashMap::new()
+    }
+
     /// Read one of Lakegate's own metadata files, if it exists.
     pub fn read_meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
         match std::fs::read(self.local.join("_lakegate").join(name)) {
@@ -121,4 +144,73 @@ fn sanitize(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A provider whose columns named in `types` carry their PostgreSQL type as Arrow field
+/// metadata ([`PG_TYPE_KEY`]); the same provider when there are none.
+pub fn with_pg_types(
+    inner: Arc<dyn TableProvider>,
+    types: HashMap<String, String>,
+) -> Arc<dyn TableProvider> {
+    if types.is_empty() {
+        return inner;
+    }
+    let schema = inner.schema();
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match types.get(f.name()) {
+            Some(t) => {
+                let mut md = f.metadata().clone();
+                md.insert(PG_TYPE_KEY.to_string(), t.clone());
+                f.as_ref().clone().with_metadata(md)
+            }
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    Arc::new(Typed { inner, schema })
+}
+
+/// A provider that only adds field metadata to another's schema; everything else delegates.
+#[derive(Debug)]
+struct Typed {
+    inner: Arc<dyn TableProvider>,
+    schema: SchemaRef,
+}
+
+#[async_trait]
+impl TableProvider for Typed {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.inner.scan(state, projection, filters, limit).await
+    }
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+    async fn insert_into(
+        &self,
+        state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        op: InsertOp,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.inner.insert_into(state, input, op).await
+    }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real PostgreSQL clients against a running lakegate: psql, psycopg 3, psycopg2, asyncpg,
-# pgjdbc and node-postgres. Starts the built binary on an ephemeral port with a temp warehouse.
+# pgjdbc and node-postgres; and open-table interop with DuckDB, pyiceberg and deltalake.
+# Starts the built binary on an ephemeral port with a temp warehouse.
 # Usage: tests/clients/run.sh PATH_TO_LAKEGATE_BINARY
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -41,6 +42,7 @@ psql_check() {
 }
 check "psql" psql_check
 check "python: psycopg, psycopg2, asyncpg" python3 "$here/python_clients.py"
+check "interop: duckdb, pyiceberg, deltalake" python3 "$here/interop.py" "$work/wh"
 if command -v javac >/dev/null 2>&1 && [ -f /usr/share/java/postgresql.jar ]; then
   check "pgjdbc" bash -c "cd '$work' && javac -d . '$here/java/Smoke.java' && java -cp /usr/share/java/postgresql.jar:. Smoke"
 else

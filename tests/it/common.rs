@@ -23,6 +23,7 @@ pub struct Options {
     pub tls_required: bool,
     pub max_connections: usize,
     pub dir: Option<PathBuf>,
+    pub default_format: Option<String>,
 }
 
 impl Default for Options {
@@ -33,6 +34,7 @@ impl Default for Options {
             tls_required: false,
             max_connections: 100,
             dir: None,
+            default_format: None,
         }
     }
 }
@@ -43,6 +45,9 @@ pub fn config(opts: &Options, dir: &Path) -> Config {
     c.server.max_connections = opts.max_connections;
     c.server.shutdown_grace_secs = 5;
     c.storage.warehouse = dir.display().to_string();
+    if let Some(f) = &opts.default_format {
+        c.storage.default_format = f.clone();
+    }
     c.auth.admin_password = Some(Secret(PASSWORD.into()));
     let pw = dir.with_extension("alice-password");
     if let Some(parent) = pw.parent() {

@@ -5,5 +5,6 @@ mod auth;
 mod binary;
 mod common;
 mod config;
+mod iceberg;
 mod protocol;
 mod storage;
