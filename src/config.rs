@@ -61,6 +61,11 @@ pub struct StorageConfig {
     pub warehouse: String,
     /// The table format of CREATE TABLE without `USING`: `delta` or `iceberg`.
     pub default_format: String,
+    /// For a warehouse on object storage: the local folder of Lakegate's own metadata (the
+    /// catalog document and the Iceberg SQL catalog). Default `./lakegate-meta`.
+    pub metadata_dir: Option<String>,
+    /// S3 and S3-compatible stores (also used for external tables on s3://).
+    pub s3: S3Config,
 }
 
 impl Default for StorageConfig {
@@ -68,8 +73,26 @@ impl Default for StorageConfig {
         StorageConfig {
             warehouse: "./lakegate-data".into(),
             default_format: "delta".into(),
+            metadata_dir: None,
+            s3: S3Config::default(),
         }
     }
+}
+
+/// S3 settings; anything left out falls back to the standard `AWS_*` environment variables.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// e.g. `http://127.0.0.1:9000` for MinIO or another S3-compatible server; unset for AWS.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    /// A file whose first line is the secret access key (or `AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Allow plain-HTTP endpoints (test servers).
+    pub allow_http: bool,
+    /// Path-style requests (`endpoint/bucket/key`), which most S3-compatible servers need.
+    pub path_style: bool,
 }
 
 #[derive(Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
@@ -173,6 +196,8 @@ pub struct Settings {
     pub shutdown_grace: std::time::Duration,
     pub warehouse: String,
     pub default_format: String,
+    pub metadata_dir: Option<String>,
+    pub s3: crate::storage::S3Settings,
     pub users: Vec<UserSpec>,
     pub scram_iterations: usize,
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -264,6 +289,18 @@ impl Config {
                 "server.max_connections must be at least 1".into(),
             ));
         }
+        let s3c = &self.storage.s3;
+        let s3 = crate::storage::S3Settings {
+            endpoint: s3c.endpoint.clone(),
+            region: s3c.region.clone(),
+            access_key_id: s3c.access_key_id.clone(),
+            secret_access_key: match &s3c.secret_access_key_file {
+                Some(f) => Some(read_secret_file(f)?),
+                None => None,
+            },
+            allow_http: s3c.allow_http,
+            path_style: s3c.path_style,
+        };
         let mut users = vec![UserSpec {
             name: self.auth.admin_user.clone(),
             password: admin_password,
@@ -298,6 +335,8 @@ impl Config {
             shutdown_grace: std::time::Duration::from_secs(self.server.shutdown_grace_secs),
             warehouse: self.storage.warehouse,
             default_format,
+            metadata_dir: self.storage.metadata_dir,
+            s3,
             users,
             scram_iterations: self.auth.scram_iterations,
             tls,

@@ -27,7 +27,13 @@ pub struct Server {
 impl Server {
     /// Open the warehouse, load the catalog, create demo data on first start, and bind the port.
     pub async fn bind(settings: Settings) -> Result<Server> {
-        let warehouse = Warehouse::open(&settings.warehouse)?;
+        crate::storage::delta::register_object_stores();
+        let warehouse = Warehouse::open(
+            &settings.warehouse,
+            settings.s3.clone(),
+            settings.metadata_dir.as_deref(),
+        )?;
+        warehouse.check().await?;
         let catalog = Catalog::open(warehouse, &settings.default_format)?;
         let planner = Planner::new(catalog, &settings.database);
         let admins = settings

@@ -337,7 +337,17 @@ impl Catalog {
         let mut options = BTreeMap::new();
         let mut delta_table = None;
         match spec.format.as_str() {
-            "delta" => delta_table = Some(delta::create(&url, arrow, &spec.partition_by).await?),
+            "delta" => {
+                delta_table = Some(
+                    delta::create(
+                        &url,
+                        arrow,
+                        &spec.partition_by,
+                        self.warehouse.storage_options(),
+                    )
+                    .await?,
+                )
+            }
             "iceberg" => {
                 // Known to the Iceberg catalog as schema.name, so that other engines open it by
                 // the same name; the files live in a fresh folder of their own.
@@ -463,7 +473,7 @@ impl Catalog {
             tracing::warn!(table = name, error = %e, "could not drop an Iceberg catalog entry");
         }
         if let Ok(url) = Url::parse(&t.location) {
-            self.warehouse.remove_location(&url);
+            self.warehouse.remove_location(&url).await;
         }
     }
 
@@ -528,7 +538,7 @@ impl Catalog {
                 t.update_incremental(None).await?;
                 t
             }
-            None => delta::open(&url).await?,
+            None => delta::open(&url, self.warehouse.storage_options()).await?,
         };
         cache.insert(entry.location.clone(), table.clone());
         Ok(table)
@@ -564,8 +574,21 @@ impl Catalog {
                 self.iceberg().await?.provider(ns, name).await
             }
             _ => {
-                crate::storage::files::provider(&entry.format, &entry.location, &entry.options)
-                    .await
+                let store = match Url::parse(&entry.location) {
+                    Ok(u) if crate::storage::is_s3(u.as_str()) => {
+                        let mut bucket = u.clone();
+                        bucket.set_path("");
+                        Some((bucket.clone(), self.warehouse.store_for(&bucket)?))
+                    }
+                    _ => None,
+                };
+                crate::storage::files::provider(
+                    &entry.format,
+                    &entry.location,
+                    &entry.options,
+                    store,
+                )
+                .await
             }
         }
     }

@@ -515,9 +515,9 @@ pub async fn create_external(
     }
     let (schema_name, table) = resolve(session, &ct.name)?;
     let format = ct.file_type.to_ascii_lowercase();
-    if format != "delta" && !crate::storage::files::is_file_format(&format) {
+    if format != "delta" && format != "iceberg" && !crate::storage::files::is_file_format(&format) {
         return Err(Error::unsupported(format!(
-            "STORED AS {}: use PARQUET, CSV, JSON or DELTA",
+            "STORED AS {}: use PARQUET, CSV, JSON, DELTA or ICEBERG (its metadata file)",
             ct.file_type
         )));
     }
@@ -556,9 +556,9 @@ fn absolute_location(location: &str) -> Result<String> {
     if let Ok(u) = url::Url::parse(location)
         && u.scheme().len() > 1
     {
-        if u.scheme() != "file" {
+        if u.scheme() != "file" && !crate::storage::is_s3(u.as_str()) {
             return Err(Error::unsupported(format!(
-                "external locations on {}:// are not supported yet; use a local path",
+                "external locations on {}:// are not supported yet; use a local path or s3://",
                 u.scheme()
             )));
         }

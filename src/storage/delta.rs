@@ -17,7 +17,12 @@ use crate::error::{Error, Result};
 
 /// Create an empty Delta table at `url` with the given Arrow schema, partitioned by the named
 /// columns (one atomic commit).
-pub async fn create(url: &Url, schema: &Schema, partition_by: &[String]) -> Result<DeltaTable> {
+pub async fn create(
+    url: &Url,
+    schema: &Schema,
+    partition_by: &[String],
+    storage_options: HashMap<String, String>,
+) -> Result<DeltaTable> {
     if let Ok(p) = url.to_file_path() {
         std::fs::create_dir_all(&p)?;
     }
@@ -33,7 +38,9 @@ pub async fn create(url: &Url, schema: &Schema, partition_by: &[String]) -> Resu
         columns.push(field);
     }
     // An unloaded handle: the location is empty, there is nothing to load yet.
-    let table = deltalake::DeltaTableBuilder::from_url(url.clone())?.build()?;
+    let table = deltalake::DeltaTableBuilder::from_url(url.clone())?
+        .with_storage_options(storage_options)
+        .build()?;
     let table = table
         .create()
         .with_columns(columns)
@@ -70,9 +77,15 @@ pub fn column_names(table: &DeltaTable) -> Result<Vec<String>> {
 }
 
 /// Open the latest version of the Delta table at `url`.
-pub async fn open(url: &Url) -> Result<DeltaTable> {
-    let table = deltalake::open_table(url.clone()).await?;
+pub async fn open(url: &Url, storage_options: HashMap<String, String>) -> Result<DeltaTable> {
+    let table = deltalake::open_table_with_storage_options(url.clone(), storage_options).await?;
     Ok(table)
+}
+
+/// Let deltalake open s3:// locations (once per process).
+pub fn register_object_stores() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| deltalake::aws::register_handlers(None));
 }
 
 /// A DataFusion provider (scan and INSERT) over the table's current snapshot. Columns whose

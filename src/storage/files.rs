@@ -1,5 +1,5 @@
 //! Plain files registered as external tables: Parquet, CSV and JSON, one file or a folder of
-//! them, read in place through DataFusion's listing tables (schema inferred from the files).
+//! them (local or on S3), read in place through DataFusion's listing tables (schema inferred from the files).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,11 +21,15 @@ pub fn is_file_format(format: &str) -> bool {
     matches!(format, "parquet" | "csv" | "json")
 }
 
-/// A provider over the files at `location` (a local path or file:// URL).
+/// The object store a listing table on s3:// reads through: (bucket URL, store).
+pub type StoreFor = Option<(url::Url, Arc<dyn object_store::ObjectStore>)>;
+
+/// A provider over the files at `location` (a local path, file:// or s3:// URL).
 pub async fn provider(
     format: &str,
     location: &str,
     options: &BTreeMap<String, String>,
+    store: StoreFor,
 ) -> Result<Arc<dyn TableProvider>> {
     let (file_format, extension): (Arc<dyn FileFormat>, &str) = match format {
         "parquet" => (Arc::new(ParquetFormat::default()), ".parquet"),
@@ -67,7 +71,11 @@ pub async fn provider(
         ""
     };
     let opts = ListingOptions::new(file_format).with_file_extension(extension);
-    let state = SessionContext::new().state();
+    let ctx = SessionContext::new();
+    if let Some((bucket, store)) = &store {
+        ctx.register_object_store(bucket, store.clone());
+    }
+    let state = ctx.state();
     let schema = opts.infer_schema(&state, &url).await.map_err(|e| {
         Error::InvalidParameter(format!(
             "cannot read {format} files at {location}: {}",
@@ -77,13 +85,22 @@ pub async fn provider(
     let config = ListingTableConfig::new(url)
         .with_listing_options(opts)
         .with_schema(schema);
-    Ok(Arc::new(ReadOnly(Arc::new(ListingTable::try_new(config)?))))
+    Ok(Arc::new(ReadOnly(
+        Arc::new(ListingTable::try_new(config)?),
+        store,
+    )))
+}
+
+/// A provider that reads through `inner` and refuses writes with 0A000.
+pub fn read_only(inner: Arc<dyn TableProvider>) -> Arc<dyn TableProvider> {
+    Arc::new(ReadOnly(inner, None))
 }
 
 /// External files are read, never written: INSERT answers 0A000 (DataFusion's default for a
-/// provider without `insert_into`) instead of adding files to someone else's folder.
+/// provider without `insert_into`) instead of adding files to someone else's folder. A scan
+/// of files on S3 first registers their bucket's store with the session's runtime.
 #[derive(Debug)]
-struct ReadOnly(Arc<dyn TableProvider>);
+struct ReadOnly(Arc<dyn TableProvider>, StoreFor);
 
 #[async_trait::async_trait]
 impl TableProvider for ReadOnly {
@@ -103,6 +120,11 @@ impl TableProvider for ReadOnly {
         filters: &[datafusion::logical_expr::Expr],
         limit: Option<usize>,
     ) -> datafusion::common::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        if let Some((bucket, store)) = &self.1 {
+            state
+                .runtime_env()
+                .register_object_store(bucket, store.clone());
+        }
         self.0.scan(state, projection, filters, limit).await
     }
     fn supports_filters_pushdown(

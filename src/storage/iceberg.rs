@@ -181,7 +181,10 @@ impl IcebergStore {
     ) -> Result<Arc<dyn TableProvider>> {
         let types = pg_types(&table);
         let p = IcebergStaticTableProvider::try_new_from_table_snapshot(table, snapshot_id).await?;
-        Ok(super::with_pg_types(Arc::new(p), types))
+        Ok(super::with_pg_types(
+            super::files::read_only(Arc::new(p)),
+            types,
+        ))
     }
 
     /// A read-only provider over a table given by its metadata file (CREATE EXTERNAL TABLE).
@@ -195,7 +198,10 @@ impl IcebergStore {
             .into_table();
         let types = pg_types(&table);
         let p = IcebergStaticTableProvider::try_new_from_table(table).await?;
-        Ok(super::with_pg_types(Arc::new(p), types))
+        Ok(super::with_pg_types(
+            super::files::read_only(Arc::new(p)),
+            types,
+        ))
     }
 
     /// ALTER TABLE ADD COLUMN (nullable) / DROP COLUMN: one schema commit; old snapshots keep

@@ -27,27 +27,155 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
-/// The warehouse: where table data and Lakegate's own metadata live.
+/// S3 connection settings (from the config; anything unset falls back to `AWS_*` variables).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub allow_http: bool,
+    pub path_style: bool,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("allow_http", &self.allow_http)
+            .field("path_style", &self.path_style)
+            .finish()
+    }
+}
+
+impl S3Settings {
+    /// The settings as object_store / deltalake storage options (`aws_*` keys).
+    pub fn object_store_options(&self) -> HashMap<String, String> {
+        let mut o = HashMap::new();
+        if let Some(e) = &self.endpoint {
+            o.insert("aws_endpoint".into(), e.clone());
+        }
+        if let Some(r) = &self.region {
+            o.insert("aws_region".into(), r.clone());
+        }
+        if let Some(k) = &self.access_key_id {
+            o.insert("aws_access_key_id".into(), k.clone());
+        }
+        if let Some(k) = &self.secret_access_key {
+            o.insert("aws_secret_access_key".into(), k.clone());
+        }
+        if self.allow_http {
+            o.insert("aws_allow_http".into(), "true".into());
+        }
+        // object_store's default is path style; say it either way for deltalake's factory.
+        o.insert(
+            "aws_virtual_hosted_style_request".into(),
+            (!self.path_style).to_string(),
+        );
+        o
+    }
+
+    /// The settings as Iceberg FileIO properties (`s3.*` keys), falling back to `AWS_*`
+    /// variables like the other readers do.
+    pub fn iceberg_props(&self) -> HashMap<String, String> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let mut o = HashMap::new();
+        let pairs = [
+            (
+                "s3.endpoint",
+                self.endpoint.clone().or_else(|| env("AWS_ENDPOINT_URL")),
+            ),
+            (
+                "s3.region",
+                self.region
+                    .clone()
+                    .or_else(|| env("AWS_REGION"))
+                    .or_else(|| env("AWS_DEFAULT_REGION")),
+            ),
+            (
+                "s3.access-key-id",
+                self.access_key_id
+                    .clone()
+                    .or_else(|| env("AWS_ACCESS_KEY_ID")),
+            ),
+            (
+                "s3.secret-access-key",
+                self.secret_access_key
+                    .clone()
+                    .or_else(|| env("AWS_SECRET_ACCESS_KEY")),
+            ),
+        ];
+        for (k, v) in pairs {
+            if let Some(v) = v {
+                o.insert(k.to_string(), v);
+            }
+        }
+        o.insert("s3.path-style-access".into(), self.path_style.to_string());
+        o
+    }
+
+    /// An object store for the bucket of `url`.
+    pub fn store(&self, url: &Url) -> Result<Arc<dyn object_store::ObjectStore>> {
+        let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(url.as_str());
+        for (k, v) in self.object_store_options() {
+            if let Ok(key) = k.parse::<object_store::aws::AmazonS3ConfigKey>() {
+                b = b.with_config(key, v);
+            }
+        }
+        Ok(Arc::new(b.build().map_err(|e| {
+            Error::Config(format!("cannot use S3 location {url}: {e}"))
+        })?))
+    }
+}
+
+/// Is `url` on S3 (or an S3-compatible store)?
+pub fn is_s3(url: &str) -> bool {
+    url.starts_with("s3://") || url.starts_with("s3a://")
+}
+
+/// The warehouse: where table data and Lakegate's own metadata live. Data lives under `root`
+/// (a local folder or an S3 prefix); Lakegate's metadata in `local/_lakegate` (the warehouse
+/// folder itself, or `storage.metadata_dir` for a warehouse on object storage).
 #[derive(Debug, Clone)]
 pub struct Warehouse {
     root: Url,
     local: PathBuf,
+    s3: S3Settings,
+    store: Option<Arc<dyn object_store::ObjectStore>>,
 }
 
 impl Warehouse {
     /// Open (and on first use create) the warehouse named by a path or a URL.
-    pub fn open(spec: &str) -> Result<Warehouse> {
-        let local = match Url::parse(spec) {
-            Ok(u) if u.scheme() == "file" => u
-                .to_file_path()
-                .map_err(|_| Error::Config(format!("invalid file URL {spec}")))?,
+    pub fn open(spec: &str, s3: S3Settings, metadata_dir: Option<&str>) -> Result<Warehouse> {
+        let (root, store, local) = match Url::parse(spec) {
+            Ok(u) if u.scheme() == "file" => {
+                let p = u
+                    .to_file_path()
+                    .map_err(|_| Error::Config(format!("invalid file URL {spec}")))?;
+                (None, None, p)
+            }
+            Ok(u) if is_s3(u.as_str()) => {
+                let mut root = u.clone();
+                if !root.path().ends_with('/') {
+                    root.set_path(&format!("{}/", root.path()));
+                }
+                let store = s3.store(&root)?;
+                let meta = PathBuf::from(metadata_dir.unwrap_or("./lakegate-meta"));
+                (Some(root), Some(store), meta)
+            }
             Ok(u) if u.scheme().len() > 1 => {
                 return Err(Error::unsupported(format!(
-                    "warehouse URL scheme {}:// is not supported yet; use a local folder",
+                    "warehouse URL scheme {}:// is not supported yet; use a local folder or s3://",
                     u.scheme()
                 )));
             }
-            _ => PathBuf::from(spec),
+            _ => (None, None, PathBuf::from(spec)),
         };
         std::fs::create_dir_all(&local).map_err(|e| {
             Error::Config(format!(
@@ -61,10 +189,33 @@ impl Warehouse {
                 local.display()
             ))
         })?;
-        let root = Url::from_directory_path(&local)
-            .map_err(|_| Error::Config(format!("invalid warehouse folder {}", local.display())))?;
+        let root = match root {
+            Some(r) => r,
+            None => Url::from_directory_path(&local).map_err(|_| {
+                Error::Config(format!("invalid warehouse folder {}", local.display()))
+            })?,
+        };
         std::fs::create_dir_all(local.join("_lakegate"))?;
-        Ok(Warehouse { root, local })
+        Ok(Warehouse {
+            root,
+            local,
+            s3,
+            store,
+        })
+    }
+
+    /// Check that an object-store warehouse answers (a clear error at startup, not at first use).
+    pub async fn check(&self) -> Result<()> {
+        if let Some(store) = &self.store {
+            let prefix = object_store::path::Path::from(self.root.path().trim_matches('/'));
+            store
+                .list_with_delimiter(Some(&prefix))
+                .await
+                .map_err(|e| {
+                    Error::Config(format!("cannot reach the warehouse {}: {e}", self.root))
+                })?;
+        }
+        Ok(())
     }
 
     pub fn root(&self) -> &Url {
@@ -73,6 +224,17 @@ impl Warehouse {
 
     pub fn local_path(&self) -> &Path {
         &self.local
+    }
+
+    /// Storage options for deltalake (S3 endpoint and credentials; none for local folders).
+    pub fn storage_options(&self) -> HashMap<String, String> {
+        self.s3.object_store_options()
+    }
+
+    /// The object store of an s3:// location (the warehouse's or another bucket's), for
+    /// DataFusion's listing tables.
+    pub fn store_for(&self, url: &Url) -> Result<Arc<dyn object_store::ObjectStore>> {
+        self.s3.store(url)
     }
 
     /// A fresh location for a new table; the suffix keeps a dropped table's leftovers apart.
@@ -95,12 +257,16 @@ impl Warehouse {
 
     /// FileIO properties for Iceberg tables of this warehouse (none for a local folder).
     pub fn iceberg_props(&self) -> HashMap<String, String> {
-        HashMap::new()
+        if self.store.is_some() {
+            self.s3.iceberg_props()
+        } else {
+            HashMap::new()
+        }
     }
 
     /// Read one of Lakegate's own metadata files, if it exists.
     pub fn read_meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        match std::fs::read(self.local.join("_lakegate").join(name)) {
+        match std::fs::read(self.meta_path(name)) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
@@ -123,7 +289,24 @@ impl Warehouse {
     }
 
     /// Remove a table's files (after it left the catalog). Best effort: leftovers are harmless.
-    pub fn remove_location(&self, url: &Url) {
+    pub async fn remove_location(&self, url: &Url) {
+        if let Some(store) = &self.store {
+            if !url.as_str().starts_with(self.root.as_str()) || url == &self.root {
+                return;
+            }
+            use futures::{StreamExt, TryStreamExt};
+            let prefix = object_store::path::Path::from(url.path().trim_matches('/'));
+            let paths = store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
+            let failed = store
+                .delete_stream(paths)
+                .filter_map(|r| async move { r.err() })
+                .count()
+                .await;
+            if failed > 0 {
+                tracing::warn!(location = %url, failed, "could not remove some dropped table files");
+            }
+            return;
+        }
         if let Ok(p) = url.to_file_path()
             && p.starts_with(&self.local)
             && p != self.local

@@ -162,6 +162,16 @@ def main():
     check("Lakegate reads a table pyiceberg created", rows(lakegate("SELECT k, v FROM interop.py_made")),
           [("1", "a"), ("2", "b")])
 
+    # 4b. An Iceberg table given by its metadata file is read in place (read-only).
+    lakegate(f"CREATE EXTERNAL TABLE interop.ice_file STORED AS ICEBERG LOCATION '{made.metadata_location[len('file://'):]}'")
+    check("Lakegate reads an Iceberg metadata file", rows(lakegate("SELECT k, v FROM interop.ice_file")),
+          [("1", "a"), ("2", "b")])
+    try:
+        lakegate("INSERT INTO interop.ice_file VALUES (3, 'c')")
+        raise AssertionError("an external Iceberg table must be read-only")
+    except psycopg.errors.FeatureNotSupported:
+        pass
+
     # 5. The deltalake package writes, evolves and deletes; Lakegate reads it in place.
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "dl")

@@ -73,6 +73,11 @@ pub fn config(opts: &Options, dir: &Path) -> Config {
 
 impl TestServer {
     pub async fn start(opts: Options) -> TestServer {
+        Self::start_with(opts, |_| {}).await
+    }
+
+    /// Start with a config changed by `tweak` (e.g. a warehouse on S3).
+    pub async fn start_with(opts: Options, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let (tmp, dir) = match &opts.dir {
             Some(d) => (None, d.clone()),
             None => {
@@ -81,7 +86,9 @@ impl TestServer {
                 (Some(t), d)
             }
         };
-        let settings = config(&opts, &dir).validate().expect("valid test config");
+        let mut c = config(&opts, &dir);
+        tweak(&mut c);
+        let settings = c.validate().expect("valid test config");
         let server = Server::bind(settings).await.expect("server binds");
         let addr = server.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -135,5 +142,77 @@ impl TestServer {
             let _ = t.await;
         }
         self._tmp.take()
+    }
+}
+
+/// An S3-protocol server (moto, from PyPI) on a loopback port it picks itself; stops when dropped.
+pub struct S3Server {
+    pub endpoint: String,
+    child: std::process::Child,
+}
+
+impl S3Server {
+    /// Start it with the given buckets. None when moto is not installed and this is not CI
+    /// (CI installs it through scripts/install-test-deps, so there a missing moto fails).
+    pub fn start(buckets: &[&str]) -> Option<S3Server> {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/moto_server.py");
+        let available = Command::new("python3")
+            .args(["-c", "import moto.server, boto3"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !available {
+            assert!(
+                std::env::var("CI").is_err(),
+                "moto is not installed: run scripts/install-test-deps"
+            );
+            eprintln!("skipped: moto is not installed (scripts/install-test-deps)");
+            return None;
+        }
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(buckets)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let stdout = child.stdout.take().expect("moto stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("moto port");
+        let port = line
+            .trim()
+            .strip_prefix("port ")
+            .expect("moto prints its port");
+        Some(S3Server {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+        })
+    }
+
+    /// Point a config's warehouse at `s3://bucket/prefix` on this server.
+    pub fn configure(&self, c: &mut Config, warehouse: &str, metadata_dir: &Path) {
+        c.storage.warehouse = warehouse.into();
+        c.storage.metadata_dir = Some(metadata_dir.display().to_string());
+        c.storage.s3.endpoint = Some(self.endpoint.clone());
+        c.storage.s3.region = Some("us-east-1".into());
+        c.storage.s3.access_key_id = Some("test".into());
+        let secret = metadata_dir.with_extension("s3-secret");
+        std::fs::create_dir_all(metadata_dir).expect("metadata dir");
+        std::fs::write(&secret, "test").expect("secret file");
+        c.storage.s3.secret_access_key_file = Some(secret);
+        c.storage.s3.allow_http = true;
+        c.storage.s3.path_style = true;
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -7,4 +7,5 @@ mod common;
 mod config;
 mod iceberg;
 mod protocol;
+mod s3;
 mod storage;
