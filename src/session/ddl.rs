@@ -342,6 +342,10 @@ async fn create_table_as(
     {
         return Ok(Outcome::Command(CommandTag::new("CREATE TABLE AS")));
     }
+    let _beat = session.heartbeat(
+        format!("CREATE TABLE {schema_name}.{table} AS"),
+        std::time::Duration::from_secs(10),
+    );
     let insert = format!(
         "INSERT INTO {}.{} {}",
         quote(schema_name),

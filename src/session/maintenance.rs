@@ -1,10 +1,10 @@
-//! Table maintenance: `OPTIMIZE t [ZORDER BY (a, b)]` compacts small files (optionally
-//! clustering by columns), `VACUUM t [RETAIN n HOURS] [DRY RUN]` removes files no version within
+//! Table maintenance: `OPTIMIZE t [WHERE partition predicates] [ZORDER BY (a, b)]` compacts
+//! small files (of the chosen partitions; optionally clustering by columns), `VACUUM t [RETAIN n HOURS] [DRY RUN]` removes files no version within
 //! the retention still references (default: the table's retention, 7 days; less is refused).
 //! Each reports what it did as a NOTICE. Neither is PostgreSQL syntax, so they are recognised
 //! here before the SQL parser sees them.
 
-use datafusion::sql::sqlparser::ast::ObjectName;
+use datafusion::sql::sqlparser::ast::{self, ObjectName};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
@@ -19,6 +19,9 @@ use crate::planner::names::ident;
 pub enum Maintenance {
     Optimize {
         table: ObjectName,
+        /// `WHERE` on partition columns: (column, operator, values) with operator one of
+        /// `=`, `!=`, `<`, `<=`, `>`, `>=` (one value) or `in`, `not in`.
+        partitions: Vec<(String, String, Vec<String>)>,
         zorder: Vec<String>,
     },
     Vacuum {
@@ -51,10 +54,9 @@ pub fn parse(sql: &str) -> Result<Option<Maintenance>> {
     let m = if p.parse_keyword(Keyword::OPTIMIZE) {
         let _ = p.parse_keyword(Keyword::TABLE);
         let table = p.parse_object_name(false)?;
+        let mut partitions = vec![];
         if p.parse_keyword(Keyword::WHERE) {
-            return Err(Error::unsupported(
-                "OPTIMIZE ... WHERE needs partitioned tables, which are not supported yet",
-            ));
+            partition_predicates(&p.parse_expr()?, &mut partitions)?;
         }
         let mut zorder = vec![];
         if word(&mut p, "ZORDER") {
@@ -69,7 +71,11 @@ pub fn parse(sql: &str) -> Result<Option<Maintenance>> {
                 p.expect_token(&Token::RParen)?;
             }
         }
-        Maintenance::Optimize { table, zorder }
+        Maintenance::Optimize {
+            table,
+            partitions,
+            zorder,
+        }
     } else {
         p.expect_keyword(Keyword::VACUUM)?;
         let _ = p.parse_keyword(Keyword::TABLE);
@@ -108,6 +114,79 @@ pub fn parse(sql: &str) -> Result<Option<Maintenance>> {
     Ok(Some(m))
 }
 
+/// Turn `a = 'x' AND b IN (1, 2)` into partition filters; anything else is refused.
+fn partition_predicates(e: &ast::Expr, out: &mut Vec<(String, String, Vec<String>)>) -> Result<()> {
+    use ast::{BinaryOperator as B, Expr};
+    let value = |e: &Expr| -> Result<String> {
+        match e {
+            Expr::Value(v) => Ok(match &v.value {
+                ast::Value::SingleQuotedString(s) => s.clone(),
+                ast::Value::Number(n, _) => n.clone(),
+                ast::Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(Error::unsupported(format!(
+                        "OPTIMIZE ... WHERE compares partition columns with constants, not {other}"
+                    )));
+                }
+            }),
+            other => Err(Error::unsupported(format!(
+                "OPTIMIZE ... WHERE compares partition columns with constants, not {other}"
+            ))),
+        }
+    };
+    match e {
+        Expr::Nested(inner) => partition_predicates(inner, out),
+        Expr::BinaryOp {
+            left,
+            op: B::And,
+            right,
+        } => {
+            partition_predicates(left, out)?;
+            partition_predicates(right, out)
+        }
+        Expr::BinaryOp { left, op, right } => {
+            let Expr::Identifier(col) = left.as_ref() else {
+                return Err(Error::unsupported(format!(
+                    "OPTIMIZE ... WHERE takes `column op constant` terms joined by AND, not {e}"
+                )));
+            };
+            let op = match op {
+                B::Eq => "=",
+                B::NotEq => "!=",
+                B::Lt => "<",
+                B::LtEq => "<=",
+                B::Gt => ">",
+                B::GtEq => ">=",
+                other => {
+                    return Err(Error::unsupported(format!(
+                        "OPTIMIZE ... WHERE does not take the operator {other}"
+                    )));
+                }
+            };
+            out.push((ident(col), op.to_string(), vec![value(right)?]));
+            Ok(())
+        }
+        Expr::InList {
+            expr,
+            list,
+            negated,
+        } => {
+            let Expr::Identifier(col) = expr.as_ref() else {
+                return Err(Error::unsupported(format!(
+                    "OPTIMIZE ... WHERE takes `column IN (constants)`, not {e}"
+                )));
+            };
+            let values = list.iter().map(value).collect::<Result<Vec<_>>>()?;
+            let op = if *negated { "not in" } else { "in" };
+            out.push((ident(col), op.to_string(), values));
+            Ok(())
+        }
+        other => Err(Error::unsupported(format!(
+            "OPTIMIZE ... WHERE takes `column op constant` terms joined by AND, not {other}"
+        ))),
+    }
+}
+
 pub async fn run(session: &mut Session, m: &Maintenance) -> Result<Outcome> {
     let name = match m {
         Maintenance::Optimize { table, .. } | Maintenance::Vacuum { table, .. } => table,
@@ -123,6 +202,7 @@ pub async fn run(session: &mut Session, m: &Maintenance) -> Result<Outcome> {
     )?;
     let entry = session.writable_target_named(&schema, &table, what)?;
     let catalog = session.engine.planner.catalog().clone();
+    let _beat = session.heartbeat(format!("{what} {schema}.{table}"), HEARTBEAT);
     if entry.format == "iceberg" {
         let message = iceberg_maintenance(&catalog, &entry, m, &schema, &table).await?;
         tracing::info!("{message}");
@@ -130,14 +210,47 @@ pub async fn run(session: &mut Session, m: &Maintenance) -> Result<Outcome> {
         return Ok(Outcome::Command(CommandTag::new(what)));
     }
     let delta = catalog.delta_table(&entry).await?;
+    let files = delta
+        .snapshot()
+        .map(|s| s.log_data().num_files())
+        .unwrap_or(0);
+    session.progress(format!(
+        "{} {schema}.{table}: {files} files in the current version",
+        what.to_ascii_lowercase()
+    ));
     let (delta, tag, message) = match m {
-        Maintenance::Optimize { zorder, .. } => {
+        Maintenance::Optimize {
+            zorder, partitions, ..
+        } => {
             let kind = if zorder.is_empty() {
                 OptimizeType::Compact
             } else {
                 OptimizeType::ZOrder(zorder.clone())
             };
-            let (delta, metrics) = delta.optimize().with_type(kind).await?;
+            let partition_columns = delta.snapshot()?.metadata().partition_columns().to_vec();
+            let mut filters = Vec::with_capacity(partitions.len());
+            for (col, op, values) in partitions {
+                if !partition_columns.contains(col) {
+                    return Err(Error::InvalidParameter(format!(
+                        "OPTIMIZE ... WHERE takes partition columns only; \"{col}\" is not one of \
+                         {schema}.{table}'s ({})",
+                        partition_columns.join(", ")
+                    )));
+                }
+                let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+                let f = match refs.as_slice() {
+                    [v] if op != "in" && op != "not in" => {
+                        deltalake::PartitionFilter::try_from((col.as_str(), op.as_str(), *v))?
+                    }
+                    vs => deltalake::PartitionFilter::try_from((col.as_str(), op.as_str(), vs))?,
+                };
+                filters.push(f);
+            }
+            let (delta, metrics) = delta
+                .optimize()
+                .with_type(kind)
+                .with_filters(&filters)
+                .await?;
             let message = format!(
                 "optimized {schema}.{table}: {} files removed, {} files added",
                 metrics.num_files_removed, metrics.num_files_added
@@ -225,6 +338,9 @@ async fn iceberg_maintenance(
         }
     }
 }
+
+/// How often a long maintenance command says it is still running.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The retention VACUUM keeps when none is given (Delta's default, used for Iceberg too).
 const DEFAULT_RETAIN_HOURS: u64 = 168;

@@ -175,6 +175,20 @@ pub struct Session {
     /// Rows INSERTed since BEGIN, per table, written at COMMIT (one Delta commit per table).
     pending: Vec<transaction::Pending>,
     notices: Vec<Notice>,
+    /// Where progress NOTICEs go while a statement runs (the wire layer sends them at once).
+    progress: Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
+}
+
+/// Stops a [`Session::heartbeat`] when dropped.
+#[derive(Debug)]
+pub(crate) struct Heartbeat(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        if let Some(h) = &self.0 {
+            h.abort();
+        }
+    }
 }
 
 /// A NOTICE or WARNING for the client, sent before the statement's result.
@@ -212,6 +226,7 @@ impl Session {
             writes_in_transaction: 0,
             pending: vec![],
             notices: vec![],
+            progress: None,
         }
     }
 
@@ -413,6 +428,56 @@ impl Session {
             code,
             message,
         });
+    }
+
+    /// While a statement runs, send progress NOTICEs to `sink` as they happen (None: stop).
+    pub fn set_progress_sink(&mut self, sink: Option<tokio::sync::mpsc::UnboundedSender<Notice>>) {
+        self.progress = sink;
+    }
+
+    /// Tell the client (now, while the statement still runs) and the log how a long operation
+    /// is getting on.
+    pub(crate) fn progress(&mut self, message: String) {
+        tracing::info!("{message}");
+        let n = Notice {
+            severity: "NOTICE",
+            code: "00000",
+            message,
+        };
+        match &self.progress {
+            Some(tx) => {
+                if let Err(e) = tx.send(n) {
+                    self.notices.push(e.0);
+                }
+            }
+            None => self.notices.push(n),
+        }
+    }
+
+    /// Until the returned guard drops, a NOTICE every `every` saying `what` is still running.
+    pub(crate) fn heartbeat(&self, what: String, every: std::time::Duration) -> Heartbeat {
+        let Some(tx) = self.progress.clone() else {
+            return Heartbeat(None);
+        };
+        let started = std::time::Instant::now();
+        Heartbeat(Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let message = format!(
+                    "{what}: still running after {} s",
+                    started.elapsed().as_secs()
+                );
+                tracing::info!("{message}");
+                let n = Notice {
+                    severity: "NOTICE",
+                    code: "00000",
+                    message,
+                };
+                if tx.send(n).is_err() {
+                    break;
+                }
+            }
+        })))
     }
 
     /// Report progress or a result to the client as a NOTICE.

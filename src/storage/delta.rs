@@ -92,6 +92,7 @@ pub fn register_object_stores() {
 /// Delta metadata names a PostgreSQL type (uuid, json ...) carry it as Arrow field metadata.
 pub async fn provider(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
     let inner = table.table_provider().await?;
+    let total_files = table.snapshot().map(|s| s.log_data().num_files()).ok();
     let mut typed: HashMap<String, String> = HashMap::new();
     if let Ok(state) = table.snapshot() {
         for f in state.schema().fields() {
@@ -100,7 +101,7 @@ pub async fn provider(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
             }
         }
     }
-    Ok(super::with_pg_types(inner, typed))
+    Ok(super::decorate(inner, typed, total_files))
 }
 
 /// One commit of a table's history, whatever its format.

@@ -4,6 +4,7 @@
 pub mod delta;
 pub mod files;
 pub mod iceberg;
+mod pruning;
 
 /// Field metadata key naming the PostgreSQL type of a column stored as text (`uuid`, `json`,
 /// `jsonb`, `varchar`, `bpchar`). Kept in the Delta schema, so it survives restarts.
@@ -335,7 +336,17 @@ pub fn with_pg_types(
     inner: Arc<dyn TableProvider>,
     types: HashMap<String, String>,
 ) -> Arc<dyn TableProvider> {
-    if types.is_empty() {
+    decorate(inner, types, None)
+}
+
+/// [`with_pg_types`], and when the table's file count is known, scans that show in EXPLAIN
+/// how many of its files they pruned.
+pub fn decorate(
+    inner: Arc<dyn TableProvider>,
+    types: HashMap<String, String>,
+    total_files: Option<usize>,
+) -> Arc<dyn TableProvider> {
+    if types.is_empty() && total_files.is_none() {
         return inner;
     }
     let schema = inner.schema();
@@ -352,14 +363,20 @@ pub fn with_pg_types(
         })
         .collect();
     let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-    Arc::new(Typed { inner, schema })
+    Arc::new(Typed {
+        inner,
+        schema,
+        total_files,
+    })
 }
 
-/// A provider that only adds field metadata to another's schema; everything else delegates.
+/// A provider that adds field metadata to another's schema and annotates its scans with file
+/// counts; everything else delegates.
 #[derive(Debug)]
 struct Typed {
     inner: Arc<dyn TableProvider>,
     schema: SchemaRef,
+    total_files: Option<usize>,
 }
 
 #[async_trait]
@@ -380,7 +397,11 @@ impl TableProvider for Typed {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.inner.scan(state, projection, filters, limit).await
+        let scan = self.inner.scan(state, projection, filters, limit).await?;
+        Ok(match self.total_files {
+            Some(total) => pruning::annotate(scan, total),
+            None => scan,
+        })
     }
     fn supports_filters_pushdown(
         &self,

@@ -131,23 +131,49 @@ impl QueryHandler {
     /// Run `f` on the connection's session as one statement: counted for graceful shutdown,
     /// stopped by a CancelRequest or statement_timeout (`cancelled` makes the result then), and
     /// returned with the session's text options and the notices it raised.
-    async fn run<T>(
+    /// Progress NOTICEs the statement raises while it runs are sent to `client` at once.
+    async fn run<T, C>(
         &self,
+        client: &mut C,
         state: &ConnState,
         f: impl AsyncFnOnce(&mut Session) -> T,
         cancelled: impl FnOnce(Error) -> T,
-    ) -> (T, TextOptions, Vec<crate::session::Notice>) {
+    ) -> (T, TextOptions, Vec<crate::session::Notice>)
+    where
+        C: Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use futures::SinkExt;
         let _running = self.engine.statement_guard();
         let mut session = state.session.lock().await;
         let token = state.slot.begin(session.settings.statement_timeout());
         let opts = TextOptions {
             timezone: session.settings.timezone(),
         };
-        let out = tokio::select! {
-            r = f(&mut session) => r,
-            _ = token.cancelled() => cancelled(state.slot.error()),
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        session.set_progress_sink(Some(tx));
+        let out = {
+            let mut work = std::pin::pin!(f(&mut session));
+            loop {
+                tokio::select! {
+                    r = &mut work => break r,
+                    _ = token.cancelled() => break cancelled(state.slot.error()),
+                    Some(n) = rx.recv() => {
+                        // A client that went away fails the statement's own sends later.
+                        if send_notices(client, vec![n]).await.is_ok() {
+                            let _ = client.flush().await;
+                        }
+                    }
+                }
+            }
         };
-        let notices = session.take_notices();
+        session.set_progress_sink(None);
+        let mut notices = Vec::new();
+        while let Ok(n) = rx.try_recv() {
+            notices.push(n);
+        }
+        notices.extend(session.take_notices());
         (out, opts, notices)
     }
 
@@ -319,6 +345,7 @@ impl SimpleQueryHandler for QueryHandler {
         let aborted = client.transaction_status() == TransactionStatus::Error;
         let (results, opts, notices) = self
             .run(
+                client,
                 &state,
                 async |s| s.execute_simple(query, aborted).await,
                 |e| vec![Err(e)],
@@ -553,6 +580,7 @@ impl ExtendedQueryHandler for QueryHandler {
         let aborted = client.transaction_status() == TransactionStatus::Error;
         let (result, opts, notices) = self
             .run(
+                client,
                 &state,
                 async |s| s.execute_prepared(&kind, values, aborted).await,
                 Err,

@@ -133,6 +133,29 @@ impl TestServer {
         Ok(client)
     }
 
+    /// An admin connection and the (code, message) of every NOTICE/WARNING it receives.
+    pub async fn connect_with_notices(
+        &self,
+    ) -> (
+        Client,
+        tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+    ) {
+        use futures::StreamExt;
+        let (c, mut conn) = tokio_postgres::connect(&self.url("lakegate", PASSWORD), NoTls)
+            .await
+            .expect("connect");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+            while let Some(Ok(m)) = messages.next().await {
+                if let tokio_postgres::AsyncMessage::Notice(n) = m {
+                    let _ = tx.send((n.code().code().to_string(), n.message().to_string()));
+                }
+            }
+        });
+        (c, rx)
+    }
+
     /// Stop the server (as SIGTERM would) and wait until it has.
     pub async fn stop(mut self) -> Option<tempfile::TempDir> {
         if let Some(s) = self.stop.take() {

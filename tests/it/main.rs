@@ -6,6 +6,7 @@ mod binary;
 mod common;
 mod config;
 mod iceberg;
+mod layout;
 mod protocol;
 mod s3;
 mod storage;

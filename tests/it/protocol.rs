@@ -382,23 +382,8 @@ async fn statement_timeout_cancels_with_57014() {
 
 #[tokio::test]
 async fn transaction_commands_warn_like_postgres() {
-    use futures::StreamExt;
     let s = TestServer::start(Options::default()).await;
-    let (c, mut conn) = tokio_postgres::connect(
-        &s.url("lakegate", crate::common::PASSWORD),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("connect");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
-        while let Some(Ok(m)) = messages.next().await {
-            if let tokio_postgres::AsyncMessage::Notice(n) = m {
-                let _ = tx.send((n.code().code().to_string(), n.message().to_string()));
-            }
-        }
-    });
+    let (c, mut rx) = s.connect_with_notices().await;
     c.batch_execute("COMMIT")
         .await
         .expect("commit outside a transaction is a warning");

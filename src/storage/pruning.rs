@@ -1,0 +1,146 @@
+//! How many files a scan skipped: a pass-through plan node above a table scan that shows, in
+//! EXPLAIN and EXPLAIN ANALYZE, the table's file count, the files the scan reads, and the files
+//! pruned by partition values and min/max statistics. It changes nothing else: filters,
+//! projections and limits pass through it to the scan below.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::common::Result as DfResult;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::stats::Statistics;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::execution_plan::CardinalityEffect;
+use datafusion::physical_plan::filter_pushdown::{
+    ChildPushdownResult, FilterDescription, FilterPushdownPhase, FilterPushdownPropagation,
+};
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+
+/// Wrap `scan` (which read `scanned` of the table's `total` files).
+pub fn annotate(scan: Arc<dyn ExecutionPlan>, total: usize) -> Arc<dyn ExecutionPlan> {
+    let scanned = scan
+        .metrics()
+        .and_then(|m| m.sum_by_name("count_files_scanned"))
+        .map(|v| v.as_usize());
+    let Some(scanned) = scanned else {
+        return scan;
+    };
+    let metrics = ExecutionPlanMetricsSet::new();
+    MetricBuilder::new(&metrics)
+        .global_counter("files_total")
+        .add(total);
+    MetricBuilder::new(&metrics)
+        .global_counter("files_pruned")
+        .add(total.saturating_sub(scanned));
+    Arc::new(FilesExec {
+        properties: scan.properties().clone(),
+        input: scan,
+        total,
+        scanned,
+        metrics,
+    })
+}
+
+#[derive(Debug, Clone)]
+struct FilesExec {
+    input: Arc<dyn ExecutionPlan>,
+    properties: Arc<PlanProperties>,
+    total: usize,
+    scanned: usize,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl DisplayAs for FilesExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "TableFilesExec: files_total={}, files_scanned={}, files_pruned={}",
+            self.total,
+            self.scanned,
+            self.total.saturating_sub(self.scanned)
+        )
+    }
+}
+
+impl ExecutionPlan for FilesExec {
+    fn name(&self) -> &str {
+        "TableFilesExec"
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        match (children.pop(), children.is_empty()) {
+            (Some(input), true) => Ok(Arc::new(FilesExec {
+                properties: input.properties().clone(),
+                input,
+                ..self.as_ref().clone()
+            })),
+            _ => Err(datafusion::error::DataFusionError::Internal(
+                "TableFilesExec takes exactly one child".into(),
+            )),
+        }
+    }
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        self.input.execute(partition, context)
+    }
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+    fn partition_statistics(&self, partition: Option<usize>) -> DfResult<Statistics> {
+        self.input.partition_statistics(partition)
+    }
+    fn supports_limit_pushdown(&self) -> bool {
+        true
+    }
+    fn cardinality_effect(&self) -> CardinalityEffect {
+        CardinalityEffect::Equal
+    }
+    fn try_swapping_with_projection(
+        &self,
+        projection: &ProjectionExec,
+    ) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
+        match self.input.try_swapping_with_projection(projection)? {
+            Some(new_input) => Ok(Some(
+                Arc::new(self.clone()).with_new_children(vec![new_input])?,
+            )),
+            None => Ok(None),
+        }
+    }
+    fn gather_filters_for_pushdown(
+        &self,
+        _phase: FilterPushdownPhase,
+        parent_filters: Vec<Arc<dyn PhysicalExpr>>,
+        _config: &ConfigOptions,
+    ) -> DfResult<FilterDescription> {
+        FilterDescription::from_children(parent_filters, &self.children())
+    }
+    fn handle_child_pushdown_result(
+        &self,
+        _phase: FilterPushdownPhase,
+        child_pushdown_result: ChildPushdownResult,
+        _config: &ConfigOptions,
+    ) -> DfResult<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
+        Ok(FilterPushdownPropagation::if_all(child_pushdown_result))
+    }
+}
