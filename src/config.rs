@@ -28,6 +28,36 @@ pub struct Config {
     pub auth: AuthConfig,
     pub tls: TlsConfig,
     pub demo: DemoConfig,
+    /// Iceberg REST catalogs to attach, each seen in SQL under its name.
+    pub catalogs: Vec<CatalogConfig>,
+}
+
+/// An Iceberg REST catalog (Apache Polaris, Lakekeeper, Nessie, ...).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// The name queries use: `SELECT * FROM name.namespace.table`.
+    pub name: String,
+    /// Only `rest` today.
+    #[serde(default = "rest_type")]
+    pub r#type: String,
+    /// The catalog's base URI (the part before `/v1/...`).
+    pub uri: String,
+    /// The warehouse the catalog serves, when it serves several.
+    pub warehouse: Option<String>,
+    /// A bearer token, from an environment variable or a file ...
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// ... or OAuth2 client credentials `client_id:client_secret`.
+    pub credential_env: Option<String>,
+    pub credential_file: Option<PathBuf>,
+    /// Further catalog and FileIO properties, as iceberg names them (`s3.endpoint`, `scope`, ...).
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+fn rest_type() -> String {
+    "rest".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -198,6 +228,7 @@ pub struct Settings {
     pub default_format: String,
     pub metadata_dir: Option<String>,
     pub s3: crate::storage::S3Settings,
+    pub catalogs: Vec<crate::storage::iceberg::RestSpec>,
     pub users: Vec<UserSpec>,
     pub scram_iterations: usize,
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -301,6 +332,20 @@ impl Config {
             allow_http: s3c.allow_http,
             path_style: s3c.path_style,
         };
+        let mut catalogs = Vec::with_capacity(self.catalogs.len());
+        for c in &self.catalogs {
+            catalogs.push(rest_spec(c, &self.server.database)?);
+        }
+        if let Some(dup) = catalogs
+            .iter()
+            .enumerate()
+            .find(|(i, c)| catalogs[..*i].iter().any(|o| o.name == c.name))
+        {
+            return Err(Error::Config(format!(
+                "catalog {} is configured twice",
+                dup.1.name
+            )));
+        }
         let mut users = vec![UserSpec {
             name: self.auth.admin_user.clone(),
             password: admin_password,
@@ -337,6 +382,7 @@ impl Config {
             default_format,
             metadata_dir: self.storage.metadata_dir,
             s3,
+            catalogs,
             users,
             scram_iterations: self.auth.scram_iterations,
             tls,
@@ -344,6 +390,57 @@ impl Config {
             demo: self.demo,
         })
     }
+}
+
+/// A REST catalog's properties, with its secret read from the environment or a file.
+fn rest_spec(c: &CatalogConfig, database: &str) -> Result<crate::storage::iceberg::RestSpec> {
+    let valid = !c.name.is_empty()
+        && c.name
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_');
+    if !valid || c.name == database {
+        return Err(Error::Config(format!(
+            "catalog name {:?} must be a lowercase identifier other than the database name {database:?}",
+            c.name
+        )));
+    }
+    if c.r#type != "rest" {
+        return Err(Error::Config(format!(
+            "catalog {}: type {:?} is not supported (only \"rest\")",
+            c.name, c.r#type
+        )));
+    }
+    let secret = |env: &Option<String>, file: &Option<PathBuf>| -> Result<Option<String>> {
+        match (env, file) {
+            (Some(var), _) => std::env::var(var).map(Some).map_err(|_| {
+                Error::Config(format!(
+                    "catalog {}: environment variable {var} is not set",
+                    c.name
+                ))
+            }),
+            (None, Some(f)) => read_secret_file(f).map(Some),
+            (None, None) => Ok(None),
+        }
+    };
+    let mut props: std::collections::HashMap<String, String> = c
+        .properties
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    props.insert("uri".into(), c.uri.clone());
+    if let Some(w) = &c.warehouse {
+        props.insert("warehouse".into(), w.clone());
+    }
+    if let Some(t) = secret(&c.token_env, &c.token_file)? {
+        props.insert("token".into(), t);
+    }
+    if let Some(t) = secret(&c.credential_env, &c.credential_file)? {
+        props.insert("credential".into(), t);
+    }
+    Ok(crate::storage::iceberg::RestSpec {
+        name: c.name.clone(),
+        props,
+    })
 }
 
 fn tokio_listen_addr(s: &str) -> Result<SocketAddr> {

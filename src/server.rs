@@ -17,6 +17,32 @@ use crate::storage::Warehouse;
 use crate::wire::{Handlers, auth};
 
 /// A bound, not yet running server.
+/// How often the names of attached catalogs are reloaded.
+const ATTACHED_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Load the attached catalogs' names now, then keep them fresh in the background.
+async fn refresh_attached(catalog: &std::sync::Arc<Catalog>) {
+    let attached = catalog.attached();
+    if attached.is_empty() {
+        return;
+    }
+    for a in &attached {
+        if let Err(e) = a.refresh().await {
+            tracing::warn!(catalog = %a.name, error = %e, "attached catalog does not answer yet");
+        }
+    }
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(ATTACHED_REFRESH).await;
+            for a in &attached {
+                if let Err(e) = a.refresh().await {
+                    tracing::warn!(catalog = %a.name, error = %e, "could not refresh an attached catalog");
+                }
+            }
+        }
+    });
+}
+
 pub struct Server {
     listener: TcpListener,
     handlers: Arc<Handlers>,
@@ -35,6 +61,10 @@ impl Server {
         )?;
         warehouse.check().await?;
         let catalog = Catalog::open(warehouse, &settings.default_format)?;
+        for spec in &settings.catalogs {
+            catalog.attach(crate::catalog::attached::AttachedCatalog::connect(spec).await?);
+        }
+        refresh_attached(&catalog).await;
         let planner = Planner::new(catalog, &settings.database);
         let admins = settings
             .users

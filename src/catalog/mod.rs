@@ -5,6 +5,7 @@
 //! Why a JSON document and not a database: the catalog is small, changes only on DDL, and a
 //! single atomically renamed file survives crashes with nothing else to run or migrate.
 
+pub mod attached;
 mod provider;
 pub mod versions;
 
@@ -106,6 +107,8 @@ pub struct Catalog {
     iceberg: tokio::sync::OnceCell<IcebergStore>,
     /// The format of CREATE TABLE without USING.
     default_format: String,
+    /// Iceberg catalogs attached from the config, by name.
+    attached: RwLock<Vec<Arc<attached::AttachedCatalog>>>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -141,7 +144,24 @@ impl Catalog {
             views: OnceLock::new(),
             iceberg: tokio::sync::OnceCell::new(),
             default_format: default_format.to_string(),
+            attached: RwLock::new(vec![]),
         }))
+    }
+
+    /// Attach an Iceberg catalog under its name (at startup).
+    pub fn attach(&self, c: Arc<attached::AttachedCatalog>) {
+        self.attached
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(c);
+    }
+
+    /// The attached Iceberg catalogs.
+    pub fn attached(&self) -> Vec<Arc<attached::AttachedCatalog>> {
+        self.attached
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// A table another engine created in the embedded Iceberg catalog (pyiceberg's SqlCatalog

@@ -75,6 +75,9 @@ impl Planner {
             .with_type_planner(Arc::new(PgTypePlanner))
             .build();
         let ctx = SessionContext::new_with_state(state);
+        for a in self.catalog.attached() {
+            ctx.register_catalog(a.name.clone(), a);
+        }
         ctx.register_catalog(
             &self.database,
             Arc::new(LakegateCatalog::new(self.catalog.clone())),

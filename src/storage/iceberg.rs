@@ -156,21 +156,9 @@ impl IcebergStore {
     /// A provider over the latest snapshot, refreshed from the catalog on every scan, that
     /// appends on INSERT (one FastAppend commit per statement).
     pub async fn provider(&self, schema: &str, name: &str) -> Result<Arc<dyn TableProvider>> {
-        let ident = Self::ident(schema, name);
-        // iceberg-datafusion builds its writable provider only through its catalog provider,
-        // which lists every table of every namespace: give it a view of just this one table.
-        let one: Arc<dyn Catalog> = Arc::new(OneTable {
-            inner: self.catalog.clone(),
-            ident: ident.clone(),
-        });
-        let catalog = IcebergCatalogProvider::try_new(one).await?;
-        let provider = match catalog.schema(schema) {
-            Some(s) => s.table(name).await?,
-            None => None,
-        }
-        .ok_or_else(|| Error::UndefinedTable(format!("relation \"{name}\" does not exist")))?;
-        let table = self.catalog.load_table(&ident).await?;
-        Ok(super::with_pg_types(provider, pg_types(&table)))
+        provider_in(self.catalog.clone(), schema, name)
+            .await?
+            .ok_or_else(|| Error::UndefinedTable(format!("relation \"{name}\" does not exist")))
     }
 
     /// A read-only provider over one snapshot.
@@ -269,13 +257,95 @@ impl IcebergStore {
 
 /// The storage backend for a location: iceberg's own local files, OpenDAL's S3 otherwise.
 fn storage_factory(location: &str) -> Arc<dyn StorageFactory> {
-    if location.starts_with("s3://") || location.starts_with("s3a://") {
+    if super::is_s3(location) {
         Arc::new(iceberg_storage_opendal::OpenDalStorageFactory::S3 {
             customized_credential_load: None,
         })
     } else {
         Arc::new(LocalFsStorageFactory)
     }
+}
+
+/// An Iceberg REST catalog to attach (Polaris, Lakekeeper, Nessie, ...): its name in SQL and
+/// the properties iceberg-rust's RestCatalog takes (`uri`, `warehouse`, `token` or
+/// `credential`, `s3.*` for the data files).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RestSpec {
+    pub name: String,
+    pub props: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for RestSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: std::collections::BTreeMap<_, _> = self
+            .props
+            .iter()
+            .map(|(k, v)| {
+                let secret = k == "token" || k == "credential" || k.contains("secret");
+                (k.as_str(), if secret { "<redacted>" } else { v.as_str() })
+            })
+            .collect();
+        f.debug_struct("RestSpec")
+            .field("name", &self.name)
+            .field("props", &shown)
+            .finish()
+    }
+}
+
+/// Connect a REST catalog (the first request goes out when it is first used). Data files are
+/// read and written through OpenDAL, whatever their scheme (s3://, file://, ...).
+pub async fn connect_rest(spec: &RestSpec) -> Result<Arc<dyn Catalog>> {
+    let c = iceberg_catalog_rest::RestCatalogBuilder::default()
+        .with_storage_factory(Arc::new(
+            iceberg_storage_opendal::OpenDalResolvingStorageFactory::new(),
+        ))
+        .load(spec.name.clone(), spec.props.clone())
+        .await?;
+    Ok(Arc::new(c))
+}
+
+/// The top-level namespaces of a catalog and the tables in each.
+pub async fn list_tables(
+    catalog: &Arc<dyn Catalog>,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let mut out = std::collections::BTreeMap::new();
+    for ns in catalog.list_namespaces(None).await? {
+        let tables = catalog.list_tables(&ns).await?;
+        out.insert(
+            ns.join("."),
+            tables.into_iter().map(|t| t.name().to_string()).collect(),
+        );
+    }
+    Ok(out)
+}
+
+/// A provider over `namespace.name` of any Iceberg catalog: the latest snapshot, refreshed on
+/// every scan, appending on INSERT. None when the catalog has no such table.
+pub async fn provider_in(
+    catalog: Arc<dyn Catalog>,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Arc<dyn TableProvider>>> {
+    let ns = NamespaceIdent::new(namespace.to_string());
+    let ident = TableIdent::new(ns, name.to_string());
+    let table = match catalog.load_table(&ident).await {
+        Ok(t) => t,
+        Err(e) if e.kind() == iceberg::ErrorKind::TableNotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    // iceberg-datafusion builds its writable provider only through its catalog provider,
+    // which lists every table of every namespace: give it a view of just this one table.
+    let one: Arc<dyn Catalog> = Arc::new(OneTable {
+        inner: catalog,
+        ident,
+    });
+    let provider = IcebergCatalogProvider::try_new(one).await?;
+    // (iceberg-datafusion names schemas by single-level namespaces.)
+    let provider = match provider.schema(namespace) {
+        Some(s) => s.table(name).await?,
+        None => None,
+    };
+    Ok(provider.map(|p| super::with_pg_types(p, pg_types(&table))))
 }
 
 /// Column name -> PostgreSQL type, from the table properties Lakegate wrote.
@@ -322,7 +392,7 @@ pub fn history(table: &Table) -> Vec<(i64, i64, String, String)> {
 /// A catalog that shows exactly one table of another and delegates everything else.
 #[derive(Debug)]
 struct OneTable {
-    inner: Arc<SqlCatalog>,
+    inner: Arc<dyn Catalog>,
     ident: TableIdent,
 }
 

@@ -168,52 +168,76 @@ impl TestServer {
     }
 }
 
-/// An S3-protocol server (moto, from PyPI) on a loopback port it picks itself; stops when dropped.
-pub struct S3Server {
-    pub endpoint: String,
+/// A Python test server from tests/it (it prints `port N` and serves until its stdin closes);
+/// stopped when dropped.
+pub struct PyServer {
+    pub port: u16,
     child: std::process::Child,
 }
 
-impl S3Server {
-    /// Start it with the given buckets. None when moto is not installed and this is not CI
-    /// (CI installs it through scripts/install-test-deps, so there a missing moto fails).
-    pub fn start(buckets: &[&str]) -> Option<S3Server> {
+impl PyServer {
+    /// Start `tests/it/SCRIPT ARGS...`. None when `modules` cannot be imported and this is not
+    /// CI (CI installs them through scripts/install-test-deps, so there a missing one fails).
+    pub fn start(script: &str, args: &[&str], modules: &str) -> Option<PyServer> {
         use std::io::BufRead;
         use std::process::{Command, Stdio};
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/moto_server.py");
         let available = Command::new("python3")
-            .args(["-c", "import moto.server, boto3"])
+            .args(["-c", &format!("import {modules}")])
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         if !available {
             assert!(
                 std::env::var("CI").is_err(),
-                "moto is not installed: run scripts/install-test-deps"
+                "{modules} not installed: run scripts/install-test-deps"
             );
-            eprintln!("skipped: moto is not installed (scripts/install-test-deps)");
+            eprintln!("skipped: {modules} not installed (scripts/install-test-deps)");
             return None;
         }
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/it")
+            .join(script);
         let mut child = Command::new("python3")
-            .arg(script)
-            .args(buckets)
+            .arg(path)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start moto");
-        let stdout = child.stdout.take().expect("moto stdout");
+            .expect("start the python test server");
+        let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         std::io::BufReader::new(stdout)
             .read_line(&mut line)
-            .expect("moto port");
+            .expect("port line");
         let port = line
             .trim()
             .strip_prefix("port ")
-            .expect("moto prints its port");
+            .and_then(|p| p.parse().ok())
+            .expect("the server prints its port");
+        Some(PyServer { port, child })
+    }
+}
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An S3-protocol server (moto, from PyPI) on a loopback port it picks itself.
+pub struct S3Server {
+    pub endpoint: String,
+    _server: PyServer,
+}
+
+impl S3Server {
+    pub fn start(buckets: &[&str]) -> Option<S3Server> {
+        let server = PyServer::start("moto_server.py", buckets, "moto.server, boto3")?;
         Some(S3Server {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            child,
+            endpoint: format!("http://127.0.0.1:{}", server.port),
+            _server: server,
         })
     }
 
@@ -230,12 +254,5 @@ impl S3Server {
         c.storage.s3.secret_access_key_file = Some(secret);
         c.storage.s3.allow_http = true;
         c.storage.s3.path_style = true;
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

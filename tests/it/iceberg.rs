@@ -164,3 +164,66 @@ fn iceberg_files(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+#[tokio::test]
+async fn an_attached_rest_catalog_is_read_and_appended_to() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let wh = tmp.path().join("rest");
+    std::fs::create_dir_all(&wh).expect("dir");
+    let wh_s = wh.display().to_string();
+    let Some(rest) = crate::common::PyServer::start(
+        "rest_catalog.py",
+        &[&wh_s, "secret-token"],
+        "pyiceberg, sqlalchemy",
+    ) else {
+        return;
+    };
+    // Another engine (pyiceberg) makes the table in the REST catalog's store.
+    let made = std::process::Command::new("python3")
+        .args(["-c", &format!(
+            "from pyiceberg.catalog.sql import SqlCatalog\nimport pyarrow as pa\n\
+             c = SqlCatalog('rest', uri='sqlite:///{wh_s}/rest.db', warehouse='file://{wh_s}')\n\
+             c.create_namespace('sales')\n\
+             t = c.create_table(('sales', 'orders'), schema=pa.schema([('id', pa.int64()), ('item', pa.string())]))\n\
+             t.append(pa.Table.from_pylist([{{'id': 1, 'item': 'a'}}, {{'id': 2, 'item': 'b'}}], schema=t.schema().as_arrow()))"
+        )])
+        .status()
+        .expect("python");
+    assert!(made.success());
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "secret-token").expect("token file");
+    let port = rest.port;
+    let s = TestServer::start_with(Options::default(), |c| {
+        c.catalogs = vec![lakegate::config::CatalogConfig {
+            name: "lake".into(),
+            r#type: "rest".into(),
+            uri: format!("http://127.0.0.1:{port}"),
+            token_file: Some(token.clone()),
+            ..Default::default()
+        }];
+    })
+    .await;
+    let c = s.connect().await;
+    let rows = c
+        .query("SELECT id, item FROM lake.sales.orders ORDER BY id", &[])
+        .await
+        .expect("read through REST");
+    let got: Vec<(i64, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, vec![(1, "a".into()), (2, "b".into())]);
+    c.batch_execute("INSERT INTO lake.sales.orders VALUES (3, 'c')")
+        .await
+        .expect("append through REST");
+    assert_eq!(count(&c, "SELECT count(*) FROM lake.sales.orders").await, 3);
+    let listed = count(
+        &c,
+        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = 'lake' AND table_schema = 'sales'",
+    )
+    .await;
+    assert_eq!(listed, 1, "the catalog's tables are listed");
+    let e = c
+        .query("SELECT * FROM lake.sales.nope", &[])
+        .await
+        .expect_err("no such table");
+    assert_eq!(e.code().map(|c| c.code()), Some("42P01"));
+    s.stop().await;
+}
