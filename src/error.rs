@@ -79,7 +79,11 @@ impl From<DataFusionError> for Error {
         match e {
             DataFusionError::External(inner) => match inner.downcast::<Error>() {
                 Ok(ours) => *ours,
-                Err(other) => Error::DataFusion(Box::new(DataFusionError::External(other))),
+                // A table format's error that travelled through DataFusion (a write's commit).
+                Err(other) => match other.downcast::<deltalake::DeltaTableError>() {
+                    Ok(delta) => Error::from(*delta),
+                    Err(other) => Error::DataFusion(Box::new(DataFusionError::External(other))),
+                },
             },
             DataFusionError::Context(_, inner)
                 if matches!(inner.as_ref(), DataFusionError::External(_)) =>
@@ -113,6 +117,12 @@ impl From<deltalake::DeltaTableError> for Error {
             D::Transaction { source } => Error::WriteConflict(format!(
                 "could not serialize access due to concurrent update: {source}"
             )),
+            // Our own not-null check, come back through deltalake's writer.
+            D::Generic(m) if m.contains("violates not-null constraint") => Error::NotNull(
+                m.find("null value in column")
+                    .map(|i| m[i..].to_string())
+                    .unwrap_or(m),
+            ),
             D::Generic(m) if m.contains("non-nullable") => Error::NotNull(m),
             // deltalake's invariant check (NOT NULL); its message previews the rows: not shown.
             other if other.to_string().contains("failed validation check") => Error::NotNull(

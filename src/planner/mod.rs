@@ -5,6 +5,7 @@
 pub mod dialect;
 pub mod functions;
 pub mod names;
+pub mod not_null;
 pub mod pg_cast;
 pub mod pg_semantics;
 pub mod pg_text;
@@ -105,8 +106,11 @@ impl Planner {
         };
         let stmt = with_time_travel(stmt.clone(), &schema, &database)?;
         let stmt = with_pg_casts(stmt);
-        let plan = ctx.state().statement_to_plan(stmt).await?;
-        pg_semantics::apply(plan)
+        let plan = match ctx.state().statement_to_plan(stmt.clone()).await {
+            Ok(p) => p,
+            Err(e) => return Err(not_null::explain_values_error(ctx, &stmt, e.into()).await),
+        };
+        not_null::enforce(pg_semantics::apply(plan)?)
     }
 }
 

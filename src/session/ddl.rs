@@ -196,39 +196,47 @@ fn column_field(col: &ast::ColumnDef, nullable_by_default: bool) -> Result<Field
     Ok(field)
 }
 
-/// ALTER TABLE ... ADD COLUMN (old rows read the new column as NULL), and on Iceberg tables
-/// DROP COLUMN (columns are tracked by field id, so old data files never confuse a later column
-/// of the same name). One schema-change commit either way.
+/// ALTER TABLE: ADD COLUMN (old rows read NULL), DROP COLUMN, RENAME COLUMN, and ALTER
+/// COLUMN ... TYPE for safe widening (int to bigint, real to double precision, more decimal
+/// digits). Iceberg tracks columns by field id, so these are schema commits and old data files
+/// are read by id; on Delta tables ADD COLUMN is a schema commit and the others rewrite the
+/// data under the new schema in one overwrite commit (deltalake 0.32 cannot write the column
+/// mapping that would avoid it). Older versions keep their own schema either way.
 pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<Outcome> {
+    let done = Outcome::Command(CommandTag::new("ALTER TABLE"));
     let (schema, table) = resolve(session, &at.name)?;
     let entry = match session.writable_target_named(&schema, &table, "ALTER TABLE") {
-        Err(Error::UndefinedTable(_)) if at.if_exists => {
-            return Ok(Outcome::Command(CommandTag::new("ALTER TABLE")));
-        }
+        Err(Error::UndefinedTable(_)) if at.if_exists => return Ok(done),
         other => other?,
     };
     let catalog = session.engine.planner.catalog().clone();
-    let iceberg = entry.format == "iceberg";
-    let existing: Vec<String> = catalog
-        .table_provider(&entry)
-        .await?
-        .schema()
+    let provider = catalog.table_provider(&entry).await?;
+    let current = provider.schema();
+    let mut columns: Vec<Field> = current
         .fields()
         .iter()
-        .map(|f| f.name().clone())
+        .map(|f| f.as_ref().clone())
         .collect();
-    let mut new_fields = vec![];
-    let mut dropped: Vec<String> = vec![];
+    let find = |columns: &[Field], name: &str| columns.iter().position(|f| f.name() == name);
+    let missing = |name: &str| {
+        Error::UndefinedColumn(format!(
+            "column \"{name}\" of relation \"{table}\" does not exist"
+        ))
+    };
+    let mut added = vec![];
+    let mut dropped = vec![];
+    let mut renamed: Vec<(String, String)> = vec![];
+    let mut retyped: Vec<(String, DataType)> = vec![];
     for op in &at.operations {
+        use ast::AlterTableOperation as Op;
         match op {
-            ast::AlterTableOperation::AddColumn {
+            Op::AddColumn {
                 column_def,
                 if_not_exists,
                 ..
             } => {
                 let name = ident(&column_def.name);
-                if existing.contains(&name) || new_fields.iter().any(|f: &Field| f.name() == &name)
-                {
+                if find(&columns, &name).is_some() {
                     if *if_not_exists {
                         continue;
                     }
@@ -245,60 +253,149 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
                         "cannot add NOT NULL column \"{name}\": existing rows have no value for it"
                     )));
                 }
-                new_fields.push(field);
+                columns.push(field.clone());
+                added.push(field);
             }
-            ast::AlterTableOperation::DropColumn {
+            Op::DropColumn {
                 column_names,
                 if_exists,
                 ..
-            } if iceberg => {
+            } => {
                 for c in column_names {
                     let name = ident(c);
-                    if !existing.contains(&name) {
-                        if *if_exists {
-                            continue;
+                    match find(&columns, &name) {
+                        Some(i) => {
+                            columns.remove(i);
+                            dropped.push(name);
                         }
-                        return Err(Error::UndefinedColumn(format!(
-                            "column \"{name}\" of relation \"{table}\" does not exist"
-                        )));
+                        None if *if_exists => {}
+                        None => return Err(missing(&name)),
                     }
-                    dropped.push(name);
                 }
             }
-            ast::AlterTableOperation::DropColumn { .. }
-            | ast::AlterTableOperation::RenameColumn { .. } => {
-                return Err(Error::unsupported(format!(
-                    "ALTER TABLE {} is not supported on {} tables yet: it needs column mapping \
-                     (by field id), which deltalake 0.32 cannot write; ADD COLUMN works, and \
-                     Iceberg tables also DROP COLUMN",
-                    statement_words(&op.to_string()),
-                    entry.format
-                )));
+            Op::RenameColumn {
+                old_column_name,
+                new_column_name,
+            } => {
+                let (old, new) = (ident(old_column_name), ident(new_column_name));
+                if find(&columns, &new).is_some() {
+                    return Err(Error::Data {
+                        sqlstate: "42701",
+                        message: format!("column \"{new}\" of relation \"{table}\" already exists"),
+                    });
+                }
+                let i = find(&columns, &old).ok_or_else(|| missing(&old))?;
+                columns[i] = columns[i].clone().with_name(new.clone());
+                renamed.push((old, new));
+            }
+            Op::AlterColumn {
+                column_name,
+                op:
+                    ast::AlterColumnOperation::SetDataType {
+                        data_type, using, ..
+                    },
+            } => {
+                if using.is_some() {
+                    return Err(Error::unsupported(
+                        "ALTER COLUMN ... TYPE ... USING is not supported: only widening, which needs no USING",
+                    ));
+                }
+                let name = ident(column_name);
+                let i = find(&columns, &name).ok_or_else(|| missing(&name))?;
+                let to = column_type(data_type)?;
+                if !crate::storage::is_widening(columns[i].data_type(), &to) {
+                    return Err(Error::Data {
+                        sqlstate: "42804",
+                        message: format!(
+                            "column \"{name}\" cannot be changed to {data_type}: only widening \
+                             (smallint/integer to bigint, real to double precision, more decimal digits) \
+                             keeps every old value"
+                        ),
+                    });
+                }
+                columns[i] = columns[i].clone().with_data_type(to.clone());
+                retyped.push((name, to));
             }
             other => {
                 return Err(Error::unsupported(format!(
-                    "ALTER TABLE {} is not supported yet (ADD COLUMN is)",
+                    "ALTER TABLE {} is not supported (ADD, DROP, RENAME COLUMN and ALTER COLUMN TYPE are)",
                     statement_words(&other.to_string())
                 )));
             }
         }
     }
-    if new_fields.is_empty() && dropped.is_empty() {
-        return Ok(Outcome::Command(CommandTag::new("ALTER TABLE")));
+    if columns.is_empty() {
+        return Err(Error::unsupported(format!(
+            "cannot drop every column of \"{table}\": drop the table instead"
+        )));
     }
-    if iceberg {
+    if added.is_empty() && dropped.is_empty() && renamed.is_empty() && retyped.is_empty() {
+        return Ok(done);
+    }
+    if entry.format == "iceberg" {
         let (ns, name) = catalog.iceberg_ident(&entry)?;
-        catalog
-            .iceberg()
-            .await?
-            .alter_columns(ns, name, &new_fields, &dropped)
-            .await?;
-    } else {
-        let delta = catalog.delta_table(&entry).await?;
-        let delta = crate::storage::delta::add_columns(delta, &new_fields).await?;
-        catalog.remember(&entry, delta).await;
+        let store = catalog.iceberg().await?;
+        if !renamed.is_empty() || !retyped.is_empty() {
+            let db = catalog.warehouse().meta_path("iceberg.db");
+            store
+                .rename_and_widen(ns, name, &renamed, &retyped, &db)
+                .await?;
+        }
+        if !added.is_empty() || !dropped.is_empty() {
+            store.alter_columns(ns, name, &added, &dropped).await?;
+        }
+        return Ok(done);
     }
-    Ok(Outcome::Command(CommandTag::new("ALTER TABLE")))
+    let delta = catalog.delta_table(&entry).await?;
+    if dropped.is_empty() && renamed.is_empty() && retyped.is_empty() {
+        let delta = crate::storage::delta::add_columns(delta, &added).await?;
+        catalog.remember(&entry, delta).await;
+        return Ok(done);
+    }
+    // Rewrite: each column of the new schema from the old one (renamed, cast, or NULL if new).
+    let mut partitions = delta.snapshot()?.metadata().partition_columns().to_vec();
+    for d in &dropped {
+        if partitions.contains(d) {
+            return Err(Error::unsupported(format!(
+                "cannot drop \"{d}\": it is a partition column of \"{table}\""
+            )));
+        }
+    }
+    for p in partitions.iter_mut() {
+        if let Some((_, new)) = renamed.iter().find(|(old, _)| old == p) {
+            *p = new.clone();
+        }
+    }
+    use datafusion::prelude::{cast, col, lit};
+    let exprs = columns
+        .iter()
+        .map(|f| {
+            let source = renamed
+                .iter()
+                .find(|(_, new)| new == f.name())
+                .map(|(old, _)| old.clone())
+                .unwrap_or_else(|| f.name().clone());
+            let e = if added.iter().any(|a| a.name() == f.name()) {
+                cast(
+                    lit(datafusion::common::ScalarValue::Null),
+                    f.data_type().clone(),
+                )
+            } else if retyped.iter().any(|(c, _)| c == f.name()) {
+                cast(col(quote(&source)), f.data_type().clone())
+            } else {
+                col(quote(&source))
+            };
+            e.alias(f.name())
+        })
+        .collect::<Vec<_>>();
+    let df = session.context().read_table(provider)?.select(exprs)?;
+    let what = format!("ALTER TABLE {schema}.{table}");
+    let _beat = session.heartbeat(what.clone(), std::time::Duration::from_secs(10));
+    let delta =
+        crate::storage::delta::rewrite(delta, df.into_unoptimized_plan(), partitions, &what)
+            .await?;
+    catalog.remember(&entry, delta).await;
+    Ok(done)
 }
 
 fn statement_words(s: &str) -> String {

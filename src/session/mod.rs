@@ -663,7 +663,21 @@ impl Session {
     ) -> Result<Outcome> {
         let plan = self.plan(stmt).await?;
         let plan = bind(plan, params)?;
-        let batches = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+        let batches = match self.ctx.execute_logical_plan(plan).await {
+            Ok(df) => df.collect().await,
+            Err(e) => Err(e),
+        };
+        let batches = match batches {
+            Ok(b) => b,
+            Err(e) => {
+                return Err(crate::planner::not_null::explain_values_error(
+                    &self.ctx,
+                    stmt,
+                    e.into(),
+                )
+                .await);
+            }
+        };
         let mut rows = 0usize;
         for b in &batches {
             if let Some(c) = b

@@ -44,12 +44,21 @@ pub async fn buffer_insert(
         )));
     }
     let target = dml.target.schema();
-    let batches = session
+    let batches = match session
         .context()
         .execute_logical_plan(dml.input.as_ref().clone())
-        .await?
-        .collect()
-        .await?;
+        .await
+    {
+        Ok(df) => df.collect().await,
+        Err(e) => Err(e),
+    };
+    let batches = match batches {
+        Ok(b) => b,
+        Err(e) => {
+            let ctx = session.context();
+            return Err(crate::planner::not_null::explain_values_error(ctx, stmt, e.into()).await);
+        }
+    };
     // NOT NULL is checked now, as PostgreSQL does, not at COMMIT.
     for b in &batches {
         for (i, f) in target.fields().iter().enumerate() {

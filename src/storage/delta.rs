@@ -66,6 +66,32 @@ pub async fn add_columns(table: DeltaTable, fields: &[Field]) -> Result<DeltaTab
     Ok(table.add_columns().with_fields(columns).await?)
 }
 
+/// Replace the table's contents and schema with what `plan` produces (one overwrite commit;
+/// older versions keep their files and schema for time travel). How RENAME/DROP COLUMN and
+/// type widening are done on Delta tables: deltalake 0.32 cannot write column-mapped tables,
+/// so the data files are rewritten under the new schema instead.
+pub async fn rewrite(
+    table: DeltaTable,
+    plan: datafusion::logical_expr::LogicalPlan,
+    partition_by: Vec<String>,
+    operation: &str,
+) -> Result<DeltaTable> {
+    let mut commit = deltalake::kernel::transaction::CommitProperties::default();
+    commit = commit.with_metadata([(
+        "lakegate.operation".to_string(),
+        serde_json::Value::String(operation.to_string()),
+    )]);
+    Ok(table
+        .write(vec![])
+        // (planned in deltalake's own session, which knows its write nodes)
+        .with_input_plan(plan)
+        .with_save_mode(SaveMode::Overwrite)
+        .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
+        .with_partition_columns(partition_by)
+        .with_commit_properties(commit)
+        .await?)
+}
+
 /// The table's column names, in order.
 pub fn column_names(table: &DeltaTable) -> Result<Vec<String>> {
     Ok(table
@@ -101,7 +127,7 @@ pub async fn provider(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
             }
         }
     }
-    Ok(super::decorate(inner, typed, total_files))
+    Ok(super::decorate(inner, typed, total_files, false))
 }
 
 /// One commit of a table's history, whatever its format.

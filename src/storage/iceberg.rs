@@ -218,11 +218,15 @@ impl IcebergStore {
         }
         let tx = action.apply(tx)?;
         let table = tx.commit(self.catalog.as_ref()).await?;
-        // iceberg-rust 0.10 scans the current snapshot with the schema that snapshot was written
-        // with, not the table's current schema: without a new snapshot, a dropped and re-added
-        // column would show its old values and a new column could not be read. An append of no
-        // files (allowed with snapshot properties) pins the new schema to a snapshot.
-        let tx = Transaction::new(&table);
+        self.pin_schema(&table).await
+    }
+
+    /// iceberg-rust 0.10 scans the current snapshot with the schema that snapshot was written
+    /// with, not the table's current schema: without a new snapshot, a dropped and re-added
+    /// column would show its old values and a new column could not be read. An append of no
+    /// files (allowed with snapshot properties) pins the new schema to a snapshot.
+    async fn pin_schema(&self, table: &Table) -> Result<()> {
+        let tx = Transaction::new(table);
         let tx = tx
             .fast_append()
             .set_snapshot_properties(HashMap::from([(
@@ -232,6 +236,109 @@ impl IcebergStore {
             .apply(tx)?;
         tx.commit(self.catalog.as_ref()).await?;
         Ok(())
+    }
+
+    /// ALTER TABLE RENAME COLUMN and ALTER COLUMN TYPE (safe widening: int to bigint, real to
+    /// double precision, a decimal to more digits): a new schema with the same field ids, so old
+    /// data files are read by id under the new name and type. iceberg-rust 0.10's transaction
+    /// API has no such update, so this writes the next metadata file itself and swaps it in the
+    /// way the SQL catalog commits (compare-and-swap on the catalog row).
+    pub async fn rename_and_widen(
+        &self,
+        schema: &str,
+        name: &str,
+        renames: &[(String, String)],
+        retypes: &[(String, datafusion::arrow::datatypes::DataType)],
+        db: &std::path::Path,
+    ) -> Result<()> {
+        let table = self.load(schema, name).await?;
+        let meta = table.metadata();
+        let current = meta.current_schema();
+        let mut fields = Vec::with_capacity(current.as_struct().fields().len());
+        for f in current.as_struct().fields() {
+            let mut nf = f.as_ref().clone();
+            if let Some((_, dt)) = retypes.iter().find(|(c, _)| c == &f.name) {
+                let to = iceberg::arrow::arrow_type_to_type(dt).map_err(|e| {
+                    Error::unsupported(format!("type {dt} cannot be stored in Iceberg: {e}"))
+                })?;
+                let from = iceberg::arrow::type_to_arrow_type(&f.field_type)?;
+                let ok = super::is_widening(&from, dt);
+                if !ok {
+                    return Err(Error::Data {
+                        sqlstate: "42804",
+                        message: format!(
+                            "column \"{}\" cannot be changed that way: only widening (int to bigint, real to double precision, more decimal digits) keeps old data readable",
+                            f.name
+                        ),
+                    });
+                }
+                nf.field_type = Box::new(to);
+            }
+            if let Some((_, new)) = renames.iter().find(|(old, _)| old == &f.name) {
+                nf.name = new.clone();
+            }
+            fields.push(Arc::new(nf));
+        }
+        let new_schema = iceberg::spec::Schema::builder()
+            .with_schema_id(
+                meta.schemas_iter()
+                    .map(|s| s.schema_id())
+                    .max()
+                    .unwrap_or(0)
+                    + 1,
+            )
+            .with_fields(fields)
+            .with_identifier_field_ids(current.identifier_field_ids())
+            .build()?;
+        let current_location = table
+            .metadata_location()
+            .ok_or_else(|| Error::internal("an Iceberg table without a metadata location"))?
+            .to_string();
+        let mut builder = meta
+            .clone()
+            .into_builder(Some(current_location.clone()))
+            .add_current_schema(new_schema)?;
+        // The PostgreSQL type of a renamed text column follows it.
+        let mut props = HashMap::new();
+        let mut gone = vec![];
+        for (old, new) in renames {
+            if let Some(t) = meta.properties().get(&format!("{PG_TYPE_PROP}{old}")) {
+                props.insert(format!("{PG_TYPE_PROP}{new}"), t.clone());
+                gone.push(format!("{PG_TYPE_PROP}{old}"));
+            }
+        }
+        if !gone.is_empty() {
+            builder = builder.remove_properties(&gone)?.set_properties(props)?;
+        }
+        let new_meta = builder.build()?.metadata;
+        let location = std::str::FromStr::from_str(&current_location).map(
+            |l: iceberg::MetadataLocation| l.with_next_version().with_new_metadata(&new_meta),
+        )?;
+        new_meta.write_to(table.file_io(), &location).await?;
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .map_err(|e| Error::Storage(format!("iceberg catalog: {e}")))?;
+        let swapped = sqlx::query(
+            "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
+             WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? AND metadata_location = ?",
+        )
+        .bind(location.to_string())
+        .bind(&current_location)
+        .bind(CATALOG_NAME)
+        .bind(schema)
+        .bind(name)
+        .bind(&current_location)
+        .execute(&pool)
+        .await
+        .map_err(|e| Error::Storage(format!("iceberg catalog: {e}")))?;
+        pool.close().await;
+        if swapped.rows_affected() == 0 {
+            return Err(Error::WriteConflict(format!(
+                "could not serialize access: \"{name}\" was changed concurrently; run the ALTER TABLE again"
+            )));
+        }
+        let table = self.load(schema, name).await?;
+        self.pin_schema(&table).await
     }
 
     /// Expire snapshots older than `older_than_ms` (keeping at least the current one).
@@ -345,7 +452,7 @@ pub async fn provider_in(
         Some(s) => s.table(name).await?,
         None => None,
     };
-    Ok(provider.map(|p| super::with_pg_types(p, pg_types(&table))))
+    Ok(provider.map(|p| super::decorate(p, pg_types(&table), None, true)))
 }
 
 /// Column name -> PostgreSQL type, from the table properties Lakegate wrote.

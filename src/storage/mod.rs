@@ -4,7 +4,7 @@
 pub mod delta;
 pub mod files;
 pub mod iceberg;
-mod pruning;
+mod nodes;
 
 /// Field metadata key naming the PostgreSQL type of a column stored as text (`uuid`, `json`,
 /// `jsonb`, `varchar`, `bpchar`). Kept in the Delta schema, so it survives restarts.
@@ -132,6 +132,23 @@ impl S3Settings {
         Ok(Arc::new(b.build().map_err(|e| {
             Error::Config(format!("cannot use S3 location {url}: {e}"))
         })?))
+    }
+}
+
+/// Can a column of type `from` become `to` with every old value still read exactly? (Type
+/// widening: smallint/int to a larger integer, real to double precision, a decimal to more
+/// digits of the same scale; and the same type.)
+pub fn is_widening(
+    from: &datafusion::arrow::datatypes::DataType,
+    to: &datafusion::arrow::datatypes::DataType,
+) -> bool {
+    use datafusion::arrow::datatypes::DataType as D;
+    match (from, to) {
+        (a, b) if a == b => true,
+        (D::Int16, D::Int32 | D::Int64) | (D::Int32, D::Int64) => true,
+        (D::Float32, D::Float64) => true,
+        (D::Decimal128(p1, s1), D::Decimal128(p2, s2)) => s1 == s2 && p2 >= p1,
+        _ => false,
     }
 }
 
@@ -336,17 +353,18 @@ pub fn with_pg_types(
     inner: Arc<dyn TableProvider>,
     types: HashMap<String, String>,
 ) -> Arc<dyn TableProvider> {
-    decorate(inner, types, None)
+    decorate(inner, types, None, false)
 }
 
-/// [`with_pg_types`], and when the table's file count is known, scans that show in EXPLAIN
-/// how many of its files they pruned.
+/// [`with_pg_types`]; when the table's file count is known, scans that show in EXPLAIN how
+/// many of its files they pruned; with `fence_writes`, INSERT input behind [`nodes::fence`].
 pub fn decorate(
     inner: Arc<dyn TableProvider>,
     types: HashMap<String, String>,
     total_files: Option<usize>,
+    fence_writes: bool,
 ) -> Arc<dyn TableProvider> {
-    if types.is_empty() && total_files.is_none() {
+    if types.is_empty() && total_files.is_none() && !fence_writes {
         return inner;
     }
     let schema = inner.schema();
@@ -367,6 +385,7 @@ pub fn decorate(
         inner,
         schema,
         total_files,
+        fence_writes,
     })
 }
 
@@ -377,6 +396,7 @@ struct Typed {
     inner: Arc<dyn TableProvider>,
     schema: SchemaRef,
     total_files: Option<usize>,
+    fence_writes: bool,
 }
 
 #[async_trait]
@@ -399,7 +419,7 @@ impl TableProvider for Typed {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let scan = self.inner.scan(state, projection, filters, limit).await?;
         Ok(match self.total_files {
-            Some(total) => pruning::annotate(scan, total),
+            Some(total) => nodes::annotate(scan, total),
             None => scan,
         })
     }
@@ -415,6 +435,11 @@ impl TableProvider for Typed {
         input: Arc<dyn ExecutionPlan>,
         op: InsertOp,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let input = if self.fence_writes {
+            nodes::fence(input)
+        } else {
+            input
+        };
         self.inner.insert_into(state, input, op).await
     }
 }

@@ -144,7 +144,7 @@ impl QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        use futures::SinkExt;
+        use futures::{FutureExt, SinkExt};
         let _running = self.engine.statement_guard();
         let mut session = state.session.lock().await;
         let token = state.slot.begin(session.settings.statement_timeout());
@@ -154,11 +154,19 @@ impl QueryHandler {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         session.set_progress_sink(Some(tx));
         let out = {
-            let mut work = std::pin::pin!(f(&mut session));
-            loop {
+            // A panic in a library (a bug there) fails the statement, not the connection.
+            let mut work =
+                std::pin::pin!(std::panic::AssertUnwindSafe(f(&mut session)).catch_unwind());
+            let failed = loop {
                 tokio::select! {
-                    r = &mut work => break r,
-                    _ = token.cancelled() => break cancelled(state.slot.error()),
+                    r = &mut work => match r {
+                        Ok(v) => break Ok(v),
+                        Err(panic) => break Err(Error::internal(format!(
+                            "the statement failed on a bug: {}",
+                            panic_text(panic.as_ref())
+                        ))),
+                    },
+                    _ = token.cancelled() => break Err(state.slot.error()),
                     Some(n) = rx.recv() => {
                         // A client that went away fails the statement's own sends later.
                         if send_notices(client, vec![n]).await.is_ok() {
@@ -166,6 +174,10 @@ impl QueryHandler {
                         }
                     }
                 }
+            };
+            match failed {
+                Ok(v) => v,
+                Err(e) => cancelled(e),
             }
         };
         session.set_progress_sink(None);
@@ -252,6 +264,14 @@ where
             item = rows.next() => item.map(|i| (i, Some((rows, slot, guard)))),
         }
     })
+}
+
+/// The message of a caught panic.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
 }
 
 async fn send_notices<C>(client: &mut C, notices: Vec<crate::session::Notice>) -> PgWireResult<()>

@@ -1,7 +1,11 @@
-//! How many files a scan skipped: a pass-through plan node above a table scan that shows, in
-//! EXPLAIN and EXPLAIN ANALYZE, the table's file count, the files the scan reads, and the files
-//! pruned by partition values and min/max statistics. It changes nothing else: filters,
-//! projections and limits pass through it to the scan below.
+//! Pass-through plan nodes the table formats need around their scans and writes:
+//! - [`annotate`]: how many files a scan skipped. Above a table scan it shows, in EXPLAIN and
+//!   EXPLAIN ANALYZE, the table's file count, the files the scan reads, and the files pruned by
+//!   partition values and min/max statistics. Filters, projections and limits pass through it.
+//! - [`fence`]: nothing passes. Below a table format's write plan it keeps DataFusion from
+//!   merging the format's own projections into the input's (iceberg-datafusion 0.10 computes
+//!   partition values with an expression that hides which columns it reads, so a merged
+//!   projection handed it the wrong batch: a panic on `INSERT INTO t (some, columns)`).
 
 use std::any::Any;
 use std::fmt;
@@ -142,5 +146,61 @@ impl ExecutionPlan for FilesExec {
         _config: &ConfigOptions,
     ) -> DfResult<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
         Ok(FilterPushdownPropagation::if_all(child_pushdown_result))
+    }
+}
+
+/// Wrap a write's input so that no optimizer rewrite moves anything across it.
+pub fn fence(input: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+    Arc::new(Fence {
+        properties: input.properties().clone(),
+        input,
+    })
+}
+
+#[derive(Debug, Clone)]
+struct Fence {
+    input: Arc<dyn ExecutionPlan>,
+    properties: Arc<PlanProperties>,
+}
+
+impl DisplayAs for Fence {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WriteInputExec")
+    }
+}
+
+impl ExecutionPlan for Fence {
+    fn name(&self) -> &str {
+        "WriteInputExec"
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        match (children.pop(), children.is_empty()) {
+            (Some(input), true) => Ok(fence(input)),
+            _ => Err(datafusion::error::DataFusionError::Internal(
+                "WriteInputExec takes exactly one child".into(),
+            )),
+        }
+    }
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        self.input.execute(partition, context)
     }
 }

@@ -1,0 +1,171 @@
+//! NOT NULL with PostgreSQL's words: the source of an INSERT passes each NOT NULL column
+//! through a check that fails the statement with 23502 `null value in column "c" of relation
+//! "t" violates not-null constraint` before anything is written. (DataFusion's own check names
+//! the VALUES column, `column1`, and a column left out of the column list reached the table
+//! format's writer as an internal error.) The source's columns also take the target's
+//! nullability, which iceberg-datafusion compares strictly (`SELECT 'x'` is never NULL, but
+//! goes into a nullable column).
+
+use std::any::Any;
+use std::sync::Arc;
+
+use datafusion::arrow::array::Array;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Column, Result as DfResult};
+use datafusion::logical_expr::dml::WriteOp;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility,
+};
+
+use crate::error::{Error, Result};
+
+/// Wrap the source of an INSERT so that NOT NULL columns are checked; other plans unchanged.
+pub fn enforce(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let LogicalPlan::Dml(dml) = &plan else {
+        return Ok(plan);
+    };
+    if !matches!(dml.op, WriteOp::Insert(_)) {
+        return Ok(plan);
+    }
+    let target = dml.target.schema();
+    let input_schema = dml.input.schema().clone();
+    if input_schema.fields().len() != target.fields().len()
+        || (0..target.fields().len())
+            .all(|i| target.field(i).is_nullable() && input_schema.field(i).is_nullable())
+    {
+        return Ok(plan);
+    }
+    let relation = dml.table_name.table().to_string();
+    let exprs: Vec<Expr> = (0..input_schema.fields().len())
+        .map(|i| {
+            let (q, f) = input_schema.qualified_field(i);
+            let column = Expr::Column(Column::from((q, f)));
+            let t = target.field(i);
+            if t.is_nullable() == f.is_nullable() && t.is_nullable() {
+                column
+            } else {
+                let udf = ScalarUDF::new_from_impl(NotNull {
+                    column: t.name().clone(),
+                    relation: relation.clone(),
+                    check: !t.is_nullable(),
+                    signature: Signature::any(1, Volatility::Volatile),
+                });
+                udf.call(vec![column]).alias(f.name())
+            }
+        })
+        .collect();
+    let input = LogicalPlanBuilder::from(dml.input.as_ref().clone())
+        .project(exprs)?
+        .build()?;
+    let mut dml = dml.clone();
+    dml.input = Arc::new(input);
+    Ok(LogicalPlan::Dml(dml))
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NotNull {
+    column: String,
+    relation: String,
+    /// Fail on NULL (a NOT NULL target); otherwise only declare the column nullable.
+    check: bool,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for NotNull {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn name(&self) -> &str {
+        "lakegate_not_null"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
+        Ok(args.first().cloned().unwrap_or(DataType::Null))
+    }
+    /// Never NULL: it fails instead (so the column matches a NOT NULL target exactly).
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> DfResult<datafusion::arrow::datatypes::FieldRef> {
+        let input = args.arg_fields.first().ok_or_else(|| {
+            datafusion::error::DataFusionError::from(Error::internal(
+                "not-null check without input",
+            ))
+        })?;
+        Ok(Arc::new(
+            input
+                .as_ref()
+                .clone()
+                .with_name(self.name())
+                .with_nullable(!self.check),
+        ))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let value = args.args.into_iter().next().ok_or_else(|| {
+            datafusion::error::DataFusionError::from(Error::internal(
+                "not-null check without input",
+            ))
+        })?;
+        let has_null = match &value {
+            ColumnarValue::Array(a) => a.null_count() > 0,
+            ColumnarValue::Scalar(s) => s.is_null(),
+        };
+        if has_null && self.check {
+            return Err(Error::NotNull(format!(
+                "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                self.column, self.relation
+            ))
+            .into());
+        }
+        Ok(value)
+    }
+}
+
+/// DataFusion refuses `INSERT ... VALUES (NULL, ...)` into a NOT NULL column while planning,
+/// naming the VALUES column (`column1`); say it as PostgreSQL does, with the table's column.
+pub async fn explain_values_error(
+    ctx: &datafusion::prelude::SessionContext,
+    stmt: &datafusion::sql::parser::Statement,
+    e: Error,
+) -> Error {
+    use datafusion::sql::parser::Statement as S;
+    use datafusion::sql::sqlparser::ast;
+    let message = e.to_string().to_ascii_lowercase();
+    let Some(k) = message
+        .split("column 'column")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|_| message.contains("declared as non-nullable"))
+    else {
+        return e;
+    };
+    let S::Statement(s) = stmt else { return e };
+    let ast::Statement::Insert(ins) = s.as_ref() else {
+        return e;
+    };
+    let ast::TableObject::TableName(name) = &ins.table else {
+        return e;
+    };
+    let relation = super::names::last_ident(name).unwrap_or_default();
+    let column = match ins.columns.get(k.wrapping_sub(1)) {
+        Some(c) => Some(super::names::ident(c)),
+        None => match ctx.table_provider(name.to_string()).await {
+            Ok(t) => t
+                .schema()
+                .fields()
+                .get(k.wrapping_sub(1))
+                .map(|f| f.name().clone()),
+            Err(_) => None,
+        },
+    };
+    match column {
+        Some(c) => Error::NotNull(format!(
+            "null value in column \"{c}\" of relation \"{relation}\" violates not-null constraint"
+        )),
+        None => e,
+    }
+}
