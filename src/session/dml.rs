@@ -1,4 +1,5 @@
-//! UPDATE and DELETE on Delta tables, each one atomic Delta commit (deltalake's operations).
+//! UPDATE and DELETE on Delta tables, each one atomic Delta commit (deltalake's operations);
+//! planned when they are sent, carried out then or, in a transaction block, at COMMIT.
 //!
 //! The WHERE clause and the new values are planned by DataFusion as a SELECT over the table (so
 //! parameters, functions and casts mean what they mean in queries), type-coerced, and handed to
@@ -92,11 +93,87 @@ fn unqualify(e: Expr) -> Result<Expr> {
     .data)
 }
 
-pub async fn delete(
+/// A planned UPDATE or DELETE: run now, or at COMMIT inside a transaction block.
+#[derive(Debug, Clone)]
+pub struct RowChange {
+    entry: TableEntry,
+    table_sql: String,
+    /// Empty for DELETE.
+    assignments: Vec<(String, Expr)>,
+    predicate: Option<Expr>,
+    delete: bool,
+}
+
+impl RowChange {
+    pub fn command(&self) -> &'static str {
+        if self.delete { "DELETE" } else { "UPDATE" }
+    }
+
+    /// How many rows it would change now (for its tag when it is deferred to COMMIT).
+    pub async fn count(&self, session: &Session) -> Result<usize> {
+        let provider = session
+            .engine
+            .planner
+            .catalog()
+            .table_provider(&self.entry)
+            .await?;
+        let mut df = session.context().read_table(provider)?;
+        if let Some(p) = &self.predicate {
+            df = df.filter(p.clone())?;
+        }
+        Ok(df.count().await?)
+    }
+
+    /// Carry it out: one Delta commit. Returns the rows changed.
+    pub async fn apply(self, session: &Session) -> Result<usize> {
+        let catalog = session.engine.planner.catalog().clone();
+        if self.delete {
+            // Without a predicate deltalake drops whole files and cannot always count their rows.
+            let before = match &self.predicate {
+                None => Some(session.count_rows(&self.table_sql).await?),
+                Some(_) => None,
+            };
+            let delta = catalog.delta_table(&self.entry).await?;
+            let mut op = delta.delete();
+            if let Some(p) = self.predicate {
+                op = op.with_predicate(p);
+            }
+            let (delta, metrics) = op.await?;
+            catalog.remember(&self.entry, delta).await;
+            return Ok(metrics.num_deleted_rows.or(before).unwrap_or(0));
+        }
+        let delta = catalog.delta_table(&self.entry).await?;
+        let schema = delta.snapshot()?.schema();
+        let mut op = delta.clone().update();
+        for (column, value) in self.assignments {
+            let field = schema.field(&column).ok_or_else(|| {
+                Error::UndefinedColumn(format!(
+                    "column \"{column}\" of relation {} does not exist",
+                    self.table_sql
+                ))
+            })?;
+            let want: DataType = field.data_type().try_into_arrow().map_err(|e| {
+                Error::internal(format!("column \"{column}\" has no Arrow type: {e}"))
+            })?;
+            op = op.with_update(
+                column.as_str(),
+                Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(value), want)),
+            );
+        }
+        if let Some(p) = self.predicate {
+            op = op.with_predicate(p);
+        }
+        let (delta, metrics) = op.await?;
+        catalog.remember(&self.entry, delta).await;
+        Ok(metrics.num_updated_rows)
+    }
+}
+
+pub async fn plan_delete(
     session: &Session,
     d: &ast::Delete,
     params: Vec<ScalarValue>,
-) -> Result<Outcome> {
+) -> Result<RowChange> {
     if d.using.is_some() || d.returning.is_some() || d.limit.is_some() || !d.order_by.is_empty() {
         return Err(Error::unsupported(
             "DELETE with USING, RETURNING, ORDER BY or LIMIT is not supported yet",
@@ -111,36 +188,27 @@ pub async fn delete(
         ));
     };
     let (table_sql, entry) = target(session, single_table(table)?, "DELETE")?;
-    let catalog = session.engine.planner.catalog().clone();
     let (_, predicate) = plan_parts(session, &table_sql, &[], d.selection.as_ref(), params).await?;
-    // Without a predicate deltalake drops whole files and cannot always count their rows.
-    let before = match &predicate {
-        None => Some(session.count_rows(&table_sql).await?),
-        Some(_) => None,
-    };
-    let delta = catalog.delta_table(&entry).await?;
-    let mut op = delta.delete();
-    if let Some(p) = predicate {
-        op = op.with_predicate(p);
-    }
-    let (delta, metrics) = op.await?;
-    catalog.remember(&entry, delta).await;
-    let rows = metrics.num_deleted_rows.or(before).unwrap_or(0);
-    Ok(Outcome::Command(CommandTag::rows("DELETE", rows)))
+    Ok(RowChange {
+        entry,
+        table_sql,
+        assignments: vec![],
+        predicate,
+        delete: true,
+    })
 }
 
-pub async fn update(
+pub async fn plan_update(
     session: &Session,
     u: &ast::Update,
     params: Vec<ScalarValue>,
-) -> Result<Outcome> {
+) -> Result<RowChange> {
     if u.from.is_some() || u.returning.is_some() || u.limit.is_some() {
         return Err(Error::unsupported(
             "UPDATE with FROM, RETURNING or LIMIT is not supported yet",
         ));
     }
     let (table_sql, entry) = target(session, single_table(&u.table)?, "UPDATE")?;
-    let catalog = session.engine.planner.catalog().clone();
     let mut columns = Vec::with_capacity(u.assignments.len());
     let mut items = Vec::with_capacity(u.assignments.len());
     for a in &u.assignments {
@@ -161,31 +229,18 @@ pub async fn update(
     }
     let (values, predicate) =
         plan_parts(session, &table_sql, &items, u.selection.as_ref(), params).await?;
-    let delta = catalog.delta_table(&entry).await?;
-    let schema = delta.snapshot()?.schema();
-    let mut op = delta.clone().update();
-    for (column, value) in columns.iter().zip(values) {
-        let field = schema.field(column).ok_or_else(|| {
-            Error::UndefinedColumn(format!(
-                "column \"{column}\" of relation {table_sql} does not exist"
-            ))
-        })?;
-        let want: DataType = field
-            .data_type()
-            .try_into_arrow()
-            .map_err(|e| Error::internal(format!("column \"{column}\" has no Arrow type: {e}")))?;
-        op = op.with_update(
-            column.as_str(),
-            Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(value), want)),
-        );
-    }
-    if let Some(p) = predicate {
-        op = op.with_predicate(p);
-    }
-    let (delta, metrics) = op.await?;
-    catalog.remember(&entry, delta).await;
-    Ok(Outcome::Command(CommandTag::rows(
-        "UPDATE",
-        metrics.num_updated_rows,
-    )))
+    Ok(RowChange {
+        entry,
+        table_sql,
+        assignments: columns.into_iter().zip(values).collect(),
+        predicate,
+        delete: false,
+    })
+}
+
+/// UPDATE or DELETE now: one atomic commit, the tag carrying the rows changed.
+pub async fn run(session: &Session, change: RowChange) -> Result<Outcome> {
+    let command = change.command();
+    let rows = change.apply(session).await?;
+    Ok(Outcome::Command(CommandTag::rows(command, rows)))
 }

@@ -172,7 +172,7 @@ pub struct Session {
     in_transaction: bool,
     /// Write statements run since BEGIN that committed on their own (all but INSERT).
     writes_in_transaction: usize,
-    /// Rows INSERTed since BEGIN, per table, written at COMMIT (one Delta commit per table).
+    /// Writes sent since BEGIN, carried out at COMMIT in order.
     pending: Vec<transaction::Pending>,
     notices: Vec<Notice>,
     /// Where progress NOTICEs go while a statement runs (the wire layer sends them at once).
@@ -501,7 +501,7 @@ impl Session {
         params: Vec<ScalarValue>,
     ) -> Result<Outcome> {
         let out = self.dispatch(stmt, params).await;
-        if out.is_ok() && self.in_transaction && is_write(stmt) && !is_insert(stmt) {
+        if out.is_ok() && self.in_transaction && is_write(stmt) && !is_deferred(stmt) {
             self.writes_in_transaction += 1;
         }
         out
@@ -547,22 +547,18 @@ impl Session {
                 transaction::buffer_insert(self, whole, params).await
             }
             S::Insert(_) => self.dml(whole, params, "INSERT").await,
-            S::Merge(m) if !self.in_transaction => merge::merge(self, m).await,
-            S::Update(_) | S::Delete(_) | S::Merge(_) if self.in_transaction => {
-                self.warn(
-                    "01000",
-                    "UPDATE, DELETE and MERGE commit immediately; only INSERT is deferred to COMMIT in a transaction block"
-                        .into(),
-                );
-                match s {
-                    S::Update(u) => dml::update(self, u, params).await,
-                    S::Delete(d) => dml::delete(self, d, params).await,
-                    S::Merge(m) => merge::merge(self, m).await,
-                    _ => Err(Error::internal("unreachable statement kind")),
-                }
+            S::Merge(_) if self.in_transaction => Err(Error::unsupported(
+                "MERGE inside a transaction block is not supported yet: run it on its own (it is one atomic commit by itself)",
+            )),
+            S::Merge(m) => merge::merge(self, m).await,
+            S::Update(u) => {
+                let change = dml::plan_update(self, u, params).await?;
+                self.run_or_defer(change).await
             }
-            S::Update(u) => dml::update(self, u, params).await,
-            S::Delete(d) => dml::delete(self, d, params).await,
+            S::Delete(d) => {
+                let change = dml::plan_delete(self, d, params).await?;
+                self.run_or_defer(change).await
+            }
             S::CreateTable(ct) => ddl::create_table(self, ct).await,
             S::CreateSchema {
                 schema_name,
@@ -606,8 +602,8 @@ impl Session {
                     self.warn(
                         "01000",
                         format!(
-                            "ROLLBACK discarded this transaction's INSERTs but cannot undo its {n} other \
-                             write statement(s): those committed when they ran"
+                            "ROLLBACK discarded this transaction's INSERT, UPDATE and DELETE statements but \
+                             cannot undo its {n} other write statement(s): those committed when they ran"
                         ),
                     );
                 }
@@ -630,6 +626,15 @@ impl Session {
                 "statement not supported: {}",
                 statement_keyword(&other.to_string())
             ))),
+        }
+    }
+
+    /// An UPDATE/DELETE now, or at COMMIT inside a transaction block.
+    async fn run_or_defer(&mut self, change: dml::RowChange) -> Result<Outcome> {
+        if self.in_transaction {
+            transaction::defer_change(self, change).await
+        } else {
+            dml::run(self, change).await
         }
     }
 
@@ -936,8 +941,9 @@ fn is_write(stmt: &DfStatement) -> bool {
         | S::CreateSchema { .. } | S::Drop { .. }))
 }
 
-fn is_insert(stmt: &DfStatement) -> bool {
-    matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Insert(_)))
+/// Writes a transaction block holds until COMMIT.
+fn is_deferred(stmt: &DfStatement) -> bool {
+    matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Insert(_) | SqlStatement::Update(_) | SqlStatement::Delete(_)))
 }
 
 fn aborted_error() -> Error {

@@ -1,9 +1,12 @@
-//! BEGIN ... COMMIT for INSERT: rows inserted in a transaction block are held by the session and
-//! written at COMMIT, one Delta or Iceberg commit per table, so other sessions see nothing before COMMIT and
-//! ROLLBACK (or a dropped connection) leaves no trace. The statement still checks NOT NULL and
-//! types when it runs, like PostgreSQL. What it does not give yet: the transaction's own later
-//! reads do not see its pending rows, and several tables are committed one after the other
-//! (a failure part-way leaves the earlier tables committed). UPDATE and DELETE commit at once.
+//! BEGIN ... COMMIT: the writes of a transaction block are held by the session and carried out
+//! at COMMIT, in the order they were sent, so other sessions see nothing before COMMIT and
+//! ROLLBACK (or a dropped connection) leaves no trace. INSERTed rows are computed and checked
+//! (NOT NULL, types) when the INSERT runs, like PostgreSQL, and consecutive INSERTs into one
+//! table become one commit; UPDATE and DELETE are planned (and their rows counted) when sent and
+//! applied at COMMIT, each one commit, so a concurrent change still answers 40001 there. What
+//! it does not give yet: the block's own later reads do not see its pending writes, and the
+//! commits happen one after the other (a failure part-way leaves the earlier ones committed;
+//! COMMIT then reports the error). MERGE inside a block is refused (0A000).
 
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -15,12 +18,25 @@ use super::{CommandTag, Outcome, Session, bind};
 use crate::catalog::TableEntry;
 use crate::error::{Error, Result};
 
-/// Rows waiting for COMMIT, for one table.
+/// A write waiting for COMMIT.
 #[derive(Debug)]
-pub struct Pending {
-    entry: TableEntry,
-    name: String,
-    batches: Vec<RecordBatch>,
+pub enum Pending {
+    /// Rows for one table.
+    Rows {
+        entry: TableEntry,
+        name: String,
+        batches: Vec<RecordBatch>,
+    },
+    /// An UPDATE or DELETE.
+    Change(super::dml::RowChange),
+}
+
+/// Keep an UPDATE or DELETE for COMMIT; its tag counts the rows it would change now.
+pub async fn defer_change(session: &mut Session, change: super::dml::RowChange) -> Result<Outcome> {
+    let rows = change.count(session).await?;
+    let command = change.command();
+    session.pending.push(Pending::Change(change));
+    Ok(Outcome::Command(CommandTag::rows(command, rows)))
 }
 
 /// Run an INSERT's source query now and keep its rows for COMMIT.
@@ -71,13 +87,13 @@ pub async fn buffer_insert(
         }
     }
     let rows = batches.iter().map(|b| b.num_rows()).sum();
-    match session
-        .pending
-        .iter_mut()
-        .find(|p| p.entry.location == entry.location)
-    {
-        Some(p) => p.batches.extend(batches),
-        None => session.pending.push(Pending {
+    match session.pending.last_mut() {
+        Some(Pending::Rows {
+            entry: e,
+            batches: b,
+            ..
+        }) if e.location == entry.location => b.extend(batches),
+        _ => session.pending.push(Pending::Rows {
             entry,
             name: format!("{schema}.{table}"),
             batches,
@@ -86,43 +102,61 @@ pub async fn buffer_insert(
     Ok(Outcome::Command(CommandTag::rows("INSERT", rows)))
 }
 
-/// Write the pending rows: one append commit per table, through the table's own INSERT path
-/// (Delta or Iceberg alike).
+/// Carry out the pending writes in order: an append commit per run of INSERTs into one table
+/// (through the table's own INSERT path, Delta or Iceberg alike), a commit per UPDATE/DELETE.
 pub async fn commit(session: &mut Session) -> Result<()> {
+    let pending = std::mem::take(&mut session.pending);
+    for p in pending {
+        match p {
+            Pending::Rows {
+                entry,
+                name,
+                batches,
+            } => append(session, &entry, &name, batches).await?,
+            Pending::Change(change) => {
+                change.apply(session).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn append(
+    session: &Session,
+    entry: &TableEntry,
+    name: &str,
+    batches: Vec<RecordBatch>,
+) -> Result<()> {
     use datafusion::datasource::provider_as_source;
     use datafusion::logical_expr::LogicalPlanBuilder;
     use datafusion::logical_expr::dml::InsertOp;
-    let pending = std::mem::take(&mut session.pending);
-    let catalog = session.engine.planner.catalog().clone();
-    for p in pending {
-        if p.batches.iter().all(|b| b.num_rows() == 0) {
-            continue;
-        }
-        let provider = catalog.table_provider(&p.entry).await?;
-        let schema = provider.schema();
-        let batches = p
-            .batches
-            .iter()
-            .map(|b| {
-                let columns = b
-                    .columns()
-                    .iter()
-                    .zip(schema.fields())
-                    .map(|(c, f)| cast(c, f.data_type()))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                Ok(RecordBatch::try_new(schema.clone(), columns)?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let ctx = session.context();
-        let input = ctx.read_batches(batches)?.into_unoptimized_plan();
-        let plan = LogicalPlanBuilder::insert_into(
-            input,
-            p.name.as_str(),
-            provider_as_source(provider),
-            InsertOp::Append,
-        )?
-        .build()?;
-        ctx.execute_logical_plan(plan).await?.collect().await?;
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        return Ok(());
     }
+    let catalog = session.engine.planner.catalog().clone();
+    let provider = catalog.table_provider(entry).await?;
+    let schema = provider.schema();
+    let batches = batches
+        .iter()
+        .map(|b| {
+            let columns = b
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(c, f)| cast(c, f.data_type()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(RecordBatch::try_new(schema.clone(), columns)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let ctx = session.context();
+    let input = ctx.read_batches(batches)?.into_unoptimized_plan();
+    let plan = LogicalPlanBuilder::insert_into(
+        input,
+        name,
+        provider_as_source(provider),
+        InsertOp::Append,
+    )?
+    .build()?;
+    ctx.execute_logical_plan(plan).await?.collect().await?;
     Ok(())
 }

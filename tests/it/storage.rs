@@ -328,6 +328,71 @@ async fn inserts_in_a_transaction_appear_at_commit_only() {
     s.stop().await;
 }
 
+#[tokio::test]
+async fn updates_and_deletes_in_a_transaction_apply_at_commit_in_order() {
+    let s = TestServer::start(Options::default()).await;
+    let a = s.connect().await;
+    let b = s.connect().await;
+    a.batch_execute(
+        "CREATE TABLE acct (id BIGINT, bal BIGINT); INSERT INTO acct VALUES (1, 100), (2, 50), (3, 0)",
+    )
+    .await
+    .expect("setup");
+    a.batch_execute("BEGIN").await.expect("begin");
+    let n = a
+        .execute("UPDATE acct SET bal = bal - $1 WHERE id = 1", &[&30i64])
+        .await
+        .expect("update");
+    assert_eq!(n, 1, "the tag counts the rows it will change");
+    a.execute("UPDATE acct SET bal = bal + 30 WHERE id = 2", &[])
+        .await
+        .expect("update");
+    assert_eq!(
+        a.execute("DELETE FROM acct WHERE bal = 0", &[])
+            .await
+            .expect("delete"),
+        1
+    );
+    a.execute("INSERT INTO acct VALUES (4, 7)", &[])
+        .await
+        .expect("insert");
+    assert_eq!(sum(&b).await, (150, 3), "nothing visible before COMMIT");
+    let e = a
+        .batch_execute("MERGE INTO acct USING acct s ON acct.id = s.id WHEN MATCHED THEN DELETE")
+        .await
+        .expect_err("MERGE in a block");
+    assert_eq!(e.code().map(|c| c.code()), Some("0A000"));
+    a.batch_execute("ROLLBACK").await.expect("rollback");
+    assert_eq!(sum(&b).await, (150, 3), "ROLLBACK leaves no trace");
+
+    a.batch_execute(
+        "BEGIN; UPDATE acct SET bal = bal - 30 WHERE id = 1; UPDATE acct SET bal = bal + 30 WHERE id = 2; \
+         DELETE FROM acct WHERE id = 3; INSERT INTO acct VALUES (4, 7)",
+    )
+    .await
+    .expect("block");
+    assert_eq!(sum(&b).await, (150, 3));
+    a.batch_execute("COMMIT").await.expect("commit");
+    assert_eq!(sum(&b).await, (157, 3), "all four writes, in order");
+    let rows = b
+        .query("SELECT id, bal FROM acct ORDER BY id", &[])
+        .await
+        .expect("rows");
+    let got: Vec<(i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, vec![(1, 70), (2, 80), (4, 7)]);
+    s.stop().await;
+}
+
+async fn sum(c: &tokio_postgres::Client) -> (i64, i64) {
+    c.query_one(
+        "SELECT coalesce(sum(bal), 0)::bigint, count(*) FROM acct",
+        &[],
+    )
+    .await
+    .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)))
+    .expect("sum")
+}
+
 async fn count(c: &tokio_postgres::Client, table: &str) -> i64 {
     c.query_one(&format!("SELECT count(*) FROM {table}"), &[])
         .await
