@@ -96,6 +96,30 @@ pub struct StorageConfig {
     pub metadata_dir: Option<String>,
     /// S3 and S3-compatible stores (also used for external tables on s3://).
     pub s3: S3Config,
+    /// Azure Blob Storage / ADLS Gen2 (az://container/prefix, abfss://...).
+    pub azure: AzureConfig,
+    /// Google Cloud Storage (gs://bucket/prefix).
+    pub gcs: GcsConfig,
+}
+
+/// Azure settings; unset keys fall back to the `AZURE_*` environment variables.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AzureConfig {
+    pub account: Option<String>,
+    /// A file whose first line is the account key (or `AZURE_STORAGE_ACCOUNT_KEY`).
+    pub access_key_file: Option<PathBuf>,
+    /// e.g. `http://127.0.0.1:10000/devstoreaccount1` for Azurite.
+    pub endpoint: Option<String>,
+    pub allow_http: bool,
+}
+
+/// Google Cloud Storage settings; unset falls back to the `GOOGLE_*` environment variables.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcsConfig {
+    /// A service account key file (JSON).
+    pub service_account_file: Option<PathBuf>,
 }
 
 impl Default for StorageConfig {
@@ -105,6 +129,8 @@ impl Default for StorageConfig {
             default_format: "delta".into(),
             metadata_dir: None,
             s3: S3Config::default(),
+            azure: AzureConfig::default(),
+            gcs: GcsConfig::default(),
         }
     }
 }
@@ -331,6 +357,21 @@ impl Config {
             },
             allow_http: s3c.allow_http,
             path_style: s3c.path_style,
+            azure: crate::storage::AzureSettings {
+                account: self.storage.azure.account.clone(),
+                access_key: match &self.storage.azure.access_key_file {
+                    Some(f) => Some(read_secret_file(f)?),
+                    None => None,
+                },
+                endpoint: self.storage.azure.endpoint.clone(),
+                allow_http: self.storage.azure.allow_http,
+            },
+            gcs_service_account_file: self
+                .storage
+                .gcs
+                .service_account_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
         };
         let mut catalogs = Vec::with_capacity(self.catalogs.len());
         for c in &self.catalogs {

@@ -363,7 +363,7 @@ impl Catalog {
                         &url,
                         arrow,
                         &spec.partition_by,
-                        self.warehouse.storage_options(),
+                        self.warehouse.storage_options(&url),
                     )
                     .await?,
                 )
@@ -558,7 +558,7 @@ impl Catalog {
                 t.update_incremental(None).await?;
                 t
             }
-            None => delta::open(&url, self.warehouse.storage_options()).await?,
+            None => delta::open(&url, self.warehouse.storage_options(&url)).await?,
         };
         cache.insert(entry.location.clone(), table.clone());
         Ok(table)
@@ -595,7 +595,7 @@ impl Catalog {
             }
             _ => {
                 let store = match Url::parse(&entry.location) {
-                    Ok(u) if crate::storage::is_s3(u.as_str()) => {
+                    Ok(u) if crate::storage::is_object_store(u.as_str()) => {
                         let mut bucket = u.clone();
                         bucket.set_path("");
                         Some((bucket.clone(), self.warehouse.store_for(&bucket)?))

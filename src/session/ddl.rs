@@ -657,9 +657,9 @@ fn absolute_location(location: &str) -> Result<String> {
     if let Ok(u) = url::Url::parse(location)
         && u.scheme().len() > 1
     {
-        if u.scheme() != "file" && !crate::storage::is_s3(u.as_str()) {
+        if u.scheme() != "file" && !crate::storage::is_object_store(u.as_str()) {
             return Err(Error::unsupported(format!(
-                "external locations on {}:// are not supported yet; use a local path or s3://",
+                "external locations on {}:// are not supported; use a local path, s3://, gs:// or az://",
                 u.scheme()
             )));
         }

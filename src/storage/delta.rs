@@ -108,10 +108,14 @@ pub async fn open(url: &Url, storage_options: HashMap<String, String>) -> Result
     Ok(table)
 }
 
-/// Let deltalake open s3:// locations (once per process).
+/// Let deltalake open s3://, gs:// and az:// (abfss://) locations (once per process).
 pub fn register_object_stores() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| deltalake::aws::register_handlers(None));
+    ONCE.call_once(|| {
+        deltalake::aws::register_handlers(None);
+        deltalake::gcp::register_handlers(None);
+        deltalake::azure::register_handlers(None);
+    });
 }
 
 /// A DataFusion provider (scan and INSERT) over the table's current snapshot. Columns whose

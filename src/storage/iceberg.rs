@@ -362,12 +362,11 @@ impl IcebergStore {
     }
 }
 
-/// The storage backend for a location: iceberg's own local files, OpenDAL's S3 otherwise.
+/// The storage backend for a location: iceberg's own local files, OpenDAL's (S3, GCS, Azure
+/// ADLS) otherwise.
 fn storage_factory(location: &str) -> Arc<dyn StorageFactory> {
-    if super::is_s3(location) {
-        Arc::new(iceberg_storage_opendal::OpenDalStorageFactory::S3 {
-            customized_credential_load: None,
-        })
+    if super::is_object_store(location) {
+        Arc::new(iceberg_storage_opendal::OpenDalResolvingStorageFactory::new())
     } else {
         Arc::new(LocalFsStorageFactory)
     }

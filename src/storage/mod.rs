@@ -28,7 +28,37 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
-/// S3 connection settings (from the config; anything unset falls back to `AWS_*` variables).
+/// Azure Blob Storage / ADLS settings (unset keys fall back to the `AZURE_*` variables).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AzureSettings {
+    pub account: Option<String>,
+    pub access_key: Option<String>,
+    /// e.g. Azurite's `http://127.0.0.1:10000/devstoreaccount1`.
+    pub endpoint: Option<String>,
+    pub allow_http: bool,
+}
+
+impl AzureSettings {
+    fn options(&self) -> HashMap<String, String> {
+        let mut o = HashMap::new();
+        if let Some(a) = &self.account {
+            o.insert("azure_storage_account_name".into(), a.clone());
+        }
+        if let Some(k) = &self.access_key {
+            o.insert("azure_storage_account_key".into(), k.clone());
+        }
+        if let Some(e) = &self.endpoint {
+            o.insert("azure_storage_endpoint".into(), e.clone());
+        }
+        if self.allow_http {
+            o.insert("azure_allow_http".into(), "true".into());
+        }
+        o
+    }
+}
+
+/// Object store settings: S3 (anything unset falls back to `AWS_*` variables), Azure, and
+/// Google Cloud Storage (a service account key file, else `GOOGLE_*` variables).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct S3Settings {
     pub endpoint: Option<String>,
@@ -37,6 +67,8 @@ pub struct S3Settings {
     pub secret_access_key: Option<String>,
     pub allow_http: bool,
     pub path_style: bool,
+    pub azure: AzureSettings,
+    pub gcs_service_account_file: Option<String>,
 }
 
 impl std::fmt::Debug for S3Settings {
@@ -51,11 +83,32 @@ impl std::fmt::Debug for S3Settings {
             )
             .field("allow_http", &self.allow_http)
             .field("path_style", &self.path_style)
+            .field("azure_account", &self.azure.account)
+            .field("azure_endpoint", &self.azure.endpoint)
+            .field(
+                "azure_access_key",
+                &self.azure.access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("gcs_service_account_file", &self.gcs_service_account_file)
             .finish()
     }
 }
 
 impl S3Settings {
+    /// The object_store / deltalake storage options for a location of this scheme.
+    pub fn options_for(&self, url: &Url) -> HashMap<String, String> {
+        match url.scheme() {
+            "s3" | "s3a" => self.object_store_options(),
+            "gs" | "gcs" => self
+                .gcs_service_account_file
+                .iter()
+                .map(|f| ("google_service_account".to_string(), f.clone()))
+                .collect(),
+            "az" | "azure" | "abfs" | "abfss" | "adl" => self.azure.options(),
+            _ => HashMap::new(),
+        }
+    }
+
     /// The settings as object_store / deltalake storage options (`aws_*` keys).
     pub fn object_store_options(&self) -> HashMap<String, String> {
         let mut o = HashMap::new();
@@ -121,17 +174,45 @@ impl S3Settings {
         o
     }
 
-    /// An object store for the bucket of `url`.
+    /// An object store for the bucket (or container) of `url`: S3 with these settings, Google
+    /// Cloud Storage and Azure from their standard environment variables
+    /// (`GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`, `AZURE_STORAGE_ACCOUNT_KEY`, ...).
     pub fn store(&self, url: &Url) -> Result<Arc<dyn object_store::ObjectStore>> {
-        let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(url.as_str());
-        for (k, v) in self.object_store_options() {
-            if let Ok(key) = k.parse::<object_store::aws::AmazonS3ConfigKey>() {
-                b = b.with_config(key, v);
+        let fail = |e: object_store::Error| Error::Config(format!("cannot use {url}: {e}"));
+        match url.scheme() {
+            "s3" | "s3a" => {
+                let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(url.as_str());
+                for (k, v) in self.options_for(url) {
+                    if let Ok(key) = k.parse::<object_store::aws::AmazonS3ConfigKey>() {
+                        b = b.with_config(key, v);
+                    }
+                }
+                Ok(Arc::new(b.build().map_err(fail)?))
             }
+            "gs" | "gcs" => {
+                let mut b =
+                    object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
+                for (k, v) in self.options_for(url) {
+                    if let Ok(key) = k.parse::<object_store::gcp::GoogleConfigKey>() {
+                        b = b.with_config(key, v);
+                    }
+                }
+                Ok(Arc::new(b.build().map_err(fail)?))
+            }
+            "az" | "azure" | "abfs" | "abfss" | "adl" => {
+                let mut b =
+                    object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url.as_str());
+                for (k, v) in self.options_for(url) {
+                    if let Ok(key) = k.parse::<object_store::azure::AzureConfigKey>() {
+                        b = b.with_config(key, v);
+                    }
+                }
+                Ok(Arc::new(b.build().map_err(fail)?))
+            }
+            other => Err(Error::unsupported(format!(
+                "locations on {other}:// are not supported: use a local path, s3://, gs:// or az://"
+            ))),
         }
-        Ok(Arc::new(b.build().map_err(|e| {
-            Error::Config(format!("cannot use S3 location {url}: {e}"))
-        })?))
     }
 }
 
@@ -157,6 +238,16 @@ pub fn is_s3(url: &str) -> bool {
     url.starts_with("s3://") || url.starts_with("s3a://")
 }
 
+/// Is `url` on an object store Lakegate can reach (S3, Google Cloud Storage, Azure)?
+pub fn is_object_store(url: &str) -> bool {
+    is_s3(url)
+        || [
+            "gs://", "gcs://", "az://", "azure://", "abfs://", "abfss://", "adl://",
+        ]
+        .iter()
+        .any(|p| url.starts_with(p))
+}
+
 /// The warehouse: where table data and Lakegate's own metadata live. Data lives under `root`
 /// (a local folder or an S3 prefix); Lakegate's metadata in `local/_lakegate` (the warehouse
 /// folder itself, or `storage.metadata_dir` for a warehouse on object storage).
@@ -178,7 +269,7 @@ impl Warehouse {
                     .map_err(|_| Error::Config(format!("invalid file URL {spec}")))?;
                 (None, None, p)
             }
-            Ok(u) if is_s3(u.as_str()) => {
+            Ok(u) if is_object_store(u.as_str()) => {
                 let mut root = u.clone();
                 if !root.path().ends_with('/') {
                     root.set_path(&format!("{}/", root.path()));
@@ -189,7 +280,7 @@ impl Warehouse {
             }
             Ok(u) if u.scheme().len() > 1 => {
                 return Err(Error::unsupported(format!(
-                    "warehouse URL scheme {}:// is not supported yet; use a local folder or s3://",
+                    "warehouse URL scheme {}:// is not supported; use a local folder, s3://, gs:// or az://",
                     u.scheme()
                 )));
             }
@@ -244,9 +335,10 @@ impl Warehouse {
         &self.local
     }
 
-    /// Storage options for deltalake (S3 endpoint and credentials; none for local folders).
-    pub fn storage_options(&self) -> HashMap<String, String> {
-        self.s3.object_store_options()
+    /// Storage options for deltalake at `url` (endpoint and credentials of its object store;
+    /// none for local folders).
+    pub fn storage_options(&self, url: &Url) -> HashMap<String, String> {
+        self.s3.options_for(url)
     }
 
     /// The object store of an s3:// location (the warehouse's or another bucket's), for

@@ -220,7 +220,15 @@ impl PyServer {
 }
 
 impl Drop for PyServer {
+    /// Close its stdin so that it stops what it started, give it a moment, then kill it.
     fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -7,6 +7,6 @@ mod common;
 mod config;
 mod iceberg;
 mod layout;
+mod object_stores;
 mod protocol;
-mod s3;
 mod storage;

@@ -1,5 +1,6 @@
-//! A warehouse on S3 (an S3-protocol server started by the test: moto from PyPI): Delta and
-//! Iceberg tables, concurrent writers on one Delta table, restart, external files on S3.
+//! Warehouses on object stores: S3 (moto, from PyPI, started by the test) with Delta and
+//! Iceberg, concurrent writers on one Delta table, restart, external files; Azure Blob Storage
+//! (Azurite, from npm).
 
 use crate::common::{Options, S3Server, TestServer};
 
@@ -168,5 +169,56 @@ async fn concurrent_writers_on_one_s3_delta_table() {
     assert_eq!(count(&c, "SELECT count(*) FROM app").await, 20);
     assert_eq!(count(&c2, "SELECT count(*) FROM app").await, 20);
     other.stop().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_warehouse_on_azure_blob_storage() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("azurite");
+    std::fs::create_dir_all(&data).expect("dir");
+    let Some(az) = crate::common::PyServer::start(
+        "azurite_server.py",
+        &[&data.display().to_string(), "lakehouse"],
+        "azure.storage.blob",
+    ) else {
+        return;
+    };
+    let key = tmp.path().join("azure-key");
+    std::fs::write(
+        &key,
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
+    )
+    .expect("key");
+    let meta = tmp.path().join("meta");
+    let port = az.port;
+    let s = TestServer::start_with(Options::default(), |c| {
+        c.storage.warehouse = "az://lakehouse/warehouse".into();
+        c.storage.metadata_dir = Some(meta.display().to_string());
+        c.storage.azure.account = Some("devstoreaccount1".into());
+        c.storage.azure.access_key_file = Some(key.clone());
+        c.storage.azure.endpoint = Some(format!("http://127.0.0.1:{port}/devstoreaccount1"));
+        c.storage.azure.allow_http = true;
+    })
+    .await;
+    let c = s.connect().await;
+    c.batch_execute(
+        "CREATE TABLE d (id BIGINT, v TEXT); INSERT INTO d VALUES (1, 'a'), (2, 'b'); \
+         UPDATE d SET v = 'z' WHERE id = 1; DELETE FROM d WHERE id = 2",
+    )
+    .await
+    .expect("writes on Azure");
+    let rows = c.query("SELECT id, v FROM d", &[]).await.expect("read");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, String>(1), "z");
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM d FOR VERSION AS OF 1").await,
+        2
+    );
+    let loc = location_of(&meta, "d");
+    assert!(
+        loc.starts_with("az://lakehouse/warehouse/public/d-"),
+        "{loc}"
+    );
     s.stop().await;
 }
