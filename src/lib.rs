@@ -9,8 +9,8 @@
 //!                      ▼
 //!                   DataFusion   optimize ─▶ physical plan ─▶ execute
 //!                      ▼
-//!                   catalog/     names ─▶ tables (persistent catalog in the warehouse)
-//!                   storage/     the warehouse folder and Delta Lake tables
+//!                   catalog/     names ─▶ tables (persistent catalog, attached Iceberg catalogs)
+//!                   storage/     the warehouse (local, S3, Azure, GCS); Delta, Iceberg, files
 //! ```
 //! Data flows down; nothing below imports from above.
 

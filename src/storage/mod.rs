@@ -1,5 +1,6 @@
-//! Object storage and table formats. Owns the warehouse root (a local folder by default) and the
-//! Delta Lake tables in it. Knows nothing of sessions, policies or the wire.
+//! Object storage and table formats. Owns the warehouse root (a local folder by default, or an
+//! S3, Azure or GCS prefix), the Delta Lake and Iceberg tables in it, and plain files read in
+//! place. Knows nothing of sessions, policies or the wire.
 
 pub mod delta;
 pub mod files;
