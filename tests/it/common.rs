@@ -264,3 +264,29 @@ impl S3Server {
         c.storage.s3.path_style = true;
     }
 }
+
+/// Each client inserts `(worker, n)` for n in 0..`rows` into `table`, all clients at once;
+/// worker ids are given. Fails with the first error any client got.
+pub async fn insert_concurrently(
+    clients: Vec<(i32, Client)>,
+    table: &str,
+    rows: i32,
+) -> Result<(), String> {
+    let mut tasks = vec![];
+    for (w, client) in clients {
+        let sql = format!("INSERT INTO {table} VALUES ($1, $2)");
+        tasks.push(tokio::spawn(async move {
+            for n in 0..rows {
+                client
+                    .execute(&sql, &[&w, &n])
+                    .await
+                    .map_err(|e| format!("{e:?}"))?;
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}

@@ -66,22 +66,13 @@ async fn concurrent_iceberg_appends_all_land() {
     c.batch_execute("CREATE TABLE ice_conc (worker INTEGER, n INTEGER) USING iceberg")
         .await
         .expect("create");
-    let mut tasks = vec![];
-    for w in 0..4i32 {
-        let client = s.connect().await;
-        tasks.push(tokio::spawn(async move {
-            for n in 0..5i32 {
-                client
-                    .execute("INSERT INTO ice_conc VALUES ($1, $2)", &[&w, &n])
-                    .await
-                    .map_err(|e| format!("{e:?}"))?;
-            }
-            Ok::<_, String>(())
-        }));
+    let mut clients = vec![];
+    for w in 0..4 {
+        clients.push((w, s.connect().await));
     }
-    for t in tasks {
-        t.await.expect("join").expect("appends retry by themselves");
-    }
+    crate::common::insert_concurrently(clients, "ice_conc", 5)
+        .await
+        .expect("appends retry by themselves");
     assert_eq!(
         count(&c, "SELECT count(*) FROM ice_conc").await,
         20,

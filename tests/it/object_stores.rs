@@ -92,22 +92,13 @@ async fn concurrent_writers_on_one_s3_delta_table() {
     .await
     .expect("create");
     // Appends from several sessions at once: each commit lands (non-conflicting retries).
-    let mut tasks = vec![];
-    for w in 0..3i32 {
-        let client = s.connect().await;
-        tasks.push(tokio::spawn(async move {
-            for n in 0..4i32 {
-                client
-                    .execute("INSERT INTO app VALUES ($1, $2)", &[&w, &n])
-                    .await
-                    .map_err(|e| format!("{e:?}"))?;
-            }
-            Ok::<_, String>(())
-        }));
+    let mut clients = vec![];
+    for w in 0..3 {
+        clients.push((w, s.connect().await));
     }
-    for t in tasks {
-        t.await.expect("join").expect("appends succeed");
-    }
+    crate::common::insert_concurrently(clients, "app", 4)
+        .await
+        .expect("appends succeed");
     assert_eq!(count(&c, "SELECT count(*) FROM app").await, 12);
     // Conflicting updates: each either commits or fails with 40001; none is lost.
     let mut tasks = vec![];
@@ -148,24 +139,10 @@ async fn concurrent_writers_on_one_s3_delta_table() {
     ))
     .await
     .expect("second server registers the table");
-    let mut tasks = vec![];
-    for (w, server) in [(10i32, &s), (20i32, &other)] {
-        let client = server.connect().await;
-        tasks.push(tokio::spawn(async move {
-            for n in 0..4i32 {
-                client
-                    .execute("INSERT INTO app VALUES ($1, $2)", &[&w, &n])
-                    .await
-                    .map_err(|e| format!("{e:?}"))?;
-            }
-            Ok::<_, String>(())
-        }));
-    }
-    for t in tasks {
-        t.await
-            .expect("join")
-            .expect("both servers' appends succeed");
-    }
+    let clients = vec![(10, s.connect().await), (20, other.connect().await)];
+    crate::common::insert_concurrently(clients, "app", 4)
+        .await
+        .expect("both servers' appends succeed");
     assert_eq!(count(&c, "SELECT count(*) FROM app").await, 20);
     assert_eq!(count(&c2, "SELECT count(*) FROM app").await, 20);
     other.stop().await;

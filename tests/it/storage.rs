@@ -103,22 +103,13 @@ async fn concurrent_sessions_insert_and_read() {
     c.batch_execute("CREATE TABLE conc (worker INTEGER, n INTEGER)")
         .await
         .expect("create");
-    let mut tasks = vec![];
+    let mut clients = vec![];
     for w in 0..4 {
-        let client = s.connect().await;
-        tasks.push(tokio::spawn(async move {
-            for n in 0..5 {
-                client
-                    .execute("INSERT INTO conc VALUES ($1, $2)", &[&w, &n])
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok::<_, String>(())
-        }));
+        clients.push((w, s.connect().await));
     }
-    for t in tasks {
-        t.await.expect("join").expect("inserts succeed");
-    }
+    crate::common::insert_concurrently(clients, "conc", 5)
+        .await
+        .expect("inserts succeed");
     let row = c
         .query_one("SELECT count(*), count(DISTINCT worker) FROM conc", &[])
         .await
