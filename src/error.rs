@@ -123,6 +123,12 @@ impl From<deltalake::DeltaTableError> for Error {
                     .map(|i| m[i..].to_string())
                     .unwrap_or(m),
             ),
+            D::Generic(m) if m.contains("value too long for type") => Error::data(
+                "22001",
+                m.find("value too long")
+                    .map(|i| m[i..].to_string())
+                    .unwrap_or(m),
+            ),
             D::Generic(m) if m.contains("non-nullable") => Error::NotNull(m),
             // deltalake's invariant check (NOT NULL); its message previews the rows: not shown.
             other if other.to_string().contains("failed validation check") => Error::NotNull(

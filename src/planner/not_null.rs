@@ -2,7 +2,8 @@
 //! through a check that fails the statement with 23502 `null value in column "c" of relation
 //! "t" violates not-null constraint` before anything is written. (DataFusion's own check names
 //! the VALUES column, `column1`, and a column left out of the column list reached the table
-//! format's writer as an internal error.) The source's columns also take the target's
+//! format's writer as an internal error.) `varchar(n)` and `char(n)` columns refuse longer
+//! values with 22001 `value too long for type character varying(n)`. The source's columns also take the target's
 //! nullability, which iceberg-datafusion compares strictly (`SELECT 'x'` is never NULL, but
 //! goes into a nullable column).
 
@@ -31,8 +32,11 @@ pub fn enforce(plan: LogicalPlan) -> Result<LogicalPlan> {
     let target = dml.target.schema();
     let input_schema = dml.input.schema().clone();
     if input_schema.fields().len() != target.fields().len()
-        || (0..target.fields().len())
-            .all(|i| target.field(i).is_nullable() && input_schema.field(i).is_nullable())
+        || (0..target.fields().len()).all(|i| {
+            target.field(i).is_nullable()
+                && input_schema.field(i).is_nullable()
+                && super::types::field_max_length(target.field(i)).is_none()
+        })
     {
         return Ok(plan);
     }
@@ -42,13 +46,15 @@ pub fn enforce(plan: LogicalPlan) -> Result<LogicalPlan> {
             let (q, f) = input_schema.qualified_field(i);
             let column = Expr::Column(Column::from((q, f)));
             let t = target.field(i);
-            if t.is_nullable() == f.is_nullable() && t.is_nullable() {
+            let max_length = super::types::field_max_length(t);
+            if t.is_nullable() == f.is_nullable() && t.is_nullable() && max_length.is_none() {
                 column
             } else {
                 let udf = ScalarUDF::new_from_impl(NotNull {
                     column: t.name().clone(),
                     relation: relation.clone(),
                     check: !t.is_nullable(),
+                    max_length,
                     signature: Signature::any(1, Volatility::Volatile),
                 });
                 udf.call(vec![column]).alias(f.name())
@@ -69,6 +75,8 @@ struct NotNull {
     relation: String,
     /// Fail on NULL (a NOT NULL target); otherwise only declare the column nullable.
     check: bool,
+    /// `varchar(n)` / `char(n)`: fail on a longer value (22001), naming the type.
+    max_length: Option<(usize, &'static str)>,
     signature: Signature,
 }
 
@@ -113,6 +121,13 @@ impl ScalarUDFImpl for NotNull {
             ColumnarValue::Array(a) => a.null_count() > 0,
             ColumnarValue::Scalar(s) => s.is_null(),
         };
+        if let Some((n, type_name)) = self.max_length
+            && too_long(&value, n)
+        {
+            return Err(
+                Error::data("22001", format!("value too long for type {type_name}({n})")).into(),
+            );
+        }
         if has_null && self.check {
             return Err(Error::NotNull(format!(
                 "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
@@ -167,5 +182,35 @@ pub async fn explain_values_error(
             "null value in column \"{c}\" of relation \"{relation}\" violates not-null constraint"
         )),
         None => e,
+    }
+}
+
+/// Does any string of `value` have more than `n` characters?
+fn too_long(value: &ColumnarValue, n: usize) -> bool {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::common::ScalarValue;
+    match value {
+        ColumnarValue::Scalar(ScalarValue::Utf8(Some(s)))
+        | ColumnarValue::Scalar(ScalarValue::LargeUtf8(Some(s)))
+        | ColumnarValue::Scalar(ScalarValue::Utf8View(Some(s))) => s.chars().count() > n,
+        ColumnarValue::Array(a) => match a.data_type() {
+            DataType::Utf8 => a
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .any(|s| s.chars().count() > n),
+            DataType::LargeUtf8 => a
+                .as_string::<i64>()
+                .iter()
+                .flatten()
+                .any(|s| s.chars().count() > n),
+            DataType::Utf8View => a
+                .as_string_view()
+                .iter()
+                .flatten()
+                .any(|s| s.chars().count() > n),
+            _ => false,
+        },
+        _ => false,
     }
 }

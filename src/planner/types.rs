@@ -95,6 +95,10 @@ pub fn column_type(t: &ast::DataType) -> Result<DataType> {
                 )));
             }
         },
+        // Iceberg stores TIME; Delta refuses it when the table is created.
+        S::Time(_, ast::TimezoneInfo::None | ast::TimezoneInfo::WithoutTimeZone) => {
+            DataType::Time64(datafusion::arrow::datatypes::TimeUnit::Microsecond)
+        }
         S::Time(..) | S::Interval { .. } => {
             return Err(Error::unsupported(format!(
                 "columns of type {t} cannot be stored in a lakehouse table; store it as TEXT or BIGINT"
@@ -144,14 +148,45 @@ pub fn text_pg_type(t: &ast::DataType) -> Option<&'static str> {
     }
 }
 
-/// A field's PostgreSQL type override, if it carries one on a text type.
+/// The PostgreSQL type a column definition keeps in its metadata: the text type's name, with
+/// the declared length for `varchar(n)` / `char(n)` (so that it is enforced on INSERT).
+pub fn declared_pg_type(t: &ast::DataType) -> Option<String> {
+    use ast::DataType as S;
+    let base = text_pg_type(t)?;
+    let length = match t {
+        S::Varchar(l) | S::CharVarying(l) | S::CharacterVarying(l) => l.as_ref(),
+        S::Char(l) | S::Character(l) => l.as_ref(),
+        _ => None,
+    };
+    Some(match length {
+        Some(ast::CharacterLength::IntegerLength { length, .. }) => format!("{base}({length})"),
+        _ if base == "bpchar" => format!("{base}(1)"),
+        _ => base.to_string(),
+    })
+}
+
+/// A field's PostgreSQL type override, if it carries one on a text type (without a length).
 pub fn field_pg_type(f: &Field) -> Option<&str> {
     match f.data_type() {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-            f.metadata().get(PG_TYPE_KEY).map(|s| s.as_str())
-        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => f
+            .metadata()
+            .get(PG_TYPE_KEY)
+            .map(|s| s.split('(').next().unwrap_or(s)),
         _ => None,
     }
+}
+
+/// The declared length of a `varchar(n)` / `char(n)` field, and its PostgreSQL type name.
+pub fn field_max_length(f: &Field) -> Option<(usize, &'static str)> {
+    let t = f.metadata().get(PG_TYPE_KEY)?;
+    let (base, rest) = t.split_once('(')?;
+    let n = rest.trim_end_matches(')').parse().ok()?;
+    let name = match base {
+        "varchar" => "character varying",
+        "bpchar" => "character",
+        _ => return None,
+    };
+    Some((n, name))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use super::{CommandTag, Outcome, Session};
 use crate::catalog::{RelationKind, TableSpec, ViewEntry};
 use crate::error::{Error, Result};
 use crate::planner::names::{ident, qualified};
-use crate::planner::types::{PG_TYPE_KEY, UTC, column_type, field_pg_type, text_pg_type};
+use crate::planner::types::{PG_TYPE_KEY, UTC, column_type, declared_pg_type, field_pg_type};
 
 fn resolve(session: &Session, name: &ObjectName) -> Result<(String, String)> {
     qualified(
@@ -190,8 +190,8 @@ fn column_field(col: &ast::ColumnDef, nullable_by_default: bool) -> Result<Field
         }
     }
     let mut field = Field::new(ident(&col.name), dt, nullable);
-    if let Some(t) = text_pg_type(&col.data_type) {
-        field = field.with_metadata([(PG_TYPE_KEY.to_string(), t.to_string())].into());
+    if let Some(t) = declared_pg_type(&col.data_type) {
+        field = field.with_metadata([(PG_TYPE_KEY.to_string(), t)].into());
     }
     Ok(field)
 }
