@@ -1,5 +1,5 @@
-//! Iceberg tables over the wire: time travel by snapshot id and timestamp, concurrent appends,
-//! restart persistence, the configured default format.
+//! Iceberg tables over the wire: time travel by snapshot id and timestamp, restart persistence,
+//! the configured default format, attached REST catalogs. (Concurrent appends: storage.rs.)
 
 use crate::common::{Options, TestServer};
 
@@ -56,33 +56,6 @@ async fn iceberg_time_travel_by_snapshot_and_timestamp() {
     )
     .await;
     assert_eq!(added, 2);
-    s.stop().await;
-}
-
-#[tokio::test]
-async fn concurrent_iceberg_appends_all_land() {
-    let s = TestServer::start(Options::default()).await;
-    let c = s.connect().await;
-    c.batch_execute("CREATE TABLE ice_conc (worker INTEGER, n INTEGER) USING iceberg")
-        .await
-        .expect("create");
-    let mut clients = vec![];
-    for w in 0..4 {
-        clients.push((w, s.connect().await));
-    }
-    crate::common::insert_concurrently(clients, "ice_conc", 5)
-        .await
-        .expect("appends retry by themselves");
-    assert_eq!(
-        count(&c, "SELECT count(*) FROM ice_conc").await,
-        20,
-        "no acknowledged append is lost"
-    );
-    assert_eq!(
-        count(&c, "SELECT count(*) FROM table_history('public.ice_conc')").await,
-        20,
-        "one snapshot per INSERT"
-    );
     s.stop().await;
 }
 

@@ -100,22 +100,30 @@ async fn not_null_and_types_are_enforced() {
 async fn concurrent_sessions_insert_and_read() {
     let s = TestServer::start(Options::default()).await;
     let c = s.connect().await;
-    c.batch_execute("CREATE TABLE conc (worker INTEGER, n INTEGER)")
+    for format in ["delta", "iceberg"] {
+        let table = format!("conc_{format}");
+        c.batch_execute(&format!(
+            "CREATE TABLE {table} (worker INTEGER, n INTEGER) USING {format}"
+        ))
         .await
         .expect("create");
-    let mut clients = vec![];
-    for w in 0..4 {
-        clients.push((w, s.connect().await));
+        let mut clients = vec![];
+        for w in 0..4 {
+            clients.push((w, s.connect().await));
+        }
+        crate::common::insert_concurrently(clients, &table, 5)
+            .await
+            .expect("appends retry by themselves");
+        let row = c
+            .query_one(
+                &format!("SELECT count(*), count(DISTINCT worker) FROM {table}"),
+                &[],
+            )
+            .await
+            .expect("count");
+        assert_eq!(row.get::<_, i64>(0), 20, "no acknowledged insert is lost");
+        assert_eq!(row.get::<_, i64>(1), 4);
     }
-    crate::common::insert_concurrently(clients, "conc", 5)
-        .await
-        .expect("inserts succeed");
-    let row = c
-        .query_one("SELECT count(*), count(DISTINCT worker) FROM conc", &[])
-        .await
-        .expect("count");
-    assert_eq!(row.get::<_, i64>(0), 20, "no acknowledged insert is lost");
-    assert_eq!(row.get::<_, i64>(1), 4);
     s.stop().await;
 }
 
