@@ -30,6 +30,24 @@ pub struct Config {
     pub demo: DemoConfig,
     /// Iceberg REST catalogs to attach, each seen in SQL under its name.
     pub catalogs: Vec<CatalogConfig>,
+    pub policy: PolicyConfig,
+}
+
+/// Where the policies are (see policies/README.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// A folder of `*.toml` policy files; when it does not exist, the built-in defaults (every
+    /// authenticated user may read and write every table).
+    pub dir: PathBuf,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            dir: PathBuf::from("policies"),
+        }
+    }
 }
 
 /// An Iceberg REST catalog (Apache Polaris, Lakekeeper, Nessie, ...).
@@ -255,6 +273,7 @@ pub struct Settings {
     pub metadata_dir: Option<String>,
     pub s3: crate::storage::S3Settings,
     pub catalogs: Vec<crate::storage::iceberg::RestSpec>,
+    pub policy_dir: PathBuf,
     pub users: Vec<UserSpec>,
     pub scram_iterations: usize,
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -424,6 +443,7 @@ impl Config {
             metadata_dir: self.storage.metadata_dir,
             s3,
             catalogs,
+            policy_dir: self.policy.dir,
             users,
             scram_iterations: self.auth.scram_iterations,
             tls,

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod planner;
+pub mod policy;
 pub mod server;
 pub mod session;
 pub mod storage;

@@ -72,7 +72,9 @@ impl Server {
             .filter(|u| u.admin)
             .map(|u| u.name.clone())
             .collect();
-        let engine = Engine::new(planner, settings.max_connections, admins);
+        let policies = crate::policy::PolicySet::load(&settings.policy_dir).await?;
+        tracing::info!(source = %policies.source, "policies loaded");
+        let engine = Engine::new(planner, settings.max_connections, admins, policies);
         if settings.demo.enabled {
             crate::cli::demo::ensure_demo_data(&engine, &settings).await?;
         }

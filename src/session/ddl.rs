@@ -10,6 +10,7 @@ use crate::catalog::{RelationKind, TableSpec, ViewEntry};
 use crate::error::{Error, Result};
 use crate::planner::names::{ident, qualified};
 use crate::planner::types::{PG_TYPE_KEY, UTC, column_type, declared_pg_type, field_pg_type};
+use crate::policy::Action;
 
 fn resolve(session: &Session, name: &ObjectName) -> Result<(String, String)> {
     qualified(
@@ -40,6 +41,7 @@ pub async fn create_schema(
         [ast::ObjectNamePart::Identifier(i)] => ident(i),
         _ => return Err(Error::Syntax(format!("invalid schema name {obj}"))),
     };
+    session.authorize(&format!("{schema}.*"), Action::Admin)?;
     let catalog = session.engine.planner.catalog();
     catalog.create_schema(&schema, if_not_exists).await?;
     Ok(Outcome::Command(CommandTag::new("CREATE SCHEMA")))
@@ -58,6 +60,7 @@ pub async fn create_table(session: &mut Session, ct: &ast::CreateTable) -> Resul
         return Err(Error::unsupported("CREATE TABLE ... LIKE is not supported"));
     }
     let (schema_name, table) = resolve(session, &ct.name)?;
+    session.authorize(&format!("{schema_name}.{table}"), Action::Admin)?;
     let catalog = session.engine.planner.catalog().clone();
     if !catalog.schema_exists(&schema_name) {
         return Err(Error::UndefinedSchema(format!(
@@ -515,6 +518,7 @@ pub async fn create_view(session: &mut Session, v: &ast::CreateView) -> Result<O
         ));
     }
     let (schema_name, name) = resolve(session, &v.name)?;
+    session.authorize(&format!("{schema_name}.{name}"), Action::Admin)?;
     let catalog = session.engine.planner.catalog().clone();
     if !catalog.schema_exists(&schema_name) {
         return Err(Error::UndefinedSchema(format!(
@@ -569,6 +573,7 @@ pub async fn drop(
             };
             for n in names {
                 let (s, t) = resolve(session, n)?;
+                session.authorize(&format!("{s}.{t}"), Action::Admin)?;
                 catalog.drop_relation(&s, &t, kind, if_exists).await?;
             }
             if kind == RelationKind::Table {
@@ -583,6 +588,7 @@ pub async fn drop(
                     [ast::ObjectNamePart::Identifier(i)] => ident(i),
                     _ => return Err(Error::Syntax(format!("invalid schema name {n}"))),
                 };
+                session.authorize(&format!("{s}.*"), Action::Admin)?;
                 catalog.drop_schema(&s, if_exists, cascade).await?;
             }
             session.rebuild_context();

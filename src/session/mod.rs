@@ -26,6 +26,7 @@ use datafusion::sql::sqlparser::ast::{self, Statement as SqlStatement};
 use crate::error::{Error, Result};
 use crate::planner::Planner;
 use crate::planner::functions::SessionValues;
+use crate::policy::{Action, PolicySet};
 use settings::Settings;
 
 /// State shared by all sessions of one server.
@@ -35,16 +36,31 @@ pub struct Engine {
     pub max_connections: usize,
     running: Arc<AtomicUsize>,
     admins: Vec<String>,
+    policies: std::sync::RwLock<Arc<PolicySet>>,
 }
 
 impl Engine {
-    pub fn new(planner: Arc<Planner>, max_connections: usize, admins: Vec<String>) -> Arc<Engine> {
+    pub fn new(
+        planner: Arc<Planner>,
+        max_connections: usize,
+        admins: Vec<String>,
+        policies: PolicySet,
+    ) -> Arc<Engine> {
         Arc::new(Engine {
             planner,
             max_connections,
             running: Arc::new(AtomicUsize::new(0)),
             admins,
+            policies: std::sync::RwLock::new(Arc::new(policies)),
         })
+    }
+
+    /// The policies in force now.
+    pub fn policies(&self) -> Arc<PolicySet> {
+        self.policies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Statements currently executing (for graceful shutdown).
@@ -82,6 +98,8 @@ impl Drop for RunningGuard {
 pub struct Principal {
     pub name: String,
     pub admin: bool,
+    /// The role taken with SET ROLE (one the policies grant), deciding instead of the user.
+    pub role: Option<String>,
 }
 
 /// A command tag as PostgreSQL writes it (`INSERT 0 5`, `CREATE TABLE`, `SELECT 3`).
@@ -213,6 +231,7 @@ impl Session {
         let principal = Principal {
             name: user.to_string(),
             admin: engine.is_admin(user),
+            role: None,
         };
         let settings = Settings::new(user, principal.admin, engine.max_connections);
         let ctx = Self::build_context(&engine, &principal, &settings, backend_pid);
@@ -352,7 +371,61 @@ impl Session {
             .with_allow_ddl(false)
             .with_allow_statements(false)
             .verify_plan(&plan)?;
+        self.authorize_plan(&plan)?;
         Ok(plan)
+    }
+
+    /// Every table the plan reads needs `read`, every table it writes `write` (42501 if not).
+    fn authorize_plan(&self, plan: &LogicalPlan) -> Result<()> {
+        if self.principal.admin {
+            return Ok(());
+        }
+        let catalog = self.engine.planner.catalog().clone();
+        let view_schema = move |schema: &str, name: &str| match catalog.relation(schema, name) {
+            Some(crate::catalog::Relation::View(v)) if !v.schema.is_empty() => Some(v.schema),
+            _ => None,
+        };
+        let schema = self.current_schema();
+        let names = crate::policy::access::Names {
+            database: self.engine.planner.database(),
+            schema: &schema,
+            view_schema: &view_schema,
+        };
+        let access = crate::policy::access::of_plan(plan, names)?;
+        for t in &access.reads {
+            self.authorize(t, Action::Read)?;
+        }
+        for t in &access.writes {
+            self.authorize(t, Action::Write)?;
+        }
+        Ok(())
+    }
+
+    /// May this session do `action` on `object` (`schema.table`, or `schema.*` for the schema)?
+    pub(crate) fn authorize(&self, object: &str, action: Action) -> Result<()> {
+        if self.principal.admin {
+            return Ok(());
+        }
+        let subject = self
+            .principal
+            .role
+            .as_deref()
+            .unwrap_or(&self.principal.name);
+        let policies = self.engine.policies();
+        // Administering a table includes reading and writing it.
+        if policies.allows(subject, object, action)
+            || (action != Action::Admin && policies.allows(subject, object, Action::Admin))
+        {
+            return Ok(());
+        }
+        let (kind, name) = match object.rsplit_once('.') {
+            Some((schema, "*")) => ("schema", schema),
+            Some((_, table)) => ("table", table),
+            None => ("table", object),
+        };
+        Err(Error::PermissionDenied(format!(
+            "permission denied for {kind} {name}"
+        )))
     }
 
     /// Run the statements of one simple-query message, stopping at the first error.
@@ -518,6 +591,11 @@ impl Session {
                         let n = name.to_string();
                         if n.eq_ignore_ascii_case("all") {
                             self.settings.reset_all();
+                            self.principal.role = None;
+                        } else if n.eq_ignore_ascii_case("role")
+                            || n.eq_ignore_ascii_case("session_authorization")
+                        {
+                            self.principal.role = None;
                         } else {
                             self.settings.reset(&n)?;
                         }
@@ -616,6 +694,7 @@ impl Session {
             S::Discard { object_type } => {
                 if *object_type == ast::DiscardObject::ALL {
                     self.settings.reset_all();
+                    self.principal.role = None;
                     self.rebuild_context();
                 }
                 Ok(Outcome::Command(CommandTag::new(&format!(
@@ -748,6 +827,11 @@ impl Session {
         what: &str,
     ) -> Result<crate::catalog::TableEntry> {
         use crate::catalog::Relation;
+        let action = match what {
+            "OPTIMIZE" | "VACUUM" | "ALTER TABLE" => Action::Admin,
+            _ => Action::Write,
+        };
+        self.authorize(&format!("{schema}.{table}"), action)?;
         match self.engine.planner.catalog().relation(schema, table) {
             Some(Relation::Table(t))
                 if t.format == "delta" || (t.format == "iceberg" && !t.external) =>
@@ -834,11 +918,22 @@ impl Session {
         Ok(Outcome::Command(CommandTag::new("SET")))
     }
 
-    /// SET ROLE / SESSION AUTHORIZATION: only to oneself (or back to none) until roles exist.
+    /// SET ROLE / SESSION AUTHORIZATION: to oneself, back to none, or to a role the policies
+    /// grant this user; then that role's grants decide.
     fn set_role(&mut self, role: &str) -> Result<Outcome> {
         let r = role.trim().trim_matches('\'').trim_matches('"');
         let r_lower = r.to_ascii_lowercase();
         if r.is_empty() || r_lower == "none" || r_lower == "default" || r == self.principal.name {
+            self.principal.role = None;
+            Ok(Outcome::Command(CommandTag::new("SET")))
+        } else if self
+            .engine
+            .policies()
+            .roles_of(&self.principal.name)
+            .iter()
+            .any(|g| g == r)
+        {
+            self.principal.role = Some(r.to_string());
             Ok(Outcome::Command(CommandTag::new("SET")))
         } else {
             Err(Error::PermissionDenied(format!(

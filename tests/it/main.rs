@@ -8,5 +8,6 @@ mod config;
 mod iceberg;
 mod layout;
 mod object_stores;
+mod policy;
 mod protocol;
 mod storage;

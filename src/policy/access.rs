@@ -1,0 +1,123 @@
+//! The tables a plan reads and writes, named as the policies name them: `schema.table` for
+//! this database's tables, `catalog.schema.table` for attached catalogs. Every scan counts,
+//! wherever it is (subqueries, CTEs, UNION arms, join sides, the source of an INSERT or CTAS),
+//! and a view counts as the tables it reads. System schemas are not tables of anyone's.
+
+use std::collections::BTreeSet;
+
+use datafusion::catalog::view::ViewTable;
+use datafusion::common::TableReference;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::LogicalPlan;
+
+use crate::error::Result;
+
+/// The hidden schema time-travel reads go through (`catalog::versions::SCHEMA`).
+const VERSIONS_SCHEMA: &str = "__lakegate_versions";
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub reads: BTreeSet<String>,
+    pub writes: BTreeSet<String>,
+}
+
+/// Where unqualified names resolve: the session's database and current schema, and for a
+/// view, the schema its definition was written against.
+#[derive(Clone, Copy)]
+pub struct Names<'a> {
+    pub database: &'a str,
+    pub schema: &'a str,
+    /// (schema, view) -> the schema the view's definition resolves names in.
+    pub view_schema: &'a dyn Fn(&str, &str) -> Option<String>,
+}
+
+impl Names<'_> {
+    /// The policy name of a table reference, or None for a system table.
+    pub fn object(&self, r: &TableReference) -> Option<String> {
+        let (catalog, schema, table) = match r {
+            TableReference::Bare { table } => (self.database, self.schema, table.as_ref()),
+            TableReference::Partial { schema, table } => {
+                (self.database, schema.as_ref(), table.as_ref())
+            }
+            TableReference::Full {
+                catalog,
+                schema,
+                table,
+            } => (catalog.as_ref(), schema.as_ref(), table.as_ref()),
+        };
+        if matches!(schema, "information_schema" | "pg_catalog") {
+            return None;
+        }
+        if schema == VERSIONS_SCHEMA {
+            // `schema.table@v3` reads schema.table.
+            let base = table.rsplit_once('@').map(|(b, _)| b).unwrap_or(table);
+            return Some(base.to_string());
+        }
+        Some(if catalog == self.database {
+            format!("{schema}.{table}")
+        } else {
+            format!("{catalog}.{schema}.{table}")
+        })
+    }
+}
+
+/// The tables `plan` reads and writes.
+pub fn of_plan(plan: &LogicalPlan, names: Names<'_>) -> Result<Access> {
+    let mut access = Access::default();
+    collect(plan, names, &mut access)?;
+    Ok(access)
+}
+
+fn collect(plan: &LogicalPlan, names: Names<'_>, access: &mut Access) -> Result<()> {
+    let mut views: Vec<(LogicalPlan, String)> = vec![];
+    plan.apply_with_subqueries(|p| {
+        match p {
+            LogicalPlan::TableScan(scan) => {
+                let view = source_as_provider(&scan.source).ok().and_then(|t| {
+                    t.as_any()
+                        .downcast_ref::<ViewTable>()
+                        .map(|v| v.logical_plan().clone())
+                });
+                match view {
+                    Some(v) => {
+                        // Names inside the view resolve in its own schema; unknown: deny-safe
+                        // default of the view's schema.
+                        let (schema, name) = match names.object(&scan.table_name) {
+                            Some(o) => match o.split_once('.') {
+                                Some((s, n)) => (s.to_string(), n.to_string()),
+                                None => (names.schema.to_string(), o),
+                            },
+                            None => (
+                                names.schema.to_string(),
+                                scan.table_name.table().to_string(),
+                            ),
+                        };
+                        let inner = (names.view_schema)(&schema, &name).unwrap_or(schema);
+                        views.push((v, inner));
+                    }
+                    None => {
+                        if let Some(o) = names.object(&scan.table_name) {
+                            access.reads.insert(o);
+                        }
+                    }
+                }
+            }
+            LogicalPlan::Dml(dml) => {
+                if let Some(o) = names.object(&dml.table_name) {
+                    access.writes.insert(o);
+                }
+            }
+            _ => {}
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    for (v, schema) in views {
+        let inner = Names {
+            schema: &schema,
+            ..names
+        };
+        collect(&v, inner, access)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! Coarse decisions from the policy files: table grants by user and role, default deny,
+//! SET ROLE to granted roles only; every path that reads a table needs its read grant.
+
+use crate::common::{Options, TestServer};
+
+const POLICIES: &str = r#"
+[[principal]]
+name = "alice"
+roles = ["analyst", "hr_writer"]
+attributes = { region = "EU" }
+
+[[grant]]
+to = "analyst"
+on = "hr.*"
+actions = ["read"]
+
+[[grant]]
+to = "hr_writer"
+on = "hr.emp"
+actions = ["write"]
+"#;
+
+fn code(e: &tokio_postgres::Error) -> Option<&str> {
+    e.code().map(|c| c.code())
+}
+
+#[tokio::test]
+async fn grants_decide_and_nothing_else_is_allowed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("policies");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("hr.toml"), POLICIES).expect("policy file");
+    let s = TestServer::start_with(Options::default(), |c| c.policy.dir = dir.clone()).await;
+    let admin = s.connect().await;
+    admin
+        .batch_execute(
+            "CREATE SCHEMA hr; CREATE SCHEMA sales; \
+             CREATE TABLE hr.emp (id BIGINT, name TEXT); INSERT INTO hr.emp VALUES (1, 'a'); \
+             CREATE TABLE hr.other (id BIGINT); \
+             CREATE TABLE sales.orders (id BIGINT, amount INTEGER); INSERT INTO sales.orders VALUES (1, 10); \
+             CREATE VIEW hr.leak AS SELECT * FROM sales.orders",
+        )
+        .await
+        .expect("setup as admin");
+    let alice = s.connect_as("alice", "alice-pw").await.expect("alice");
+    let n: i64 = alice
+        .query_one("SELECT count(*) FROM hr.emp", &[])
+        .await
+        .expect("granted read")
+        .get(0);
+    assert_eq!(n, 1);
+    // Every way of reading sales.orders is refused.
+    for sql in [
+        "SELECT * FROM sales.orders",
+        "SELECT e.id FROM hr.emp e JOIN sales.orders o ON o.id = e.id",
+        "SELECT id FROM hr.emp WHERE id IN (SELECT id FROM sales.orders)",
+        "WITH o AS (SELECT * FROM sales.orders) SELECT count(*) FROM o",
+        "SELECT id FROM hr.emp UNION ALL SELECT id FROM sales.orders",
+        "SELECT * FROM hr.leak",
+        "SELECT * FROM sales.orders FOR VERSION AS OF 1",
+        "SELECT * FROM table_history('sales.orders')",
+        "EXPLAIN SELECT * FROM sales.orders",
+        "INSERT INTO hr.emp SELECT id, 'x' FROM sales.orders",
+        "CREATE TABLE hr.copy AS SELECT * FROM sales.orders",
+    ] {
+        let e = alice.simple_query(sql).await.expect_err(sql);
+        assert_eq!(code(&e), Some("42501"), "{sql}: {e:?}");
+        assert!(
+            format!("{e:?}").contains("permission denied for table"),
+            "{sql}: {e:?}"
+        );
+    }
+    // Prepared statements are checked too.
+    let e = alice
+        .prepare("SELECT * FROM sales.orders WHERE id = $1")
+        .await
+        .expect_err("prepare");
+    assert_eq!(code(&e), Some("42501"));
+    // Writes need a write grant (alice holds hr_writer's, on hr.emp only), DDL an admin grant.
+    alice
+        .batch_execute("UPDATE hr.emp SET name = 'A' WHERE id = 1")
+        .await
+        .expect("write through a role held");
+    for sql in [
+        "INSERT INTO hr.other VALUES (2)",
+        "UPDATE hr.other SET id = 3",
+        "DELETE FROM hr.other",
+        "CREATE TABLE hr.mine (a INT)",
+        "DROP TABLE hr.emp",
+        "ALTER TABLE hr.emp ADD COLUMN c INT",
+        "OPTIMIZE hr.emp",
+        "CREATE SCHEMA other",
+    ] {
+        let e = alice.simple_query(sql).await.expect_err(sql);
+        assert_eq!(code(&e), Some("42501"), "{sql}: {e:?}");
+    }
+    // SET ROLE to a held role: then that role's grants alone decide; others cannot be taken.
+    let e = alice
+        .simple_query("SET ROLE dba")
+        .await
+        .expect_err("not granted");
+    assert_eq!(code(&e), Some("42501"));
+    alice
+        .batch_execute("SET ROLE hr_writer; INSERT INTO hr.emp VALUES (2, 'b')")
+        .await
+        .expect("the role may write");
+    let e = alice
+        .simple_query("SELECT * FROM hr.emp")
+        .await
+        .expect_err("hr_writer has no read grant");
+    assert_eq!(code(&e), Some("42501"));
+    alice
+        .batch_execute("RESET ROLE")
+        .await
+        .expect("back to the user");
+    let n: i64 = alice
+        .query_one("SELECT count(*) FROM hr.emp", &[])
+        .await
+        .expect("read again")
+        .get(0);
+    assert_eq!(n, 2);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_policy_folder_that_does_not_parse_stops_the_server() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("policies");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("bad.toml"), "[[grant]]\nto = \"x\"\n").expect("file");
+    let mut c = crate::common::config(&Options::default(), &tmp.path().join("wh"));
+    c.policy.dir = dir;
+    let settings = c.validate().expect("config is fine");
+    let e = lakegate::server::Server::bind(settings)
+        .await
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("bad.toml"), "{e}");
+}
