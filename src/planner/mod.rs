@@ -28,6 +28,56 @@ use crate::catalog::{Catalog, LakegateCatalog, ViewExpander};
 use crate::error::{Error, Result};
 use functions::SessionValues;
 
+/// DataFusion's physical planner, knowing Lakegate's own plan nodes: a secure scan becomes a
+/// barrier no filter, dynamic filter, projection or limit crosses.
+#[derive(Debug)]
+struct LakegateQueryPlanner;
+
+#[async_trait]
+impl datafusion::execution::context::QueryPlanner for LakegateQueryPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session_state: &datafusion::execution::SessionState,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        use datafusion::physical_planner::PhysicalPlanner;
+        datafusion::physical_planner::DefaultPhysicalPlanner::with_extension_planners(vec![
+            Arc::new(SecureScanPlanner),
+        ])
+        .create_physical_plan(logical_plan, session_state)
+        .await
+    }
+}
+
+#[derive(Debug)]
+struct SecureScanPlanner;
+
+#[async_trait]
+impl datafusion::physical_planner::ExtensionPlanner for SecureScanPlanner {
+    async fn plan_extension(
+        &self,
+        _planner: &dyn datafusion::physical_planner::PhysicalPlanner,
+        node: &dyn datafusion::logical_expr::UserDefinedLogicalNode,
+        _logical_inputs: &[&LogicalPlan],
+        physical_inputs: &[Arc<dyn datafusion::physical_plan::ExecutionPlan>],
+        _session_state: &datafusion::execution::SessionState,
+    ) -> datafusion::error::Result<Option<Arc<dyn datafusion::physical_plan::ExecutionPlan>>> {
+        if node
+            .as_any()
+            .downcast_ref::<crate::policy::secure::SecureScan>()
+            .is_none()
+        {
+            return Ok(None);
+        }
+        match physical_inputs {
+            [input] => Ok(Some(crate::storage::fence(input.clone()))),
+            _ => Err(datafusion::error::DataFusionError::Internal(
+                "a secure scan has one input".into(),
+            )),
+        }
+    }
+}
+
 /// Builds DataFusion contexts over the Lakegate catalog.
 #[derive(Debug, Clone)]
 pub struct Planner {
@@ -73,6 +123,7 @@ impl Planner {
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
+            .with_query_planner(Arc::new(LakegateQueryPlanner))
             .with_type_planner(Arc::new(PgTypePlanner))
             .build();
         let ctx = SessionContext::new_with_state(state);

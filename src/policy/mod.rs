@@ -7,6 +7,7 @@
 //! deciding denies, and anything not granted is denied.
 
 pub mod access;
+pub mod secure;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -64,6 +65,50 @@ struct PolicyFile {
     role: Vec<RoleSpec>,
     #[serde(default)]
     grant: Vec<GrantSpec>,
+    #[serde(default)]
+    row_filter: Vec<RowFilterSpec>,
+    #[serde(default)]
+    mask: Vec<MaskSpec>,
+}
+
+/// Rows of `table` that principals in `to` may see: those where `filter` is true. `$name` in the
+/// predicate is the principal's attribute `name`, bound as a value (never spliced into text).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RowFilterSpec {
+    #[serde(default)]
+    name: Option<String>,
+    table: String,
+    to: String,
+    filter: String,
+}
+
+/// How principals in `to` see `column` of `table`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaskSpec {
+    #[serde(default)]
+    name: Option<String>,
+    table: String,
+    column: String,
+    to: String,
+    /// redact | partial | nullify | year | month | round
+    kind: String,
+    /// redact: the constant shown (text columns; other types show NULL)
+    #[serde(default)]
+    value: Option<String>,
+    /// partial: shown before the kept characters
+    #[serde(default)]
+    prefix: Option<String>,
+    /// partial: how many last characters stay visible
+    #[serde(default)]
+    keep_last: Option<i64>,
+    /// round: digits after the point (negative: to tens, hundreds ...)
+    #[serde(default)]
+    digits: Option<i64>,
+    /// a boolean column: where it is true the raw value shows
+    #[serde(default)]
+    unless: Option<String>,
 }
 
 /// A user as the policies describe it.
@@ -96,6 +141,8 @@ struct GrantSpec {
 /// The loaded policies.
 pub struct PolicySet {
     principals: HashMap<String, PrincipalSpec>,
+    row_filters: Vec<(regex_lite::Regex, RowFilterSpec)>,
+    masks: Vec<(regex_lite::Regex, MaskSpec)>,
     enforcer: Enforcer,
     /// Where they came from (a folder, or the built-in defaults).
     pub source: String,
@@ -145,6 +192,30 @@ impl PolicySet {
             merged.principal.extend(f.principal);
             merged.role.extend(f.role);
             merged.grant.extend(f.grant);
+            merged.row_filter.extend(f.row_filter);
+            merged.mask.extend(f.mask);
+        }
+        let compile = |glob: &str| {
+            regex_lite::Regex::new(&pattern(glob))
+                .map_err(|e| Error::Config(format!("policy table pattern {glob:?}: {e}")))
+        };
+        let row_filters = merged
+            .row_filter
+            .iter()
+            .map(|r| Ok((compile(&r.table)?, r.clone())))
+            .collect::<Result<Vec<_>>>()?;
+        let mut masks = vec![];
+        for m in &merged.mask {
+            if !matches!(
+                m.kind.as_str(),
+                "redact" | "partial" | "nullify" | "year" | "month" | "round"
+            ) {
+                return Err(Error::Config(format!(
+                    "mask on {}.{}: unknown kind {:?} (redact, partial, nullify, year, month, round)",
+                    m.table, m.column, m.kind
+                )));
+            }
+            masks.push((compile(&m.table)?, m.clone()));
         }
         let model = DefaultModel::from_str(MODEL)
             .await
@@ -193,6 +264,8 @@ impl PolicySet {
         }
         Ok(PolicySet {
             principals,
+            row_filters,
+            masks,
             enforcer,
             source,
         })
@@ -221,6 +294,178 @@ impl PolicySet {
             }
         }
     }
+}
+
+impl PolicySet {
+    /// Who `subject` is for row filters and masks: itself and every role it holds.
+    fn identities(&self, subject: &str) -> Vec<String> {
+        let mut out = vec![subject.to_string()];
+        out.extend(self.roles_of(subject));
+        out
+    }
+
+    /// The row filters and masks of `object` for `subject` (the user, or the role it took),
+    /// with `user`'s attributes bound. `parse` turns a predicate into an expression over the
+    /// table's columns. Several filters AND together; a column with several masks is nulled.
+    /// Any error denies (fail closed).
+    pub fn rules_for(
+        &self,
+        subject: &str,
+        user: &str,
+        object: &str,
+        schema: &datafusion::common::DFSchemaRef,
+        parse: &dyn Fn(&str) -> Result<datafusion::logical_expr::Expr>,
+    ) -> Result<Option<secure::TableRules>> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::logical_expr::Expr;
+        let who = self.identities(subject);
+        let applies = |to: &str| to == "*" || who.iter().any(|w| w == to);
+        let denied = |why: String| {
+            tracing::error!(object, user, "{why}");
+            Error::PermissionDenied(format!(
+                "permission denied for table {}: its policy cannot be applied",
+                object.rsplit('.').next().unwrap_or(object)
+            ))
+        };
+        let attributes = self
+            .principals
+            .get(user)
+            .map(|p| p.attributes.clone())
+            .unwrap_or_default();
+        let mut rules = secure::TableRules::default();
+        for (re, f) in &self.row_filters {
+            if !re.is_match(object) || !applies(&f.to) {
+                continue;
+            }
+            let e = parse(&f.filter).map_err(|e| denied(format!("row filter: {e}")))?;
+            let mut missing = None;
+            let e = e
+                .transform(|e| match &e {
+                    Expr::Placeholder(p) => {
+                        let key = p.id.trim_start_matches('$');
+                        match attributes.get(key) {
+                            Some(v) => Ok(Transformed::yes(Expr::Literal(
+                                secure::attribute_literal(v)?,
+                                None,
+                            ))),
+                            None => {
+                                missing = Some(key.to_string());
+                                Ok(Transformed::no(e))
+                            }
+                        }
+                    }
+                    _ => Ok(Transformed::no(e)),
+                })
+                .map_err(|e| denied(format!("row filter: {e}")))?
+                .data;
+            if let Some(k) = missing {
+                return Err(denied(format!("row filter needs attribute {k} of {user}")));
+            }
+            rules.filter = Some(match rules.filter.take() {
+                Some(prev) => prev.and(e),
+                None => e,
+            });
+            rules.applied.push(
+                f.name
+                    .clone()
+                    .unwrap_or_else(|| format!("row filter on {}", f.table)),
+            );
+        }
+        for (re, m) in &self.masks {
+            if !re.is_match(object) || !applies(&m.to) {
+                continue;
+            }
+            let Some((q, field)) = schema
+                .iter()
+                .find(|(_, f)| f.name() == &m.column)
+                .map(|(q, f)| (q.cloned(), f.clone()))
+            else {
+                continue;
+            };
+            let col = Expr::Column(datafusion::common::Column::new(q.clone(), field.name()));
+            let masked = mask_expr(m, col.clone(), field.data_type())
+                .map_err(|e| denied(format!("mask {}: {e}", m.column)))?;
+            let masked = match &m.unless {
+                Some(c) => {
+                    let cond = Expr::Column(datafusion::common::Column::new(q.clone(), c));
+                    datafusion::logical_expr::when(cond.is_true(), col)
+                        .otherwise(masked)
+                        .map_err(|e| denied(format!("mask {}: {e}", m.column)))?
+                }
+                None => masked,
+            };
+            if let Some(existing) = rules.masks.iter_mut().find(|(c, _)| c == &m.column) {
+                existing.1 = typed_null(field.data_type());
+            } else {
+                rules.masks.push((m.column.clone(), masked));
+            }
+            rules.applied.push(
+                m.name
+                    .clone()
+                    .unwrap_or_else(|| format!("mask on {}.{}", m.table, m.column)),
+            );
+        }
+        Ok(if rules.applied.is_empty() {
+            None
+        } else {
+            Some(rules)
+        })
+    }
+}
+
+fn typed_null(dt: &datafusion::arrow::datatypes::DataType) -> datafusion::logical_expr::Expr {
+    use datafusion::logical_expr::{Expr, cast};
+    cast(
+        Expr::Literal(datafusion::common::ScalarValue::Null, None),
+        dt.clone(),
+    )
+}
+
+/// A mask's expression over `col`, of `col`'s own type.
+fn mask_expr(
+    m: &MaskSpec,
+    col: datafusion::logical_expr::Expr,
+    dt: &datafusion::arrow::datatypes::DataType,
+) -> Result<datafusion::logical_expr::Expr> {
+    use datafusion::arrow::datatypes::DataType as D;
+    use datafusion::logical_expr::{Expr, cast, lit};
+    let text = matches!(dt, D::Utf8 | D::LargeUtf8 | D::Utf8View);
+    Ok(match m.kind.as_str() {
+        "nullify" => typed_null(dt),
+        "redact" if text => cast(
+            lit(m.value.clone().unwrap_or_else(|| "****".into())),
+            dt.clone(),
+        ),
+        "redact" => typed_null(dt),
+        "partial" if text => {
+            let keep = m.keep_last.unwrap_or(4);
+            let prefix = m.prefix.clone().unwrap_or_default();
+            cast(
+                datafusion::functions::string::expr_fn::concat(vec![
+                    lit(prefix),
+                    datafusion::functions::unicode::expr_fn::right(col, lit(keep)),
+                ]),
+                dt.clone(),
+            )
+        }
+        "year" | "month" if matches!(dt, D::Date32 | D::Date64 | D::Timestamp(..)) => cast(
+            datafusion::functions::datetime::expr_fn::date_trunc(lit(m.kind.clone()), col),
+            dt.clone(),
+        ),
+        "round" if dt.is_numeric() => cast(
+            datafusion::functions::math::expr_fn::round(vec![
+                cast(col, D::Float64),
+                lit(m.digits.unwrap_or(0)),
+            ]),
+            dt.clone(),
+        ),
+        other => {
+            return Err(Error::Config(format!(
+                "a {other} mask does not fit a column of type {dt}"
+            )));
+        }
+    })
+    .map(|e: Expr| e)
 }
 
 /// A grant's object pattern (`hr.*`, `*`) as the anchored regular expression casbin matches.

@@ -372,7 +372,40 @@ impl Session {
             .with_allow_statements(false)
             .verify_plan(&plan)?;
         self.authorize_plan(&plan)?;
-        Ok(plan)
+        self.secure_plan(plan)
+    }
+
+    /// Put every scan of a table with row filters or masks for this principal behind a secure
+    /// scan (crate::policy::secure).
+    fn secure_plan(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        if self.principal.admin {
+            return Ok(plan);
+        }
+        let policies = self.engine.policies();
+        let subject = self
+            .principal
+            .role
+            .clone()
+            .unwrap_or_else(|| self.principal.name.clone());
+        let catalog = self.engine.planner.catalog().clone();
+        let view_schema = move |schema: &str, name: &str| match catalog.relation(schema, name) {
+            Some(crate::catalog::Relation::View(v)) if !v.schema.is_empty() => Some(v.schema),
+            _ => None,
+        };
+        let schema = self.current_schema();
+        let names = crate::policy::access::Names {
+            database: self.engine.planner.database(),
+            schema: &schema,
+            view_schema: &view_schema,
+        };
+        let ctx = &self.ctx;
+        let rules_for = |object: &str, table: &datafusion::common::DFSchemaRef| {
+            let parse = |sql: &str| -> Result<datafusion::logical_expr::Expr> {
+                Ok(ctx.parse_sql_expr(sql, table)?)
+            };
+            policies.rules_for(&subject, &self.principal.name, object, table, &parse)
+        };
+        crate::policy::secure::apply(plan, names, &rules_for)
     }
 
     /// Every table the plan reads needs `read`, every table it writes `write` (42501 if not).

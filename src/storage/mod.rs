@@ -6,6 +6,7 @@ pub mod delta;
 pub mod files;
 pub mod iceberg;
 mod nodes;
+pub use nodes::fence;
 
 /// Field metadata key naming the PostgreSQL type of a column stored as text (`uuid`, `json`,
 /// `jsonb`, `varchar`, `bpchar`). Kept in the Delta schema, so it survives restarts.

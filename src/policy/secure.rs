@@ -1,0 +1,169 @@
+//! The secure scan: every scan of a table that has row filters or column masks for the asking
+//! principal becomes `SecureScan(Projection(masks) <- Filter(row filter) <- TableScan)`.
+//! `SecureScan` is a plan node of its own that DataFusion does not push anything through:
+//! user predicates, join keys and limits stay above it, so an error or a timing difference in a
+//! user predicate can never be evaluated on a row the filter hides; below it, pruning uses only
+//! the policy's own predicate. Masks keep each column's type and name, so everything above the
+//! barrier (predicates, joins, grouping, ordering) sees masked values.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::{Column, DFSchemaRef, ScalarValue};
+use datafusion::logical_expr::{
+    Expr, Extension, LogicalPlan, LogicalPlanBuilder, UserDefinedLogicalNodeCore,
+};
+
+use super::access::Names;
+use crate::error::{Error, Result};
+
+/// What governs one table for one principal: a row filter (already ANDed) and column masks.
+#[derive(Debug, Clone, Default)]
+pub struct TableRules {
+    pub filter: Option<Expr>,
+    /// column -> its masked value (an expression over the table's columns, of the column's type)
+    pub masks: Vec<(String, Expr)>,
+    /// Names of the policies applied, for EXPLAIN (never their bodies) and the audit record.
+    pub applied: Vec<String>,
+}
+
+/// Rewrite every governed scan of `plan`. `rules_for(object, table schema)` answers the rules of
+/// one table (`schema.table`); an error denies the whole statement.
+pub fn apply(
+    plan: LogicalPlan,
+    names: Names<'_>,
+    rules_for: &dyn Fn(&str, &DFSchemaRef) -> Result<Option<TableRules>>,
+) -> Result<LogicalPlan> {
+    let out = plan.transform_up_with_subqueries(|p| {
+        let LogicalPlan::TableScan(scan) = &p else {
+            return Ok(Transformed::no(p));
+        };
+        let Some(object) = names.object(&scan.table_name) else {
+            return Ok(Transformed::no(p));
+        };
+        // Rules are written over the whole table: scan every column, project after.
+        let rules = rules_for(&object, &scan.projected_schema)
+            .map_err(datafusion::error::DataFusionError::from)?;
+        let Some(rules) = rules else {
+            return Ok(Transformed::no(p));
+        };
+        let secured =
+            secure_scan(p.clone(), rules).map_err(datafusion::error::DataFusionError::from)?;
+        Ok(Transformed::yes(secured))
+    })?;
+    Ok(out.data)
+}
+
+fn secure_scan(scan: LogicalPlan, rules: TableRules) -> Result<LogicalPlan> {
+    let schema = scan.schema().clone();
+    let mut b = LogicalPlanBuilder::from(scan);
+    if let Some(f) = rules.filter {
+        b = b.filter(f)?;
+    }
+    if !rules.masks.is_empty() {
+        let exprs: Vec<Expr> = schema
+            .iter()
+            .map(|(q, f)| {
+                let column = Expr::Column(Column::new(q.cloned(), f.name()));
+                match rules.masks.iter().find(|(c, _)| c == f.name()) {
+                    Some((_, m)) => m.clone().alias_qualified(q.cloned(), f.name()),
+                    None => column,
+                }
+            })
+            .collect();
+        b = b.project(exprs)?;
+    }
+    let input = b.build()?;
+    if input.schema().fields().len() != schema.fields().len() {
+        return Err(Error::PermissionDenied(
+            "a column mask changed the table's columns: denied".into(),
+        ));
+    }
+    Ok(LogicalPlan::Extension(Extension {
+        node: Arc::new(SecureScan {
+            input,
+            applied: rules.applied,
+        }),
+    }))
+}
+
+/// The barrier above a governed scan (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SecureScan {
+    pub input: LogicalPlan,
+    pub applied: Vec<String>,
+}
+
+impl PartialOrd for SecureScan {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        self.applied.partial_cmp(&other.applied)
+    }
+}
+
+impl UserDefinedLogicalNodeCore for SecureScan {
+    fn name(&self) -> &str {
+        "SecureScan"
+    }
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.input]
+    }
+    fn schema(&self) -> &DFSchemaRef {
+        self.input.schema()
+    }
+    fn expressions(&self) -> Vec<Expr> {
+        vec![]
+    }
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "SecureScan: policies=[{}]", self.applied.join(", "))
+    }
+    fn with_exprs_and_inputs(
+        &self,
+        _exprs: Vec<Expr>,
+        mut inputs: Vec<LogicalPlan>,
+    ) -> datafusion::common::Result<Self> {
+        let input = inputs.pop().ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal("SecureScan takes one input".into())
+        })?;
+        Ok(SecureScan {
+            input,
+            applied: self.applied.clone(),
+        })
+    }
+    /// Nothing from above may be pushed below the barrier.
+    fn prevent_predicate_push_down_columns(&self) -> std::collections::HashSet<String> {
+        self.input
+            .schema()
+            .columns()
+            .into_iter()
+            .map(|c| c.flat_name())
+            .chain(
+                self.input
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone()),
+            )
+            .collect()
+    }
+    fn supports_limit_pushdown(&self) -> bool {
+        false
+    }
+}
+
+/// A literal of a principal's attribute for a filter (`$region` in the policy's predicate).
+pub fn attribute_literal(v: &toml::Value) -> Result<ScalarValue> {
+    Ok(match v {
+        toml::Value::String(s) => ScalarValue::Utf8(Some(s.clone())),
+        toml::Value::Integer(i) => ScalarValue::Int64(Some(*i)),
+        toml::Value::Float(f) => ScalarValue::Float64(Some(*f)),
+        toml::Value::Boolean(b) => ScalarValue::Boolean(Some(*b)),
+        other => {
+            return Err(Error::PermissionDenied(format!(
+                "a policy attribute has a type filters cannot use ({}): denied",
+                other.type_str()
+            )));
+        }
+    })
+}
