@@ -117,18 +117,11 @@ impl From<deltalake::DeltaTableError> for Error {
             D::Transaction { source } => Error::WriteConflict(format!(
                 "could not serialize access due to concurrent update: {source}"
             )),
-            // Our own not-null check, come back through deltalake's writer.
-            D::Generic(m) if m.contains("violates not-null constraint") => Error::NotNull(
-                m.find("null value in column")
-                    .map(|i| m[i..].to_string())
-                    .unwrap_or(m),
-            ),
-            D::Generic(m) if m.contains("value too long for type") => Error::data(
-                "22001",
-                m.find("value too long")
-                    .map(|i| m[i..].to_string())
-                    .unwrap_or(m),
-            ),
+            // One of our own checks (not-null, length, row policy) come back through
+            // deltalake's writer as text.
+            D::Generic(m) if ours_from_text(&m).is_some() => {
+                ours_from_text(&m).unwrap_or(Error::Storage(m))
+            }
             D::Generic(m) if m.contains("non-nullable") => Error::NotNull(m),
             // deltalake's invariant check (NOT NULL); its message previews the rows: not shown.
             other if other.to_string().contains("failed validation check") => Error::NotNull(
@@ -137,6 +130,24 @@ impl From<deltalake::DeltaTableError> for Error {
             other => Error::Storage(other.to_string()),
         }
     }
+}
+
+/// Our errors that deltalake's writer turned into text: recover their SQLSTATE and words.
+fn ours_from_text(m: &str) -> Option<Error> {
+    let tail = |start: &str| m.find(start).map(|i| m[i..].to_string());
+    if m.contains("violates not-null constraint") {
+        return tail("null value in column").map(Error::NotNull);
+    }
+    if m.contains("value too long for type") {
+        return tail("value too long").map(|t| Error::data("22001", t));
+    }
+    if m.contains("violates row-level security policy") {
+        return tail("new row violates").map(Error::PermissionDenied);
+    }
+    if m.contains("permission denied for column") {
+        return tail("permission denied for column").map(Error::PermissionDenied);
+    }
+    None
 }
 
 impl From<iceberg::Error> for Error {

@@ -167,3 +167,134 @@ pub fn attribute_literal(v: &toml::Value) -> Result<ScalarValue> {
         }
     })
 }
+
+/// INSERT under policies (like PostgreSQL's WITH CHECK): every new row must satisfy the
+/// writer's row filter, and columns the writer sees masked must be left NULL; otherwise the
+/// statement fails with 42501 before anything is written. `rules_for(input schema)` answers the
+/// rules of the target, over the INSERT source's columns (named as the table's).
+pub fn check_insert(
+    plan: LogicalPlan,
+    rules_for: &dyn Fn(&str, &DFSchemaRef) -> Result<Option<TableRules>>,
+    names: Names<'_>,
+) -> Result<LogicalPlan> {
+    use datafusion::logical_expr::dml::WriteOp;
+    let LogicalPlan::Dml(dml) = &plan else {
+        return Ok(plan);
+    };
+    if !matches!(dml.op, WriteOp::Insert(_)) {
+        return Ok(plan);
+    }
+    let Some(object) = names.object(&dml.table_name) else {
+        return Ok(plan);
+    };
+    let input_schema = dml.input.schema().clone();
+    let Some(rules) = rules_for(&object, &input_schema)? else {
+        return Ok(plan);
+    };
+    let table = dml.table_name.table().to_string();
+    let mut checks = vec![];
+    let mut messages = vec![];
+    if let Some(f) = rules.filter {
+        checks.push(f);
+        messages.push(format!(
+            "new row violates row-level security policy for table \"{table}\""
+        ));
+    }
+    for (column, _) in &rules.masks {
+        if let Some((q, f)) = input_schema.iter().find(|(_, f)| f.name() == column) {
+            checks.push(Expr::Column(Column::new(q.cloned(), f.name())).is_null());
+            messages.push(format!("permission denied for column {column}"));
+        }
+    }
+    if checks.is_empty() {
+        return Ok(plan);
+    }
+    let udf = datafusion::logical_expr::ScalarUDF::new_from_impl(WriteCheck {
+        messages,
+        signature: datafusion::logical_expr::Signature::variadic_any(
+            datafusion::logical_expr::Volatility::Volatile,
+        ),
+    });
+    let exprs: Vec<Expr> = input_schema
+        .iter()
+        .enumerate()
+        .map(|(i, (q, f))| {
+            let column = Expr::Column(Column::new(q.cloned(), f.name()));
+            if i == 0 {
+                let mut args = vec![column];
+                args.extend(checks.iter().cloned());
+                udf.call(args).alias_qualified(q.cloned(), f.name())
+            } else {
+                column
+            }
+        })
+        .collect();
+    let input = LogicalPlanBuilder::from(dml.input.as_ref().clone())
+        .project(exprs)?
+        .build()?;
+    let mut dml = dml.clone();
+    dml.input = Arc::new(input);
+    Ok(LogicalPlan::Dml(dml))
+}
+
+/// Passes its first argument through after checking that every other one is true.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct WriteCheck {
+    messages: Vec<String>,
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for WriteCheck {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn name(&self) -> &str {
+        "lakegate_write_check"
+    }
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+    fn return_type(
+        &self,
+        args: &[datafusion::arrow::datatypes::DataType],
+    ) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
+        Ok(args
+            .first()
+            .cloned()
+            .unwrap_or(datafusion::arrow::datatypes::DataType::Null))
+    }
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> datafusion::common::Result<datafusion::arrow::datatypes::FieldRef> {
+        args.arg_fields
+            .first()
+            .map(|f| Arc::new(f.as_ref().clone().with_name(self.name())))
+            .ok_or_else(|| datafusion::error::DataFusionError::Internal("write check".into()))
+    }
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
+        use datafusion::arrow::array::{Array, AsArray};
+        use datafusion::logical_expr::ColumnarValue;
+        let mut it = args.args.into_iter();
+        let value = it.next().ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal("write check without input".into())
+        })?;
+        for (check, message) in it.zip(&self.messages) {
+            let ok = match &check {
+                ColumnarValue::Scalar(ScalarValue::Boolean(Some(b))) => *b,
+                ColumnarValue::Scalar(_) => false,
+                ColumnarValue::Array(a) => match a.as_boolean_opt() {
+                    Some(b) => b.null_count() == 0 && b.true_count() == b.len(),
+                    None => false,
+                },
+            };
+            if !ok {
+                return Err(Error::PermissionDenied(message.clone()).into());
+            }
+        }
+        Ok(value)
+    }
+}

@@ -189,6 +189,7 @@ pub async fn plan_delete(
     };
     let (table_sql, entry) = target(session, single_table(table)?, "DELETE")?;
     let (_, predicate) = plan_parts(session, &table_sql, &[], d.selection.as_ref(), params).await?;
+    let predicate = governed(session, &entry, single_table(table)?, &[], predicate).await?;
     Ok(RowChange {
         entry,
         table_sql,
@@ -229,6 +230,14 @@ pub async fn plan_update(
     }
     let (values, predicate) =
         plan_parts(session, &table_sql, &items, u.selection.as_ref(), params).await?;
+    let predicate = governed(
+        session,
+        &entry,
+        single_table(&u.table)?,
+        &columns,
+        predicate,
+    )
+    .await?;
     Ok(RowChange {
         entry,
         table_sql,
@@ -236,6 +245,53 @@ pub async fn plan_update(
         predicate,
         delete: false,
     })
+}
+
+/// UPDATE/DELETE under the writer's policies: only rows its row filter shows are touched (the
+/// filter joins the predicate), columns it sees masked and columns the filter reads may not be
+/// assigned (so no row can be moved out of its sight), 42501 otherwise.
+async fn governed(
+    session: &Session,
+    entry: &TableEntry,
+    name: &ast::ObjectName,
+    assigned: &[String],
+    predicate: Option<Expr>,
+) -> Result<Option<Expr>> {
+    let (schema, table) = crate::planner::names::qualified(
+        name,
+        &session.current_schema(),
+        session.engine.planner.database(),
+    )?;
+    let Some(rules) = session
+        .write_rules(entry, &format!("{schema}.{table}"))
+        .await?
+    else {
+        return Ok(predicate);
+    };
+    for c in assigned {
+        if rules.masks.iter().any(|(m, _)| m == c) {
+            return Err(Error::PermissionDenied(format!(
+                "permission denied for column {c}"
+            )));
+        }
+    }
+    let Some(filter) = rules.filter else {
+        return Ok(predicate);
+    };
+    let filter = unqualify(filter)?;
+    for c in filter.column_refs() {
+        if assigned.contains(&c.name) {
+            return Err(Error::PermissionDenied(format!(
+                "new row violates row-level security policy for table \"{table}\": \
+                 \"{}\" is used by the policy and may not be changed",
+                c.name
+            )));
+        }
+    }
+    Ok(Some(match predicate {
+        Some(p) => filter.and(p),
+        None => filter,
+    }))
 }
 
 /// UPDATE or DELETE now: one atomic commit, the tag carrying the rows changed.

@@ -27,7 +27,16 @@ pub async fn merge(session: &Session, m: &ast::Merge) -> Result<Outcome> {
     let TableFactor::Table { name, alias, .. } = &m.table else {
         return Err(Error::unsupported("MERGE INTO needs a table"));
     };
-    let (_, _, entry) = session.delta_target(name, "MERGE")?;
+    let (schema, table, entry) = session.delta_target(name, "MERGE")?;
+    if session
+        .write_rules(&entry, &format!("{schema}.{table}"))
+        .await?
+        .is_some()
+    {
+        return Err(Error::PermissionDenied(format!(
+            "permission denied for table {table}: MERGE is not allowed where row-level or column policies bind you; use INSERT, UPDATE and DELETE"
+        )));
+    }
     let catalog = session.engine.planner.catalog().clone();
     let target_alias = alias_or(alias, name)?;
     let (source_sql, source_alias) = match &m.source {

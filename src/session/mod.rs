@@ -405,7 +405,35 @@ impl Session {
             };
             policies.rules_for(&subject, &self.principal.name, object, table, &parse)
         };
+        let plan = crate::policy::secure::check_insert(plan, &rules_for, names)?;
         crate::policy::secure::apply(plan, names, &rules_for)
+    }
+
+    /// The row filter and masks binding this session's UPDATE/DELETE/MERGE on a table, as
+    /// expressions over its bare column names (None: not bound).
+    pub(crate) async fn write_rules(
+        &self,
+        entry: &crate::catalog::TableEntry,
+        object: &str,
+    ) -> Result<Option<crate::policy::secure::TableRules>> {
+        if self.principal.admin {
+            return Ok(None);
+        }
+        let provider = self.engine.planner.catalog().table_provider(entry).await?;
+        let table = Arc::new(datafusion::common::DFSchema::try_from(
+            provider.schema().as_ref().clone(),
+        )?);
+        let subject = self
+            .principal
+            .role
+            .clone()
+            .unwrap_or_else(|| self.principal.name.clone());
+        let parse = |sql: &str| -> Result<datafusion::logical_expr::Expr> {
+            Ok(self.ctx.parse_sql_expr(sql, &table)?)
+        };
+        self.engine
+            .policies()
+            .rules_for(&subject, &self.principal.name, object, &table, &parse)
     }
 
     /// Every table the plan reads needs `read`, every table it writes `write` (42501 if not).

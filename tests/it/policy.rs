@@ -304,3 +304,105 @@ async fn row_filters_and_masks_hold_behind_the_secure_scan() {
     assert_eq!(n, 3);
     s.stop().await;
 }
+
+const WRITER_POLICIES: &str = r#"
+[[principal]]
+name = "alice"
+roles = ["clerk"]
+attributes = { region = "EU" }
+
+[[grant]]
+to = "clerk"
+on = "hr.emp"
+actions = ["read", "write"]
+
+[[row_filter]]
+table = "hr.emp"
+to = "clerk"
+filter = "region = $region"
+
+[[mask]]
+table = "hr.emp"
+column = "ssn"
+to = "clerk"
+kind = "redact"
+"#;
+
+#[tokio::test]
+async fn writes_stay_inside_the_writers_row_filter_and_off_masked_columns() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("policies");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("w.toml"), WRITER_POLICIES).expect("policy file");
+    let s = TestServer::start_with(Options::default(), |c| c.policy.dir = dir.clone()).await;
+    let admin = s.connect().await;
+    admin
+        .batch_execute(
+            "CREATE SCHEMA hr; CREATE TABLE hr.emp (id BIGINT, name TEXT, ssn TEXT, region TEXT); \
+             INSERT INTO hr.emp VALUES (1, 'a', '111', 'EU'), (2, 'b', '222', 'EU'), (3, 'c', '333', 'US')",
+        )
+        .await
+        .expect("setup");
+    let alice = s.connect_as("alice", "alice-pw").await.expect("alice");
+    alice
+        .execute(
+            "INSERT INTO hr.emp (id, name, region) VALUES (4, 'd', 'EU')",
+            &[],
+        )
+        .await
+        .expect("a row inside the filter");
+    for (sql, message) in [
+        (
+            "INSERT INTO hr.emp (id, name, region) VALUES (5, 'e', 'US')",
+            "new row violates row-level security policy",
+        ),
+        (
+            "INSERT INTO hr.emp (id, ssn, region) VALUES (6, '666', 'EU')",
+            "permission denied for column ssn",
+        ),
+        (
+            "INSERT INTO hr.emp SELECT id + 100, name, ssn, region FROM hr.emp",
+            "permission denied for column ssn",
+        ),
+        (
+            "UPDATE hr.emp SET region = 'US' WHERE id = 1",
+            "row-level security policy",
+        ),
+        (
+            "UPDATE hr.emp SET ssn = 'x'",
+            "permission denied for column ssn",
+        ),
+        (
+            "MERGE INTO hr.emp t USING hr.emp s ON t.id = s.id WHEN MATCHED THEN DELETE",
+            "MERGE is not allowed",
+        ),
+    ] {
+        let e = alice.simple_query(sql).await.expect_err(sql);
+        assert_eq!(code(&e), Some("42501"), "{sql}: {e:?}");
+        assert!(format!("{e:?}").contains(message), "{sql}: {e:?}");
+    }
+    let n = alice
+        .execute("UPDATE hr.emp SET name = 'z'", &[])
+        .await
+        .expect("update");
+    assert_eq!(n, 3, "only the rows alice sees");
+    let n = alice
+        .execute("DELETE FROM hr.emp", &[])
+        .await
+        .expect("delete");
+    assert_eq!(n, 3);
+    let rows = admin
+        .query("SELECT id, name, ssn FROM hr.emp ORDER BY id", &[])
+        .await
+        .expect("admin");
+    let got: Vec<(i64, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(3, "c".into(), "333".into())],
+        "the US row untouched"
+    );
+    s.stop().await;
+}
