@@ -40,12 +40,15 @@ pub struct PolicyConfig {
     /// A folder of `*.toml` policy files; when it does not exist, the built-in defaults (every
     /// authenticated user may read and write every table).
     pub dir: PathBuf,
+    /// The secret key of `hash` masks, in a file (else the LAKEGATE_MASK_KEY variable).
+    pub mask_key_file: Option<PathBuf>,
 }
 
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
             dir: PathBuf::from("policies"),
+            mask_key_file: None,
         }
     }
 }
@@ -274,6 +277,8 @@ pub struct Settings {
     pub s3: crate::storage::S3Settings,
     pub catalogs: Vec<crate::storage::iceberg::RestSpec>,
     pub policy_dir: PathBuf,
+    /// The key of `hash` masks (redacted in Debug).
+    pub mask_key: Option<Secret>,
     pub users: Vec<UserSpec>,
     pub scram_iterations: usize,
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -444,6 +449,10 @@ impl Config {
             s3,
             catalogs,
             policy_dir: self.policy.dir,
+            mask_key: match &self.policy.mask_key_file {
+                Some(f) => Some(Secret(read_secret_file(f)?)),
+                None => std::env::var("LAKEGATE_MASK_KEY").ok().map(Secret),
+            },
             users,
             scram_iterations: self.auth.scram_iterations,
             tls,

@@ -72,7 +72,9 @@ impl Server {
             .filter(|u| u.admin)
             .map(|u| u.name.clone())
             .collect();
-        let policies = crate::policy::PolicySet::load(&settings.policy_dir).await?;
+        let policies = crate::policy::PolicySet::load(&settings.policy_dir)
+            .await?
+            .with_mask_key(settings.mask_key.as_ref().map(|k| k.0.as_bytes().to_vec()));
         tracing::info!(source = %policies.source, "policies loaded");
         let engine = Engine::new(planner, settings.max_connections, admins, policies);
         if settings.demo.enabled {

@@ -70,7 +70,7 @@ impl datafusion::physical_planner::ExtensionPlanner for SecureScanPlanner {
             return Ok(None);
         }
         match physical_inputs {
-            [input] => Ok(Some(crate::storage::fence(input.clone()))),
+            [input] => Ok(Some(crate::storage::fence(input.clone(), "SecureScanExec"))),
             _ => Err(datafusion::error::DataFusionError::Internal(
                 "a secure scan has one input".into(),
             )),

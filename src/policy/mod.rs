@@ -92,7 +92,7 @@ struct MaskSpec {
     table: String,
     column: String,
     to: String,
-    /// redact | partial | nullify | year | month | round
+    /// redact | partial | nullify | year | month | round | hash
     kind: String,
     /// redact: the constant shown (text columns; other types show NULL)
     #[serde(default)]
@@ -140,6 +140,8 @@ struct GrantSpec {
 
 /// The loaded policies.
 pub struct PolicySet {
+    /// The key of `hash` masks (policy.mask_key_file or LAKEGATE_MASK_KEY).
+    mask_key: Option<Vec<u8>>,
     principals: HashMap<String, PrincipalSpec>,
     row_filters: Vec<(regex_lite::Regex, RowFilterSpec)>,
     masks: Vec<(regex_lite::Regex, MaskSpec)>,
@@ -208,10 +210,10 @@ impl PolicySet {
         for m in &merged.mask {
             if !matches!(
                 m.kind.as_str(),
-                "redact" | "partial" | "nullify" | "year" | "month" | "round"
+                "redact" | "partial" | "nullify" | "year" | "month" | "round" | "hash"
             ) {
                 return Err(Error::Config(format!(
-                    "mask on {}.{}: unknown kind {:?} (redact, partial, nullify, year, month, round)",
+                    "mask on {}.{}: unknown kind {:?} (redact, partial, nullify, year, month, round, hash)",
                     m.table, m.column, m.kind
                 )));
             }
@@ -263,12 +265,19 @@ impl PolicySet {
             }
         }
         Ok(PolicySet {
+            mask_key: None,
             principals,
             row_filters,
             masks,
             enforcer,
             source,
         })
+    }
+
+    /// Set the key `hash` masks use (without one, a hash mask denies).
+    pub fn with_mask_key(mut self, key: Option<Vec<u8>>) -> Self {
+        self.mask_key = key.filter(|k| !k.is_empty());
+        self
     }
 
     /// The policies' description of a user (none: no roles, no attributes).
@@ -383,7 +392,7 @@ impl PolicySet {
                 continue;
             };
             let col = Expr::Column(datafusion::common::Column::new(q.clone(), field.name()));
-            let masked = mask_expr(m, col.clone(), field.data_type())
+            let masked = mask_expr(m, col.clone(), field.data_type(), self.mask_key.as_deref())
                 .map_err(|e| denied(format!("mask {}: {e}", m.column)))?;
             let masked = match &m.unless {
                 Some(c) => {
@@ -426,6 +435,7 @@ fn mask_expr(
     m: &MaskSpec,
     col: datafusion::logical_expr::Expr,
     dt: &datafusion::arrow::datatypes::DataType,
+    key: Option<&[u8]>,
 ) -> Result<datafusion::logical_expr::Expr> {
     use datafusion::arrow::datatypes::DataType as D;
     use datafusion::logical_expr::{Expr, cast, lit};
@@ -437,6 +447,17 @@ fn mask_expr(
             dt.clone(),
         ),
         "redact" => typed_null(dt),
+        "hash" if text => match key {
+            Some(k) => cast(
+                secure::KeyedHash::udf(k).call(vec![cast(col, D::Utf8)]),
+                dt.clone(),
+            ),
+            None => {
+                return Err(Error::Config(
+                    "a hash mask needs a key: set policy.mask_key_file or LAKEGATE_MASK_KEY".into(),
+                ));
+            }
+        },
         "partial" if text => {
             let keep = m.keep_last.unwrap_or(4);
             let prefix = m.prefix.clone().unwrap_or_default();

@@ -49,6 +49,13 @@ pub fn apply(
         let Some(rules) = rules else {
             return Ok(Transformed::no(p));
         };
+        if scan.table_name.table().ends_with("@history") {
+            return Err(Error::PermissionDenied(format!(
+                "permission denied for table {}: its history is not readable under row-level or column policies",
+                object.rsplit('.').next().unwrap_or(&object)
+            ))
+            .into());
+        }
         let secured =
             secure_scan(p.clone(), rules).map_err(datafusion::error::DataFusionError::from)?;
         Ok(Transformed::yes(secured))
@@ -297,4 +304,110 @@ impl datafusion::logical_expr::ScalarUDFImpl for WriteCheck {
         }
         Ok(value)
     }
+}
+
+/// The keyed-hash mask: HMAC-SHA-256 of the value under the server's mask key, as hex. Equal
+/// values give equal tokens (joins and grouping still work) but a token cannot be looked up by
+/// hashing guesses without the key.
+#[derive(PartialEq, Eq, Hash)]
+pub struct KeyedHash {
+    key: Vec<u8>,
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl std::fmt::Debug for KeyedHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyedHash(<key redacted>)")
+    }
+}
+
+impl KeyedHash {
+    pub fn udf(key: &[u8]) -> datafusion::logical_expr::ScalarUDF {
+        datafusion::logical_expr::ScalarUDF::new_from_impl(KeyedHash {
+            key: key.to_vec(),
+            signature: datafusion::logical_expr::Signature::exact(
+                vec![datafusion::arrow::datatypes::DataType::Utf8],
+                datafusion::logical_expr::Volatility::Immutable,
+            ),
+        })
+    }
+
+    fn token(&self, v: &str) -> Result<String> {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.key)
+            .map_err(|e| Error::internal(format!("mask key: {e}")))?;
+        mac.update(v.as_bytes());
+        Ok(mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for KeyedHash {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn name(&self) -> &str {
+        "lakegate_keyed_hash"
+    }
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+    fn return_type(
+        &self,
+        _args: &[datafusion::arrow::datatypes::DataType],
+    ) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
+        Ok(datafusion::arrow::datatypes::DataType::Utf8)
+    }
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
+        use datafusion::arrow::array::{AsArray, StringArray};
+        use datafusion::logical_expr::ColumnarValue;
+        let arg = args.args.into_iter().next().ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal("keyed hash without input".into())
+        })?;
+        match arg {
+            ColumnarValue::Scalar(ScalarValue::Utf8(v)) => Ok(ColumnarValue::Scalar(
+                ScalarValue::Utf8(v.map(|s| self.token(&s)).transpose()?),
+            )),
+            ColumnarValue::Scalar(_) => Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None))),
+            ColumnarValue::Array(a) => {
+                let strings = a.as_string_opt::<i32>().ok_or_else(|| {
+                    datafusion::error::DataFusionError::Internal("keyed hash of non-text".into())
+                })?;
+                let out: StringArray = strings
+                    .iter()
+                    .map(|v| v.map(|s| self.token(s)).transpose())
+                    .collect::<Result<_>>()?;
+                Ok(ColumnarValue::Array(Arc::new(out)))
+            }
+        }
+    }
+}
+
+/// EXPLAIN as a principal bound by policies sees that a secure scan is there and the names of
+/// the policies, never what is below it (their predicates and masks): drop the lines indented
+/// under a `SecureScan` / `SecureScanExec` line.
+pub fn hide_policy_bodies(plan_text: &str) -> String {
+    let mut out = Vec::new();
+    let mut hidden_below: Option<usize> = None;
+    for line in plan_text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if let Some(level) = hidden_below {
+            if indent > level {
+                continue;
+            }
+            hidden_below = None;
+        }
+        if line.trim_start().starts_with("SecureScan") {
+            hidden_below = Some(indent);
+        }
+        out.push(line);
+    }
+    out.join("\n")
 }

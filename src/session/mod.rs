@@ -791,6 +791,11 @@ impl Session {
         let names = output_names(stmt, &schema);
         let df = self.ctx.execute_logical_plan(plan).await?;
         let stream = df.execute_stream().await?;
+        let stream = if command == "EXPLAIN" && !self.principal.admin {
+            hide_in_explain(stream).await?
+        } else {
+            stream
+        };
         Ok(Outcome::Rows {
             schema,
             names,
@@ -1256,6 +1261,31 @@ fn output_names(stmt: &DfStatement, schema: &Schema) -> Vec<String> {
     } else {
         df_names
     }
+}
+
+/// EXPLAIN output for a principal bound by policies: no policy bodies (see
+/// `policy::secure::hide_policy_bodies`).
+async fn hide_in_explain(stream: SendableRecordBatchStream) -> Result<SendableRecordBatchStream> {
+    use futures::TryStreamExt;
+    let schema = stream.schema();
+    let batches: Vec<RecordBatch> = stream.try_collect().await?;
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        let columns = b
+            .columns()
+            .iter()
+            .map(|c| match c.as_any().downcast_ref::<StringArray>() {
+                Some(s) => Arc::new(
+                    s.iter()
+                        .map(|v| v.map(crate::policy::secure::hide_policy_bodies))
+                        .collect::<StringArray>(),
+                ) as Arc<dyn Array>,
+                None => c.clone(),
+            })
+            .collect();
+        out.push(RecordBatch::try_new(b.schema(), columns)?);
+    }
+    Ok(Box::pin(MemoryStream::try_new(out, schema, None)?))
 }
 
 /// Collect a row stream into memory (for multi-statement messages).

@@ -530,7 +530,7 @@ impl TableProvider for Typed {
         op: InsertOp,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let input = if self.fence_writes {
-            nodes::fence(input)
+            nodes::fence(input, "WriteInputExec")
         } else {
             input
         };

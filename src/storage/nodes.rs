@@ -149,11 +149,13 @@ impl ExecutionPlan for FilesExec {
     }
 }
 
-/// Wrap a write's input so that no optimizer rewrite moves anything across it.
-pub fn fence(input: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+/// Wrap `input` so that no optimizer rewrite moves anything across it (`name` shows in EXPLAIN:
+/// `WriteInputExec` below a write, `SecureScanExec` above a governed scan).
+pub fn fence(input: Arc<dyn ExecutionPlan>, name: &'static str) -> Arc<dyn ExecutionPlan> {
     Arc::new(Fence {
         properties: input.properties().clone(),
         input,
+        name,
     })
 }
 
@@ -161,17 +163,18 @@ pub fn fence(input: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
 struct Fence {
     input: Arc<dyn ExecutionPlan>,
     properties: Arc<PlanProperties>,
+    name: &'static str,
 }
 
 impl DisplayAs for Fence {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "WriteInputExec")
+        write!(f, "{}", self.name)
     }
 }
 
 impl ExecutionPlan for Fence {
     fn name(&self) -> &str {
-        "WriteInputExec"
+        self.name
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -190,7 +193,7 @@ impl ExecutionPlan for Fence {
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(fence(input)),
+            (Some(input), true) => Ok(fence(input, self.name)),
             _ => Err(datafusion::error::DataFusionError::Internal(
                 "WriteInputExec takes exactly one child".into(),
             )),

@@ -295,6 +295,23 @@ async fn row_filters_and_masks_hold_behind_the_secure_scan() {
         count("SELECT count(*) FROM hr.emp").await.expect("count"),
         2
     );
+    // EXPLAIN names the policies but shows none of their bodies; history is refused.
+    let plan: Vec<String> = alice
+        .query("EXPLAIN SELECT * FROM hr.emp", &[])
+        .await
+        .expect("explain")
+        .iter()
+        .map(|r| r.get::<_, String>(1))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("SecureScan"), "{plan}");
+    assert!(plan.contains("emp_by_region"), "{plan}");
+    assert!(!plan.contains("EU") && !plan.contains("***"), "{plan}");
+    let e = alice
+        .simple_query("SELECT * FROM table_history('hr.emp')")
+        .await
+        .expect_err("history");
+    assert_eq!(code(&e), Some("42501"));
     // The administrator sees everything raw.
     let n: i64 = admin
         .query_one("SELECT count(*) FROM hr.emp WHERE salary > 0", &[])
@@ -404,5 +421,80 @@ async fn writes_stay_inside_the_writers_row_filter_and_off_masked_columns() {
         vec![(3, "c".into(), "333".into())],
         "the US row untouched"
     );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn keyed_hash_tokens_join_but_do_not_reveal() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("policies");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("h.toml"),
+        r#"
+[[principal]]
+name = "alice"
+roles = ["hr"]
+
+[[grant]]
+to = "hr"
+on = "hr.*"
+actions = ["read"]
+
+[[mask]]
+table = "hr.*"
+column = "ssn"
+to = "hr"
+kind = "hash"
+"#,
+    )
+    .expect("policy file");
+    let key = tmp.path().join("mask-key");
+    std::fs::write(&key, "a server secret").expect("key");
+    let s = TestServer::start_with(Options::default(), |c| {
+        c.policy.dir = dir.clone();
+        c.policy.mask_key_file = Some(key.clone());
+    })
+    .await;
+    let admin = s.connect().await;
+    admin
+        .batch_execute(
+            "CREATE SCHEMA hr; CREATE TABLE hr.emp (id BIGINT, ssn TEXT); CREATE TABLE hr.pay (ssn TEXT, amount INT); \
+             INSERT INTO hr.emp VALUES (1, '123-45-6789'), (2, '987-65-4321'); \
+             INSERT INTO hr.pay VALUES ('123-45-6789', 10), ('123-45-6789', 20)",
+        )
+        .await
+        .expect("setup");
+    let alice = s.connect_as("alice", "alice-pw").await.expect("alice");
+    let rows = alice
+        .query("SELECT id, ssn FROM hr.emp ORDER BY id", &[])
+        .await
+        .expect("read");
+    let tokens: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
+    assert!(
+        tokens.iter().all(|t| t.len() == 64 && !t.contains('-')),
+        "{tokens:?}"
+    );
+    assert_ne!(tokens[0], tokens[1]);
+    // Equal values stay joinable.
+    let n: i64 = alice
+        .query_one(
+            "SELECT sum(p.amount)::bigint FROM hr.emp e JOIN hr.pay p ON p.ssn = e.ssn WHERE e.id = 1",
+            &[],
+        )
+        .await
+        .expect("join on tokens")
+        .get(0);
+    assert_eq!(n, 30);
+    // Hashing a guess without the key finds nothing.
+    let n: i64 = alice
+        .query_one(
+            "SELECT count(*) FROM hr.emp WHERE ssn = encode(sha256('123-45-6789'), 'hex')",
+            &[],
+        )
+        .await
+        .expect("guess")
+        .get(0);
+    assert_eq!(n, 0);
     s.stop().await;
 }
