@@ -237,12 +237,15 @@ pub struct DemoConfig {
     pub enabled: bool,
     pub customers: usize,
     pub orders: usize,
+    /// A SQL file run once, as the administrator, on a new warehouse (e.g. examples/hr/setup.sql).
+    pub setup_sql: Option<PathBuf>,
 }
 
 impl Default for DemoConfig {
     fn default() -> Self {
         DemoConfig {
             enabled: true,
+            setup_sql: None,
             customers: 2000,
             orders: 8000,
         }

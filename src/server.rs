@@ -80,6 +80,7 @@ impl Server {
         if settings.demo.enabled {
             crate::cli::demo::ensure_demo_data(&engine, &settings).await?;
         }
+        crate::cli::demo::run_setup_sql(&engine, &settings).await?;
         let (tls, cert_pem) = match &settings.tls {
             Some((cert, key)) => {
                 let (acceptor, pem) = tls_acceptor(cert, key)?;

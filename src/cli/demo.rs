@@ -10,7 +10,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrameWriteOptions;
 
 use crate::config::Settings;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::session::{Engine, Session};
 
 const FIRST: &[&str] = &[
@@ -71,6 +71,38 @@ impl Rng {
 }
 
 /// Create the demo schema on first start (when it does not exist yet).
+/// Run `demo.setup_sql` once, as the administrator, on a warehouse that has not run it yet
+/// (a marker in `_lakegate` remembers); a failing statement stops the server with its error.
+pub async fn run_setup_sql(engine: &Arc<Engine>, settings: &Settings) -> Result<()> {
+    let Some(file) = &settings.demo.setup_sql else {
+        return Ok(());
+    };
+    let warehouse = engine.planner.catalog().warehouse();
+    if warehouse.read_meta("setup.done")?.is_some() {
+        return Ok(());
+    }
+    let sql = std::fs::read_to_string(file)
+        .map_err(|e| Error::Config(format!("cannot read setup SQL {}: {e}", file.display())))?;
+    let admin = settings
+        .users
+        .first()
+        .map(|u| u.name.as_str())
+        .unwrap_or("lakegate");
+    let mut session = Session::new(engine.clone(), admin, 0);
+    for r in session.execute_simple(&sql, false).await {
+        r.map_err(|e| {
+            Error::Config(format!(
+                "setup SQL {} failed: {}",
+                file.display(),
+                e.client_message()
+            ))
+        })?;
+    }
+    warehouse.write_meta("setup.done", file.display().to_string().as_bytes())?;
+    tracing::info!(file = %file.display(), "setup SQL ran");
+    Ok(())
+}
+
 pub async fn ensure_demo_data(engine: &Arc<Engine>, settings: &Settings) -> Result<()> {
     if engine.planner.catalog().schema_exists("demo") {
         return Ok(());

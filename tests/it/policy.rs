@@ -498,3 +498,91 @@ kind = "hash"
     assert_eq!(n, 0);
     s.stop().await;
 }
+
+/// examples/hr as shipped (run from the repository root, as its README says), on a temp
+/// warehouse and an ephemeral port.
+#[tokio::test]
+async fn the_hr_example_governs_ana_hiro_and_the_auditor() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("examples/hr/lakegate.toml")).expect("config");
+    let mut c = lakegate::config::Config::from_toml(&text).expect("parses");
+    let tmp = tempfile::tempdir().expect("tmp");
+    c.server.listen = "127.0.0.1:0".into();
+    c.storage.warehouse = tmp.path().join("wh").display().to_string();
+    let rel = |p: &std::path::Path| root.join(p);
+    c.auth.admin_password_file = c.auth.admin_password_file.as_deref().map(rel);
+    for u in &mut c.auth.users {
+        u.password_file = u.password_file.as_deref().map(rel);
+    }
+    c.policy.dir = rel(&c.policy.dir);
+    c.policy.mask_key_file = c.policy.mask_key_file.as_deref().map(rel);
+    c.demo.setup_sql = c.demo.setup_sql.as_deref().map(rel);
+    let server = lakegate::server::Server::bind(c.validate().expect("valid"))
+        .await
+        .expect("binds");
+    let port = server.local_addr().expect("addr").port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = server
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    let connect = |user: &'static str| async move {
+        let (client, conn) = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={port} user={user} password={user} dbname=lakegate"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .expect(user);
+        tokio::spawn(conn);
+        client
+    };
+    let admin = connect("admin").await;
+    let all: i64 = admin
+        .query_one("SELECT count(*) FROM hr.emp", &[])
+        .await
+        .expect("admin")
+        .get(0);
+    let ana = connect("ana").await;
+    let rows = ana
+        .query("SELECT region, ssn, salary, dob::text FROM hr.emp", &[])
+        .await
+        .expect("ana");
+    assert!(!rows.is_empty() && (rows.len() as i64) < all);
+    for r in &rows {
+        assert_eq!(r.get::<_, String>(0), "EU");
+        assert!(r.get::<_, String>(1).starts_with("***-**-"));
+        assert_eq!(r.get::<_, Option<i32>>(2), None);
+        assert!(r.get::<_, String>(3).ends_with("-01-01"));
+    }
+    let e = ana
+        .simple_query("UPDATE hr.emp SET name = 'x'")
+        .await
+        .expect_err("ana writes nothing");
+    assert_eq!(code(&e), Some("42501"));
+    let hiro = connect("hiro").await;
+    let rows = hiro
+        .query("SELECT region, ssn, salary FROM hr.emp", &[])
+        .await
+        .expect("hiro");
+    for r in &rows {
+        assert_eq!(r.get::<_, String>(0), "APAC");
+        assert_eq!(r.get::<_, String>(1).len(), 64, "a token");
+        assert!(r.get::<_, Option<i32>>(2).is_some(), "salary raw");
+    }
+    let n = hiro
+        .execute("UPDATE hr.emp SET salary = salary + 1", &[])
+        .await
+        .expect("hiro raises APAC salaries");
+    assert_eq!(n as usize, rows.len());
+    let auditor = connect("auditor").await;
+    let e = auditor
+        .simple_query("SELECT * FROM hr.emp")
+        .await
+        .expect_err("auditor has no access to hr");
+    assert_eq!(code(&e), Some("42501"));
+    let _ = stop.send(());
+    let _ = task.await;
+}
