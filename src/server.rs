@@ -76,7 +76,15 @@ impl Server {
             .await?
             .with_mask_key(settings.mask_key.as_ref().map(|k| k.0.as_bytes().to_vec()));
         tracing::info!(source = %policies.source, "policies loaded");
-        let engine = Engine::new(planner, settings.max_connections, admins, policies);
+        let audit =
+            crate::policy::audit::AuditLog::open(planner.catalog().warehouse().meta_path("audit"))?;
+        planner.catalog().add_system_schema(
+            "lakegate",
+            Arc::new(crate::policy::audit::SystemSchema {
+                audit: audit.clone(),
+            }),
+        );
+        let engine = Engine::new(planner, settings.max_connections, admins, policies, audit);
         if settings.demo.enabled {
             crate::cli::demo::ensure_demo_data(&engine, &settings).await?;
         }

@@ -109,6 +109,8 @@ pub struct Catalog {
     default_format: String,
     /// Iceberg catalogs attached from the config, by name.
     attached: RwLock<Vec<Arc<attached::AttachedCatalog>>>,
+    /// Schemas the layers above provide (`lakegate`: the audit log), by name.
+    system: RwLock<Vec<(String, Arc<dyn datafusion::catalog::SchemaProvider>)>>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -145,7 +147,28 @@ impl Catalog {
             iceberg: tokio::sync::OnceCell::new(),
             default_format: default_format.to_string(),
             attached: RwLock::new(vec![]),
+            system: RwLock::new(vec![]),
         }))
+    }
+
+    /// Add a schema provided by a layer above (at startup).
+    pub fn add_system_schema(&self, name: &str, s: Arc<dyn datafusion::catalog::SchemaProvider>) {
+        self.system
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name.to_string(), s));
+    }
+
+    pub(crate) fn system_schema(
+        &self,
+        name: &str,
+    ) -> Option<Arc<dyn datafusion::catalog::SchemaProvider>> {
+        self.system
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.clone())
     }
 
     /// Attach an Iceberg catalog under its name (at startup).

@@ -46,6 +46,9 @@ impl CatalogProvider for LakegateCatalog {
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if let Some(s) = self.inner.system_schema(name) {
+            return Some(s);
+        }
         if name == super::versions::SCHEMA {
             return Some(Arc::new(super::versions::VersionsSchema {
                 catalog: self.inner.clone(),

@@ -7,6 +7,7 @@
 //! deciding denies, and anything not granted is denied.
 
 pub mod access;
+pub mod audit;
 pub mod secure;
 
 use std::collections::{BTreeMap, HashMap};
@@ -140,6 +141,10 @@ struct GrantSpec {
 
 /// The loaded policies.
 pub struct PolicySet {
+    /// A digest of the policy texts: which policies decided, in the audit record.
+    pub version: String,
+    /// Grants that name system objects (`lakegate.*`) explicitly; a `*` grant never reaches them.
+    system_grants: Vec<(String, String, String)>,
     /// The key of `hash` masks (policy.mask_key_file or LAKEGATE_MASK_KEY).
     mask_key: Option<Vec<u8>>,
     principals: HashMap<String, PrincipalSpec>,
@@ -188,6 +193,19 @@ impl PolicySet {
     /// Parse and merge policy file texts (name, text).
     pub async fn from_texts(files: &[(String, String)], source: String) -> Result<PolicySet> {
         let mut merged = PolicyFile::default();
+        let version = {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            for (name, text) in files {
+                h.update(name.as_bytes());
+                h.update(text.as_bytes());
+            }
+            h.finalize()
+                .iter()
+                .take(6)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
         for (name, text) in files {
             let f: PolicyFile = toml::from_str(text)
                 .map_err(|e| Error::Config(format!("policy file {name}: {e}")))?;
@@ -264,7 +282,20 @@ impl PolicySet {
                 )));
             }
         }
+        let system_grants = merged
+            .grant
+            .iter()
+            .filter(|g| g.on.starts_with("lakegate."))
+            .flat_map(|g| {
+                g.actions
+                    .iter()
+                    .map(|a| (g.to.clone(), g.on.clone(), a.to_ascii_lowercase()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         Ok(PolicySet {
+            version,
+            system_grants,
             mask_key: None,
             principals,
             row_filters,
@@ -293,8 +324,17 @@ impl PolicySet {
     }
 
     /// May `subject` (a user, or a role it took with SET ROLE) do `action` on `object`
-    /// (`schema.table`)? An engine error denies.
+    /// (`schema.table`)? An engine error denies. System objects (`lakegate.*`) need a grant
+    /// that names them.
     pub fn allows(&self, subject: &str, object: &str, action: Action) -> bool {
+        if object.starts_with("lakegate.") {
+            let who = self.identities(subject);
+            return self.system_grants.iter().any(|(to, on, a)| {
+                (to == "*" || who.contains(to))
+                    && regex_lite::Regex::new(&pattern(on)).is_ok_and(|r| r.is_match(object))
+                    && (a == action.as_str() || a == "*")
+            });
+        }
         match self.enforcer.enforce((subject, object, action.as_str())) {
             Ok(allowed) => allowed,
             Err(e) => {

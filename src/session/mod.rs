@@ -37,6 +37,7 @@ pub struct Engine {
     running: Arc<AtomicUsize>,
     admins: Vec<String>,
     policies: std::sync::RwLock<Arc<PolicySet>>,
+    pub audit: Arc<crate::policy::audit::AuditLog>,
 }
 
 impl Engine {
@@ -45,6 +46,7 @@ impl Engine {
         max_connections: usize,
         admins: Vec<String>,
         policies: PolicySet,
+        audit: Arc<crate::policy::audit::AuditLog>,
     ) -> Arc<Engine> {
         Arc::new(Engine {
             planner,
@@ -52,6 +54,7 @@ impl Engine {
             running: Arc::new(AtomicUsize::new(0)),
             admins,
             policies: std::sync::RwLock::new(Arc::new(policies)),
+            audit,
         })
     }
 
@@ -195,6 +198,18 @@ pub struct Session {
     notices: Vec<Notice>,
     /// Where progress NOTICEs go while a statement runs (the wire layer sends them at once).
     progress: Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
+    /// The client's address, for the audit record.
+    client: String,
+    /// What the running statement read, wrote and which policies applied (for its record).
+    seen: std::sync::Mutex<Seen>,
+}
+
+/// Tables and policies a statement met, for its audit record.
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    reads: std::collections::BTreeSet<String>,
+    writes: std::collections::BTreeSet<String>,
+    policies: std::collections::BTreeSet<String>,
 }
 
 /// Stops a [`Session::heartbeat`] when dropped.
@@ -246,6 +261,8 @@ impl Session {
             pending: vec![],
             notices: vec![],
             progress: None,
+            client: String::new(),
+            seen: std::sync::Mutex::new(Seen::default()),
         }
     }
 
@@ -303,6 +320,83 @@ impl Session {
     pub fn apply_startup(&mut self, params: &std::collections::HashMap<String, String>) {
         self.settings.apply_startup(params);
         self.rebuild_context();
+    }
+
+    /// The client's address (for the audit record).
+    pub fn set_client(&mut self, addr: String) {
+        self.client = addr;
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Write the statement's audit record now, or, for rows, when its stream ends.
+    fn audit(
+        &self,
+        statement: &str,
+        started: std::time::Instant,
+        r: Result<Outcome>,
+    ) -> Result<Outcome> {
+        let seen = std::mem::take(&mut *self.seen());
+        let policies = self.engine.policies();
+        let attributes = policies
+            .principal(&self.principal.name)
+            .map(|p| crate::policy::audit::attributes_text(&p.attributes))
+            .unwrap_or_else(|| "{}".into());
+        // Literals may be values of masked columns or secrets: never logged.
+        let statement = crate::policy::audit::redact_literals(statement);
+        let mut record = crate::policy::audit::AuditRecord {
+            time: chrono::Utc::now().to_rfc3339(),
+            principal: self.principal.name.clone(),
+            role: self.principal.role.clone(),
+            attributes,
+            client: self.client.clone(),
+            statement,
+            reads: seen.reads.into_iter().collect(),
+            writes: seen.writes.into_iter().collect(),
+            policies: seen.policies.into_iter().collect(),
+            policy_version: format!("{}@{}", policies.source, policies.version),
+            decision: "allowed".into(),
+            ..Default::default()
+        };
+        let log = self.engine.audit.clone();
+        match r {
+            Ok(Outcome::Rows {
+                schema,
+                names,
+                stream,
+                command,
+            }) => Ok(Outcome::Rows {
+                schema,
+                names,
+                stream: Box::pin(AuditedStream {
+                    inner: stream,
+                    record: Some(record),
+                    log,
+                    started,
+                    rows: 0,
+                }),
+                command,
+            }),
+            Ok(o) => {
+                record.rows = match &o {
+                    Outcome::Command(t) | Outcome::Commit(t) => t.rows.map(|r| r as u64),
+                    _ => None,
+                };
+                record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+                log.write(&record);
+                Ok(o)
+            }
+            Err(e) => {
+                let code = e.sqlstate();
+                record.decision = if code == "42501" { "denied" } else { "failed" }.into();
+                record.sqlstate = Some(code.to_string());
+                record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+                log.write(&record);
+                Err(e)
+            }
+        }
     }
 
     /// Parse and describe a statement for the extended protocol.
@@ -403,7 +497,12 @@ impl Session {
             let parse = |sql: &str| -> Result<datafusion::logical_expr::Expr> {
                 Ok(ctx.parse_sql_expr(sql, table)?)
             };
-            policies.rules_for(&subject, &self.principal.name, object, table, &parse)
+            let rules =
+                policies.rules_for(&subject, &self.principal.name, object, table, &parse)?;
+            if let Some(r) = &rules {
+                self.seen().policies.extend(r.applied.iter().cloned());
+            }
+            Ok(rules)
         };
         let plan = crate::policy::secure::check_insert(plan, &rules_for, names)?;
         crate::policy::secure::apply(plan, names, &rules_for)
@@ -453,6 +552,11 @@ impl Session {
             view_schema: &view_schema,
         };
         let access = crate::policy::access::of_plan(plan, names)?;
+        {
+            let mut seen = self.seen();
+            seen.reads.extend(access.reads.iter().cloned());
+            seen.writes.extend(access.writes.iter().cloned());
+        }
         for t in &access.reads {
             self.authorize(t, Action::Read)?;
         }
@@ -494,7 +598,12 @@ impl Session {
     pub async fn execute_simple(&mut self, sql: &str, aborted: bool) -> Vec<Result<Outcome>> {
         match maintenance::parse(sql) {
             Ok(Some(_)) if aborted => return vec![Err(aborted_error())],
-            Ok(Some(m)) => return vec![maintenance::run(self, &m).await],
+            Ok(Some(m)) => {
+                let started = std::time::Instant::now();
+                *self.seen() = Seen::default();
+                let r = maintenance::run(self, &m).await;
+                return vec![self.audit(sql, started, r)];
+            }
             Ok(None) => {}
             Err(e) => return vec![Err(e)],
         }
@@ -534,12 +643,30 @@ impl Session {
         match kind {
             PreparedKind::Sql(stmt) => self.execute_one(stmt, params, aborted).await,
             PreparedKind::Maintenance(_) if aborted => Err(aborted_error()),
-            PreparedKind::Maintenance(m) => maintenance::run(self, m).await,
+            PreparedKind::Maintenance(m) => {
+                let started = std::time::Instant::now();
+                *self.seen() = Seen::default();
+                let r = maintenance::run(self, m).await;
+                self.audit(&format!("{m:?}"), started, r)
+            }
         }
     }
 
-    /// Execute one statement, refusing all but the end of the transaction once it failed.
+    /// Execute one statement, refusing all but the end of the transaction once it failed;
+    /// its audit record is written whatever happens.
     pub async fn execute_one(
+        &mut self,
+        stmt: &DfStatement,
+        params: Vec<ScalarValue>,
+        aborted: bool,
+    ) -> Result<Outcome> {
+        let started = std::time::Instant::now();
+        *self.seen() = Seen::default();
+        let r = self.execute_one_unaudited(stmt, params, aborted).await;
+        self.audit(&stmt.to_string(), started, r)
+    }
+
+    async fn execute_one_unaudited(
         &mut self,
         stmt: &DfStatement,
         params: Vec<ScalarValue>,
@@ -897,6 +1024,7 @@ impl Session {
             "OPTIMIZE" | "VACUUM" | "ALTER TABLE" => Action::Admin,
             _ => Action::Write,
         };
+        self.seen().writes.insert(format!("{schema}.{table}"));
         self.authorize(&format!("{schema}.{table}"), action)?;
         match self.engine.planner.catalog().relation(schema, table) {
             Some(Relation::Table(t))
@@ -1260,6 +1388,68 @@ fn output_names(stmt: &DfStatement, schema: &Schema) -> Vec<String> {
         names
     } else {
         df_names
+    }
+}
+
+/// A result stream that writes its statement's audit record, with the rows it returned, when
+/// it ends (or is dropped: a cancelled or abandoned query is recorded too).
+struct AuditedStream {
+    inner: SendableRecordBatchStream,
+    record: Option<crate::policy::audit::AuditRecord>,
+    log: Arc<crate::policy::audit::AuditLog>,
+    started: std::time::Instant,
+    rows: u64,
+}
+
+impl AuditedStream {
+    fn finish(&mut self, sqlstate: Option<&'static str>) {
+        if let Some(mut r) = self.record.take() {
+            r.rows = Some(self.rows);
+            r.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+            if let Some(code) = sqlstate {
+                r.decision = if code == "42501" { "denied" } else { "failed" }.into();
+                r.sqlstate = Some(code.to_string());
+            }
+            self.log.write(&r);
+        }
+    }
+}
+
+impl futures::Stream for AuditedStream {
+    type Item = datafusion::error::Result<RecordBatch>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(b))) => {
+                self.rows += b.num_rows() as u64;
+                Poll::Ready(Some(Ok(b)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let e = Error::from(e);
+                self.finish(Some(e.sqlstate()));
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                self.finish(None);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl datafusion::physical_plan::RecordBatchStream for AuditedStream {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+}
+
+impl Drop for AuditedStream {
+    fn drop(&mut self) {
+        self.finish(None);
     }
 }
 

@@ -198,6 +198,7 @@ impl QueryHandler {
                 .unwrap_or_default();
             let (pid, key) = client.pid_and_secret_key();
             let mut session = Session::new(self.engine.clone(), &user, pid);
+            session.set_client(client.socket_addr().to_string());
             session.apply_startup(client.metadata());
             let (slot, registration) = self.cancel.register(pid, key);
             ConnState {

@@ -583,6 +583,65 @@ async fn the_hr_example_governs_ana_hiro_and_the_auditor() {
         .await
         .expect_err("auditor has no access to hr");
     assert_eq!(code(&e), Some("42501"));
+    // Every statement left one record; the auditor (and only a named grant) reads them.
+    let e = ana
+        .simple_query("SELECT * FROM lakegate.audit_log")
+        .await
+        .expect_err("ana cannot read the audit log");
+    assert_eq!(code(&e), Some("42501"));
+    let rows = auditor
+        .query(
+            "SELECT principal, decision, sqlstate, rows, statement, array_to_string(policies, ',') \
+             FROM lakegate.audit_log WHERE principal = 'ana' ORDER BY time",
+            &[],
+        )
+        .await
+        .expect("the auditor reads the log");
+    type Record = (String, String, Option<String>, Option<i64>, String, String);
+    let got: Vec<Record> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get::<_, Option<i64>>(3),
+                r.get(4),
+                r.get(5),
+            )
+        })
+        .collect();
+    assert!(got.len() >= 3, "{got:?}");
+    let select = got
+        .iter()
+        .find(|r| r.4.contains("SELECT region"))
+        .expect("ana's SELECT");
+    assert_eq!(select.1, "allowed");
+    assert!(
+        select.3.unwrap_or(0) > 0,
+        "rows returned are counted: {select:?}"
+    );
+    assert!(
+        select.5.contains("emp_own_region") && select.5.contains("ssn_last4"),
+        "{select:?}"
+    );
+    let update = got
+        .iter()
+        .find(|r| r.4.contains("UPDATE"))
+        .expect("ana's UPDATE");
+    assert_eq!(
+        (update.1.as_str(), update.2.as_deref()),
+        ("denied", Some("42501"))
+    );
+    assert!(
+        !update.4.contains("'x'"),
+        "literals are redacted: {update:?}"
+    );
+    let denied_log = got
+        .iter()
+        .find(|r| r.4.contains("audit_log"))
+        .expect("the denied read");
+    assert_eq!(denied_log.1, "denied");
     let _ = stop.send(());
     let _ = task.await;
 }
