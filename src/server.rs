@@ -72,9 +72,12 @@ impl Server {
             .filter(|u| u.admin)
             .map(|u| u.name.clone())
             .collect();
+        let mask_key = settings.mask_key.as_ref().map(|k| k.0.as_bytes().to_vec());
         let policies = crate::policy::PolicySet::load(&settings.policy_dir)
             .await?
-            .with_mask_key(settings.mask_key.as_ref().map(|k| k.0.as_bytes().to_vec()));
+            .with_mask_key(mask_key.clone());
+        let watch =
+            crate::policy::PolicyWatch::new(settings.policy_dir.clone(), mask_key, &policies);
         tracing::info!(source = %policies.source, "policies loaded");
         let audit =
             crate::policy::audit::AuditLog::open(planner.catalog().warehouse().meta_path("audit"))?;
@@ -84,7 +87,14 @@ impl Server {
                 audit: audit.clone(),
             }),
         );
-        let engine = Engine::new(planner, settings.max_connections, admins, policies, audit);
+        let engine = Engine::new(
+            planner,
+            settings.max_connections,
+            admins,
+            policies,
+            watch,
+            audit,
+        );
         if settings.demo.enabled {
             crate::cli::demo::ensure_demo_data(&engine, &settings).await?;
         }

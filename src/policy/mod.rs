@@ -529,6 +529,84 @@ fn mask_expr(
     .map(|e: Expr| e)
 }
 
+/// What `lakegate.policy_status()` says, and the files' state last seen.
+#[derive(Debug)]
+pub struct PolicyWatch {
+    dir: PathBuf,
+    mask_key: Option<Vec<u8>>,
+    seen: std::sync::Mutex<Vec<(PathBuf, Option<std::time::SystemTime>, u64)>>,
+    /// `ok: ...` or `error: ...; still in force: ...`
+    pub status: std::sync::Arc<std::sync::RwLock<String>>,
+}
+
+impl PolicyWatch {
+    pub fn new(dir: PathBuf, mask_key: Option<Vec<u8>>, loaded: &PolicySet) -> PolicyWatch {
+        let w = PolicyWatch {
+            seen: std::sync::Mutex::new(fingerprint(&dir)),
+            dir,
+            mask_key,
+            status: std::sync::Arc::new(std::sync::RwLock::new(String::new())),
+        };
+        w.set_status(format!("ok: {}@{}", loaded.source, loaded.version));
+        w
+    }
+
+    fn set_status(&self, s: String) {
+        *self.status.write().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+
+    /// When the policy files changed since last seen, load them: the new set, or None (no
+    /// change, or they do not load — then the old set stays in force, the error is logged and
+    /// shown by `lakegate.policy_status()`).
+    pub async fn changed(&self, current: &PolicySet) -> Option<PolicySet> {
+        let now = fingerprint(&self.dir);
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            if *seen == now {
+                return None;
+            }
+            *seen = now;
+        }
+        match PolicySet::load(&self.dir).await {
+            Ok(p) => {
+                let p = p.with_mask_key(self.mask_key.clone());
+                tracing::info!(source = %p.source, version = %p.version, "policies reloaded");
+                self.set_status(format!("ok: {}@{}", p.source, p.version));
+                Some(p)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "policy files do not load; the previous policies stay in force");
+                self.set_status(format!(
+                    "error: {}; still in force: {}@{}",
+                    e, current.source, current.version
+                ));
+                None
+            }
+        }
+    }
+}
+
+/// Names, modification times and sizes of the policy files.
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, Option<std::time::SystemTime>, u64)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
+                .map(|e| {
+                    let md = e.metadata().ok();
+                    (
+                        e.path(),
+                        md.as_ref().and_then(|m| m.modified().ok()),
+                        md.map(|m| m.len()).unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
 /// A grant's object pattern (`hr.*`, `*`) as the anchored regular expression casbin matches.
 fn pattern(glob: &str) -> String {
     let mut out = String::from("^");
@@ -620,5 +698,66 @@ mod tests {
         let p = PolicySet::load(Path::new("/nonexistent-policy-dir")).await?;
         assert!(p.allows("anyone", "demo.orders", Action::Read));
         Ok(())
+    }
+}
+
+/// `lakegate.policy_status()`: whether the policy files in force loaded, or what failed.
+pub fn status_udf(
+    status: std::sync::Arc<std::sync::RwLock<String>>,
+) -> datafusion::logical_expr::ScalarUDF {
+    datafusion::logical_expr::ScalarUDF::new_from_impl(StatusFn {
+        status,
+        signature: datafusion::logical_expr::Signature::nullary(
+            datafusion::logical_expr::Volatility::Volatile,
+        ),
+    })
+}
+
+#[derive(Debug)]
+struct StatusFn {
+    status: std::sync::Arc<std::sync::RwLock<String>>,
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl PartialEq for StatusFn {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.status, &other.status)
+    }
+}
+impl Eq for StatusFn {}
+impl std::hash::Hash for StatusFn {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::sync::Arc::as_ptr(&self.status).hash(state);
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for StatusFn {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn name(&self) -> &str {
+        "lakegate.policy_status"
+    }
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+    fn return_type(
+        &self,
+        _: &[datafusion::arrow::datatypes::DataType],
+    ) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
+        Ok(datafusion::arrow::datatypes::DataType::Utf8)
+    }
+    fn invoke_with_args(
+        &self,
+        _args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
+        let s = self
+            .status
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Ok(datafusion::logical_expr::ColumnarValue::Scalar(
+            datafusion::common::ScalarValue::Utf8(Some(s)),
+        ))
     }
 }

@@ -37,6 +37,7 @@ pub struct Engine {
     running: Arc<AtomicUsize>,
     admins: Vec<String>,
     policies: std::sync::RwLock<Arc<PolicySet>>,
+    watch: crate::policy::PolicyWatch,
     pub audit: Arc<crate::policy::audit::AuditLog>,
 }
 
@@ -46,9 +47,11 @@ impl Engine {
         max_connections: usize,
         admins: Vec<String>,
         policies: PolicySet,
+        watch: crate::policy::PolicyWatch,
         audit: Arc<crate::policy::audit::AuditLog>,
     ) -> Arc<Engine> {
         Arc::new(Engine {
+            watch,
             planner,
             max_connections,
             running: Arc::new(AtomicUsize::new(0)),
@@ -56,6 +59,15 @@ impl Engine {
             policies: std::sync::RwLock::new(Arc::new(policies)),
             audit,
         })
+    }
+
+    /// Load the policy files again if they changed (before every statement: a change takes
+    /// effect on the very next one, prepared statements included).
+    pub async fn refresh_policies(&self) {
+        let current = self.policies();
+        if let Some(p) = self.watch.changed(&current).await {
+            *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(p);
+        }
     }
 
     /// The policies in force now.
@@ -293,7 +305,9 @@ impl Session {
             backend_pid: pid,
             settings: settings.all(),
         };
-        engine.planner.new_context(&values)
+        let ctx = engine.planner.new_context(&values);
+        ctx.register_udf(crate::policy::status_udf(engine.watch.status.clone()));
+        ctx
     }
 
     fn rebuild_context(&mut self) {
@@ -662,6 +676,7 @@ impl Session {
     ) -> Result<Outcome> {
         let started = std::time::Instant::now();
         *self.seen() = Seen::default();
+        self.engine.refresh_policies().await;
         let r = self.execute_one_unaudited(stmt, params, aborted).await;
         self.audit(&stmt.to_string(), started, r)
     }

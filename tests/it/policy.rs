@@ -645,3 +645,65 @@ async fn the_hr_example_governs_ana_hiro_and_the_auditor() {
     let _ = stop.send(());
     let _ = task.await;
 }
+
+#[tokio::test]
+async fn a_changed_policy_file_applies_to_the_next_statement_and_a_broken_one_keeps_the_old() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("policies");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let open = "[[grant]]\nto = \"alice\"\non = \"public.*\"\nactions = [\"read\"]\n";
+    std::fs::write(dir.join("p.toml"), open).expect("policy file");
+    let s = TestServer::start_with(Options::default(), |c| c.policy.dir = dir.clone()).await;
+    let admin = s.connect().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE t (id BIGINT, region TEXT); INSERT INTO t VALUES (1, 'EU'), (2, 'US')",
+        )
+        .await
+        .expect("setup");
+    let alice = s.connect_as("alice", "alice-pw").await.expect("alice");
+    let stmt = alice
+        .prepare("SELECT count(*) FROM t")
+        .await
+        .expect("prepare");
+    let n: i64 = alice.query_one(&stmt, &[]).await.expect("run").get(0);
+    assert_eq!(n, 2);
+    // A row filter appears: the very next execution of the prepared statement obeys it.
+    std::fs::write(
+        dir.join("p.toml"),
+        format!(
+            "{open}\n[[row_filter]]\ntable = \"public.t\"\nto = \"alice\"\nfilter = \"region = 'EU'\"\n"
+        ),
+    )
+    .expect("change");
+    let n: i64 = alice.query_one(&stmt, &[]).await.expect("run again").get(0);
+    assert_eq!(n, 1);
+    // A file that does not parse: the last good policies stay, and the status says why.
+    std::fs::write(dir.join("p.toml"), "[[grant]]\nthis is not toml").expect("break");
+    let n: i64 = alice
+        .query_one(&stmt, &[])
+        .await
+        .expect("still governed")
+        .get(0);
+    assert_eq!(n, 1);
+    let status: String = alice
+        .query_one("SELECT lakegate.policy_status()", &[])
+        .await
+        .expect("status")
+        .get(0);
+    assert!(
+        status.starts_with("error:") && status.contains("p.toml"),
+        "{status}"
+    );
+    // The grant goes: 42501 at once.
+    std::fs::write(dir.join("p.toml"), "# nothing granted\n").expect("revoke");
+    let e = alice.query_one(&stmt, &[]).await.expect_err("revoked");
+    assert_eq!(code(&e), Some("42501"));
+    let status: String = admin
+        .query_one("SELECT lakegate.policy_status()", &[])
+        .await
+        .expect("status")
+        .get(0);
+    assert!(status.starts_with("ok:"), "{status}");
+    s.stop().await;
+}
