@@ -10,6 +10,10 @@ mod provider;
 pub mod versions;
 
 pub use provider::{LakegateCatalog, ViewExpander};
+/// The listing filter type, for the planner's session values.
+pub mod provider_visible {
+    pub use super::provider::Visible;
+}
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock, RwLock};

@@ -24,15 +24,27 @@ pub trait ViewExpander: Send + Sync {
     ) -> crate::error::Result<LogicalPlan>;
 }
 
-/// The whole database as one DataFusion catalog.
-#[derive(Debug, Clone)]
+/// Which tables a session's listings show: (schema, table) -> visible.
+pub type Visible = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
+/// The whole database as one DataFusion catalog. Listings (information_schema, SHOW TABLES)
+/// show only the tables `visible` lets through; naming a table still reaches it (and its
+/// policies then decide).
+#[derive(Clone)]
 pub struct LakegateCatalog {
     inner: Arc<Catalog>,
+    visible: Option<Visible>,
+}
+
+impl std::fmt::Debug for LakegateCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakegateCatalog").finish()
+    }
 }
 
 impl LakegateCatalog {
-    pub fn new(inner: Arc<Catalog>) -> Self {
-        LakegateCatalog { inner }
+    pub fn new(inner: Arc<Catalog>, visible: Option<Visible>) -> Self {
+        LakegateCatalog { inner, visible }
     }
 }
 
@@ -58,6 +70,7 @@ impl CatalogProvider for LakegateCatalog {
             Some(Arc::new(LakegateSchema {
                 catalog: self.inner.clone(),
                 name: name.to_string(),
+                visible: self.visible.clone(),
             }))
         } else {
             None
@@ -65,10 +78,18 @@ impl CatalogProvider for LakegateCatalog {
     }
 }
 
-#[derive(Debug)]
 struct LakegateSchema {
     catalog: Arc<Catalog>,
     name: String,
+    visible: Option<Visible>,
+}
+
+impl std::fmt::Debug for LakegateSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakegateSchema")
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 #[async_trait]
@@ -78,7 +99,11 @@ impl SchemaProvider for LakegateSchema {
     }
 
     fn table_names(&self) -> Vec<String> {
-        self.catalog.relation_names(&self.name)
+        let mut names = self.catalog.relation_names(&self.name);
+        if let Some(v) = &self.visible {
+            names.retain(|t| v(&self.name, t));
+        }
+        names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {

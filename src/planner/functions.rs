@@ -64,6 +64,8 @@ pub struct SessionValues<'a> {
     pub backend_pid: i32,
     /// Session settings by lower-case name, for `current_setting()`.
     pub settings: Vec<(String, String)>,
+    /// Which tables listings show this session (None: all).
+    pub visible: Option<crate::catalog::provider_visible::Visible>,
 }
 
 /// All functions for one session.

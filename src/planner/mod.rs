@@ -132,7 +132,10 @@ impl Planner {
         }
         ctx.register_catalog(
             &self.database,
-            Arc::new(LakegateCatalog::new(self.catalog.clone())),
+            Arc::new(LakegateCatalog::new(
+                self.catalog.clone(),
+                values.visible.clone(),
+            )),
         );
         for f in functions::session_functions(values) {
             ctx.register_udf(f);
@@ -214,6 +217,7 @@ impl ViewExpander for Planner {
             schema,
             backend_pid: 0,
             settings: vec![],
+            visible: None,
         };
         let ctx = self.new_context(&values);
         let stmt = parse_sql(sql)?

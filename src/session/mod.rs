@@ -36,7 +36,7 @@ pub struct Engine {
     pub max_connections: usize,
     running: Arc<AtomicUsize>,
     admins: Vec<String>,
-    policies: std::sync::RwLock<Arc<PolicySet>>,
+    policies: Arc<std::sync::RwLock<Arc<PolicySet>>>,
     watch: crate::policy::PolicyWatch,
     pub audit: Arc<crate::policy::audit::AuditLog>,
 }
@@ -56,7 +56,7 @@ impl Engine {
             max_connections,
             running: Arc::new(AtomicUsize::new(0)),
             admins,
-            policies: std::sync::RwLock::new(Arc::new(policies)),
+            policies: Arc::new(std::sync::RwLock::new(Arc::new(policies))),
             audit,
         })
     }
@@ -298,12 +298,26 @@ impl Session {
             .into_iter()
             .find(|s| catalog.schema_exists(s))
             .unwrap_or_else(|| crate::catalog::DEFAULT_SCHEMA.to_string());
+        // Listings show the tables this principal may read (administrators: all).
+        let visible: Option<crate::catalog::provider_visible::Visible> = if p.admin {
+            None
+        } else {
+            let in_force = engine.policies.clone();
+            let subject = p.role.clone().unwrap_or_else(|| p.name.clone());
+            Some(Arc::new(move |schema: &str, table: &str| {
+                let object = format!("{schema}.{table}");
+                let policies = in_force.read().unwrap_or_else(|e| e.into_inner()).clone();
+                policies.allows(&subject, &object, Action::Read)
+                    || policies.allows(&subject, &object, Action::Admin)
+            }))
+        };
         let values = SessionValues {
             user: &p.name,
             database: engine.planner.database(),
             schema: &schema,
             backend_pid: pid,
             settings: settings.all(),
+            visible,
         };
         let ctx = engine.planner.new_context(&values);
         ctx.register_udf(crate::policy::status_udf(engine.watch.status.clone()));
@@ -1134,6 +1148,7 @@ impl Session {
         let r_lower = r.to_ascii_lowercase();
         if r.is_empty() || r_lower == "none" || r_lower == "default" || r == self.principal.name {
             self.principal.role = None;
+            self.rebuild_context();
             Ok(Outcome::Command(CommandTag::new("SET")))
         } else if self
             .engine
@@ -1143,6 +1158,7 @@ impl Session {
             .any(|g| g == r)
         {
             self.principal.role = Some(r.to_string());
+            self.rebuild_context();
             Ok(Outcome::Command(CommandTag::new("SET")))
         } else {
             Err(Error::PermissionDenied(format!(

@@ -70,6 +70,28 @@ async fn grants_decide_and_nothing_else_is_allowed() {
             "{sql}: {e:?}"
         );
     }
+    // Listings show only what alice may read.
+    let listed: Vec<String> = alice
+        .query(
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+             WHERE table_schema IN ('hr', 'sales') ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("listing")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(listed, vec!["hr.emp", "hr.leak", "hr.other"]);
+    let listed: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema IN ('hr', 'sales')",
+            &[],
+        )
+        .await
+        .expect("admin listing")
+        .get(0);
+    assert_eq!(listed, 4);
     // Prepared statements are checked too.
     let e = alice
         .prepare("SELECT * FROM sales.orders WHERE id = $1")
