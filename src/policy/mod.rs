@@ -70,6 +70,21 @@ struct PolicyFile {
     row_filter: Vec<RowFilterSpec>,
     #[serde(default)]
     mask: Vec<MaskSpec>,
+    #[serde(default)]
+    tag: Vec<TagSpec>,
+}
+
+/// Classification: `column` of the tables matching `table` carries `tags` (PII.ssn, FIN ...).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagSpec {
+    table: String,
+    column: String,
+    tags: Vec<String>,
+}
+
+fn every_table() -> String {
+    "*".into()
 }
 
 /// Rows of `table` that principals in `to` may see: those where `filter` is true. `$name` in the
@@ -90,8 +105,15 @@ struct RowFilterSpec {
 struct MaskSpec {
     #[serde(default)]
     name: Option<String>,
+    /// A table pattern (default every table).
+    #[serde(default = "every_table")]
     table: String,
+    /// The column, or ...
+    #[serde(default)]
     column: String,
+    /// ... every column that carries this classification tag.
+    #[serde(default)]
+    tag: Option<String>,
     to: String,
     /// redact | partial | nullify | year | month | round | hash
     kind: String,
@@ -150,6 +172,7 @@ pub struct PolicySet {
     principals: HashMap<String, PrincipalSpec>,
     row_filters: Vec<(regex_lite::Regex, RowFilterSpec)>,
     masks: Vec<(regex_lite::Regex, MaskSpec)>,
+    tags: Vec<(regex_lite::Regex, TagSpec)>,
     enforcer: Enforcer,
     /// Where they came from (a folder, or the built-in defaults).
     pub source: String,
@@ -214,6 +237,7 @@ impl PolicySet {
             merged.grant.extend(f.grant);
             merged.row_filter.extend(f.row_filter);
             merged.mask.extend(f.mask);
+            merged.tag.extend(f.tag);
         }
         let compile = |glob: &str| {
             regex_lite::Regex::new(&pattern(glob))
@@ -224,8 +248,19 @@ impl PolicySet {
             .iter()
             .map(|r| Ok((compile(&r.table)?, r.clone())))
             .collect::<Result<Vec<_>>>()?;
+        let tags = merged
+            .tag
+            .iter()
+            .map(|t| Ok((compile(&t.table)?, t.clone())))
+            .collect::<Result<Vec<_>>>()?;
         let mut masks = vec![];
         for m in &merged.mask {
+            if m.column.is_empty() == m.tag.is_none() {
+                return Err(Error::Config(format!(
+                    "a mask on {} names a column or a tag (one of them)",
+                    m.table
+                )));
+            }
             if !matches!(
                 m.kind.as_str(),
                 "redact" | "partial" | "nullify" | "year" | "month" | "round" | "hash"
@@ -300,6 +335,7 @@ impl PolicySet {
             principals,
             row_filters,
             masks,
+            tags,
             enforcer,
             source,
         })
@@ -346,6 +382,28 @@ impl PolicySet {
 }
 
 impl PolicySet {
+    /// The columns of `object` that carry `tag`.
+    fn tagged(&self, object: &str, tag: &str) -> Vec<String> {
+        self.tags
+            .iter()
+            .filter(|(re, t)| re.is_match(object) && t.tags.iter().any(|x| x == tag))
+            .map(|(_, t)| t.column.clone())
+            .collect()
+    }
+
+    /// The classification tags of `object.column`.
+    pub fn tags_of(&self, object: &str, column: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .tags
+            .iter()
+            .filter(|(re, t)| re.is_match(object) && t.column == column)
+            .flat_map(|(_, t)| t.tags.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Who `subject` is for row filters and masks: itself and every role it holds.
     fn identities(&self, subject: &str) -> Vec<String> {
         let mut out = vec![subject.to_string()];
@@ -424,35 +482,45 @@ impl PolicySet {
             if !re.is_match(object) || !applies(&m.to) {
                 continue;
             }
-            let Some((q, field)) = schema
-                .iter()
-                .find(|(_, f)| f.name() == &m.column)
-                .map(|(q, f)| (q.cloned(), f.clone()))
-            else {
-                continue;
+            let columns: Vec<String> = match &m.tag {
+                Some(tag) => self.tagged(object, tag),
+                None => vec![m.column.clone()],
             };
-            let col = Expr::Column(datafusion::common::Column::new(q.clone(), field.name()));
-            let masked = mask_expr(m, col.clone(), field.data_type(), self.mask_key.as_deref())
-                .map_err(|e| denied(format!("mask {}: {e}", m.column)))?;
-            let masked = match &m.unless {
-                Some(c) => {
-                    let cond = Expr::Column(datafusion::common::Column::new(q.clone(), c));
-                    datafusion::logical_expr::when(cond.is_true(), col)
-                        .otherwise(masked)
-                        .map_err(|e| denied(format!("mask {}: {e}", m.column)))?
+            for column in columns {
+                let m = &MaskSpec {
+                    column,
+                    ..m.clone()
+                };
+                let Some((q, field)) = schema
+                    .iter()
+                    .find(|(_, f)| f.name() == &m.column)
+                    .map(|(q, f)| (q.cloned(), f.clone()))
+                else {
+                    continue;
+                };
+                let col = Expr::Column(datafusion::common::Column::new(q.clone(), field.name()));
+                let masked = mask_expr(m, col.clone(), field.data_type(), self.mask_key.as_deref())
+                    .map_err(|e| denied(format!("mask {}: {e}", m.column)))?;
+                let masked = match &m.unless {
+                    Some(c) => {
+                        let cond = Expr::Column(datafusion::common::Column::new(q.clone(), c));
+                        datafusion::logical_expr::when(cond.is_true(), col)
+                            .otherwise(masked)
+                            .map_err(|e| denied(format!("mask {}: {e}", m.column)))?
+                    }
+                    None => masked,
+                };
+                if let Some(existing) = rules.masks.iter_mut().find(|(c, _)| c == &m.column) {
+                    existing.1 = typed_null(field.data_type());
+                } else {
+                    rules.masks.push((m.column.clone(), masked));
                 }
-                None => masked,
-            };
-            if let Some(existing) = rules.masks.iter_mut().find(|(c, _)| c == &m.column) {
-                existing.1 = typed_null(field.data_type());
-            } else {
-                rules.masks.push((m.column.clone(), masked));
+                rules.applied.push(
+                    m.name
+                        .clone()
+                        .unwrap_or_else(|| format!("mask on {}.{}", m.table, m.column)),
+                );
             }
-            rules.applied.push(
-                m.name
-                    .clone()
-                    .unwrap_or_else(|| format!("mask on {}.{}", m.table, m.column)),
-            );
         }
         Ok(if rules.applied.is_empty() {
             None
@@ -673,6 +741,40 @@ mod tests {
             p.principal("ana")
                 .is_some_and(|a| a.attributes.contains_key("region"))
         );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn masks_by_tag_reach_every_tagged_column() -> Result<()> {
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let text = r#"
+            [[tag]]
+            table = "*"
+            column = "email"
+            tags = ["PII.email"]
+
+            [[mask]]
+            tag = "PII.email"
+            to = "*"
+            kind = "redact"
+        "#;
+        let p = PolicySet::from_texts(&[("t".into(), text.into())], "test".into()).await?;
+        let schema =
+            std::sync::Arc::new(datafusion::common::DFSchema::try_from(Schema::new(vec![
+                Field::new("id", DataType::Int64, true),
+                Field::new("email", DataType::Utf8, true),
+            ]))?);
+        let parse = |_: &str| -> Result<datafusion::logical_expr::Expr> {
+            Err(Error::internal("no filters here"))
+        };
+        for table in ["crm.customers", "sales.leads"] {
+            let rules = p
+                .rules_for("anyone", "anyone", table, &schema, &parse)?
+                .expect("masked");
+            assert_eq!(rules.masks.len(), 1);
+            assert_eq!(rules.masks[0].0, "email");
+        }
+        assert_eq!(p.tags_of("crm.customers", "email"), vec!["PII.email"]);
         Ok(())
     }
 
