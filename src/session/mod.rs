@@ -504,22 +504,7 @@ impl Session {
             return Ok(plan);
         }
         let policies = self.engine.policies();
-        let subject = self
-            .principal
-            .role
-            .clone()
-            .unwrap_or_else(|| self.principal.name.clone());
-        let catalog = self.engine.planner.catalog().clone();
-        let view_schema = move |schema: &str, name: &str| match catalog.relation(schema, name) {
-            Some(crate::catalog::Relation::View(v)) if !v.schema.is_empty() => Some(v.schema),
-            _ => None,
-        };
-        let schema = self.current_schema();
-        let names = crate::policy::access::Names {
-            database: self.engine.planner.database(),
-            schema: &schema,
-            view_schema: &view_schema,
-        };
+        let subject = self.subject();
         let ctx = &self.ctx;
         let rules_for = |object: &str, table: &datafusion::common::DFSchemaRef| {
             let parse = |sql: &str| -> Result<datafusion::logical_expr::Expr> {
@@ -532,8 +517,33 @@ impl Session {
             }
             Ok(rules)
         };
-        let plan = crate::policy::secure::check_insert(plan, &rules_for, names)?;
-        crate::policy::secure::apply(plan, names, &rules_for)
+        self.with_names(|names| {
+            let plan = crate::policy::secure::check_insert(plan, &rules_for, names)?;
+            crate::policy::secure::apply(plan, names, &rules_for)
+        })
+    }
+
+    /// Who decides for this session: the role it took, else the user.
+    fn subject(&self) -> String {
+        self.principal
+            .role
+            .clone()
+            .unwrap_or_else(|| self.principal.name.clone())
+    }
+
+    /// Run `f` with the policy names of this session (database, current schema, views' schemas).
+    fn with_names<T>(&self, f: impl FnOnce(crate::policy::access::Names<'_>) -> T) -> T {
+        let catalog = self.engine.planner.catalog().clone();
+        let view_schema = move |schema: &str, name: &str| match catalog.relation(schema, name) {
+            Some(crate::catalog::Relation::View(v)) if !v.schema.is_empty() => Some(v.schema),
+            _ => None,
+        };
+        let schema = self.current_schema();
+        f(crate::policy::access::Names {
+            database: self.engine.planner.database(),
+            schema: &schema,
+            view_schema: &view_schema,
+        })
     }
 
     /// The row filter and masks binding this session's UPDATE/DELETE/MERGE on a table, as
@@ -550,11 +560,7 @@ impl Session {
         let table = Arc::new(datafusion::common::DFSchema::try_from(
             provider.schema().as_ref().clone(),
         )?);
-        let subject = self
-            .principal
-            .role
-            .clone()
-            .unwrap_or_else(|| self.principal.name.clone());
+        let subject = self.subject();
         let parse = |sql: &str| -> Result<datafusion::logical_expr::Expr> {
             Ok(self.ctx.parse_sql_expr(sql, &table)?)
         };
@@ -568,18 +574,7 @@ impl Session {
         if self.principal.admin {
             return Ok(());
         }
-        let catalog = self.engine.planner.catalog().clone();
-        let view_schema = move |schema: &str, name: &str| match catalog.relation(schema, name) {
-            Some(crate::catalog::Relation::View(v)) if !v.schema.is_empty() => Some(v.schema),
-            _ => None,
-        };
-        let schema = self.current_schema();
-        let names = crate::policy::access::Names {
-            database: self.engine.planner.database(),
-            schema: &schema,
-            view_schema: &view_schema,
-        };
-        let access = crate::policy::access::of_plan(plan, names)?;
+        let access = self.with_names(|names| crate::policy::access::of_plan(plan, names))?;
         {
             let mut seen = self.seen();
             seen.reads.extend(access.reads.iter().cloned());
