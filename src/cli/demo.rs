@@ -71,6 +71,16 @@ impl Rng {
 }
 
 /// Create the demo schema on first start (when it does not exist yet).
+/// A session of the configured administrator, for work the server does itself.
+fn admin_session(engine: &Arc<Engine>, settings: &Settings) -> Session {
+    let admin = settings
+        .users
+        .first()
+        .map(|u| u.name.as_str())
+        .unwrap_or("lakegate");
+    Session::new(engine.clone(), admin, 0)
+}
+
 /// Run `demo.setup_sql` once, as the administrator, on a warehouse that has not run it yet
 /// (a marker in `_lakegate` remembers); a failing statement stops the server with its error.
 pub async fn run_setup_sql(engine: &Arc<Engine>, settings: &Settings) -> Result<()> {
@@ -83,12 +93,7 @@ pub async fn run_setup_sql(engine: &Arc<Engine>, settings: &Settings) -> Result<
     }
     let sql = std::fs::read_to_string(file)
         .map_err(|e| Error::Config(format!("cannot read setup SQL {}: {e}", file.display())))?;
-    let admin = settings
-        .users
-        .first()
-        .map(|u| u.name.as_str())
-        .unwrap_or("lakegate");
-    let mut session = Session::new(engine.clone(), admin, 0);
+    let mut session = admin_session(engine, settings);
     for r in session.execute_simple(&sql, false).await {
         r.map_err(|e| {
             Error::Config(format!(
@@ -107,12 +112,7 @@ pub async fn ensure_demo_data(engine: &Arc<Engine>, settings: &Settings) -> Resu
     if engine.planner.catalog().schema_exists("demo") {
         return Ok(());
     }
-    let admin = settings
-        .users
-        .first()
-        .map(|u| u.name.as_str())
-        .unwrap_or("lakegate");
-    let mut session = Session::new(engine.clone(), admin, 0);
+    let mut session = admin_session(engine, settings);
     let ddl = "CREATE SCHEMA demo;
         CREATE TABLE demo.customers (id BIGINT NOT NULL, name TEXT, email TEXT, phone TEXT, city TEXT,
             country TEXT, segment TEXT, signup_date DATE, birth_date DATE);

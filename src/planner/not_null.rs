@@ -15,8 +15,8 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Column, Result as DfResult};
 use datafusion::logical_expr::dml::WriteOp;
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
 };
 
 use crate::error::{Error, Result};
@@ -61,12 +61,7 @@ pub fn enforce(plan: LogicalPlan) -> Result<LogicalPlan> {
             }
         })
         .collect();
-    let input = LogicalPlanBuilder::from(dml.input.as_ref().clone())
-        .project(exprs)?
-        .build()?;
-    let mut dml = dml.clone();
-    dml.input = Arc::new(input);
-    Ok(LogicalPlan::Dml(dml))
+    crate::policy::secure::reproject_insert(dml, exprs)
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]

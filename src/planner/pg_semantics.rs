@@ -14,9 +14,7 @@ use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::{
-    Cast, DmlStatement, Expr, LogicalPlan, LogicalPlanBuilder, TryCast, WriteOp,
-};
+use datafusion::logical_expr::{Cast, Expr, LogicalPlan, TryCast, WriteOp};
 
 use super::pg_cast;
 use super::types::field_pg_type;
@@ -65,16 +63,7 @@ fn typed_insert(plan: LogicalPlan) -> Result<LogicalPlan> {
     if !changed {
         return Ok(plan);
     }
-    let input = LogicalPlanBuilder::from(dml.input.as_ref().clone())
-        .project(exprs)?
-        .build()?;
-    let op = dml.op.clone();
-    Ok(LogicalPlan::Dml(DmlStatement::new(
-        dml.table_name.clone(),
-        dml.target.clone(),
-        op,
-        Arc::new(input),
-    )))
+    crate::policy::secure::reproject_insert(dml, exprs)
 }
 
 /// `SELECT 1` (a bare integer literal in a select list) answers int4, as in PostgreSQL.
