@@ -43,7 +43,8 @@ pub fn apply(
         let Some(object) = names.object(&scan.table_name) else {
             return Ok(Transformed::no(p));
         };
-        // Rules are written over the whole table: scan every column, project after.
+        // This runs right after planning, before the optimizer narrows scans: the scan still has
+        // every column, so filters and masks can read columns the query does not select.
         let rules = rules_for(&object, &scan.projected_schema)
             .map_err(datafusion::error::DataFusionError::from)?;
         let Some(rules) = rules else {
