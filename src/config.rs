@@ -195,6 +195,53 @@ pub struct AuthConfig {
     pub scram_iterations: usize,
     /// Further users; each password comes from `password_env` or `password_file`.
     pub users: Vec<UserConfig>,
+    /// Signed tokens (JWT) as passwords, for users not listed here (`[auth.jwt]`).
+    pub jwt: Option<JwtConfig>,
+}
+
+/// Logins with a signed JWT as the password: any user name not configured above presents a
+/// token, verified against `jwks_file` or `public_key_file`; issuer, audience and expiry are
+/// checked, and the user name, roles and attributes come from its claims.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtConfig {
+    /// The `iss` every token must carry.
+    pub issuer: String,
+    /// The `aud` every token must carry (one of, when it is a list).
+    pub audience: String,
+    /// A JWKS document (`{"keys": [...]}`), re-read when it changes (key rotation).
+    pub jwks_file: Option<PathBuf>,
+    /// Or one PEM public key (RSA or EC P-256).
+    pub public_key_file: Option<PathBuf>,
+    /// Accepted signature algorithms: RS256, RS384, RS512, PS256, ES256, ES384.
+    pub algorithms: Vec<String>,
+    /// The claim naming the user; it must equal the user name the client connects as.
+    pub user_claim: String,
+    /// The claim listing the user's roles (an array, or a space-separated string).
+    pub roles_claim: String,
+    /// Claims copied into the principal's attributes (for row filters' `$name`).
+    pub attribute_claims: Vec<String>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// Accept tokens over connections without TLS (tests and local demos only).
+    pub allow_without_tls: bool,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            issuer: String::new(),
+            audience: String::new(),
+            jwks_file: None,
+            public_key_file: None,
+            algorithms: vec!["RS256".into(), "ES256".into()],
+            user_claim: "sub".into(),
+            roles_claim: "roles".into(),
+            attribute_claims: vec![],
+            leeway_secs: 30,
+            allow_without_tls: false,
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -205,6 +252,7 @@ impl Default for AuthConfig {
             admin_password_file: None,
             scram_iterations: 4096,
             users: vec![],
+            jwt: None,
         }
     }
 }
@@ -284,6 +332,7 @@ pub struct Settings {
     pub mask_key: Option<Secret>,
     pub users: Vec<UserSpec>,
     pub scram_iterations: usize,
+    pub jwt: Option<JwtConfig>,
     pub tls: Option<(PathBuf, PathBuf)>,
     pub tls_required: bool,
     pub demo: DemoConfig,
@@ -458,6 +507,10 @@ impl Config {
             },
             users,
             scram_iterations: self.auth.scram_iterations,
+            jwt: match self.auth.jwt {
+                Some(j) => Some(crate::wire::jwt::check_config(j)?),
+                None => None,
+            },
             tls,
             tls_required: self.tls.required,
             demo: self.demo,

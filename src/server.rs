@@ -111,6 +111,7 @@ impl Server {
             settings.scram_iterations,
             cert_pem.as_deref(),
             settings.tls_required,
+            settings.jwt.as_ref(),
         )?;
         let handlers = Handlers::new(engine, startup);
         let listener = TcpListener::bind(settings.listen)

@@ -59,6 +59,10 @@ pub struct TableEntry {
     /// name in the Iceberg catalog).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// Classification tags of columns kept here (an administrator's ALTER TABLE ... SET
+    /// TBLPROPERTIES ('lakegate.tags.<column>' = '...'), or inherited by CREATE TABLE AS).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, Vec<String>>,
 }
 
 const ICEBERG_NAMESPACE: &str = "iceberg.namespace";
@@ -210,6 +214,7 @@ impl Catalog {
             location,
             external: false,
             options,
+            tags: BTreeMap::new(),
         };
         self.change(|doc| {
             let s = doc.schemas.entry(schema.to_string()).or_default();
@@ -297,6 +302,42 @@ impl Catalog {
         self.warehouse.write_meta(CATALOG_FILE, &to_json(&doc)?)?;
         *self.doc.write().unwrap_or_else(|p| p.into_inner()) = doc;
         Ok(out)
+    }
+
+    /// Set the classification tags of columns of a table (an empty list removes a column's),
+    /// and move tags of renamed columns (`renamed`: old name, new name).
+    pub async fn set_tags(
+        &self,
+        schema: &str,
+        table: &str,
+        tags: &BTreeMap<String, Vec<String>>,
+        renamed: &[(String, String)],
+    ) -> Result<()> {
+        self.change(|doc| {
+            let Some(t) = doc
+                .schemas
+                .get_mut(schema)
+                .and_then(|s| s.tables.get_mut(table))
+            else {
+                return Err(Error::UndefinedTable(format!(
+                    "relation \"{table}\" does not exist"
+                )));
+            };
+            for (old, new) in renamed {
+                if let Some(v) = t.tags.remove(old) {
+                    t.tags.insert(new.clone(), v);
+                }
+            }
+            for (column, v) in tags {
+                if v.is_empty() {
+                    t.tags.remove(column);
+                } else {
+                    t.tags.insert(column.clone(), v.clone());
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     pub async fn create_schema(&self, name: &str, if_not_exists: bool) -> Result<bool> {
@@ -416,6 +457,7 @@ impl Catalog {
             location: url.to_string(),
             external: false,
             options,
+            tags: BTreeMap::new(),
         };
         let registered = self
             .change(|doc| {

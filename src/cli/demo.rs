@@ -78,7 +78,7 @@ fn admin_session(engine: &Arc<Engine>, settings: &Settings) -> Session {
         .first()
         .map(|u| u.name.as_str())
         .unwrap_or("lakegate");
-    Session::new(engine.clone(), admin, 0)
+    Session::new(engine.clone(), admin, None, 0)
 }
 
 /// Run `demo.setup_sql` once, as the administrator, on a warehouse that has not run it yet

@@ -20,6 +20,9 @@ const VERSIONS_SCHEMA: &str = "__lakegate_versions";
 pub struct Access {
     pub reads: BTreeSet<String>,
     pub writes: BTreeSet<String>,
+    /// Of `writes`, those only UPDATEd (an `update` grant may do; its columns are checked
+    /// with the assignments).
+    pub updates: BTreeSet<String>,
 }
 
 /// Where unqualified names resolve: the session's database and current schema, and for a
@@ -105,6 +108,9 @@ fn collect(plan: &LogicalPlan, names: Names<'_>, access: &mut Access) -> Result<
             }
             LogicalPlan::Dml(dml) => {
                 if let Some(o) = names.object(&dml.table_name) {
+                    if dml.op == datafusion::logical_expr::WriteOp::Update {
+                        access.updates.insert(o.clone());
+                    }
                     access.writes.insert(o);
                 }
             }

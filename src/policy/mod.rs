@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod lineage;
 pub mod secure;
 
 use std::collections::{BTreeMap, HashMap};
@@ -44,6 +45,8 @@ const DEFAULT_POLICIES: &str = include_str!("../../policies/default.toml");
 pub enum Action {
     Read,
     Write,
+    /// UPDATE of some columns only (a grant with `columns`); `write` includes it.
+    Update,
     Admin,
 }
 
@@ -52,6 +55,7 @@ impl Action {
         match self {
             Action::Read => "read",
             Action::Write => "write",
+            Action::Update => "update",
             Action::Admin => "admin",
         }
     }
@@ -134,6 +138,36 @@ struct MaskSpec {
     unless: Option<String>,
 }
 
+/// Classification tags the catalog keeps for a table's columns, by column.
+pub type StoredTags = BTreeMap<String, Vec<String>>;
+
+/// Roles and attributes a verified token (JWT) gave a user, beside the policy files'.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Claimed {
+    pub roles: Vec<String>,
+    pub attributes: BTreeMap<String, toml::Value>,
+}
+
+/// Who a decision is for: `name` decides (the user, or the role it took with SET ROLE), `user`
+/// is whose attributes bind, `claimed` what its token said.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    pub name: String,
+    pub user: String,
+    pub claimed: Option<std::sync::Arc<Claimed>>,
+}
+
+impl Subject {
+    /// A user known from the policy files only.
+    pub fn user(name: &str) -> Subject {
+        Subject {
+            name: name.into(),
+            user: name.into(),
+            claimed: None,
+        }
+    }
+}
+
 /// A user as the policies describe it.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -159,6 +193,9 @@ struct GrantSpec {
     to: String,
     on: String,
     actions: Vec<String>,
+    /// With `update`: the only columns it lets UPDATE assign.
+    #[serde(default)]
+    columns: Option<Vec<String>>,
 }
 
 /// The loaded policies.
@@ -167,6 +204,8 @@ pub struct PolicySet {
     pub version: String,
     /// Grants that name system objects (`lakegate.*`) explicitly; a `*` grant never reaches them.
     system_grants: Vec<(String, String, String)>,
+    /// `update` grants: who, on what, which columns.
+    column_grants: Vec<(String, regex_lite::Regex, Vec<String>)>,
     /// The key of `hash` masks (policy.mask_key_file or LAKEGATE_MASK_KEY).
     mask_key: Option<Vec<u8>>,
     principals: HashMap<String, PrincipalSpec>,
@@ -279,14 +318,34 @@ impl PolicySet {
             .await
             .map_err(|e| Error::Config(format!("policy engine: {e}")))?;
         let fail = |e: casbin::Error| Error::Config(format!("policy engine: {e}"));
+        let mut column_grants = vec![];
         for g in &merged.grant {
             for a in &g.actions {
                 let a = a.to_ascii_lowercase();
-                if !matches!(a.as_str(), "read" | "write" | "admin" | "*") {
+                if !matches!(a.as_str(), "read" | "write" | "update" | "admin" | "*") {
                     return Err(Error::Config(format!(
-                        "grant to {} on {}: unknown action {a:?} (read, write, admin)",
+                        "grant to {} on {}: unknown action {a:?} (read, write, update, admin)",
                         g.to, g.on
                     )));
+                }
+                match (a.as_str(), &g.columns) {
+                    ("update", Some(cols)) if !cols.is_empty() => {
+                        column_grants.push((g.to.clone(), compile(&g.on)?, cols.clone()));
+                    }
+                    ("update", _) => {
+                        return Err(Error::Config(format!(
+                            "grant to {} on {}: update names its columns (columns = [...]); \
+                             write allows every column",
+                            g.to, g.on
+                        )));
+                    }
+                    (_, Some(_)) => {
+                        return Err(Error::Config(format!(
+                            "grant to {} on {}: columns go with the update action only",
+                            g.to, g.on
+                        )));
+                    }
+                    _ => {}
                 }
                 enforcer
                     .add_policy(vec![g.to.clone(), pattern(&g.on), a])
@@ -331,6 +390,7 @@ impl PolicySet {
         Ok(PolicySet {
             version,
             system_grants,
+            column_grants,
             mask_key: None,
             principals,
             row_filters,
@@ -352,8 +412,8 @@ impl PolicySet {
         self.principals.get(name)
     }
 
-    /// Every role `name` holds, directly or inherited.
-    pub fn roles_of(&self, name: &str) -> Vec<String> {
+    /// Every role `name` holds in the policy files, directly or inherited.
+    fn roles_of(&self, name: &str) -> Vec<String> {
         let mut out = self.enforcer.get_implicit_roles_for_user(name, None);
         out.sort();
         out
@@ -362,52 +422,113 @@ impl PolicySet {
     /// May `subject` (a user, or a role it took with SET ROLE) do `action` on `object`
     /// (`schema.table`)? An engine error denies. System objects (`lakegate.*`) need a grant
     /// that names them.
-    pub fn allows(&self, subject: &str, object: &str, action: Action) -> bool {
+    pub fn allows(&self, subject: &Subject, object: &str, action: Action) -> bool {
+        let who = self.identities(subject);
         if object.starts_with("lakegate.") {
-            let who = self.identities(subject);
             return self.system_grants.iter().any(|(to, on, a)| {
                 (to == "*" || who.contains(to))
                     && regex_lite::Regex::new(&pattern(on)).is_ok_and(|r| r.is_match(object))
                     && (a == action.as_str() || a == "*")
             });
         }
-        match self.enforcer.enforce((subject, object, action.as_str())) {
-            Ok(allowed) => allowed,
-            Err(e) => {
-                tracing::error!(subject, object, error = %e, "policy decision failed: denied");
-                false
-            }
-        }
+        who.iter().any(
+            |w| match self.enforcer.enforce((w.as_str(), object, action.as_str())) {
+                Ok(allowed) => allowed,
+                Err(e) => {
+                    tracing::error!(subject = w, object, error = %e, "policy decision failed: denied");
+                    false
+                }
+            },
+        )
     }
 }
 
 impl PolicySet {
-    /// The columns of `object` that carry `tag`.
-    fn tagged(&self, object: &str, tag: &str) -> Vec<String> {
-        self.tags
-            .iter()
-            .filter(|(re, t)| re.is_match(object) && t.tags.iter().any(|x| x == tag))
-            .map(|(_, t)| t.column.clone())
-            .collect()
-    }
-
-    /// The classification tags of `object.column`.
-    pub fn tags_of(&self, object: &str, column: &str) -> Vec<String> {
+    /// The columns `subject` may assign in an UPDATE of `object` through `update` grants
+    /// (a `write` or `admin` grant allows every column; the caller checks that first).
+    pub fn updatable_columns(&self, subject: &Subject, object: &str) -> Vec<String> {
+        let who = self.identities(subject);
         let mut out: Vec<String> = self
-            .tags
+            .column_grants
             .iter()
-            .filter(|(re, t)| re.is_match(object) && t.column == column)
-            .flat_map(|(_, t)| t.tags.clone())
+            .filter(|(to, on, _)| (to == "*" || who.contains(to)) && on.is_match(object))
+            .flat_map(|(_, _, c)| c.clone())
             .collect();
         out.sort();
         out.dedup();
         out
     }
 
-    /// Who `subject` is for row filters and masks: itself and every role it holds.
-    fn identities(&self, subject: &str) -> Vec<String> {
-        let mut out = vec![subject.to_string()];
-        out.extend(self.roles_of(subject));
+    /// The columns of `object` that carry `tag`.
+    /// `stored`: the tags the catalog keeps for the table (set by an administrator or inherited
+    /// by CREATE TABLE AS), beside the policy files'.
+    fn tagged(&self, object: &str, tag: &str, stored: &StoredTags) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .tags
+            .iter()
+            .filter(|(re, t)| re.is_match(object) && t.tags.iter().any(|x| x == tag))
+            .map(|(_, t)| t.column.clone())
+            .chain(
+                stored
+                    .iter()
+                    .filter(|(_, tags)| tags.iter().any(|x| x == tag))
+                    .map(|(c, _)| c.clone()),
+            )
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The classification tags of `object.column` (policy files and `stored`).
+    pub fn tags_of(&self, object: &str, column: &str, stored: &StoredTags) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .tags
+            .iter()
+            .filter(|(re, t)| re.is_match(object) && t.column == column)
+            .flat_map(|(_, t)| t.tags.clone())
+            .chain(stored.get(column).cloned().unwrap_or_default())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Who `subject` is for grants, row filters and masks: its name, every role the policies
+    /// give it, and (for the user itself, not a role it took) the roles its token claimed.
+    fn identities(&self, subject: &Subject) -> Vec<String> {
+        let mut out = vec![subject.name.clone()];
+        out.extend(self.roles_of(&subject.name));
+        if subject.name == subject.user
+            && let Some(c) = &subject.claimed
+        {
+            for r in &c.roles {
+                out.push(r.clone());
+                out.extend(self.roles_of(r));
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Every role `subject` holds (from the policies or its token), for SET ROLE.
+    pub fn roles_held(&self, subject: &Subject) -> Vec<String> {
+        let mut out = self.identities(subject);
+        out.retain(|r| r != &subject.name);
+        out
+    }
+
+    /// The attributes bound for `subject`'s user: the policy files', then its token's claims.
+    pub fn attributes(&self, subject: &Subject) -> BTreeMap<String, toml::Value> {
+        let mut out = self
+            .principals
+            .get(&subject.user)
+            .map(|p| p.attributes.clone())
+            .unwrap_or_default();
+        if let Some(c) = &subject.claimed {
+            out.extend(c.attributes.clone());
+        }
         out
     }
 
@@ -417,12 +538,13 @@ impl PolicySet {
     /// Any error denies (fail closed).
     pub fn rules_for(
         &self,
-        subject: &str,
-        user: &str,
+        subject: &Subject,
         object: &str,
         schema: &datafusion::common::DFSchemaRef,
+        stored: &StoredTags,
         parse: &dyn Fn(&str) -> Result<datafusion::logical_expr::Expr>,
     ) -> Result<Option<secure::TableRules>> {
+        let user = subject.user.as_str();
         use datafusion::common::tree_node::{Transformed, TreeNode};
         use datafusion::logical_expr::Expr;
         let who = self.identities(subject);
@@ -434,11 +556,7 @@ impl PolicySet {
                 object.rsplit('.').next().unwrap_or(object)
             ))
         };
-        let attributes = self
-            .principals
-            .get(user)
-            .map(|p| p.attributes.clone())
-            .unwrap_or_default();
+        let attributes = self.attributes(subject);
         let mut rules = secure::TableRules::default();
         for (re, f) in &self.row_filters {
             if !re.is_match(object) || !applies(&f.to) {
@@ -483,7 +601,7 @@ impl PolicySet {
                 continue;
             }
             let columns: Vec<String> = match &m.tag {
-                Some(tag) => self.tagged(object, tag),
+                Some(tag) => self.tagged(object, tag, stored),
                 None => vec![m.column.clone()],
             };
             for column in columns {
@@ -723,20 +841,38 @@ mod tests {
             actions = ["write"]
         "#;
         let p = PolicySet::from_texts(&[("t".into(), text.into())], "test".into()).await?;
-        assert!(p.allows("ana", "hr.emp", Action::Read));
-        assert!(!p.allows("ana", "hr.emp", Action::Write));
+        assert!(p.allows(&Subject::user("ana"), "hr.emp", Action::Read));
+        assert!(!p.allows(&Subject::user("ana"), "hr.emp", Action::Write));
         assert!(
-            !p.allows("ana", "sales.orders", Action::Read),
+            !p.allows(&Subject::user("ana"), "sales.orders", Action::Read),
             "default deny"
         );
         assert!(
-            !p.allows("ana", "hrx.emp", Action::Read),
+            !p.allows(&Subject::user("ana"), "hrx.emp", Action::Read),
             "patterns are anchored"
         );
-        assert!(p.allows("hiro", "hr.emp", Action::Read), "inherited");
-        assert!(p.allows("hiro", "hr.emp", Action::Write));
-        assert!(!p.allows("nobody", "hr.emp", Action::Read));
-        assert_eq!(p.roles_of("hiro"), vec!["analyst", "hr_manager"]);
+        assert!(
+            p.allows(&Subject::user("hiro"), "hr.emp", Action::Read),
+            "inherited"
+        );
+        assert!(p.allows(&Subject::user("hiro"), "hr.emp", Action::Write));
+        assert!(!p.allows(&Subject::user("nobody"), "hr.emp", Action::Read));
+        assert_eq!(
+            p.roles_held(&Subject::user("hiro")),
+            vec!["analyst", "hr_manager"]
+        );
+        // A token's roles and attributes count for its user, never for a role it took.
+        let claimed = Subject {
+            name: "tok".into(),
+            user: "tok".into(),
+            claimed: Some(std::sync::Arc::new(Claimed {
+                roles: vec!["hr_manager".into()],
+                attributes: [("region".to_string(), toml::Value::String("US".into()))].into(),
+            })),
+        };
+        assert!(p.allows(&claimed, "hr.emp", Action::Write));
+        assert!(p.allows(&claimed, "hr.emp", Action::Read), "inherited");
+        assert_eq!(p.attributes(&claimed)["region"].as_str(), Some("US"));
         assert!(
             p.principal("ana")
                 .is_some_and(|a| a.attributes.contains_key("region"))
@@ -769,12 +905,31 @@ mod tests {
         };
         for table in ["crm.customers", "sales.leads"] {
             let rules = p
-                .rules_for("anyone", "anyone", table, &schema, &parse)?
+                .rules_for(
+                    &Subject::user("anyone"),
+                    table,
+                    &schema,
+                    &StoredTags::new(),
+                    &parse,
+                )?
                 .expect("masked");
             assert_eq!(rules.masks.len(), 1);
             assert_eq!(rules.masks[0].0, "email");
         }
-        assert_eq!(p.tags_of("crm.customers", "email"), vec!["PII.email"]);
+        assert_eq!(
+            p.tags_of("crm.customers", "email", &StoredTags::new()),
+            vec!["PII.email"]
+        );
+        // Tags the catalog keeps (an administrator's, or inherited by CREATE TABLE AS) count too.
+        let stored: StoredTags = [("contact".to_string(), vec!["PII.email".to_string()])].into();
+        let schema =
+            std::sync::Arc::new(datafusion::common::DFSchema::try_from(Schema::new(vec![
+                Field::new("contact", DataType::Utf8, true),
+            ]))?);
+        let rules = p
+            .rules_for(&Subject::user("x"), "crm.copy", &schema, &stored, &parse)?
+            .expect("masked by a stored tag");
+        assert_eq!(rules.masks[0].0, "contact");
         Ok(())
     }
 
@@ -784,6 +939,8 @@ mod tests {
             "[[grant]]\nto = \"x\"\non = \"*\"\nactions = [\"fly\"]",
             "[[grant]]\nto = \"x\"\n",
             "[[nonsense]]\n",
+            "[[grant]]\nto = \"x\"\non = \"*\"\nactions = [\"update\"]",
+            "[[grant]]\nto = \"x\"\non = \"*\"\nactions = [\"read\"]\ncolumns = [\"a\"]",
         ];
         for text in bad {
             assert!(
@@ -798,7 +955,7 @@ mod tests {
     #[tokio::test]
     async fn the_defaults_load() -> Result<()> {
         let p = PolicySet::load(Path::new("/nonexistent-policy-dir")).await?;
-        assert!(p.allows("anyone", "demo.orders", Action::Read));
+        assert!(p.allows(&Subject::user("anyone"), "demo.orders", Action::Read));
         Ok(())
     }
 }

@@ -230,6 +230,7 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
     let mut dropped = vec![];
     let mut renamed: Vec<(String, String)> = vec![];
     let mut retyped: Vec<(String, DataType)> = vec![];
+    let mut tags = std::collections::BTreeMap::new();
     for op in &at.operations {
         use ast::AlterTableOperation as Op;
         match op {
@@ -319,9 +320,19 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
                 columns[i] = columns[i].clone().with_data_type(to.clone());
                 retyped.push((name, to));
             }
+            Op::SetTblProperties {
+                table_properties: options,
+            }
+            | Op::SetOptionsParens { options } => {
+                for (column, list) in tag_properties(options)? {
+                    find(&columns, &column).ok_or_else(|| missing(&column))?;
+                    tags.insert(column, list);
+                }
+            }
             other => {
                 return Err(Error::unsupported(format!(
-                    "ALTER TABLE {} is not supported (ADD, DROP, RENAME COLUMN and ALTER COLUMN TYPE are)",
+                    "ALTER TABLE {} is not supported (ADD, DROP, RENAME COLUMN, ALTER COLUMN TYPE \
+                     and SET TBLPROPERTIES ('lakegate.tags.<column>' = '...') are)",
                     statement_words(&other.to_string())
                 )));
             }
@@ -331,6 +342,18 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
         return Err(Error::unsupported(format!(
             "cannot drop every column of \"{table}\": drop the table instead"
         )));
+    }
+    if !tags.is_empty() || !renamed.is_empty() {
+        // Before the columns change: a renamed column keeps its tags under both names until
+        // then, so a failure in between leaves it over-tagged, never untagged.
+        let mut keep = tags.clone();
+        for (old, new) in &renamed {
+            let stored = session.stored_tags(&format!("{schema}.{table}"));
+            if let Some(v) = stored.get(old) {
+                keep.entry(new.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        catalog.set_tags(&schema, &table, &keep, &[]).await?;
     }
     if added.is_empty() && dropped.is_empty() && renamed.is_empty() && retyped.is_empty() {
         return Ok(done);
@@ -401,6 +424,39 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
     Ok(done)
 }
 
+/// The classification tags an ALTER TABLE ... SET TBLPROPERTIES sets:
+/// `'lakegate.tags.<column>' = 'PII.ssn, FIN'` (an empty value removes the column's tags).
+fn tag_properties(options: &[ast::SqlOption]) -> Result<Vec<(String, Vec<String>)>> {
+    let mut out = vec![];
+    for o in options {
+        let ast::SqlOption::KeyValue { key, value } = o else {
+            return Err(Error::unsupported(format!(
+                "table property {o} is not supported"
+            )));
+        };
+        let Some(column) = key.value.strip_prefix("lakegate.tags.") else {
+            return Err(Error::unsupported(format!(
+                "table property {} is not supported (lakegate.tags.<column> is)",
+                key.value
+            )));
+        };
+        let text = match value {
+            ast::Expr::Value(v) => match &v.value {
+                ast::Value::SingleQuotedString(s) => s.clone(),
+                _ => value.to_string(),
+            },
+            _ => value.to_string(),
+        };
+        let list = text
+            .split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
+        out.push((column.to_string(), list));
+    }
+    Ok(out)
+}
+
 fn statement_words(s: &str) -> String {
     s.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
 }
@@ -418,11 +474,13 @@ async fn create_table_as(
     )));
     let plan = session.plan(&stmt).await?;
     let mut fields = Vec::new();
+    let mut names = Vec::new();
     for (i, f) in plan.schema().fields().iter().enumerate() {
         let name = match ct.columns.get(i) {
             Some(c) => ident(&c.name),
             None => f.name().clone(),
         };
+        names.push(name.clone());
         let mut field = Field::new(name, storable(f.data_type())?, true);
         if let Some(t) = field_pg_type(f) {
             field = field.with_metadata([(PG_TYPE_KEY.to_string(), t.to_string())].into());
@@ -441,6 +499,19 @@ async fn create_table_as(
         .await?
     {
         return Ok(Outcome::Command(CommandTag::new("CREATE TABLE AS")));
+    }
+    // The new table's columns carry the classification tags of what they are made from.
+    let inherited = session.inherited_tags(&plan, &names);
+    let tagged = match inherited {
+        Ok(t) if t.is_empty() => Ok(()),
+        Ok(t) => catalog.set_tags(schema_name, table, &t, &[]).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = tagged {
+        let _ = catalog
+            .drop_relation(schema_name, table, RelationKind::Table, true)
+            .await;
+        return Err(e);
     }
     let _beat = session.heartbeat(
         format!("CREATE TABLE {schema_name}.{table} AS"),
@@ -645,6 +716,7 @@ pub async fn create_external(
         location,
         external: true,
         options,
+        tags: Default::default(),
     };
     let catalog = session.engine.planner.catalog().clone();
     if !catalog.schema_exists(&schema_name) {

@@ -262,10 +262,9 @@ async fn governed(
         &session.current_schema(),
         session.engine.planner.database(),
     )?;
-    let Some(rules) = session
-        .write_rules(entry, &format!("{schema}.{table}"))
-        .await?
-    else {
+    let object = format!("{schema}.{table}");
+    session.authorize_columns(&object, assigned)?;
+    let Some(rules) = session.write_rules(entry, &object).await? else {
         return Ok(predicate);
     };
     for c in assigned {

@@ -115,6 +115,19 @@ pub struct Principal {
     pub admin: bool,
     /// The role taken with SET ROLE (one the policies grant), deciding instead of the user.
     pub role: Option<String>,
+    /// Roles and attributes from the token it logged in with (JWT), if it did.
+    pub claimed: Option<Arc<crate::policy::Claimed>>,
+}
+
+impl Principal {
+    /// Who decides for this session: the role it took, else the user.
+    pub fn subject(&self) -> crate::policy::Subject {
+        crate::policy::Subject {
+            name: self.role.clone().unwrap_or_else(|| self.name.clone()),
+            user: self.name.clone(),
+            claimed: self.claimed.clone(),
+        }
+    }
 }
 
 /// A command tag as PostgreSQL writes it (`INSERT 0 5`, `CREATE TABLE`, `SELECT 3`).
@@ -254,11 +267,19 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    pub fn new(engine: Arc<Engine>, user: &str, backend_pid: i32) -> Session {
+    /// `claimed`: what the user's token said, when it logged in with one.
+    pub fn new(
+        engine: Arc<Engine>,
+        user: &str,
+        claimed: Option<Arc<crate::policy::Claimed>>,
+        backend_pid: i32,
+    ) -> Session {
         let principal = Principal {
             name: user.to_string(),
-            admin: engine.is_admin(user),
+            // Administrators are named in the config; a token never makes one.
+            admin: claimed.is_none() && engine.is_admin(user),
             role: None,
+            claimed,
         };
         let settings = Settings::new(user, principal.admin, engine.max_connections);
         let ctx = Self::build_context(&engine, &principal, &settings, backend_pid);
@@ -303,7 +324,7 @@ impl Session {
             None
         } else {
             let in_force = engine.policies.clone();
-            let subject = p.role.clone().unwrap_or_else(|| p.name.clone());
+            let subject = p.subject();
             Some(Arc::new(move |schema: &str, table: &str| {
                 let object = format!("{schema}.{table}");
                 let policies = in_force.read().unwrap_or_else(|e| e.into_inner()).clone();
@@ -368,10 +389,8 @@ impl Session {
     ) -> Result<Outcome> {
         let seen = std::mem::take(&mut *self.seen());
         let policies = self.engine.policies();
-        let attributes = policies
-            .principal(&self.principal.name)
-            .map(|p| crate::policy::audit::attributes_text(&p.attributes))
-            .unwrap_or_else(|| "{}".into());
+        let attributes =
+            crate::policy::audit::attributes_text(&policies.attributes(&self.subject()));
         // Literals may be values of masked columns or secrets: never logged.
         let statement = crate::policy::audit::redact_literals(statement);
         let mut record = crate::policy::audit::AuditRecord {
@@ -510,8 +529,8 @@ impl Session {
             let parse = |sql: &str| -> Result<datafusion::logical_expr::Expr> {
                 Ok(ctx.parse_sql_expr(sql, table)?)
             };
-            let rules =
-                policies.rules_for(&subject, &self.principal.name, object, table, &parse)?;
+            let stored = self.stored_tags(object);
+            let rules = policies.rules_for(&subject, object, table, &stored, &parse)?;
             if let Some(r) = &rules {
                 self.seen().policies.extend(r.applied.iter().cloned());
             }
@@ -524,11 +543,40 @@ impl Session {
     }
 
     /// Who decides for this session: the role it took, else the user.
-    fn subject(&self) -> String {
-        self.principal
-            .role
-            .clone()
-            .unwrap_or_else(|| self.principal.name.clone())
+    fn subject(&self) -> crate::policy::Subject {
+        self.principal.subject()
+    }
+
+    /// The classification tags the columns of `plan`'s result carry (policy::lineage), by the
+    /// names `columns` they get in a new table.
+    pub(crate) fn inherited_tags(
+        &self,
+        plan: &LogicalPlan,
+        columns: &[String],
+    ) -> Result<crate::policy::StoredTags> {
+        let policies = self.engine.policies();
+        let tags_of = |object: &str, column: &str| {
+            policies.tags_of(object, column, &self.stored_tags(object))
+        };
+        let per_column =
+            self.with_names(|names| crate::policy::lineage::tags(plan, names, &tags_of))?;
+        Ok(columns
+            .iter()
+            .zip(per_column)
+            .filter(|(_, t)| !t.is_empty())
+            .map(|(c, t)| (c.clone(), t.into_iter().collect()))
+            .collect())
+    }
+
+    /// The classification tags the catalog keeps for `object` (`schema.table`).
+    pub(crate) fn stored_tags(&self, object: &str) -> crate::policy::StoredTags {
+        match object
+            .split_once('.')
+            .and_then(|(schema, table)| self.engine.planner.catalog().relation(schema, table))
+        {
+            Some(crate::catalog::Relation::Table(t)) => t.tags,
+            _ => Default::default(),
+        }
     }
 
     /// Run `f` with the policy names of this session (database, current schema, views' schemas).
@@ -564,9 +612,32 @@ impl Session {
         let parse = |sql: &str| -> Result<datafusion::logical_expr::Expr> {
             Ok(self.ctx.parse_sql_expr(sql, &table)?)
         };
-        self.engine
+        self.engine.policies().rules_for(
+            &subject,
+            object,
+            &table,
+            &self.stored_tags(object),
+            &parse,
+        )
+    }
+
+    /// An UPDATE of `object` assigning `columns`: with only `update` grants (no `write`), each
+    /// column must be one they name (42501 naming the first that is not).
+    pub(crate) fn authorize_columns(&self, object: &str, columns: &[String]) -> Result<()> {
+        if self.principal.admin || self.authorize(object, Action::Write).is_ok() {
+            return Ok(());
+        }
+        let allowed = self
+            .engine
             .policies()
-            .rules_for(&subject, &self.principal.name, object, &table, &parse)
+            .updatable_columns(&self.subject(), object);
+        match columns.iter().find(|c| !allowed.contains(c)) {
+            Some(c) => Err(Error::PermissionDenied(format!(
+                "permission denied for column {c} of table {}",
+                object.rsplit('.').next().unwrap_or(object)
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Every table the plan reads needs `read`, every table it writes `write` (42501 if not).
@@ -584,7 +655,15 @@ impl Session {
             self.authorize(t, Action::Read)?;
         }
         for t in &access.writes {
-            self.authorize(t, Action::Write)?;
+            let only_updated = access.updates.contains(t);
+            self.authorize(
+                t,
+                if only_updated {
+                    Action::Update
+                } else {
+                    Action::Write
+                },
+            )?;
         }
         Ok(())
     }
@@ -594,14 +673,11 @@ impl Session {
         if self.principal.admin {
             return Ok(());
         }
-        let subject = self
-            .principal
-            .role
-            .as_deref()
-            .unwrap_or(&self.principal.name);
+        let subject = &self.subject();
         let policies = self.engine.policies();
-        // Administering a table includes reading and writing it.
+        // Administering a table includes reading and writing it; writing includes updating.
         if policies.allows(subject, object, action)
+            || (action == Action::Update && policies.allows(subject, object, Action::Write))
             || (action != Action::Admin && policies.allows(subject, object, Action::Admin))
         {
             return Ok(());
@@ -1046,6 +1122,8 @@ impl Session {
         use crate::catalog::Relation;
         let action = match what {
             "OPTIMIZE" | "VACUUM" | "ALTER TABLE" => Action::Admin,
+            // Which columns it may assign is checked with the assignments (dml::governed).
+            "UPDATE" => Action::Update,
             _ => Action::Write,
         };
         self.seen().writes.insert(format!("{schema}.{table}"));
@@ -1148,7 +1226,10 @@ impl Session {
         } else if self
             .engine
             .policies()
-            .roles_of(&self.principal.name)
+            .roles_held(&crate::policy::Subject {
+                name: self.principal.name.clone(),
+                ..self.principal.subject()
+            })
             .iter()
             .any(|g| g == r)
         {

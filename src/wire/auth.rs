@@ -8,9 +8,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::Sink;
 use hmac::{Hmac, Mac};
+use pgwire::api::auth::cleartext::CleartextPasswordAuth;
+use pgwire::api::auth::driver::AuthOutcome;
+use pgwire::api::auth::mechanism::AuthMechanismFactory;
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::sasl::scram::{ScramAuth, ScramSecret, gen_salted_password};
-use pgwire::api::auth::{AuthSource, LoginInfo, Password, ServerParameterProvider, StartupHandler};
+use pgwire::api::auth::{
+    AuthDriver, AuthSource, LoginInfo, Password, ServerParameterProvider, StartupHandler,
+    protocol_negotiation, save_startup_parameters_to_metadata,
+};
 use pgwire::api::{ClientInfo, METADATA_APPLICATION_NAME, METADATA_USER};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -131,7 +137,7 @@ impl Verifier {
 }
 
 /// The ParameterStatus messages sent after authentication.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Parameters {
     admins: Vec<String>,
 }
@@ -175,6 +181,15 @@ impl ServerParameterProvider for Parameters {
 pub struct Startup {
     sasl: SASLAuthStartupHandler<Parameters>,
     tls_required: bool,
+    /// Users that log in with SCRAM; with `[auth.jwt]`, every other name presents a token.
+    scram_users: std::collections::HashSet<String>,
+    jwt: Option<Jwt>,
+}
+
+/// Token logins: the verifier and the driver running the cleartext exchange that carries it.
+struct Jwt {
+    verifier: Arc<super::jwt::JwtVerifier>,
+    driver: AuthDriver<Parameters, crate::policy::Claimed>,
 }
 
 impl Startup {
@@ -183,6 +198,7 @@ impl Startup {
         iterations: usize,
         cert_pem: Option<&[u8]>,
         tls_required: bool,
+        jwt: Option<&crate::config::JwtConfig>,
     ) -> Result<Startup> {
         let store = Arc::new(UserStore::new(users, iterations));
         let mut scram = ScramAuth::new(store);
@@ -197,8 +213,21 @@ impl Startup {
             .filter(|u| u.admin)
             .map(|u| u.name.clone())
             .collect();
-        let sasl = SASLAuthStartupHandler::new(Arc::new(Parameters { admins })).with_scram(scram);
-        Ok(Startup { sasl, tls_required })
+        let parameters = Parameters { admins };
+        let jwt = match jwt {
+            Some(c) => Some(Jwt {
+                verifier: Arc::new(super::jwt::JwtVerifier::new(c.clone())?),
+                driver: AuthDriver::new(parameters.clone()),
+            }),
+            None => None,
+        };
+        let sasl = SASLAuthStartupHandler::new(Arc::new(parameters)).with_scram(scram);
+        Ok(Startup {
+            sasl,
+            tls_required,
+            scram_users: users.iter().map(|u| u.name.clone()).collect(),
+            jwt,
+        })
     }
 }
 
@@ -206,11 +235,17 @@ impl Startup {
 pub struct ConnectionStartup {
     shared: Arc<Startup>,
     reject: Option<Arc<Error>>,
+    /// This connection logs in with a token (set on its startup message).
+    token_login: std::sync::atomic::AtomicBool,
 }
 
 impl ConnectionStartup {
     pub fn new(shared: Arc<Startup>, reject: Option<Arc<Error>>) -> Self {
-        ConnectionStartup { shared, reject }
+        ConnectionStartup {
+            shared,
+            reject,
+            token_login: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 }
 
@@ -245,6 +280,56 @@ impl StartupHandler for ConnectionStartup {
                 ));
             }
         }
-        self.shared.sasl.on_startup(client, message).await
+        use std::sync::atomic::Ordering;
+        let Some(jwt) = &self.shared.jwt else {
+            return self.shared.sasl.on_startup(client, message).await;
+        };
+        match message {
+            PgWireFrontendMessage::Startup(startup)
+                if !startup
+                    .parameters
+                    .get("user")
+                    .is_some_and(|u| self.shared.scram_users.contains(u)) =>
+            {
+                if !client.is_secure() && !jwt.verifier.allow_without_tls() {
+                    return Err(fatal(
+                        "28000",
+                        "token logins need TLS: connect with sslmode=require".into(),
+                    ));
+                }
+                protocol_negotiation(client, &startup).await?;
+                save_startup_parameters_to_metadata(client, &startup);
+                self.token_login.store(true, Ordering::SeqCst);
+                let mechanism = CleartextPasswordAuth::new(jwt.verifier.clone()).create();
+                jwt.driver.begin_authentication(client, mechanism).await?;
+                Ok(())
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(m)
+                if self.token_login.load(Ordering::SeqCst) =>
+            {
+                if let AuthOutcome::Authenticated {
+                    identity,
+                    final_message,
+                } = jwt.driver.advance_authentication(client, m).await?
+                {
+                    // The session reads its roles and attributes from here (wire::state).
+                    let Some(claimed) = identity else {
+                        return Err(PgWireError::InvalidPassword(
+                            client
+                                .metadata()
+                                .get(METADATA_USER)
+                                .cloned()
+                                .unwrap_or_default(),
+                        ));
+                    };
+                    client.session_extensions().insert(claimed);
+                    jwt.driver
+                        .complete_authentication(client, final_message)
+                        .await?;
+                }
+                Ok(())
+            }
+            other => self.shared.sasl.on_startup(client, other).await,
+        }
     }
 }

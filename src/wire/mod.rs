@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod cancel;
 pub mod encode;
+pub mod jwt;
 pub mod params;
 
 use std::fmt::Debug;
@@ -190,6 +191,9 @@ impl QueryHandler {
     }
 
     fn state<C: ClientInfo>(&self, client: &C) -> Arc<ConnState> {
+        // Set by the JWT login (auth.rs), never from anything the client sent. Read before
+        // get_or_insert_with, which holds the extensions' lock.
+        let claimed = client.session_extensions().get::<crate::policy::Claimed>();
         client.session_extensions().get_or_insert_with(|| {
             let user = client
                 .metadata()
@@ -197,7 +201,7 @@ impl QueryHandler {
                 .cloned()
                 .unwrap_or_default();
             let (pid, key) = client.pid_and_secret_key();
-            let mut session = Session::new(self.engine.clone(), &user, pid);
+            let mut session = Session::new(self.engine.clone(), &user, claimed, pid);
             session.set_client(client.socket_addr().to_string());
             session.apply_startup(client.metadata());
             let (slot, registration) = self.cancel.register(pid, key);

@@ -6,6 +6,7 @@ mod binary;
 mod common;
 mod config;
 mod iceberg;
+mod jwt;
 mod layout;
 mod object_stores;
 mod policy;

@@ -579,6 +579,38 @@ async fn the_hr_example_governs_ana_hiro_and_the_auditor() {
         assert_eq!(r.get::<_, Option<i32>>(2), None);
         assert!(r.get::<_, String>(3).ends_with("-01-01"));
     }
+    // A table made from hr.emp inherits its columns' tags, so the masks by tag follow the data
+    // (whatever the columns are called now); and an administrator may tag columns.
+    admin
+        .batch_execute(
+            "CREATE TABLE hr.emp_copy AS SELECT id, ssn AS tin, salary * 2 AS pay, region FROM hr.emp; \
+             CREATE TABLE hr.notes (id BIGINT, phone TEXT); INSERT INTO hr.notes VALUES (1, '555-0100'); \
+             ALTER TABLE hr.notes SET TBLPROPERTIES ('lakegate.tags.phone' = 'PII.ssn')",
+        )
+        .await
+        .expect("derived and tagged tables");
+    for r in ana
+        .query("SELECT tin, pay FROM hr.emp_copy", &[])
+        .await
+        .expect("ana reads the copy")
+    {
+        assert!(
+            r.get::<_, String>(0).starts_with("***-**-"),
+            "inherited PII.ssn"
+        );
+        assert_eq!(r.get::<_, Option<i64>>(1), None, "inherited FIN");
+    }
+    let phone: String = ana
+        .query_one("SELECT phone FROM hr.notes", &[])
+        .await
+        .expect("ana reads notes")
+        .get(0);
+    assert_eq!(phone, "***-**-0100");
+    let e = ana
+        .simple_query("ALTER TABLE hr.notes SET TBLPROPERTIES ('lakegate.tags.phone' = '')")
+        .await
+        .expect_err("only administrators tag");
+    assert_eq!(code(&e), Some("42501"));
     let e = ana
         .simple_query("UPDATE hr.emp SET name = 'x'")
         .await
@@ -599,6 +631,16 @@ async fn the_hr_example_governs_ana_hiro_and_the_auditor() {
         .await
         .expect("hiro raises APAC salaries");
     assert_eq!(n as usize, rows.len());
+    // Salary only: no other column, no INSERT or DELETE.
+    for sql in [
+        "UPDATE hr.emp SET name = 'x'",
+        "UPDATE hr.emp SET salary = 1, dept = 'x'",
+        "DELETE FROM hr.emp",
+        "INSERT INTO hr.emp (id, region) VALUES (999, 'APAC')",
+    ] {
+        let e = hiro.simple_query(sql).await.expect_err(sql);
+        assert_eq!(code(&e), Some("42501"), "{sql}");
+    }
     let auditor = connect("auditor").await;
     let e = auditor
         .simple_query("SELECT * FROM hr.emp")
