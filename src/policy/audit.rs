@@ -1,6 +1,8 @@
 //! The audit trail: exactly one JSON line per statement, allowed or denied, appended to
-//! `_lakegate/audit/audit-YYYY-MM-DD.jsonl` (a file a day), readable as `lakegate.audit_log`
-//! by principals with an explicit grant on it (never by a `*` grant).
+//! `_lakegate/audit/audit-YYYY-MM-DD-NNN.jsonl` (rotated daily and every `MAX_FILE_BYTES`; each
+//! line is written whole and synced to disk before the statement's answer completes),
+//! readable as `lakegate.audit_log` by principals with an explicit grant on it (never by a `*`
+//! grant). Files are only ever appended to; nothing here deletes one.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -34,11 +36,24 @@ pub struct AuditRecord {
     pub duration_ms: f64,
 }
 
+/// A file is closed and the next one started past this size.
+const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The file being appended to: its day, sequence number, handle and size.
+#[derive(Debug)]
+struct Current {
+    day: String,
+    seq: u32,
+    file: std::fs::File,
+    size: u64,
+}
+
 /// The append-only log.
 #[derive(Debug)]
 pub struct AuditLog {
     dir: PathBuf,
-    file: Mutex<Option<(String, std::fs::File)>>,
+    file: Mutex<Option<Current>>,
+    max_bytes: u64,
 }
 
 impl AuditLog {
@@ -52,7 +67,49 @@ impl AuditLog {
         Ok(Arc::new(AuditLog {
             dir,
             file: Mutex::new(None),
+            max_bytes: MAX_FILE_BYTES,
         }))
+    }
+
+    /// The same log rotating at `max_bytes` (tests).
+    pub fn with_max_bytes(dir: PathBuf, max_bytes: u64) -> Result<Arc<AuditLog>> {
+        let log = Self::open(dir)?;
+        Ok(Arc::new(AuditLog {
+            dir: log.dir.clone(),
+            file: Mutex::new(None),
+            max_bytes,
+        }))
+    }
+
+    fn path(&self, day: &str, seq: u32) -> PathBuf {
+        self.dir.join(format!("audit-{day}-{seq:03}.jsonl"))
+    }
+
+    /// Open the file to append `more` bytes to for `day`: the day's last one while it has
+    /// room, else the next.
+    fn open_for(&self, day: &str, from: u32, more: u64) -> std::io::Result<Current> {
+        let mut seq = from;
+        while self.path(day, seq + 1).exists() {
+            seq += 1;
+        }
+        loop {
+            let path = self.path(day, seq);
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if size > 0 && size + more > self.max_bytes {
+                seq += 1;
+                continue;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            return Ok(Current {
+                day: day.to_string(),
+                seq,
+                file,
+                size,
+            });
+        }
     }
 
     /// Append one record (a line, written whole and flushed). A failure is logged loudly: the
@@ -66,26 +123,31 @@ impl AuditLog {
             }
         };
         let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        let more = line.len() as u64;
         let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        let reopen = !matches!(&*guard, Some((d, _)) if *d == day);
-        if reopen {
-            let path = self.dir.join(format!("audit-{day}.jsonl"));
-            match std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-            {
-                Ok(f) => *guard = Some((day, f)),
+        let reopen = match &*guard {
+            Some(c) if c.day == day && (c.size == 0 || c.size + more <= self.max_bytes) => None,
+            Some(c) if c.day == day => Some(c.seq + 1),
+            _ => Some(0),
+        };
+        if let Some(from) = reopen {
+            match self.open_for(&day, from, more) {
+                Ok(c) => *guard = Some(c),
                 Err(e) => {
-                    tracing::error!(path = %path.display(), error = %e, "cannot open the audit log");
+                    tracing::error!(dir = %self.dir.display(), error = %e, "cannot open the audit log");
                     return;
                 }
             }
         }
-        if let Some((_, f)) = guard.as_mut()
-            && let Err(e) = f.write_all(line.as_bytes()).and_then(|_| f.flush())
-        {
-            tracing::error!(error = %e, "cannot write the audit log");
+        if let Some(c) = guard.as_mut() {
+            match c
+                .file
+                .write_all(line.as_bytes())
+                .and_then(|_| c.file.sync_data())
+            {
+                Ok(()) => c.size += more,
+                Err(e) => tracing::error!(error = %e, "cannot write the audit log"),
+            }
         }
     }
 
@@ -187,5 +249,36 @@ impl datafusion::catalog::SchemaProvider for SystemSchema {
     }
     fn table_exist(&self, name: &str) -> bool {
         name == "audit_log"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn records_rotate_and_all_stay_readable() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let log = AuditLog::with_max_bytes(tmp.path().join("audit"), 1000)?;
+        for i in 0..40 {
+            log.write(&AuditRecord {
+                principal: format!("u{i}"),
+                statement: "SELECT ?".into(),
+                ..Default::default()
+            });
+        }
+        let files = std::fs::read_dir(tmp.path().join("audit"))?.count();
+        assert!(files > 2, "rotated into {files} files");
+        for f in std::fs::read_dir(tmp.path().join("audit"))? {
+            assert!(std::fs::metadata(f?.path())?.len() <= 1000);
+        }
+        // A new log (a restart) appends after the last file, never over one.
+        let again = AuditLog::with_max_bytes(tmp.path().join("audit"), 1000)?;
+        again.write(&AuditRecord::default());
+        let ctx = datafusion::prelude::SessionContext::new();
+        let n = ctx.read_table(again.table()?)?.count().await?;
+        assert_eq!(n, 41);
+        Ok(())
     }
 }

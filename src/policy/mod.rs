@@ -459,6 +459,24 @@ impl PolicySet {
         out
     }
 
+    /// Do any row filter or mask of `object` bind `subject`? (Then its history, statistics and
+    /// file metadata are not for `subject`: they tell what the rules hide.)
+    pub fn binds(&self, subject: &Subject, object: &str, stored: &StoredTags) -> bool {
+        let who = self.identities(subject);
+        let applies = |to: &str| to == "*" || who.iter().any(|w| w == to);
+        self.row_filters
+            .iter()
+            .any(|(re, f)| re.is_match(object) && applies(&f.to))
+            || self.masks.iter().any(|(re, m)| {
+                re.is_match(object)
+                    && applies(&m.to)
+                    && match &m.tag {
+                        Some(tag) => !self.tagged(object, tag, stored).is_empty(),
+                        None => true,
+                    }
+            })
+    }
+
     /// The columns of `object` that carry `tag`.
     /// `stored`: the tags the catalog keeps for the table (set by an administrator or inherited
     /// by CREATE TABLE AS), beside the policy files'.

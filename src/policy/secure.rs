@@ -158,6 +158,12 @@ impl UserDefinedLogicalNodeCore for SecureScan {
     fn supports_limit_pushdown(&self) -> bool {
         false
     }
+    /// The barrier's columns are its input's, one for one: a column no one above reads need not
+    /// be computed below (its mask is not evaluated, the scan does not read it). The row filter
+    /// is below and needs its own columns whatever is selected, so it is not weakened.
+    fn necessary_children_exprs(&self, output_columns: &[usize]) -> Option<Vec<Vec<usize>>> {
+        Some(vec![output_columns.to_vec()])
+    }
 }
 
 /// A literal of a principal's attribute for a filter (`$region` in the policy's predicate).

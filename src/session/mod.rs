@@ -473,7 +473,18 @@ impl Session {
             });
         };
         let (schema, names, param_types) = if returns_rows_from_plan(&stmt) || is_dml(&stmt) {
-            let plan = self.plan(&stmt).await?;
+            let started = std::time::Instant::now();
+            *self.seen() = Seen::default();
+            // A statement refused when it is prepared never runs: its record is written now.
+            let plan = match self.plan(&stmt).await {
+                Ok(p) => p,
+                Err(e) => {
+                    return match self.audit(sql, started, Err(e)) {
+                        Err(e) => Err(e),
+                        Ok(_) => Err(Error::internal("a failed statement was audited as done")),
+                    };
+                }
+            };
             let params = param_types_of(&plan, client_types)?;
             if is_dml(&stmt) {
                 (None, vec![], params)
@@ -524,6 +535,7 @@ impl Session {
         }
         let policies = self.engine.policies();
         let subject = self.subject();
+        self.refuse_governed_history(&plan, &policies, &subject)?;
         let ctx = &self.ctx;
         let rules_for = |object: &str, table: &datafusion::common::DFSchemaRef| {
             let parse = |sql: &str| -> Result<datafusion::logical_expr::Expr> {
@@ -540,6 +552,38 @@ impl Session {
             let plan = crate::policy::secure::check_insert(plan, &rules_for, names)?;
             crate::policy::secure::apply(plan, names, &rules_for)
         })
+    }
+
+    /// A table's history (`table_history`: operations, their parameters, row and file counts)
+    /// is refused to a principal its row filters or masks bind.
+    fn refuse_governed_history(
+        &self,
+        plan: &LogicalPlan,
+        policies: &crate::policy::PolicySet,
+        subject: &crate::policy::Subject,
+    ) -> Result<()> {
+        use datafusion::common::tree_node::TreeNodeRecursion;
+        let mut refused = None;
+        self.with_names(|names| {
+            plan.apply_with_subqueries(|p| {
+                if let LogicalPlan::TableScan(scan) = p
+                    && scan.table_name.table().ends_with("@history")
+                    && let Some(object) = names.object(&scan.table_name)
+                    && policies.binds(subject, &object, &self.stored_tags(&object))
+                {
+                    refused = Some(object);
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })?;
+        match refused {
+            Some(object) => Err(Error::PermissionDenied(format!(
+                "permission denied for the history of table {}: its policies filter or mask what you see",
+                object.rsplit('.').next().unwrap_or(&object)
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Who decides for this session: the role it took, else the user.

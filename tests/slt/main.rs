@@ -1,6 +1,8 @@
 //! sqllogictest files run over the real wire against an in-process server, once with the simple
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may stop at the first surprise
-//! protocol and once with the extended protocol. A file names its user in a `# user: NAME` line.
+//! protocol and once with the extended protocol. A file names its user in a `# user: NAME` line,
+//! and may run against a config of the repository with `# config: examples/hr/lakegate.toml`
+//! (its users, policies and setup SQL; users' passwords are in its files).
 
 use std::path::{Path, PathBuf};
 
@@ -144,6 +146,26 @@ fn user_of(path: &Path) -> String {
         .unwrap_or_else(|| "lakegate".into())
 }
 
+/// The `# config:` a file names, loaded with its paths made absolute (repository root).
+fn config_of(path: &Path) -> Option<Config> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let rel = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# config:").map(|c| c.trim().to_string()))?;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let toml = std::fs::read_to_string(root.join(&rel)).expect("the named config");
+    let mut c = Config::from_toml(&toml).expect("the named config parses");
+    let abs = |p: &Path| root.join(p);
+    c.auth.admin_password_file = c.auth.admin_password_file.as_deref().map(abs);
+    for u in &mut c.auth.users {
+        u.password_file = u.password_file.as_deref().map(abs);
+    }
+    c.policy.dir = abs(&c.policy.dir);
+    c.policy.mask_key_file = c.policy.mask_key_file.as_deref().map(abs);
+    c.demo.setup_sql = c.demo.setup_sql.as_deref().map(abs);
+    Some(c)
+}
+
 fn password_of(user: &str) -> String {
     if user == "lakegate" {
         ADMIN_PASSWORD.into()
@@ -175,14 +197,23 @@ async fn main() {
         for protocol in [Protocol::Simple, Protocol::Extended] {
             // A fresh server and warehouse per run, so files cannot depend on each other.
             let tmp = tempfile::tempdir().expect("tempdir");
-            let mut c = Config::default();
+            let named = config_of(file);
+            let example = named.is_some();
+            let mut c = named.unwrap_or_default();
             c.server.listen = "127.0.0.1:0".into();
             c.storage.warehouse = tmp.path().join("wh").display().to_string();
-            c.auth.admin_password = Some(Secret(ADMIN_PASSWORD.into()));
-            c.demo.customers = 100;
-            c.demo.orders = 400;
+            if !example {
+                c.auth.admin_password = Some(Secret(ADMIN_PASSWORD.into()));
+                c.demo.customers = 100;
+                c.demo.orders = 400;
+            }
             let user = user_of(file);
-            if user != "lakegate" {
+            let password = if example {
+                user.clone()
+            } else {
+                password_of(&user)
+            };
+            if user != "lakegate" && !example {
                 c.auth.users = vec![UserConfig {
                     name: user.clone(),
                     password_file: Some(tmp.path().join("pw")),
@@ -200,8 +231,7 @@ async fn main() {
                 let _ = stopped.await;
             }));
             let url = format!(
-                "host=127.0.0.1 port={port} user={user} password={} dbname=lakegate",
-                password_of(&user)
+                "host=127.0.0.1 port={port} user={user} password={password} dbname=lakegate"
             );
             let mut runner = sqllogictest::Runner::new(move || {
                 let url = url.clone();
