@@ -2,6 +2,7 @@
 //! state, and what each statement does. Uses `planner` and `catalog`; the wire layer talks to a
 //! [`Session`] only, never to DataFusion directly.
 
+pub mod copy;
 mod ddl;
 mod dml;
 mod maintenance;
@@ -169,6 +170,11 @@ pub enum Outcome {
     Begin,
     Commit(CommandTag),
     Empty,
+    /// COPY ... TO STDOUT: `rows` (an `Outcome::Rows`) written in `format`.
+    CopyOut {
+        rows: Box<Outcome>,
+        format: copy::CopyFormat,
+    },
 }
 
 impl std::fmt::Debug for Outcome {
@@ -179,6 +185,7 @@ impl std::fmt::Debug for Outcome {
             Outcome::Begin => write!(f, "Begin"),
             Outcome::Commit(t) => write!(f, "Commit({})", t.command),
             Outcome::Empty => write!(f, "Empty"),
+            Outcome::CopyOut { format, .. } => write!(f, "CopyOut({:?})", format.kind),
         }
     }
 }
@@ -201,6 +208,7 @@ pub struct Prepared {
 pub enum PreparedKind {
     Sql(Arc<DfStatement>),
     Maintenance(maintenance::Maintenance),
+    Copy(copy::CopyOut),
 }
 
 /// Parse SQL text into statements (PostgreSQL dialect plus time travel).
@@ -448,6 +456,15 @@ impl Session {
 
     /// Parse and describe a statement for the extended protocol.
     pub async fn prepare(&self, sql: &str, client_types: &[Option<DataType>]) -> Result<Prepared> {
+        if let Some(c) = copy::parse(sql)? {
+            return Ok(Prepared {
+                sql: sql.into(),
+                statement: Some(PreparedKind::Copy(c)),
+                param_types: vec![],
+                schema: None,
+                names: vec![],
+            });
+        }
         if let Some(m) = maintenance::parse(sql)? {
             return Ok(Prepared {
                 sql: sql.into(),
@@ -739,6 +756,15 @@ impl Session {
     /// Run the statements of one simple-query message, stopping at the first error.
     /// `aborted`: the transaction already failed, so only COMMIT/ROLLBACK are accepted.
     pub async fn execute_simple(&mut self, sql: &str, aborted: bool) -> Vec<Result<Outcome>> {
+        match copy::parse(sql) {
+            Ok(Some(_)) if aborted => return vec![Err(aborted_error())],
+            Ok(Some(c)) => return vec![self.copy_out(c, aborted).await],
+            Ok(None) => {}
+            Err(e) => {
+                *self.seen() = Seen::default();
+                return vec![self.audit(sql, std::time::Instant::now(), Err(e))];
+            }
+        }
         match maintenance::parse(sql) {
             Ok(Some(_)) if aborted => return vec![Err(aborted_error())],
             Ok(Some(m)) => {
@@ -776,6 +802,24 @@ impl Session {
         out
     }
 
+    /// COPY ... TO STDOUT: its rows are those of the SELECT it stands for, planned, governed
+    /// and audited like one.
+    async fn copy_out(&mut self, c: copy::CopyOut, aborted: bool) -> Result<Outcome> {
+        let mut stmts = parse(&c.query)?;
+        let (Some(stmt), true) = (stmts.pop(), stmts.is_empty()) else {
+            return Err(Error::Syntax("COPY takes one query".into()));
+        };
+        match self.execute_one(&stmt, vec![], aborted).await? {
+            rows @ Outcome::Rows { .. } => Ok(Outcome::CopyOut {
+                rows: Box::new(rows),
+                format: c.format,
+            }),
+            _ => Err(Error::Syntax(
+                "COPY (query) needs a query that returns rows".into(),
+            )),
+        }
+    }
+
     /// Execute a prepared statement with bound parameter values.
     pub async fn execute_prepared(
         &mut self,
@@ -785,6 +829,7 @@ impl Session {
     ) -> Result<Outcome> {
         match kind {
             PreparedKind::Sql(stmt) => self.execute_one(stmt, params, aborted).await,
+            PreparedKind::Copy(c) => self.copy_out(c.clone(), aborted).await,
             PreparedKind::Maintenance(_) if aborted => Err(aborted_error()),
             PreparedKind::Maintenance(m) => {
                 let started = std::time::Instant::now();

@@ -251,13 +251,14 @@ fn rows_response(
     Ok(Response::Query(resp))
 }
 
-fn cancellable<S>(
+fn cancellable<S, T>(
     rows: S,
     slot: Arc<CancelSlot>,
     guard: crate::session::RunningGuard,
-) -> impl futures::Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + 'static
+) -> impl futures::Stream<Item = PgWireResult<T>> + Send + 'static
 where
-    S: futures::Stream<Item = PgWireResult<pgwire::messages::data::DataRow>> + Send + 'static,
+    S: futures::Stream<Item = PgWireResult<T>> + Send + 'static,
+    T: Send + 'static,
 {
     let rows = Box::pin(rows);
     stream::unfold(Some((rows, slot, guard)), |state| async move {
@@ -343,7 +344,122 @@ fn outcome_response(
         Outcome::Begin => Response::TransactionStart(Tag::new("BEGIN")),
         Outcome::Commit(t) => Response::TransactionEnd(tag(&t)),
         Outcome::Empty => Response::EmptyQuery,
+        Outcome::CopyOut { rows, format } => {
+            return copy_out(*rows, format, opts, &state.slot, engine.statement_guard());
+        }
     })
+}
+
+/// COPY ... TO STDOUT: each row as one CopyData message in the COPY format asked for. Values are
+/// encoded as for a result (text, or binary for BINARY), then framed the COPY way
+/// (session::copy); the binary header and a CSV header line lead the first message.
+fn copy_out(
+    outcome: Outcome,
+    format: crate::session::copy::CopyFormat,
+    opts: TextOptions,
+    slot: &Arc<CancelSlot>,
+    guard: crate::session::RunningGuard,
+) -> PgWireResult<Response> {
+    use crate::session::copy::{self, Kind};
+    use pgwire::messages::copy::CopyData;
+    let Outcome::Rows {
+        schema,
+        names,
+        stream: batches,
+        ..
+    } = outcome
+    else {
+        return Err(pg_error(Error::internal("not a row result")));
+    };
+    let binary = format.kind == Kind::Binary;
+    let wire_format = if binary {
+        Format::UnifiedBinary
+    } else {
+        Format::UnifiedText
+    };
+    let fields = field_infos(&schema, &names, &wire_format);
+    let field_formats: Vec<FieldFormat> = fields.iter().map(|f| f.format()).collect();
+    let types: Vec<Type> = fields.iter().map(|f| f.datatype().clone()).collect();
+    let ncols = fields.len();
+    let mut lead: Option<Vec<u8>> = match format.kind {
+        Kind::Binary => Some(copy::BINARY_HEADER.to_vec()),
+        Kind::Csv if format.header => {
+            let header: Vec<Option<&[u8]>> = names
+                .iter()
+                .map(|n| Some(n.as_bytes()))
+                .chain(
+                    schema
+                        .fields()
+                        .iter()
+                        .skip(names.len())
+                        .map(|f| Some(f.name().as_bytes())),
+                )
+                .collect();
+            Some(copy::csv_line(&header, &format))
+        }
+        _ => None,
+    };
+    let frame = move |row: &pgwire::messages::data::DataRow| -> Vec<u8> {
+        if binary {
+            let mut out = Vec::with_capacity(row.data.len() + 2);
+            out.extend_from_slice(&(row.field_count).to_be_bytes());
+            out.extend_from_slice(&row.data);
+            return out;
+        }
+        let mut values: Vec<Option<&[u8]>> = Vec::with_capacity(ncols);
+        let mut at = 0;
+        let data = &row.data[..];
+        while at + 4 <= data.len() {
+            let len = i32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+            at += 4;
+            if len < 0 {
+                values.push(None);
+            } else {
+                let end = (at + len as usize).min(data.len());
+                values.push(Some(&data[at..end]));
+                at = end;
+            }
+        }
+        if format.kind == Kind::Csv {
+            copy::csv_line(&values, &format)
+        } else {
+            copy::text_line(&values, &format)
+        }
+    };
+    // The lead goes in front of the first row, so the COPY count stays the row count; with no
+    // rows at all it goes out on its own at the end.
+    let first = Arc::new(std::sync::Mutex::new(lead.take()));
+    let take_first = {
+        let first = first.clone();
+        move || first.lock().map(|mut g| g.take()).unwrap_or_default()
+    };
+    let rest = take_first.clone();
+    let rows = batches.flat_map(move |batch| {
+        let out = match batch {
+            Ok(b) => match encode::encode_batch(&b, &field_formats, &types, &opts) {
+                Ok(rows) => rows
+                    .iter()
+                    .map(|r| {
+                        let mut bytes = take_first().unwrap_or_default();
+                        bytes.extend(frame(r));
+                        Ok(CopyData::new(bytes.into()))
+                    })
+                    .collect::<Vec<_>>(),
+                Err(e) => vec![Err(pg_error(e))],
+            },
+            Err(e) => vec![Err(pg_error(Error::from(e)))],
+        };
+        stream::iter(out)
+    });
+    let rows = cancellable(rows, slot.clone(), guard).chain(
+        stream::once(async move { rest() })
+            .filter_map(|lead| async move { lead.map(|b| Ok(CopyData::new(b.into()))) }),
+    );
+    Ok(Response::CopyOut(pgwire::api::results::CopyResponse::new(
+        if binary { 1 } else { 0 },
+        ncols,
+        rows,
+    )))
 }
 
 fn tag(t: &crate::session::CommandTag) -> Tag {

@@ -579,6 +579,23 @@ async fn the_hr_example_governs_ana_hiro_and_the_auditor() {
         assert_eq!(r.get::<_, Option<i32>>(2), None);
         assert!(r.get::<_, String>(3).ends_with("-01-01"));
     }
+    // COPY TO carries what a SELECT shows: EU rows, masked.
+    let out = {
+        use futures::TryStreamExt;
+        let stream = ana
+            .copy_out("COPY hr.emp (region, ssn, salary) TO STDOUT (FORMAT csv)")
+            .await
+            .expect("ana copies");
+        let chunks: Vec<bytes::Bytes> = stream.try_collect().await.expect("copy rows");
+        String::from_utf8_lossy(&chunks.concat()).to_string()
+    };
+    assert_eq!(out.lines().count(), rows.len());
+    for line in out.lines() {
+        assert!(
+            line.starts_with("EU,***-**-") && line.ends_with(','),
+            "{line}"
+        );
+    }
     // A table made from hr.emp inherits its columns' tags, so the masks by tag follow the data
     // (whatever the columns are called now); and an administrator may tag columns.
     admin

@@ -398,3 +398,63 @@ async fn transaction_commands_warn_like_postgres() {
     assert!(message.contains("cannot undo its 1 other"), "{message}");
     s.stop().await;
 }
+
+async fn copied(c: &tokio_postgres::Client, sql: &str) -> Vec<u8> {
+    use futures::TryStreamExt;
+    let stream = c.copy_out(sql).await.expect(sql);
+    let chunks: Vec<bytes::Bytes> = stream.try_collect().await.expect(sql);
+    chunks.concat()
+}
+
+#[tokio::test]
+async fn copy_to_stdout_in_text_csv_and_binary() {
+    let s = TestServer::start(Options::default()).await;
+    let c = s.connect().await;
+    c.batch_execute(
+        "CREATE TABLE t (id BIGINT, name TEXT, d DATE); \
+         INSERT INTO t VALUES (1, 'a\tb', '2024-01-02'), (2, NULL, NULL), (3, 'x,\"y\"', '2024-03-04')",
+    )
+    .await
+    .expect("setup");
+    let text = copied(&c, "COPY (SELECT * FROM t ORDER BY id) TO STDOUT").await;
+    assert_eq!(
+        String::from_utf8_lossy(&text),
+        "1\ta\\tb\t2024-01-02\n2\t\\N\t\\N\n3\tx,\"y\"\t2024-03-04\n"
+    );
+    let csv = copied(
+        &c,
+        "COPY (SELECT id, name FROM t ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)",
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8_lossy(&csv),
+        "id,name\n1,a\tb\n2,\n3,\"x,\"\"y\"\"\"\n"
+    );
+    let empty = copied(
+        &c,
+        "COPY (SELECT id FROM t WHERE false) TO STDOUT (FORMAT csv, HEADER)",
+    )
+    .await;
+    assert_eq!(String::from_utf8_lossy(&empty), "id\n");
+    // Binary: decoded by the client's own PGCOPY reader.
+    use futures::TryStreamExt;
+    let stream = c
+        .copy_out("COPY t (id, name) TO STDOUT (FORMAT binary)")
+        .await
+        .expect("binary");
+    let rows: Vec<tokio_postgres::binary_copy::BinaryCopyOutRow> =
+        tokio_postgres::binary_copy::BinaryCopyOutStream::new(stream, &[Type::INT8, Type::TEXT])
+            .try_collect()
+            .await
+            .expect("binary rows");
+    let mut ids: Vec<i64> = rows.iter().map(|r| r.get::<i64>(0)).collect();
+    ids.sort();
+    assert_eq!(ids, vec![1, 2, 3]);
+    // The server's files are not the client's.
+    let e = c
+        .simple_query("COPY t TO '/tmp/lakegate-copy-test'")
+        .await
+        .expect_err("no server files");
+    assert_eq!(e.code().map(|c| c.code()), Some("42501"));
+    s.stop().await;
+}
