@@ -27,6 +27,9 @@ pub trait ViewExpander: Send + Sync {
 /// Which tables a session's listings show: (schema, table) -> visible.
 pub type Visible = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 
+/// Which columns of a table a session does not see at all: (schema, table) -> columns.
+pub type Hidden = Arc<dyn Fn(&str, &str) -> Vec<String> + Send + Sync>;
+
 /// The whole database as one DataFusion catalog. Listings (information_schema, SHOW TABLES)
 /// show only the tables `visible` lets through; naming a table still reaches it (and its
 /// policies then decide).
@@ -34,6 +37,7 @@ pub type Visible = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 pub struct LakegateCatalog {
     inner: Arc<Catalog>,
     visible: Option<Visible>,
+    hidden: Option<Hidden>,
 }
 
 impl std::fmt::Debug for LakegateCatalog {
@@ -43,8 +47,12 @@ impl std::fmt::Debug for LakegateCatalog {
 }
 
 impl LakegateCatalog {
-    pub fn new(inner: Arc<Catalog>, visible: Option<Visible>) -> Self {
-        LakegateCatalog { inner, visible }
+    pub fn new(inner: Arc<Catalog>, visible: Option<Visible>, hidden: Option<Hidden>) -> Self {
+        LakegateCatalog {
+            inner,
+            visible,
+            hidden,
+        }
     }
 }
 
@@ -71,6 +79,7 @@ impl CatalogProvider for LakegateCatalog {
                 catalog: self.inner.clone(),
                 name: name.to_string(),
                 visible: self.visible.clone(),
+                hidden: self.hidden.clone(),
             }))
         } else {
             None
@@ -82,6 +91,7 @@ struct LakegateSchema {
     catalog: Arc<Catalog>,
     name: String,
     visible: Option<Visible>,
+    hidden: Option<Hidden>,
 }
 
 impl std::fmt::Debug for LakegateSchema {
@@ -107,6 +117,24 @@ impl SchemaProvider for LakegateSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let table = self.table_as_stored(name).await?;
+        let hidden = match (&self.hidden, &table) {
+            (Some(h), Some(_)) => h(&self.name, name),
+            _ => vec![],
+        };
+        Ok(match table {
+            Some(t) if !hidden.is_empty() => Some(HiddenColumns::wrap(t, &hidden)),
+            other => other,
+        })
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.catalog.relation(&self.name, name).is_some()
+    }
+}
+
+impl LakegateSchema {
+    async fn table_as_stored(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         match self.catalog.relation(&self.name, name) {
             None => match self.catalog.adopt_iceberg(&self.name, name).await? {
                 Some(t) => Ok(Some(self.catalog.table_provider(&t).await?)),
@@ -127,8 +155,84 @@ impl SchemaProvider for LakegateSchema {
             }
         }
     }
+}
 
-    fn table_exist(&self, name: &str) -> bool {
-        self.catalog.relation(&self.name, name).is_some()
+/// A table without the columns a session may not see: its schema leaves them out, so `SELECT *`,
+/// listings and name resolution never meet them; scans map the projection back. Writes go
+/// through only when they can not need a hidden column (never: refused), so rows are never
+/// written with a column the writer cannot know.
+#[derive(Debug)]
+struct HiddenColumns {
+    inner: Arc<dyn TableProvider>,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    /// The inner column index of each visible column.
+    keep: Vec<usize>,
+    hidden: Vec<String>,
+}
+
+impl HiddenColumns {
+    fn wrap(inner: Arc<dyn TableProvider>, hidden: &[String]) -> Arc<dyn TableProvider> {
+        let full = inner.schema();
+        let keep: Vec<usize> = (0..full.fields().len())
+            .filter(|i| !hidden.contains(full.field(*i).name()))
+            .collect();
+        let schema = match full.project(&keep) {
+            Ok(s) => Arc::new(s),
+            // Cannot happen (indices come from the schema); fail closed with no columns.
+            Err(_) => Arc::new(datafusion::arrow::datatypes::Schema::empty()),
+        };
+        Arc::new(HiddenColumns {
+            inner,
+            schema,
+            keep,
+            hidden: hidden.to_vec(),
+        })
+    }
+}
+
+#[async_trait]
+impl TableProvider for HiddenColumns {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        self.schema.clone()
+    }
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        self.inner.table_type()
+    }
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[datafusion::logical_expr::Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let mapped: Vec<usize> = match projection {
+            Some(p) => p
+                .iter()
+                .filter_map(|i| self.keep.get(*i).copied())
+                .collect(),
+            None => self.keep.clone(),
+        };
+        self.inner.scan(state, Some(&mapped), filters, limit).await
+    }
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&datafusion::logical_expr::Expr],
+    ) -> DfResult<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+    async fn insert_into(
+        &self,
+        _state: &dyn datafusion::catalog::Session,
+        _input: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        _op: datafusion::logical_expr::dml::InsertOp,
+    ) -> DfResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        Err(Error::PermissionDenied(format!(
+            "permission denied for column {}",
+            self.hidden.first().map(String::as_str).unwrap_or_default()
+        ))
+        .into())
     }
 }

@@ -66,6 +66,8 @@ pub struct SessionValues<'a> {
     pub settings: Vec<(String, String)>,
     /// Which tables listings show this session (None: all).
     pub visible: Option<crate::catalog::provider_visible::Visible>,
+    /// Which columns of a table this session does not see (None: all seen).
+    pub hidden: Option<crate::catalog::provider_visible::Hidden>,
 }
 
 /// All functions for one session.

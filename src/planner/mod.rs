@@ -135,6 +135,7 @@ impl Planner {
             Arc::new(LakegateCatalog::new(
                 self.catalog.clone(),
                 values.visible.clone(),
+                values.hidden.clone(),
             )),
         );
         for f in functions::session_functions(values) {
@@ -218,6 +219,8 @@ impl ViewExpander for Planner {
             backend_pid: 0,
             settings: vec![],
             visible: None,
+            // A view's plan sees every column; the secure scan on its tables nulls the denied.
+            hidden: None,
         };
         let ctx = self.new_context(&values);
         let stmt = parse_sql(sql)?

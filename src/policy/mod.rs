@@ -302,10 +302,10 @@ impl PolicySet {
             }
             if !matches!(
                 m.kind.as_str(),
-                "redact" | "partial" | "nullify" | "year" | "month" | "round" | "hash"
+                "deny" | "redact" | "partial" | "nullify" | "year" | "month" | "round" | "hash"
             ) {
                 return Err(Error::Config(format!(
-                    "mask on {}.{}: unknown kind {:?} (redact, partial, nullify, year, month, round, hash)",
+                    "mask on {}.{}: unknown kind {:?} (deny, redact, partial, nullify, year, month, round, hash)",
                     m.table, m.column, m.kind
                 )));
             }
@@ -453,6 +453,30 @@ impl PolicySet {
             .iter()
             .filter(|(to, on, _)| (to == "*" || who.contains(to)) && on.is_match(object))
             .flat_map(|(_, _, c)| c.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The columns of `object` hidden from `subject` (masks of kind `deny`): absent from its
+    /// tables' schemas (so from `SELECT *` and listings), 42501 when named.
+    pub fn denied_columns(
+        &self,
+        subject: &Subject,
+        object: &str,
+        stored: &StoredTags,
+    ) -> Vec<String> {
+        let who = self.identities(subject);
+        let applies = |to: &str| to == "*" || who.iter().any(|w| w == to);
+        let mut out: Vec<String> = self
+            .masks
+            .iter()
+            .filter(|(re, m)| m.kind == "deny" && re.is_match(object) && applies(&m.to))
+            .flat_map(|(_, m)| match &m.tag {
+                Some(tag) => self.tagged(object, tag, stored),
+                None => vec![m.column.clone()],
+            })
             .collect();
         out.sort();
         out.dedup();
@@ -646,6 +670,9 @@ impl PolicySet {
                     }
                     None => masked,
                 };
+                if m.kind == "deny" {
+                    rules.denied.push(m.column.clone());
+                }
                 if let Some(existing) = rules.masks.iter_mut().find(|(c, _)| c == &m.column) {
                     existing.1 = typed_null(field.data_type());
                 } else {
@@ -685,7 +712,9 @@ fn mask_expr(
     use datafusion::logical_expr::{Expr, cast, lit};
     let text = matches!(dt, D::Utf8 | D::LargeUtf8 | D::Utf8View);
     Ok(match m.kind.as_str() {
-        "nullify" => typed_null(dt),
+        // Hidden from the session's tables (denied_columns); NULL wherever it still reaches a
+        // scan (a view's, time travel), never its value.
+        "nullify" | "deny" => typed_null(dt),
         "redact" if text => cast(
             lit(m.value.clone().unwrap_or_else(|| "****".into())),
             dt.clone(),

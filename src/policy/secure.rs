@@ -27,6 +27,8 @@ pub struct TableRules {
     pub masks: Vec<(String, Expr)>,
     /// Names of the policies applied, for EXPLAIN (never their bodies) and the audit record.
     pub applied: Vec<String>,
+    /// Columns hidden altogether (also in `masks`, as NULL).
+    pub denied: Vec<String>,
 }
 
 /// Rewrite every governed scan of `plan`. `rules_for(object, table schema)` answers the rules of

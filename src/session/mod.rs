@@ -340,6 +340,22 @@ impl Session {
                     || policies.allows(&subject, &object, Action::Admin)
             }))
         };
+        let hidden: Option<crate::catalog::provider_visible::Hidden> = if p.admin {
+            None
+        } else {
+            let in_force = engine.policies.clone();
+            let subject = p.subject();
+            let catalog = catalog.clone();
+            Some(Arc::new(move |schema: &str, table: &str| {
+                let object = format!("{schema}.{table}");
+                let stored = match catalog.relation(schema, table) {
+                    Some(crate::catalog::Relation::Table(t)) => t.tags,
+                    _ => Default::default(),
+                };
+                let policies = in_force.read().unwrap_or_else(|e| e.into_inner()).clone();
+                policies.denied_columns(&subject, &object, &stored)
+            }))
+        };
         let values = SessionValues {
             user: &p.name,
             database: engine.planner.database(),
@@ -347,6 +363,7 @@ impl Session {
             backend_pid: pid,
             settings: settings.all(),
             visible,
+            hidden,
         };
         let ctx = engine.planner.new_context(&values);
         ctx.register_udf(crate::policy::status_udf(engine.watch.status.clone()));
@@ -534,7 +551,10 @@ impl Session {
 
     /// Plan a statement that DataFusion runs (queries, EXPLAIN, INSERT/UPDATE/DELETE).
     async fn plan(&self, stmt: &DfStatement) -> Result<LogicalPlan> {
-        let plan = Planner::plan_statement(&self.ctx, stmt).await?;
+        let plan = match Planner::plan_statement(&self.ctx, stmt).await {
+            Ok(p) => p,
+            Err(e) => return Err(self.hidden_column_named(e, stmt)),
+        };
         // Only queries and DML get here; DDL is ours.
         datafusion::execution::context::SQLOptions::new()
             .with_allow_ddl(false)
@@ -542,6 +562,64 @@ impl Session {
             .verify_plan(&plan)?;
         self.authorize_plan(&plan)?;
         self.secure_plan(plan)
+    }
+
+    /// A column this session may not see, when named, is refused (42501) rather than reported
+    /// missing, as PostgreSQL refuses a column without privilege.
+    fn hidden_column_named(&self, e: Error, stmt: &DfStatement) -> Error {
+        use datafusion::common::SchemaError;
+        use datafusion::error::DataFusionError;
+        let missing = match &e {
+            Error::DataFusion(d) => match d.as_ref().find_root() {
+                DataFusionError::SchemaError(f, _) => match f.as_ref() {
+                    SchemaError::FieldNotFound { field, .. } => Some(field.name.clone()),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(column) = missing else {
+            return e;
+        };
+        if self.principal.admin {
+            return e;
+        }
+        let policies = self.engine.policies();
+        let subject = self.subject();
+        let named = self.with_names(|names| {
+            let mut tables = vec![];
+            if let DfStatement::Statement(s) = stmt {
+                let _ = datafusion::sql::sqlparser::ast::visit_relations(s.as_ref(), |r| {
+                    tables.push(r.clone());
+                    std::ops::ControlFlow::<()>::Continue(())
+                });
+            }
+            tables.into_iter().any(|r| {
+                let parts: Vec<String> =
+                    r.0.iter()
+                        .map(|p| p.to_string().trim_matches('"').to_string())
+                        .collect();
+                let reference = match parts.as_slice() {
+                    [t] => datafusion::common::TableReference::bare(t.as_str()),
+                    [s, t] => datafusion::common::TableReference::partial(s.as_str(), t.as_str()),
+                    [c, s, t] => {
+                        datafusion::common::TableReference::full(c.as_str(), s.as_str(), t.as_str())
+                    }
+                    _ => return false,
+                };
+                names.object(&reference).is_some_and(|o| {
+                    policies
+                        .denied_columns(&subject, &o, &self.stored_tags(&o))
+                        .contains(&column)
+                })
+            })
+        });
+        if named {
+            Error::PermissionDenied(format!("permission denied for column {column}"))
+        } else {
+            e
+        }
     }
 
     /// Put every scan of a table with row filters or masks for this principal behind a secure

@@ -788,3 +788,86 @@ async fn a_changed_policy_file_applies_to_the_next_statement_and_a_broken_one_ke
     assert!(status.starts_with("ok:"), "{status}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn denied_columns_are_hidden_everywhere_and_refused_when_named() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("policies");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("p.toml"),
+        r#"
+[[principal]]
+name = "alice"
+roles = ["analyst"]
+
+[[grant]]
+to = "analyst"
+on = "hr.*"
+actions = ["read"]
+
+[[mask]]
+table = "hr.emp"
+column = "ssn"
+to = "analyst"
+kind = "deny"
+"#,
+    )
+    .expect("policy");
+    let s = TestServer::start_with(Options::default(), |c| c.policy.dir = dir.clone()).await;
+    let admin = s.connect().await;
+    admin
+        .batch_execute(
+            "CREATE SCHEMA hr; CREATE TABLE hr.emp (id BIGINT, name TEXT, ssn TEXT); \
+             INSERT INTO hr.emp VALUES (1, 'a', '111-22-3333'); \
+             CREATE VIEW hr.v AS SELECT id, ssn FROM hr.emp",
+        )
+        .await
+        .expect("setup");
+    let alice = s.connect_as("alice", "alice-pw").await.expect("alice");
+    let row = alice
+        .query_one("SELECT * FROM hr.emp", &[])
+        .await
+        .expect("select *");
+    let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, vec!["id", "name"], "ssn is not there");
+    for sql in [
+        "SELECT ssn FROM hr.emp",
+        "SELECT id FROM hr.emp WHERE ssn = '111-22-3333'",
+        "SELECT e.ssn FROM hr.emp e",
+        "SELECT count(*) FROM hr.emp GROUP BY ssn",
+    ] {
+        let e = alice.simple_query(sql).await.expect_err(sql);
+        assert_eq!(code(&e), Some("42501"), "{sql}: {e}");
+    }
+    let cols: Vec<String> = alice
+        .query(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'emp' ORDER BY ordinal_position",
+            &[],
+        )
+        .await
+        .expect("listing")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(cols, vec!["id", "name"]);
+    // Through a view, or an old version, the column is NULL, never its value.
+    let v: Option<String> = alice
+        .query_one("SELECT ssn FROM hr.v", &[])
+        .await
+        .expect("view")
+        .get(0);
+    assert_eq!(v, None);
+    let old = alice
+        .simple_query("SELECT * FROM hr.emp FOR VERSION AS OF 1")
+        .await
+        .expect("time travel");
+    for m in old {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            for i in 0..r.len() {
+                assert_ne!(r.get(i), Some("111-22-3333"));
+            }
+        }
+    }
+    s.stop().await;
+}
