@@ -38,6 +38,8 @@ pub struct LakegateCatalog {
     inner: Arc<Catalog>,
     visible: Option<Visible>,
     hidden: Option<Hidden>,
+    /// The session's `pg_catalog` (planner::pg_catalog), set once its context exists.
+    pg_catalog: Arc<std::sync::OnceLock<Arc<dyn SchemaProvider>>>,
 }
 
 impl std::fmt::Debug for LakegateCatalog {
@@ -52,7 +54,13 @@ impl LakegateCatalog {
             inner,
             visible,
             hidden,
+            pg_catalog: Arc::new(std::sync::OnceLock::new()),
         }
+    }
+
+    /// Where the session's `pg_catalog` schema goes.
+    pub fn pg_catalog_slot(&self) -> Arc<std::sync::OnceLock<Arc<dyn SchemaProvider>>> {
+        self.pg_catalog.clone()
     }
 }
 
@@ -62,10 +70,17 @@ impl CatalogProvider for LakegateCatalog {
     }
 
     fn schema_names(&self) -> Vec<String> {
-        self.inner.schema_names()
+        let mut names = self.inner.schema_names();
+        if self.pg_catalog.get().is_some() {
+            names.push("pg_catalog".into());
+        }
+        names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == "pg_catalog" {
+            return self.pg_catalog.get().cloned();
+        }
         if let Some(s) = self.inner.system_schema(name) {
             return Some(s);
         }

@@ -7,6 +7,7 @@ pub mod functions;
 pub mod names;
 pub mod not_null;
 pub mod pg_cast;
+pub mod pg_catalog;
 pub mod pg_semantics;
 pub mod pg_text;
 pub mod time_travel;
@@ -130,14 +131,23 @@ impl Planner {
         for a in self.catalog.attached() {
             ctx.register_catalog(a.name.clone(), a);
         }
-        ctx.register_catalog(
-            &self.database,
-            Arc::new(LakegateCatalog::new(
-                self.catalog.clone(),
-                values.visible.clone(),
-                values.hidden.clone(),
-            )),
+        let catalog = LakegateCatalog::new(
+            self.catalog.clone(),
+            values.visible.clone(),
+            values.hidden.clone(),
         );
+        let pg_slot = catalog.pg_catalog_slot();
+        ctx.register_catalog(&self.database, Arc::new(catalog));
+        match pg_catalog::schema(&ctx).and_then(|s| {
+            pg_catalog::register_functions(&ctx)?;
+            Ok(s)
+        }) {
+            Ok(s) => {
+                let _ = pg_slot.set(s);
+            }
+            // Without it pg_catalog queries answer 42P01; everything else works.
+            Err(e) => tracing::error!(error = %e, "pg_catalog is not available"),
+        }
         for f in functions::session_functions(values) {
             ctx.register_udf(f);
         }
@@ -191,7 +201,11 @@ pub fn parse_sql(sql: &str) -> Result<Vec<DFStatement>> {
     let mut parser = datafusion::sql::parser::DFParserBuilder::new(sql.as_str())
         .with_dialect(&dialect)
         .build()?;
-    Ok(parser.parse_statements()?.into_iter().collect())
+    Ok(parser
+        .parse_statements()?
+        .into_iter()
+        .map(pg_catalog::rewrite)
+        .collect())
 }
 
 fn with_pg_casts(stmt: DFStatement) -> DFStatement {

@@ -851,6 +851,18 @@ kind = "deny"
         .map(|r| r.get(0))
         .collect();
     assert_eq!(cols, vec!["id", "name"]);
+    let attrs: Vec<String> = alice
+        .query(
+            "SELECT attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+             WHERE c.relname = 'emp' AND a.attnum > 0 ORDER BY a.attnum",
+            &[],
+        )
+        .await
+        .expect("pg_attribute")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(attrs, vec!["id", "name"], "pg_attribute leaves it out too");
     // Through a view, or an old version, the column is NULL, never its value.
     let v: Option<String> = alice
         .query_one("SELECT ssn FROM hr.v", &[])
