@@ -199,6 +199,9 @@ impl Catalog {
     /// on `_lakegate/iceberg.db`) becomes a table of this catalog the first time it is named.
     /// Returns its entry, or None when the Iceberg catalog has no such table.
     pub async fn adopt_iceberg(&self, schema: &str, name: &str) -> Result<Option<TableEntry>> {
+        if name.contains('(') || name.contains(')') {
+            return Ok(None);
+        }
         if !self.warehouse.meta_path("iceberg.db").exists() {
             return Ok(None);
         }
@@ -385,6 +388,13 @@ impl Catalog {
     }
 
     fn check_free(doc: &CatalogDoc, schema: &str, name: &str) -> Result<()> {
+        // Parentheses are how a table function's scan is named (policy::access).
+        if name.contains('(') || name.contains(')') {
+            return Err(Error::Data {
+                sqlstate: "42602",
+                message: format!("invalid name \"{name}\": parentheses are not allowed in names"),
+            });
+        }
         let s = doc
             .schemas
             .get(schema)
@@ -597,6 +607,14 @@ impl Catalog {
         or_replace: bool,
     ) -> Result<()> {
         self.change(|doc| {
+            if name.contains('(') || name.contains(')') {
+                return Err(Error::Data {
+                    sqlstate: "42602",
+                    message: format!(
+                        "invalid name \"{name}\": parentheses are not allowed in names"
+                    ),
+                });
+            }
             let s = doc.schemas.get_mut(schema).ok_or_else(|| {
                 Error::UndefinedSchema(format!("schema \"{schema}\" does not exist"))
             })?;

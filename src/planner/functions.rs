@@ -52,6 +52,16 @@ fn constant(name: &str, value: ScalarValue) -> ScalarUDF {
     })
 }
 
+/// A function of any arguments with one answer: catalog functions whose answer Lakegate's
+/// catalog makes fixed (no comments on objects, no indexes, every type visible).
+fn fixed(name: &str, value: ScalarValue) -> ScalarUDF {
+    ScalarUDF::new_from_impl(ConstantFn {
+        name: name.to_string(),
+        value,
+        signature: Signature::variadic_any(Volatility::Stable),
+    })
+}
+
 fn text(s: &str) -> ScalarValue {
     ScalarValue::Utf8(Some(s.to_string()))
 }
@@ -88,6 +98,18 @@ pub fn session_functions(v: &SessionValues<'_>) -> Vec<ScalarUDF> {
         constant("current_schema", text(v.schema)),
         constant("pg_backend_pid", ScalarValue::Int32(Some(v.backend_pid))),
         constant("inet_server_port", ScalarValue::Int32(None)),
+        // No transaction ids of its own: the backend's, stable within a statement.
+        constant(
+            "txid_current",
+            ScalarValue::Int64(Some(i64::from(v.backend_pid.max(0)) + 1000)),
+        ),
+        fixed("obj_description", ScalarValue::Utf8(None)),
+        fixed("col_description", ScalarValue::Utf8(None)),
+        fixed("shobj_description", ScalarValue::Utf8(None)),
+        fixed("pg_get_indexdef", ScalarValue::Utf8(None)),
+        fixed("pg_get_viewdef", ScalarValue::Utf8(None)),
+        fixed("pg_type_is_visible", ScalarValue::Boolean(Some(true))),
+        fixed("pg_function_is_visible", ScalarValue::Boolean(Some(true))),
         AsyncScalarUDF::new(Arc::new(PgSleep::default())).into_scalar_udf(),
         ScalarUDF::new_from_impl(CurrentSetting::new(&v.settings)),
     ]

@@ -38,6 +38,13 @@ pub struct Names<'a> {
 impl Names<'_> {
     /// The policy name of a table reference, or None for a system table.
     pub fn object(&self, r: &TableReference) -> Option<String> {
+        // A table function's scan (`generate_series(1, 3)`, `unnest(...)`) reads no table; table
+        // names with parentheses cannot be created (catalog::check_free).
+        if let TableReference::Bare { table } = r
+            && table.contains('(')
+        {
+            return None;
+        }
         let (catalog, schema, table) = match r {
             TableReference::Bare { table } => (self.database, self.schema, table.as_ref()),
             TableReference::Partial { schema, table } => {

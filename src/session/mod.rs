@@ -169,6 +169,8 @@ pub enum Outcome {
     Command(CommandTag),
     Begin,
     Commit(CommandTag),
+    /// ROLLBACK TO SAVEPOINT: the block goes on (and is no longer failed).
+    RolledBack,
     Empty,
     /// COPY ... TO STDOUT: `rows` (an `Outcome::Rows`) written in `format`.
     CopyOut {
@@ -185,6 +187,7 @@ impl std::fmt::Debug for Outcome {
             Outcome::Begin => write!(f, "Begin"),
             Outcome::Commit(t) => write!(f, "Commit({})", t.command),
             Outcome::Empty => write!(f, "Empty"),
+            Outcome::RolledBack => write!(f, "RolledBack"),
             Outcome::CopyOut { format, .. } => write!(f, "CopyOut({:?})", format.kind),
         }
     }
@@ -228,6 +231,11 @@ pub struct Session {
     writes_in_transaction: usize,
     /// Writes sent since BEGIN, carried out at COMMIT in order.
     pending: Vec<transaction::Pending>,
+    /// SAVEPOINTs of the open block: name, and how much of `pending` was there.
+    savepoints: Vec<(String, transaction::Mark)>,
+    /// A ROLLBACK TO SAVEPOINT recovered the failed block. (pgwire keeps reporting the failed
+    /// state until the block ends: its status can not go from failed back to in-block.)
+    recovered: bool,
     notices: Vec<Notice>,
     /// Where progress NOTICEs go while a statement runs (the wire layer sends them at once).
     progress: Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
@@ -300,6 +308,8 @@ impl Session {
             in_transaction: false,
             writes_in_transaction: 0,
             pending: vec![],
+            savepoints: vec![],
+            recovered: false,
             notices: vec![],
             progress: None,
             client: String::new(),
@@ -929,7 +939,14 @@ impl Session {
         let started = std::time::Instant::now();
         *self.seen() = Seen::default();
         self.engine.refresh_policies().await;
+        let aborted = aborted && !self.recovered;
         let r = self.execute_one_unaudited(stmt, params, aborted).await;
+        match &r {
+            Ok(Outcome::RolledBack) => self.recovered = true,
+            Ok(Outcome::Begin | Outcome::Commit(_)) => self.recovered = false,
+            Err(_) if self.in_transaction => self.recovered = false,
+            _ => {}
+        }
         self.audit(&stmt.to_string(), started, r)
     }
 
@@ -943,9 +960,15 @@ impl Session {
             if ends_transaction(stmt) {
                 self.in_transaction = false;
                 self.pending.clear();
+                self.savepoints.clear();
                 return Ok(Outcome::Commit(CommandTag::new("ROLLBACK")));
             }
-            return Err(aborted_error());
+            // ROLLBACK TO SAVEPOINT recovers a failed block (psqlODBC wraps statements so).
+            let to_savepoint = matches!(stmt, DfStatement::Statement(s)
+                if matches!(s.as_ref(), SqlStatement::Rollback { savepoint: Some(_), .. }));
+            if !to_savepoint {
+                return Err(aborted_error());
+            }
         }
         self.execute(stmt, params).await
     }
@@ -1115,13 +1138,41 @@ impl Session {
                     self.pending.clear();
                 }
                 self.in_transaction = true;
+                self.savepoints.clear();
                 Ok(Outcome::Begin)
+            }
+            S::Savepoint { name } => {
+                if !self.in_transaction {
+                    return Err(Error::Data {
+                        sqlstate: "25P01",
+                        message: "SAVEPOINT can only be used in transaction blocks".into(),
+                    });
+                }
+                let mark = transaction::mark(&self.pending);
+                self.savepoints.push((name.value.clone(), mark));
+                Ok(Outcome::Command(CommandTag::new("SAVEPOINT")))
+            }
+            S::ReleaseSavepoint { name } => {
+                let i = self.savepoint(&name.value, "RELEASE SAVEPOINT")?;
+                self.savepoints.truncate(i);
+                Ok(Outcome::Command(CommandTag::new("RELEASE")))
+            }
+            S::Rollback {
+                savepoint: Some(name),
+                ..
+            } => {
+                let i = self.savepoint(&name.value, "ROLLBACK TO SAVEPOINT")?;
+                let mark = self.savepoints[i].1;
+                transaction::rollback_to(&mut self.pending, mark);
+                self.savepoints.truncate(i + 1);
+                Ok(Outcome::RolledBack)
             }
             S::Commit { .. } => {
                 if !self.in_transaction {
                     self.warn("25P01", "there is no transaction in progress".into());
                 }
                 self.in_transaction = false;
+                self.savepoints.clear();
                 transaction::commit(self).await?;
                 Ok(Outcome::Commit(CommandTag::new("COMMIT")))
             }
@@ -1142,6 +1193,7 @@ impl Session {
                 }
                 self.in_transaction = false;
                 self.pending.clear();
+                self.savepoints.clear();
                 Ok(Outcome::Commit(CommandTag::new("ROLLBACK")))
             }
             S::Set(set) => self.set(set),
@@ -1161,6 +1213,23 @@ impl Session {
                 statement_keyword(&other.to_string())
             ))),
         }
+    }
+
+    /// The newest savepoint called `name` (3B001 if none; 25P01 outside a block).
+    fn savepoint(&self, name: &str, what: &str) -> Result<usize> {
+        if !self.in_transaction {
+            return Err(Error::Data {
+                sqlstate: "25P01",
+                message: format!("{what} can only be used in transaction blocks"),
+            });
+        }
+        self.savepoints
+            .iter()
+            .rposition(|(n, _)| n == name)
+            .ok_or_else(|| Error::Data {
+                sqlstate: "3B001",
+                message: format!("savepoint \"{name}\" does not exist"),
+            })
     }
 
     /// An UPDATE/DELETE now, or at COMMIT inside a transaction block.

@@ -31,6 +31,32 @@ pub enum Pending {
     Change(super::dml::RowChange),
 }
 
+/// How much was pending when a SAVEPOINT was set: entries, and rows batches of the last entry
+/// (consecutive INSERTs into one table share an entry).
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    entries: usize,
+    last_batches: usize,
+}
+
+pub fn mark(pending: &[Pending]) -> Mark {
+    Mark {
+        entries: pending.len(),
+        last_batches: match pending.last() {
+            Some(Pending::Rows { batches, .. }) => batches.len(),
+            _ => 0,
+        },
+    }
+}
+
+/// ROLLBACK TO SAVEPOINT: forget what was added since `m`.
+pub fn rollback_to(pending: &mut Vec<Pending>, m: Mark) {
+    pending.truncate(m.entries);
+    if let Some(Pending::Rows { batches, .. }) = pending.last_mut() {
+        batches.truncate(m.last_batches);
+    }
+}
+
 /// Keep an UPDATE or DELETE for COMMIT; its tag counts the rows it would change now.
 pub async fn defer_change(session: &mut Session, change: super::dml::RowChange) -> Result<Outcome> {
     let rows = change.count(session).await?;

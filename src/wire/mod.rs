@@ -344,6 +344,8 @@ fn outcome_response(
         Outcome::Begin => Response::TransactionStart(Tag::new("BEGIN")),
         Outcome::Commit(t) => Response::TransactionEnd(tag(&t)),
         Outcome::Empty => Response::EmptyQuery,
+        // Still in the block, and no longer failed.
+        Outcome::RolledBack => Response::TransactionStart(Tag::new("ROLLBACK")),
         Outcome::CopyOut { rows, format } => {
             return copy_out(*rows, format, opts, &state.slot, engine.statement_guard());
         }
