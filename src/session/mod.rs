@@ -3,6 +3,7 @@
 //! [`Session`] only, never to DataFusion directly.
 
 pub mod copy;
+mod cursor;
 mod ddl;
 mod dml;
 mod maintenance;
@@ -212,6 +213,8 @@ pub enum PreparedKind {
     Sql(Arc<DfStatement>),
     Maintenance(maintenance::Maintenance),
     Copy(copy::CopyOut),
+    /// MOVE: cursor and direction.
+    Move(String, ast::FetchDirection),
 }
 
 /// Parse SQL text into statements (PostgreSQL dialect plus time travel).
@@ -233,6 +236,7 @@ pub struct Session {
     pending: Vec<transaction::Pending>,
     /// SAVEPOINTs of the open block: name, and how much of `pending` was there.
     savepoints: Vec<(String, transaction::Mark)>,
+    cursors: cursor::Cursors,
     /// A ROLLBACK TO SAVEPOINT recovered the failed block. (pgwire keeps reporting the failed
     /// state until the block ends: its status can not go from failed back to in-block.)
     recovered: bool,
@@ -309,6 +313,7 @@ impl Session {
             writes_in_transaction: 0,
             pending: vec![],
             savepoints: vec![],
+            cursors: cursor::Cursors::default(),
             recovered: false,
             notices: vec![],
             progress: None,
@@ -483,6 +488,16 @@ impl Session {
 
     /// Parse and describe a statement for the extended protocol.
     pub async fn prepare(&self, sql: &str, client_types: &[Option<DataType>]) -> Result<Prepared> {
+        if let Some(m) = cursor::parse_move(sql) {
+            let (name, direction) = m?;
+            return Ok(Prepared {
+                sql: sql.into(),
+                statement: Some(PreparedKind::Move(name, direction)),
+                param_types: vec![],
+                schema: None,
+                names: vec![],
+            });
+        }
         if let Some(c) = copy::parse(sql)? {
             return Ok(Prepared {
                 sql: sql.into(),
@@ -844,6 +859,16 @@ impl Session {
     /// Run the statements of one simple-query message, stopping at the first error.
     /// `aborted`: the transaction already failed, so only COMMIT/ROLLBACK are accepted.
     pub async fn execute_simple(&mut self, sql: &str, aborted: bool) -> Vec<Result<Outcome>> {
+        if let Some(m) = cursor::parse_move(sql) {
+            let started = std::time::Instant::now();
+            *self.seen() = Seen::default();
+            let r = match m {
+                _ if aborted && !self.recovered => Err(aborted_error()),
+                Ok((name, direction)) => self.cursors.fetch(&name, &direction, true).await,
+                Err(e) => Err(e),
+            };
+            return vec![self.audit(sql, started, r)];
+        }
         match copy::parse(sql) {
             Ok(Some(_)) if aborted => return vec![Err(aborted_error())],
             Ok(Some(c)) => return vec![self.copy_out(c, aborted).await],
@@ -918,6 +943,16 @@ impl Session {
         match kind {
             PreparedKind::Sql(stmt) => self.execute_one(stmt, params, aborted).await,
             PreparedKind::Copy(c) => self.copy_out(c.clone(), aborted).await,
+            PreparedKind::Move(name, direction) => {
+                let started = std::time::Instant::now();
+                *self.seen() = Seen::default();
+                let r = if aborted && !self.recovered {
+                    Err(aborted_error())
+                } else {
+                    self.cursors.fetch(name, direction, true).await
+                };
+                self.audit(&format!("MOVE {direction} IN {name}"), started, r)
+            }
             PreparedKind::Maintenance(_) if aborted => Err(aborted_error()),
             PreparedKind::Maintenance(m) => {
                 let started = std::time::Instant::now();
@@ -961,6 +996,7 @@ impl Session {
                 self.in_transaction = false;
                 self.pending.clear();
                 self.savepoints.clear();
+                self.cursors.end_of_block();
                 return Ok(Outcome::Commit(CommandTag::new("ROLLBACK")));
             }
             // ROLLBACK TO SAVEPOINT recovers a failed block (psqlODBC wraps statements so).
@@ -1141,6 +1177,45 @@ impl Session {
                 self.savepoints.clear();
                 Ok(Outcome::Begin)
             }
+            S::Declare { stmts } => {
+                let [d] = stmts.as_slice() else {
+                    return Err(Error::unsupported("DECLARE one cursor at a time"));
+                };
+                let (Some(query), Some(name)) = (&d.for_query, d.names.first()) else {
+                    return Err(Error::unsupported(
+                        "DECLARE is supported for cursors: DECLARE name CURSOR FOR query",
+                    ));
+                };
+                if d.scroll == Some(true) {
+                    return Err(Error::unsupported(
+                        "SCROLL cursors are not supported: cursors here move forward only",
+                    ));
+                }
+                let hold = d.hold == Some(true);
+                if !hold && !self.in_transaction {
+                    return Err(Error::Data {
+                        sqlstate: "25P01",
+                        message: "DECLARE CURSOR can only be used in transaction blocks".into(),
+                    });
+                }
+                let q = DfStatement::Statement(Box::new(SqlStatement::Query(query.clone())));
+                let rows = self.query(&q, params, "SELECT").await?;
+                self.cursors.declare(&name.value, rows, hold)?;
+                Ok(Outcome::Command(CommandTag::new("DECLARE CURSOR")))
+            }
+            S::Fetch {
+                name,
+                direction,
+                into: None,
+                ..
+            } => self.cursors.fetch(&name.value, direction, false).await,
+            S::Close { cursor } => {
+                match cursor {
+                    ast::CloseCursor::All => self.cursors.close(None)?,
+                    ast::CloseCursor::Specific { name } => self.cursors.close(Some(&name.value))?,
+                }
+                Ok(Outcome::Command(CommandTag::new("CLOSE CURSOR")))
+            }
             S::Savepoint { name } => {
                 if !self.in_transaction {
                     return Err(Error::Data {
@@ -1173,6 +1248,7 @@ impl Session {
                 }
                 self.in_transaction = false;
                 self.savepoints.clear();
+                self.cursors.end_of_block();
                 transaction::commit(self).await?;
                 Ok(Outcome::Commit(CommandTag::new("COMMIT")))
             }
@@ -1194,12 +1270,14 @@ impl Session {
                 self.in_transaction = false;
                 self.pending.clear();
                 self.savepoints.clear();
+                self.cursors.end_of_block();
                 Ok(Outcome::Commit(CommandTag::new("ROLLBACK")))
             }
             S::Set(set) => self.set(set),
             S::ShowVariable { variable } => self.show(variable),
             S::Discard { object_type } => {
                 if *object_type == ast::DiscardObject::ALL {
+                    let _ = self.cursors.close(None);
                     self.settings.reset_all();
                     self.principal.role = None;
                     self.rebuild_context();
@@ -1480,6 +1558,11 @@ impl Session {
     }
 
     fn utility_schema(&self, stmt: &DfStatement) -> Option<SchemaRef> {
+        if let DfStatement::Statement(s) = stmt
+            && let SqlStatement::Fetch { name, .. } = s.as_ref()
+        {
+            return self.cursors.schema_of(&name.value);
+        }
         if let DfStatement::Statement(s) = stmt
             && let SqlStatement::ShowVariable { variable } = s.as_ref()
         {
