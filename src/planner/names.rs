@@ -117,6 +117,11 @@ fn type_column_name(t: &ast::DataType) -> String {
     }
 }
 
+/// An identifier quoted for SQL text.
+pub fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,7 +56,9 @@ impl Names<'_> {
                 table,
             } => (catalog.as_ref(), schema.as_ref(), table.as_ref()),
         };
-        if matches!(schema, "information_schema" | "pg_catalog") {
+        if matches!(schema, "information_schema" | "pg_catalog")
+            || catalog == crate::session::copy::SOURCE_CATALOG
+        {
             return None;
         }
         if schema == VERSIONS_SCHEMA {

@@ -20,9 +20,7 @@ fn resolve(session: &Session, name: &ObjectName) -> Result<(String, String)> {
     )
 }
 
-fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
+use crate::planner::names::quote;
 
 pub async fn create_schema(
     session: &Session,

@@ -172,6 +172,10 @@ pub enum Outcome {
     Commit(CommandTag),
     /// ROLLBACK TO SAVEPOINT: the block goes on (and is no longer failed).
     RolledBack,
+    /// COPY FROM STDIN started: the client sends `columns` columns of rows.
+    CopyIn {
+        columns: usize,
+    },
     Empty,
     /// COPY ... TO STDOUT: `rows` (an `Outcome::Rows`) written in `format`.
     CopyOut {
@@ -189,6 +193,7 @@ impl std::fmt::Debug for Outcome {
             Outcome::Commit(t) => write!(f, "Commit({})", t.command),
             Outcome::Empty => write!(f, "Empty"),
             Outcome::RolledBack => write!(f, "RolledBack"),
+            Outcome::CopyIn { columns } => write!(f, "CopyIn({columns})"),
             Outcome::CopyOut { format, .. } => write!(f, "CopyOut({:?})", format.kind),
         }
     }
@@ -213,6 +218,7 @@ pub enum PreparedKind {
     Sql(Arc<DfStatement>),
     Maintenance(maintenance::Maintenance),
     Copy(copy::CopyOut),
+    CopyIn(copy::CopyIn),
     /// MOVE: cursor and direction.
     Move(String, ast::FetchDirection),
 }
@@ -237,6 +243,8 @@ pub struct Session {
     /// SAVEPOINTs of the open block: name, and how much of `pending` was there.
     savepoints: Vec<(String, transaction::Mark)>,
     cursors: cursor::Cursors,
+    /// A COPY FROM STDIN under way.
+    copy_in: Option<copy::CopyInRun>,
     /// A ROLLBACK TO SAVEPOINT recovered the failed block. (pgwire keeps reporting the failed
     /// state until the block ends: its status can not go from failed back to in-block.)
     recovered: bool,
@@ -314,6 +322,7 @@ impl Session {
             pending: vec![],
             savepoints: vec![],
             cursors: cursor::Cursors::default(),
+            copy_in: None,
             recovered: false,
             notices: vec![],
             progress: None,
@@ -501,7 +510,10 @@ impl Session {
         if let Some(c) = copy::parse(sql)? {
             return Ok(Prepared {
                 sql: sql.into(),
-                statement: Some(PreparedKind::Copy(c)),
+                statement: Some(match c {
+                    copy::Copy::Out(c) => PreparedKind::Copy(c),
+                    copy::Copy::In(c) => PreparedKind::CopyIn(c),
+                }),
                 param_types: vec![],
                 schema: None,
                 names: vec![],
@@ -870,8 +882,18 @@ impl Session {
             return vec![self.audit(sql, started, r)];
         }
         match copy::parse(sql) {
-            Ok(Some(_)) if aborted => return vec![Err(aborted_error())],
-            Ok(Some(c)) => return vec![self.copy_out(c, aborted).await],
+            Ok(Some(_)) if aborted && !self.recovered => return vec![Err(aborted_error())],
+            Ok(Some(copy::Copy::Out(c))) => return vec![self.copy_out(c, aborted).await],
+            Ok(Some(copy::Copy::In(c))) => {
+                // Audited when the rows are in (copy_in_done), or now if it cannot start.
+                *self.seen() = Seen::default();
+                self.engine.refresh_policies().await;
+                let started = std::time::Instant::now();
+                return vec![match self.copy_in_start(c, sql).await {
+                    Ok(o) => Ok(o),
+                    Err(e) => self.audit(sql, started, Err(e)),
+                }];
+            }
             Ok(None) => {}
             Err(e) => {
                 *self.seen() = Seen::default();
@@ -915,6 +937,17 @@ impl Session {
         out
     }
 
+    /// The end of a COPY FROM STDIN (`failed`: the client's CopyFail message): the tag, with
+    /// the statement's audit record written.
+    pub async fn copy_in_done(&mut self, failed: Option<String>) -> Result<CommandTag> {
+        let (r, statement, started) = self.copy_in_finish(failed).await;
+        let r = r.map(|n| Outcome::Command(CommandTag::rows("COPY", n)));
+        match self.audit(&statement, started, r)? {
+            Outcome::Command(t) => Ok(t),
+            _ => Err(Error::internal("COPY did not end with a tag")),
+        }
+    }
+
     /// COPY ... TO STDOUT: its rows are those of the SELECT it stands for, planned, governed
     /// and audited like one.
     async fn copy_out(&mut self, c: copy::CopyOut, aborted: bool) -> Result<Outcome> {
@@ -943,6 +976,17 @@ impl Session {
         match kind {
             PreparedKind::Sql(stmt) => self.execute_one(stmt, params, aborted).await,
             PreparedKind::Copy(c) => self.copy_out(c.clone(), aborted).await,
+            PreparedKind::CopyIn(_) if aborted && !self.recovered => Err(aborted_error()),
+            PreparedKind::CopyIn(c) => {
+                *self.seen() = Seen::default();
+                self.engine.refresh_policies().await;
+                let started = std::time::Instant::now();
+                let sql = format!("COPY {} FROM STDIN", c.table);
+                match self.copy_in_start(c.clone(), &sql).await {
+                    Ok(o) => Ok(o),
+                    Err(e) => self.audit(&sql, started, Err(e)),
+                }
+            }
             PreparedKind::Move(name, direction) => {
                 let started = std::time::Instant::now();
                 *self.seen() = Seen::default();

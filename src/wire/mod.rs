@@ -112,6 +112,9 @@ impl PgWireServerHandlers for ConnectionHandlers {
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         self.shared.cancel.clone()
     }
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        self.shared.query.clone()
+    }
 }
 
 /// Simple and extended query.
@@ -344,6 +347,11 @@ fn outcome_response(
         Outcome::Begin => Response::TransactionStart(Tag::new("BEGIN")),
         Outcome::Commit(t) => Response::TransactionEnd(tag(&t)),
         Outcome::Empty => Response::EmptyQuery,
+        Outcome::CopyIn { columns } => Response::CopyIn(pgwire::api::results::CopyResponse::new(
+            0,
+            columns,
+            stream::empty(),
+        )),
         // Still in the block, and no longer failed.
         Outcome::RolledBack => Response::TransactionStart(Tag::new("ROLLBACK")),
         Outcome::CopyOut { rows, format } => {
@@ -473,6 +481,78 @@ fn tag(t: &crate::session::CommandTag) -> Tag {
         tag = tag.with_rows(r);
     }
     tag
+}
+
+/// COPY FROM STDIN's data: handed to the session, which streams it into the INSERT; the
+/// command tag (or the error) comes at CopyDone, and nothing is written on CopyFail.
+#[async_trait]
+impl pgwire::api::copy::CopyHandler for QueryHandler {
+    async fn on_copy_data<C>(
+        &self,
+        client: &mut C,
+        data: pgwire::messages::copy::CopyData,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let state = self.state(client);
+        let mut session = state.session.lock().await;
+        session.copy_in_data(&data.data).await;
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(
+        &self,
+        client: &mut C,
+        _done: pgwire::messages::copy::CopyDone,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let state = self.state(client);
+        let r = state.session.lock().await.copy_in_done(None).await;
+        match r {
+            Ok(t) => {
+                futures::SinkExt::send(
+                    client,
+                    PgWireBackendMessage::CommandComplete(tag(&t).into()),
+                )
+                .await?;
+                Ok(())
+            }
+            Err(e) => Err(pg_error(e)),
+        }
+    }
+
+    async fn on_copy_fail<C>(
+        &self,
+        client: &mut C,
+        fail: pgwire::messages::copy::CopyFail,
+    ) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let state = self.state(client);
+        let r = state
+            .session
+            .lock()
+            .await
+            .copy_in_done(Some(fail.message.clone()))
+            .await;
+        match r {
+            Err(e) => pg_error(e),
+            Ok(_) => pg_error(Error::Data {
+                sqlstate: "57014",
+                message: format!("COPY from stdin failed: {}", fail.message),
+            }),
+        }
+    }
 }
 
 #[async_trait]

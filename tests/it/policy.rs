@@ -658,6 +658,13 @@ async fn the_hr_example_governs_ana_hiro_and_the_auditor() {
         let e = hiro.simple_query(sql).await.expect_err(sql);
         assert_eq!(code(&e), Some("42501"), "{sql}");
     }
+    match hiro
+        .copy_in::<_, bytes::Bytes>("COPY hr.emp (id, region) FROM STDIN")
+        .await
+    {
+        Err(e) => assert_eq!(code(&e), Some("42501")),
+        Ok(_) => panic!("COPY FROM needs a write grant"),
+    }
     let auditor = connect("auditor").await;
     let e = auditor
         .simple_query("SELECT * FROM hr.emp")

@@ -458,3 +458,88 @@ async fn copy_to_stdout_in_text_csv_and_binary() {
     assert_eq!(e.code().map(|c| c.code()), Some("42501"));
     s.stop().await;
 }
+
+async fn copy_in(
+    c: &tokio_postgres::Client,
+    sql: &str,
+    data: &str,
+) -> Result<u64, tokio_postgres::Error> {
+    use futures::SinkExt;
+    let sink = c.copy_in(sql).await?;
+    futures::pin_mut!(sink);
+    // In pieces, so rows and quoted fields span CopyData messages.
+    for chunk in data.as_bytes().chunks(7) {
+        sink.send(bytes::Bytes::copy_from_slice(chunk)).await?;
+    }
+    sink.finish().await
+}
+
+#[tokio::test]
+async fn copy_from_stdin_in_text_and_csv_commits_once() {
+    let s = TestServer::start(Options::default()).await;
+    let c = s.connect().await;
+    c.batch_execute("CREATE TABLE t (id BIGINT NOT NULL, name TEXT, d DATE, ok BOOLEAN)")
+        .await
+        .expect("table");
+    let n = copy_in(
+        &c,
+        "COPY t FROM STDIN (FORMAT csv, HEADER)",
+        "id,name,d,ok\n1,\"a,\nb\",2024-01-02,t\n2,,,f\n3,\"\",2024-03-04,\n",
+    )
+    .await
+    .expect("csv");
+    assert_eq!(n, 3);
+    let n = copy_in(
+        &c,
+        "COPY t (id, name) FROM STDIN",
+        "4\ttab\\there\n5\t\\N\n",
+    )
+    .await
+    .expect("text");
+    assert_eq!(n, 2);
+    let rows = c
+        .query(
+            "SELECT id, name, CAST(d AS TEXT), ok FROM t ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("rows");
+    type Row = (i64, Option<String>, Option<String>, Option<bool>);
+    let got: Vec<Row> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                1,
+                Some("a,\nb".into()),
+                Some("2024-01-02".into()),
+                Some(true)
+            ),
+            (2, None, None, Some(false)),
+            (3, Some(String::new()), Some("2024-03-04".into()), None),
+            (4, Some("tab\there".into()), None, None),
+            (5, None, None, None),
+        ]
+    );
+    // A bad row anywhere: nothing of the COPY is written.
+    for (sql, data) in [
+        ("COPY t FROM STDIN (FORMAT csv)", "6,x,2024-01-01,t\n7,y\n"),
+        ("COPY t FROM STDIN (FORMAT csv)", "8,x,not-a-date,t\n"),
+        ("COPY t (name) FROM STDIN", "no id\n"),
+    ] {
+        assert!(copy_in(&c, sql, data).await.is_err(), "{data}");
+    }
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 5);
+    c.batch_execute("SELECT 1")
+        .await
+        .expect("the connection goes on");
+    s.stop().await;
+}
