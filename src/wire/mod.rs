@@ -217,6 +217,18 @@ impl QueryHandler {
     }
 }
 
+/// The columns of a result as announced, with each one's format and PostgreSQL type.
+fn wire_fields(
+    schema: &datafusion::arrow::datatypes::Schema,
+    names: &[String],
+    formats: &Format,
+) -> (Vec<FieldInfo>, Vec<FieldFormat>, Vec<Type>) {
+    let fields = field_infos(schema, names, formats);
+    let field_formats = fields.iter().map(|f| f.format()).collect();
+    let types = fields.iter().map(|f| f.datatype().clone()).collect();
+    (fields, field_formats, types)
+}
+
 /// Build a streaming row response; the stream ends with 57014 when the statement is cancelled.
 fn rows_response(
     outcome: Outcome,
@@ -234,9 +246,7 @@ fn rows_response(
     else {
         return Err(pg_error(Error::internal("not a row result")));
     };
-    let fields = field_infos(&schema, &names, formats);
-    let field_formats: Vec<FieldFormat> = fields.iter().map(|f| f.format()).collect();
-    let types: Vec<Type> = fields.iter().map(|f| f.datatype().clone()).collect();
+    let (fields, field_formats, types) = wire_fields(&schema, &names, formats);
     let slot = slot.clone();
     let rows = batches.flat_map(move |batch| {
         let rows = match batch {
@@ -387,9 +397,7 @@ fn copy_out(
     } else {
         Format::UnifiedText
     };
-    let fields = field_infos(&schema, &names, &wire_format);
-    let field_formats: Vec<FieldFormat> = fields.iter().map(|f| f.format()).collect();
-    let types: Vec<Type> = fields.iter().map(|f| f.datatype().clone()).collect();
+    let (fields, field_formats, types) = wire_fields(&schema, &names, &wire_format);
     let ncols = fields.len();
     let mut lead: Option<Vec<u8>> = match format.kind {
         Kind::Binary => Some(copy::BINARY_HEADER.to_vec()),

@@ -108,6 +108,17 @@ impl TestServer {
         }
     }
 
+    /// Start with a policy folder holding `policies` (one file); the folder lives as long as
+    /// the returned TempDir.
+    pub async fn start_with_policies(policies: &str) -> (TestServer, tempfile::TempDir) {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("policies");
+        std::fs::create_dir_all(&dir).expect("policy dir");
+        std::fs::write(dir.join("policies.toml"), policies).expect("policy file");
+        let s = Self::start_with(Options::default(), |c| c.policy.dir = dir.clone()).await;
+        (s, tmp)
+    }
+
     pub fn url(&self, user: &str, password: &str) -> String {
         format!(
             "host=127.0.0.1 port={} user={user} password={password} dbname=lakegate",

@@ -26,11 +26,7 @@ fn code(e: &tokio_postgres::Error) -> Option<&str> {
 
 #[tokio::test]
 async fn grants_decide_and_nothing_else_is_allowed() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = tmp.path().join("policies");
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(dir.join("hr.toml"), POLICIES).expect("policy file");
-    let s = TestServer::start_with(Options::default(), |c| c.policy.dir = dir.clone()).await;
+    let (s, _tmp) = TestServer::start_with_policies(POLICIES).await;
     let admin = s.connect().await;
     admin
         .batch_execute(
@@ -209,11 +205,7 @@ unless = "consent"
 
 #[tokio::test]
 async fn row_filters_and_masks_hold_behind_the_secure_scan() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = tmp.path().join("policies");
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(dir.join("hr.toml"), HR_POLICIES).expect("policy file");
-    let s = TestServer::start_with(Options::default(), |c| c.policy.dir = dir.clone()).await;
+    let (s, _tmp) = TestServer::start_with_policies(HR_POLICIES).await;
     let admin = s.connect().await;
     admin
         .batch_execute(
@@ -369,11 +361,7 @@ kind = "redact"
 
 #[tokio::test]
 async fn writes_stay_inside_the_writers_row_filter_and_off_masked_columns() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = tmp.path().join("policies");
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(dir.join("w.toml"), WRITER_POLICIES).expect("policy file");
-    let s = TestServer::start_with(Options::default(), |c| c.policy.dir = dir.clone()).await;
+    let (s, _tmp) = TestServer::start_with_policies(WRITER_POLICIES).await;
     let admin = s.connect().await;
     admin
         .batch_execute(
@@ -798,11 +786,7 @@ async fn a_changed_policy_file_applies_to_the_next_statement_and_a_broken_one_ke
 
 #[tokio::test]
 async fn denied_columns_are_hidden_everywhere_and_refused_when_named() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let dir = tmp.path().join("policies");
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(
-        dir.join("p.toml"),
+    let (s, _tmp) = TestServer::start_with_policies(
         r#"
 [[principal]]
 name = "alice"
@@ -820,8 +804,7 @@ to = "analyst"
 kind = "deny"
 "#,
     )
-    .expect("policy");
-    let s = TestServer::start_with(Options::default(), |c| c.policy.dir = dir.clone()).await;
+    .await;
     let admin = s.connect().await;
     admin
         .batch_execute(
