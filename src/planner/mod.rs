@@ -201,11 +201,12 @@ pub fn parse_sql(sql: &str) -> Result<Vec<DFStatement>> {
     let mut parser = datafusion::sql::parser::DFParserBuilder::new(sql.as_str())
         .with_dialect(&dialect)
         .build()?;
-    Ok(parser
+    let stmts: Vec<DFStatement> = parser
         .parse_statements()?
         .into_iter()
         .map(pg_catalog::rewrite)
-        .collect())
+        .collect();
+    Ok(pg_catalog::known_catalog_queries(sql.as_str(), stmts))
 }
 
 fn with_pg_casts(stmt: DFStatement) -> DFStatement {

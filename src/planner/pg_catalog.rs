@@ -109,6 +109,8 @@ pub fn rewrite(stmt: datafusion::sql::parser::Statement) -> datafusion::sql::par
             if only_catalog_tables(&s) {
                 s = r::RemoveSubqueryFromProjection.rewrite(s);
                 s = EmptyArraySubquery.rewrite(s);
+                s = r::AliasDuplicatedProjectionRewrite.rewrite(s);
+                alias_repeated_items(&mut s);
             }
             S::Statement(Box::new(s))
         }
@@ -268,5 +270,94 @@ impl datafusion_pg_catalog::sql::rules::SqlStatementRewriteRule for StripPgCatal
         }
         let _ = s.visit(&mut V);
         s
+    }
+}
+
+/// Statements that read catalog tables only are taken as datafusion-pg-catalog's own parser
+/// gives them: it also replaces the known client queries DataFusion cannot plan (psql's `\d`
+/// statistics and policy queries, pgcli's) with equivalents. Anything that reads data keeps
+/// Lakegate's parse.
+pub fn known_catalog_queries(
+    sql: &str,
+    ours: Vec<datafusion::sql::parser::Statement>,
+) -> Vec<datafusion::sql::parser::Statement> {
+    use datafusion::sql::parser::Statement as S;
+    let all_catalog = !ours.is_empty()
+        && ours
+            .iter()
+            .all(|s| matches!(s, S::Statement(s) if only_catalog_tables(s)));
+    if !all_catalog {
+        return ours;
+    }
+    static COMPAT: OnceLock<datafusion_pg_catalog::sql::PostgresCompatibilityParser> =
+        OnceLock::new();
+    let compat = COMPAT.get_or_init(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new);
+    match compat.parse(sql) {
+        Ok(theirs) if theirs.len() == ours.len() => {
+            use datafusion_pg_catalog::sql::rules::{
+                AliasDuplicatedProjectionRewrite, SqlStatementRewriteRule,
+            };
+            // Their rules can leave two NULL columns behind (removed subqueries): name them.
+            let theirs: Vec<S> = theirs
+                .into_iter()
+                .map(|s| {
+                    let mut s = AliasDuplicatedProjectionRewrite.rewrite(s);
+                    alias_repeated_items(&mut s);
+                    S::Statement(Box::new(s))
+                })
+                .collect();
+            // Theirs must still read catalog tables only.
+            if theirs
+                .iter()
+                .all(|s| matches!(s, S::Statement(s) if only_catalog_tables(s) || no_tables(s)))
+            {
+                theirs
+            } else {
+                ours
+            }
+        }
+        _ => ours,
+    }
+}
+
+fn no_tables(s: &datafusion::sql::sqlparser::ast::Statement) -> bool {
+    let mut any = false;
+    let _ = datafusion::sql::sqlparser::ast::visit_relations(s, |_| {
+        any = true;
+        std::ops::ControlFlow::<()>::Break(())
+    });
+    !any
+}
+
+/// Give repeated unnamed select items (`NULL, NULL` in psql's publication query) their own
+/// names, as PostgreSQL does (`?column?`); DataFusion needs output names to differ.
+fn alias_repeated_items(s: &mut datafusion::sql::sqlparser::ast::Statement) {
+    use datafusion::sql::sqlparser::ast::{Ident, SelectItem, SetExpr, Statement};
+    fn set(e: &mut SetExpr) {
+        match e {
+            SetExpr::Select(sel) => {
+                let mut seen = std::collections::HashSet::new();
+                for (i, item) in sel.projection.iter_mut().enumerate() {
+                    if let SelectItem::UnnamedExpr(expr) = item {
+                        let text = expr.to_string();
+                        if !seen.insert(text) {
+                            *item = SelectItem::ExprWithAlias {
+                                expr: expr.clone(),
+                                alias: Ident::new(format!("?column{i}?")),
+                            };
+                        }
+                    }
+                }
+            }
+            SetExpr::SetOperation { left, right, .. } => {
+                set(left);
+                set(right);
+            }
+            SetExpr::Query(q) => set(&mut q.body),
+            _ => {}
+        }
+    }
+    if let Statement::Query(q) = s {
+        set(&mut q.body);
     }
 }

@@ -40,7 +40,19 @@ psql_check() {
     -c "SELECT count(*) FROM demo.customers")" || return 1
   [ "$got" = "$(printf 'one\ntwo\n200')" ] || { echo "unexpected: $got"; return 1; }
 }
+
+# psql's catalog commands and \copy both ways (they read pg_catalog, and COPY ... STDIN/STDOUT).
+psql_catalog_check() {
+  local got
+  got="$(psql -X -v ON_ERROR_STOP=1 -qAt -c '\dn' -c '\dt public.psql_t' \
+    -c "\\copy psql_t to '$work/psql_t.csv' csv" -c "\\copy psql_t from '$work/psql_t.csv' csv" \
+    -c "SELECT count(*) FROM psql_t")" || return 1
+  echo "$got" | grep -q '^demo|' || { echo "no demo schema in \\dn: $got"; return 1; }
+  echo "$got" | grep -q '^public|psql_t|table|' || { echo "no psql_t in \\dt: $got"; return 1; }
+  [ "$(echo "$got" | tail -1)" = "4" ] || { echo "copy round trip: $got"; return 1; }
+}
 check "psql" psql_check
+check "psql: \\dn, \\dt, \\copy" psql_catalog_check
 check "python: psycopg, psycopg2, asyncpg" python3 "$here/python_clients.py"
 check "interop: duckdb, pyiceberg, deltalake" python3 "$here/interop.py" "$work/wh"
 if command -v javac >/dev/null 2>&1 && [ -f /usr/share/java/postgresql.jar ]; then
