@@ -12,7 +12,7 @@ pub mod versions;
 pub use provider::{LakegateCatalog, ViewExpander};
 /// The listing filter type, for the planner's session values.
 pub mod provider_visible {
-    pub use super::provider::{Hidden, Visible};
+    pub use super::provider::{Hidden, SessionCatalog, Visible};
 }
 
 use std::collections::{BTreeMap, HashMap};

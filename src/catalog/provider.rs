@@ -172,6 +172,103 @@ impl LakegateSchema {
     }
 }
 
+/// Another catalog (an attached Iceberg REST catalog) as one session sees it: its listings show
+/// only the tables `visible` lets through and its tables lack the `hidden` columns, with
+/// objects named `catalog.schema.table` as the policies name them.
+#[derive(Clone)]
+pub struct SessionCatalog {
+    name: String,
+    inner: Arc<dyn CatalogProvider>,
+    visible: Option<Visible>,
+    hidden: Option<Hidden>,
+}
+
+impl std::fmt::Debug for SessionCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCatalog")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl SessionCatalog {
+    pub fn new(
+        name: &str,
+        inner: Arc<dyn CatalogProvider>,
+        visible: Option<Visible>,
+        hidden: Option<Hidden>,
+    ) -> Self {
+        SessionCatalog {
+            name: name.to_string(),
+            inner,
+            visible,
+            hidden,
+        }
+    }
+}
+
+impl CatalogProvider for SessionCatalog {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn schema_names(&self) -> Vec<String> {
+        self.inner.schema_names()
+    }
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        let inner = self.inner.schema(name)?;
+        Some(Arc::new(SessionSchema {
+            // The policies' name of this schema's tables: catalog.schema.table.
+            qualified: format!("{}.{name}", self.name),
+            inner,
+            visible: self.visible.clone(),
+            hidden: self.hidden.clone(),
+        }))
+    }
+}
+
+struct SessionSchema {
+    qualified: String,
+    inner: Arc<dyn SchemaProvider>,
+    visible: Option<Visible>,
+    hidden: Option<Hidden>,
+}
+
+impl std::fmt::Debug for SessionSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionSchema")
+            .field("schema", &self.qualified)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for SessionSchema {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.inner.table_names();
+        if let Some(v) = &self.visible {
+            names.retain(|t| v(&self.qualified, t));
+        }
+        names
+    }
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let table = self.inner.table(name).await?;
+        let hidden = match (&self.hidden, &table) {
+            (Some(h), Some(_)) => h(&self.qualified, name),
+            _ => vec![],
+        };
+        Ok(match table {
+            Some(t) if !hidden.is_empty() => Some(HiddenColumns::wrap(t, &hidden)),
+            other => other,
+        })
+    }
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.table_exist(name)
+    }
+}
+
 /// A table without the columns a session may not see: its schema leaves them out, so `SELECT *`,
 /// listings and name resolution never meet them; scans map the projection back. Writes go
 /// through only when they can not need a hidden column (never: refused), so rows are never

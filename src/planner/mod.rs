@@ -129,7 +129,14 @@ impl Planner {
             .build();
         let ctx = SessionContext::new_with_state(state);
         for a in self.catalog.attached() {
-            ctx.register_catalog(a.name.clone(), a);
+            let name = a.name.clone();
+            let seen = crate::catalog::provider_visible::SessionCatalog::new(
+                &name,
+                a,
+                values.visible.clone(),
+                values.hidden.clone(),
+            );
+            ctx.register_catalog(name, Arc::new(seen));
         }
         let catalog = LakegateCatalog::new(
             self.catalog.clone(),

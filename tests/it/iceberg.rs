@@ -156,8 +156,17 @@ async fn an_attached_rest_catalog_is_read_and_appended_to() {
     assert!(made.success());
     let token = tmp.path().join("token");
     std::fs::write(&token, "secret-token").expect("token file");
+    // alice may read nothing of the attached catalog: its listings must not show it either.
+    let policies = tmp.path().join("policies");
+    std::fs::create_dir_all(&policies).expect("policy dir");
+    std::fs::write(
+        policies.join("p.toml"),
+        "[[grant]]\nto = \"alice\"\non = \"public.*\"\nactions = [\"read\"]\n",
+    )
+    .expect("policy");
     let port = rest.port;
     let s = TestServer::start_with(Options::default(), |c| {
+        c.policy.dir = policies.clone();
         c.catalogs = vec![lakegate::config::CatalogConfig {
             name: "lake".into(),
             r#type: "rest".into(),
@@ -184,6 +193,18 @@ async fn an_attached_rest_catalog_is_read_and_appended_to() {
     )
     .await;
     assert_eq!(listed, 1, "the catalog's tables are listed");
+    let alice = s.connect_as("alice", "alice-pw").await.expect("alice");
+    let theirs = count(
+        &alice,
+        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = 'lake' AND table_schema = 'sales'",
+    )
+    .await;
+    assert_eq!(theirs, 0, "nothing alice may not read is listed");
+    let e = alice
+        .query("SELECT * FROM lake.sales.orders", &[])
+        .await
+        .expect_err("no grant");
+    assert_eq!(e.code().map(|c| c.code()), Some("42501"));
     let e = c
         .query("SELECT * FROM lake.sales.nope", &[])
         .await
