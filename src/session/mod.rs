@@ -883,7 +883,7 @@ impl Session {
         }
         match copy::parse(sql) {
             Ok(Some(_)) if aborted && !self.recovered => return vec![Err(aborted_error())],
-            Ok(Some(copy::Copy::Out(c))) => return vec![self.copy_out(c, aborted).await],
+            Ok(Some(copy::Copy::Out(c))) => return vec![self.copy_out(c, sql, aborted).await],
             Ok(Some(copy::Copy::In(c))) => {
                 // Audited when the rows are in (copy_in_done), or now if it cannot start.
                 *self.seen() = Seen::default();
@@ -950,12 +950,15 @@ impl Session {
 
     /// COPY ... TO STDOUT: its rows are those of the SELECT it stands for, planned, governed
     /// and audited like one.
-    async fn copy_out(&mut self, c: copy::CopyOut, aborted: bool) -> Result<Outcome> {
+    async fn copy_out(&mut self, c: copy::CopyOut, sql: &str, aborted: bool) -> Result<Outcome> {
         let mut stmts = parse(&c.query)?;
         let (Some(stmt), true) = (stmts.pop(), stmts.is_empty()) else {
             return Err(Error::Syntax("COPY takes one query".into()));
         };
-        match self.execute_one(&stmt, vec![], aborted).await? {
+        match self
+            .execute_one_as(&stmt, vec![], aborted, Some(sql))
+            .await?
+        {
             rows @ Outcome::Rows { .. } => Ok(Outcome::CopyOut {
                 rows: Box::new(rows),
                 format: c.format,
@@ -975,7 +978,10 @@ impl Session {
     ) -> Result<Outcome> {
         match kind {
             PreparedKind::Sql(stmt) => self.execute_one(stmt, params, aborted).await,
-            PreparedKind::Copy(c) => self.copy_out(c.clone(), aborted).await,
+            PreparedKind::Copy(c) => {
+                let shown = format!("COPY ({}) TO STDOUT", c.query);
+                self.copy_out(c.clone(), &shown, aborted).await
+            }
             PreparedKind::CopyIn(_) if aborted && !self.recovered => Err(aborted_error()),
             PreparedKind::CopyIn(c) => {
                 *self.seen() = Seen::default();
@@ -1015,6 +1021,17 @@ impl Session {
         params: Vec<ScalarValue>,
         aborted: bool,
     ) -> Result<Outcome> {
+        self.execute_one_as(stmt, params, aborted, None).await
+    }
+
+    /// `execute_one`, its audit record showing `shown` (the COPY a SELECT stands for) when given.
+    async fn execute_one_as(
+        &mut self,
+        stmt: &DfStatement,
+        params: Vec<ScalarValue>,
+        aborted: bool,
+        shown: Option<&str>,
+    ) -> Result<Outcome> {
         let started = std::time::Instant::now();
         *self.seen() = Seen::default();
         self.engine.refresh_policies().await;
@@ -1026,7 +1043,10 @@ impl Session {
             Err(_) if self.in_transaction => self.recovered = false,
             _ => {}
         }
-        self.audit(&stmt.to_string(), started, r)
+        let text = shown
+            .map(str::to_string)
+            .unwrap_or_else(|| stmt.to_string());
+        self.audit(&text, started, r)
     }
 
     async fn execute_one_unaudited(

@@ -688,6 +688,12 @@ async fn the_hr_example_governs_ana_hiro_and_the_auditor() {
         })
         .collect();
     assert!(got.len() >= 3, "{got:?}");
+    let copy = got
+        .iter()
+        .find(|r| r.4.starts_with("COPY"))
+        .expect("ana's COPY is recorded as the COPY");
+    assert_eq!(copy.1, "allowed");
+    assert!(copy.3.unwrap_or(0) > 0, "its rows are counted: {copy:?}");
     let select = got
         .iter()
         .find(|r| r.4.contains("SELECT region"))
