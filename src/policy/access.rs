@@ -16,6 +16,9 @@ use crate::error::Result;
 /// The hidden schema time-travel reads go through (`catalog::versions::SCHEMA`).
 const VERSIONS_SCHEMA: &str = "__lakegate_versions";
 
+/// The catalog a COPY FROM's incoming rows are read from (session::copy): not a table of anyone's.
+pub const COPY_SOURCE_CATALOG: &str = "__lakegate_copy";
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Access {
     pub reads: BTreeSet<String>,
@@ -56,9 +59,7 @@ impl Names<'_> {
                 table,
             } => (catalog.as_ref(), schema.as_ref(), table.as_ref()),
         };
-        if matches!(schema, "information_schema" | "pg_catalog")
-            || catalog == crate::session::copy::SOURCE_CATALOG
-        {
+        if matches!(schema, "information_schema" | "pg_catalog") || catalog == COPY_SOURCE_CATALOG {
             return None;
         }
         if schema == VERSIONS_SCHEMA {

@@ -572,7 +572,7 @@ impl datafusion::physical_plan::streaming::PartitionStream for Incoming {
 }
 
 /// The catalog the COPY source is registered in (policy::access does not count it as a table).
-pub const SOURCE_CATALOG: &str = "__lakegate_copy";
+use crate::policy::access::COPY_SOURCE_CATALOG as SOURCE_CATALOG;
 
 impl super::Session {
     /// Start COPY FROM STDIN: plan the INSERT over the incoming rows and start it.

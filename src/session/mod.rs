@@ -223,6 +223,22 @@ pub enum PreparedKind {
     Move(String, ast::FetchDirection),
 }
 
+/// The statements DataFusion's parser does not take, recognised first: COPY ... STDIN/STDOUT,
+/// MOVE, and the table maintenance commands.
+fn unparsed(sql: &str) -> Result<Option<PreparedKind>> {
+    if let Some(m) = cursor::parse_move(sql) {
+        let (name, direction) = m?;
+        return Ok(Some(PreparedKind::Move(name, direction)));
+    }
+    if let Some(c) = copy::parse(sql)? {
+        return Ok(Some(match c {
+            copy::Copy::Out(c) => PreparedKind::Copy(c),
+            copy::Copy::In(c) => PreparedKind::CopyIn(c),
+        }));
+    }
+    Ok(maintenance::parse(sql)?.map(PreparedKind::Maintenance))
+}
+
 /// Parse SQL text into statements (PostgreSQL dialect plus time travel).
 pub fn parse(sql: &str) -> Result<Vec<DfStatement>> {
     crate::planner::parse_sql(sql)
@@ -497,32 +513,10 @@ impl Session {
 
     /// Parse and describe a statement for the extended protocol.
     pub async fn prepare(&self, sql: &str, client_types: &[Option<DataType>]) -> Result<Prepared> {
-        if let Some(m) = cursor::parse_move(sql) {
-            let (name, direction) = m?;
+        if let Some(kind) = unparsed(sql)? {
             return Ok(Prepared {
                 sql: sql.into(),
-                statement: Some(PreparedKind::Move(name, direction)),
-                param_types: vec![],
-                schema: None,
-                names: vec![],
-            });
-        }
-        if let Some(c) = copy::parse(sql)? {
-            return Ok(Prepared {
-                sql: sql.into(),
-                statement: Some(match c {
-                    copy::Copy::Out(c) => PreparedKind::Copy(c),
-                    copy::Copy::In(c) => PreparedKind::CopyIn(c),
-                }),
-                param_types: vec![],
-                schema: None,
-                names: vec![],
-            });
-        }
-        if let Some(m) = maintenance::parse(sql)? {
-            return Ok(Prepared {
-                sql: sql.into(),
-                statement: Some(PreparedKind::Maintenance(m)),
+                statement: Some(kind),
                 param_types: vec![],
                 schema: None,
                 names: vec![],
@@ -871,45 +865,13 @@ impl Session {
     /// Run the statements of one simple-query message, stopping at the first error.
     /// `aborted`: the transaction already failed, so only COMMIT/ROLLBACK are accepted.
     pub async fn execute_simple(&mut self, sql: &str, aborted: bool) -> Vec<Result<Outcome>> {
-        if let Some(m) = cursor::parse_move(sql) {
-            let started = std::time::Instant::now();
-            *self.seen() = Seen::default();
-            let r = match m {
-                _ if aborted && !self.recovered => Err(aborted_error()),
-                Ok((name, direction)) => self.cursors.fetch(&name, &direction, true).await,
-                Err(e) => Err(e),
-            };
-            return vec![self.audit(sql, started, r)];
-        }
-        match copy::parse(sql) {
-            Ok(Some(_)) if aborted && !self.recovered => return vec![Err(aborted_error())],
-            Ok(Some(copy::Copy::Out(c))) => return vec![self.copy_out(c, sql, aborted).await],
-            Ok(Some(copy::Copy::In(c))) => {
-                // Audited when the rows are in (copy_in_done), or now if it cannot start.
-                *self.seen() = Seen::default();
-                self.engine.refresh_policies().await;
-                let started = std::time::Instant::now();
-                return vec![match self.copy_in_start(c, sql).await {
-                    Ok(o) => Ok(o),
-                    Err(e) => self.audit(sql, started, Err(e)),
-                }];
-            }
+        match unparsed(sql) {
+            Ok(Some(kind)) => return vec![self.run_unparsed(&kind, sql, aborted).await],
             Ok(None) => {}
             Err(e) => {
-                *self.seen() = Seen::default();
-                return vec![self.audit(sql, std::time::Instant::now(), Err(e))];
+                let started = self.begin_statement().await;
+                return vec![self.audit(sql, started, Err(e))];
             }
-        }
-        match maintenance::parse(sql) {
-            Ok(Some(_)) if aborted => return vec![Err(aborted_error())],
-            Ok(Some(m)) => {
-                let started = std::time::Instant::now();
-                *self.seen() = Seen::default();
-                let r = maintenance::run(self, &m).await;
-                return vec![self.audit(sql, started, r)];
-            }
-            Ok(None) => {}
-            Err(e) => return vec![Err(e)],
         }
         let stmts = match parse(sql) {
             Ok(s) => s,
@@ -970,47 +932,56 @@ impl Session {
     }
 
     /// Execute a prepared statement with bound parameter values.
+    /// `sql`: the statement's text (the audit record of those without a parsed statement).
     pub async fn execute_prepared(
         &mut self,
         kind: &PreparedKind,
+        sql: &str,
         params: Vec<ScalarValue>,
         aborted: bool,
     ) -> Result<Outcome> {
         match kind {
             PreparedKind::Sql(stmt) => self.execute_one(stmt, params, aborted).await,
-            PreparedKind::Copy(c) => {
-                let shown = format!("COPY ({}) TO STDOUT", c.query);
-                self.copy_out(c.clone(), &shown, aborted).await
-            }
-            PreparedKind::CopyIn(_) if aborted && !self.recovered => Err(aborted_error()),
-            PreparedKind::CopyIn(c) => {
-                *self.seen() = Seen::default();
-                self.engine.refresh_policies().await;
-                let started = std::time::Instant::now();
-                let sql = format!("COPY {} FROM STDIN", c.table);
-                match self.copy_in_start(c.clone(), &sql).await {
-                    Ok(o) => Ok(o),
-                    Err(e) => self.audit(&sql, started, Err(e)),
-                }
-            }
-            PreparedKind::Move(name, direction) => {
-                let started = std::time::Instant::now();
-                *self.seen() = Seen::default();
-                let r = if aborted && !self.recovered {
-                    Err(aborted_error())
-                } else {
-                    self.cursors.fetch(name, direction, true).await
-                };
-                self.audit(&format!("MOVE {direction} IN {name}"), started, r)
-            }
-            PreparedKind::Maintenance(_) if aborted => Err(aborted_error()),
-            PreparedKind::Maintenance(m) => {
-                let started = std::time::Instant::now();
-                *self.seen() = Seen::default();
-                let r = maintenance::run(self, m).await;
-                self.audit(&format!("{m:?}"), started, r)
-            }
+            other => self.run_unparsed(other, sql, aborted).await,
         }
+    }
+
+    /// A statement of `unparsed` (COPY, MOVE, maintenance), `sql` its text for the audit.
+    async fn run_unparsed(
+        &mut self,
+        kind: &PreparedKind,
+        sql: &str,
+        aborted: bool,
+    ) -> Result<Outcome> {
+        let aborted = aborted && !self.recovered;
+        match kind {
+            // Planned, governed and audited as the SELECT it stands for (shown as the COPY).
+            PreparedKind::Copy(c) => return self.copy_out(c.clone(), sql, aborted).await,
+            PreparedKind::Sql(stmt) => return self.execute_one(stmt, vec![], aborted).await,
+            _ if aborted => return Err(aborted_error()),
+            _ => {}
+        }
+        let started = self.begin_statement().await;
+        let r = match kind {
+            // Audited when its rows are in (copy_in_done), or now if it cannot start.
+            PreparedKind::CopyIn(c) => match self.copy_in_start(c.clone(), sql).await {
+                Ok(o) => return Ok(o),
+                Err(e) => Err(e),
+            },
+            PreparedKind::Move(name, direction) => self.cursors.fetch(name, direction, true).await,
+            PreparedKind::Maintenance(m) => maintenance::run(self, m).await,
+            PreparedKind::Copy(_) | PreparedKind::Sql(_) => {
+                Err(Error::internal("a parsed statement reached run_unparsed"))
+            }
+        };
+        self.audit(sql, started, r)
+    }
+
+    /// A statement starts: nothing seen yet, the policies in force re-read; its start time.
+    async fn begin_statement(&self) -> std::time::Instant {
+        *self.seen() = Seen::default();
+        self.engine.refresh_policies().await;
+        std::time::Instant::now()
     }
 
     /// Execute one statement, refusing all but the end of the transaction once it failed;
@@ -1032,9 +1003,7 @@ impl Session {
         aborted: bool,
         shown: Option<&str>,
     ) -> Result<Outcome> {
-        let started = std::time::Instant::now();
-        *self.seen() = Seen::default();
-        self.engine.refresh_policies().await;
+        let started = self.begin_statement().await;
         let aborted = aborted && !self.recovered;
         let r = self.execute_one_unaudited(stmt, params, aborted).await;
         match &r {

@@ -194,9 +194,10 @@ impl ExecutionPlan for Fence {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         match (children.pop(), children.is_empty()) {
             (Some(input), true) => Ok(fence(input, self.name)),
-            _ => Err(datafusion::error::DataFusionError::Internal(
-                "WriteInputExec takes exactly one child".into(),
-            )),
+            _ => Err(datafusion::error::DataFusionError::Internal(format!(
+                "{} takes exactly one child",
+                self.name
+            ))),
         }
     }
     fn execute(

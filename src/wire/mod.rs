@@ -792,6 +792,7 @@ impl ExtendedQueryHandler for QueryHandler {
     {
         let state = self.state(client);
         let prepared = &portal.statement.statement;
+        let sql = prepared.sql.clone();
         let Some(kind) = prepared.statement.clone() else {
             return Ok(Response::EmptyQuery);
         };
@@ -813,7 +814,7 @@ impl ExtendedQueryHandler for QueryHandler {
             .run(
                 client,
                 &state,
-                async |s| s.execute_prepared(&kind, values, aborted).await,
+                async |s| s.execute_prepared(&kind, &sql, values, aborted).await,
                 Err,
             )
             .await;
