@@ -30,6 +30,9 @@ pub type Visible = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 /// Which columns of a table a session does not see at all: (schema, table) -> columns.
 pub type Hidden = Arc<dyn Fn(&str, &str) -> Vec<String> + Send + Sync>;
 
+/// A session's PostgreSQL schemas (`pg_catalog`, `information_schema`) by name.
+pub type PgSchemas = Arc<std::sync::OnceLock<Vec<(&'static str, Arc<dyn SchemaProvider>)>>>;
+
 /// The whole database as one DataFusion catalog. Listings (information_schema, SHOW TABLES)
 /// show only the tables `visible` lets through; naming a table still reaches it (and its
 /// policies then decide).
@@ -38,8 +41,9 @@ pub struct LakegateCatalog {
     inner: Arc<Catalog>,
     visible: Option<Visible>,
     hidden: Option<Hidden>,
-    /// The session's `pg_catalog` (planner::pg_catalog), set once its context exists.
-    pg_catalog: Arc<std::sync::OnceLock<Arc<dyn SchemaProvider>>>,
+    /// The session's `pg_catalog` and `information_schema` (planner::pg_shape), by name, set
+    /// once its context exists.
+    pg_schemas: PgSchemas,
 }
 
 impl std::fmt::Debug for LakegateCatalog {
@@ -54,13 +58,21 @@ impl LakegateCatalog {
             inner,
             visible,
             hidden,
-            pg_catalog: Arc::new(std::sync::OnceLock::new()),
+            pg_schemas: Arc::new(std::sync::OnceLock::new()),
         }
     }
 
-    /// Where the session's `pg_catalog` schema goes.
-    pub fn pg_catalog_slot(&self) -> Arc<std::sync::OnceLock<Arc<dyn SchemaProvider>>> {
-        self.pg_catalog.clone()
+    /// Where the session's `pg_catalog` and `information_schema` go.
+    pub fn pg_schemas_slot(&self) -> PgSchemas {
+        self.pg_schemas.clone()
+    }
+
+    fn pg_schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        self.pg_schemas
+            .get()?
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| s.clone())
     }
 }
 
@@ -71,15 +83,15 @@ impl CatalogProvider for LakegateCatalog {
 
     fn schema_names(&self) -> Vec<String> {
         let mut names = self.inner.schema_names();
-        if self.pg_catalog.get().is_some() {
-            names.push("pg_catalog".into());
+        if let Some(pg) = self.pg_schemas.get() {
+            names.extend(pg.iter().map(|(n, _)| n.to_string()));
         }
         names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        if name == "pg_catalog" {
-            return self.pg_catalog.get().cloned();
+        if let Some(s) = self.pg_schema(name) {
+            return Some(s);
         }
         if let Some(s) = self.inner.system_schema(name) {
             return Some(s);

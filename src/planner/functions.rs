@@ -78,7 +78,33 @@ pub struct SessionValues<'a> {
     pub visible: Option<crate::catalog::provider_visible::Visible>,
     /// Which columns of a table this session does not see (None: all seen).
     pub hidden: Option<crate::catalog::provider_visible::Hidden>,
+    /// Whether the session holds a privilege (`SELECT`, `UPDATE` ...) on (schema, table), as
+    /// the policies decide (None: an administrator, every privilege).
+    pub privilege: Option<Privilege>,
+    /// Where `set_config()` leaves the settings it changes, for the session to apply.
+    pub pending_settings: PendingSettings,
 }
+
+/// Settings `set_config(name, value, is_local)` asked for, in order.
+#[derive(Clone, Default)]
+pub struct PendingSettings(Arc<std::sync::Mutex<Vec<(String, String)>>>);
+
+impl PendingSettings {
+    fn push(&self, name: &str, value: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((name.to_string(), value.to_string()));
+    }
+
+    /// What was asked since the last call.
+    pub fn take(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// (schema, table, privilege in upper case) -> held.
+pub type Privilege = Arc<dyn Fn(&str, &str, &str) -> bool + Send + Sync>;
 
 /// All functions for one session.
 pub fn session_functions(v: &SessionValues<'_>) -> Vec<ScalarUDF> {
@@ -103,15 +129,39 @@ pub fn session_functions(v: &SessionValues<'_>) -> Vec<ScalarUDF> {
             "txid_current",
             ScalarValue::Int64(Some(i64::from(v.backend_pid.max(0)) + 1000)),
         ),
+        // Every object is shown as owned by the session's own role (pg_roles' one row).
+        fixed("pg_get_userbyid", text(v.user)),
         fixed("obj_description", ScalarValue::Utf8(None)),
         fixed("col_description", ScalarValue::Utf8(None)),
         fixed("shobj_description", ScalarValue::Utf8(None)),
         fixed("pg_get_indexdef", ScalarValue::Utf8(None)),
+        // No sequences or serial columns; every collation visible.
+        fixed("pg_get_serial_sequence", ScalarValue::Utf8(None)),
+        fixed("pg_collation_is_visible", ScalarValue::Boolean(Some(true))),
         fixed("pg_get_viewdef", ScalarValue::Utf8(None)),
         fixed("pg_type_is_visible", ScalarValue::Boolean(Some(true))),
         fixed("pg_function_is_visible", ScalarValue::Boolean(Some(true))),
+        // No tablespaces, no sizes Lakegate keeps per relation.
+        fixed("pg_tablespace_location", ScalarValue::Utf8(None)),
+        fixed("pg_table_size", ScalarValue::Int64(None)),
+        fixed("pg_indexes_size", ScalarValue::Int64(None)),
+        fixed("pg_database_size", ScalarValue::Int64(None)),
+        fixed("pg_size_pretty", ScalarValue::Utf8(None)),
         AsyncScalarUDF::new(Arc::new(PgSleep::default())).into_scalar_udf(),
+        has_privilege("has_table_privilege", v),
+        has_privilege("has_any_column_privilege", v),
+        has_privilege("has_column_privilege", v),
         ScalarUDF::new_from_impl(CurrentSetting::new(&v.settings)),
+        ScalarUDF::new_from_impl(LikeEscape {
+            signature: Signature::any(2, Volatility::Immutable),
+        }),
+        ScalarUDF::new_from_impl(JsonBuildObject {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }),
+        ScalarUDF::new_from_impl(SetConfig {
+            pending: v.pending_settings.clone(),
+            signature: Signature::any(3, Volatility::Volatile),
+        }),
     ]
 }
 
@@ -260,5 +310,323 @@ impl AsyncScalarUDFImpl for PgSleep {
             tokio::time::sleep(Duration::from_secs_f64(seconds.min(1.0e7))).await;
         }
         Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
+    }
+}
+
+/// `has_table_privilege([user,] table, privilege)` and its column forms, answered from the
+/// policies for the session's principal (PostgreSQL: true when any listed privilege is held).
+/// A table given by oid is one the session's pg_catalog listed, so readable; other privileges
+/// on an oid are not known here and answer false (fail closed).
+struct HasPrivilege {
+    name: &'static str,
+    schema: String,
+    privilege: Option<Privilege>,
+    signature: Signature,
+}
+
+impl std::fmt::Debug for HasPrivilege {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HasPrivilege")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl PartialEq for HasPrivilege {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.schema == other.schema
+    }
+}
+impl Eq for HasPrivilege {}
+impl std::hash::Hash for HasPrivilege {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+        self.schema.hash(state);
+    }
+}
+
+fn has_privilege(name: &'static str, v: &SessionValues<'_>) -> ScalarUDF {
+    ScalarUDF::new_from_impl(HasPrivilege {
+        name,
+        schema: v.schema.to_string(),
+        privilege: v.privilege.clone(),
+        signature: Signature::variadic_any(Volatility::Stable),
+    })
+}
+
+/// `a.b` / `"A".b` / `b` as (schema, table), unquoted parts lower-cased.
+fn qualified(name: &str, default_schema: &str) -> (String, String) {
+    let parts: Vec<String> = name
+        .split('.')
+        .map(|p| {
+            let p = p.trim();
+            match p.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+                Some(q) => q.replace("\"\"", "\""),
+                None => p.to_ascii_lowercase(),
+            }
+        })
+        .collect();
+    match parts.as_slice() {
+        [.., s, t] => (s.clone(), t.clone()),
+        [t] => (default_schema.to_string(), t.clone()),
+        [] => (default_schema.to_string(), String::new()),
+    }
+}
+
+impl HasPrivilege {
+    fn holds(&self, table: &ScalarValue, privileges: &str) -> bool {
+        let wanted: Vec<String> = privileges
+            .split(',')
+            .map(|p| {
+                p.trim()
+                    .trim_end_matches("WITH GRANT OPTION")
+                    .trim_end_matches("with grant option")
+                    .trim()
+                    .to_ascii_uppercase()
+            })
+            .collect();
+        match table {
+            ScalarValue::Utf8(Some(t)) | ScalarValue::LargeUtf8(Some(t)) => {
+                let (schema, table) = qualified(t, &self.schema);
+                wanted.iter().any(|p| match &self.privilege {
+                    None => true,
+                    Some(f) => f(&schema, &table, p),
+                })
+            }
+            ScalarValue::Null => false,
+            other if other.is_null() => false,
+            _ => {
+                self.privilege.is_none()
+                    || wanted.iter().any(|p| p == "SELECT" || p == "REFERENCES")
+            }
+        }
+    }
+}
+
+impl ScalarUDFImpl for HasPrivilege {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let n = args.number_rows;
+        // (table, priv) / (user, table, priv) / (table, column, priv) / (user, table, column, priv):
+        // the table is the first text-or-oid argument after an optional user name.
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let (table_at, privilege_at) = match (self.name, arrays.len()) {
+            ("has_column_privilege", 4) => (1, 3),
+            ("has_column_privilege", 3) => (0, 2),
+            (_, 3) => (1, 2),
+            (_, 2) => (0, 1),
+            _ => {
+                return Err(Error::UndefinedFunction(format!(
+                    "function {}() does not exist with {} arguments",
+                    self.name,
+                    arrays.len()
+                ))
+                .into());
+            }
+        };
+        let out = (0..n)
+            .map(|i| {
+                let table = ScalarValue::try_from_array(&arrays[table_at], i)?;
+                let privilege = ScalarValue::try_from_array(&arrays[privilege_at], i)?;
+                Ok(match privilege {
+                    ScalarValue::Utf8(Some(p)) | ScalarValue::LargeUtf8(Some(p)) => {
+                        Some(self.holds(&table, &p))
+                    }
+                    _ => None,
+                })
+            })
+            .collect::<DfResult<datafusion::arrow::array::BooleanArray>>()?;
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `set_config(name, value, is_local)`: answers the value and leaves the change for the session,
+/// which applies it after the statement as `SET` would (the UDF cannot reach the session).
+struct SetConfig {
+    pending: PendingSettings,
+    signature: Signature,
+}
+
+impl std::fmt::Debug for SetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SetConfig")
+    }
+}
+impl PartialEq for SetConfig {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for SetConfig {}
+impl std::hash::Hash for SetConfig {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        "set_config".hash(state);
+    }
+}
+
+impl ScalarUDFImpl for SetConfig {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn name(&self) -> &str {
+        "set_config"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let text = |i: usize, row: usize| -> DfResult<Option<String>> {
+            Ok(match ScalarValue::try_from_array(&arrays[i], row)? {
+                ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v) => v,
+                ScalarValue::Null => None,
+                other => Some(other.to_string()),
+            })
+        };
+        let mut out = Vec::with_capacity(args.number_rows);
+        for row in 0..args.number_rows {
+            let (Some(name), value) = (text(0, row)?, text(1, row)?) else {
+                return Err(
+                    Error::InvalidParameter("SET requires parameter name".to_string()).into(),
+                );
+            };
+            let value = value.unwrap_or_default();
+            self.pending.push(&name, &value);
+            out.push(Some(value));
+        }
+        Ok(ColumnarValue::Array(Arc::new(
+            datafusion::arrow::array::StringArray::from(out),
+        )))
+    }
+}
+
+/// `json_build_object(k1, v1, ...)` (SQLAlchemy's column reflection): the JSON text of an object
+/// of the given keys and values; numbers and booleans stay JSON numbers and booleans.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct JsonBuildObject {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for JsonBuildObject {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn name(&self) -> &str {
+        "json_build_object"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        if !args.args.len().is_multiple_of(2) {
+            return Err(Error::InvalidParameter(
+                "argument list must have even number of elements".into(),
+            )
+            .into());
+        }
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let mut out = Vec::with_capacity(args.number_rows);
+        for row in 0..args.number_rows {
+            let mut object = serde_json::Map::new();
+            for pair in arrays.chunks(2) {
+                let key = ScalarValue::try_from_array(&pair[0], row)?;
+                if key.is_null() {
+                    return Err(Error::InvalidParameter(
+                        "null value not allowed for object key".into(),
+                    )
+                    .into());
+                }
+                let key = match key {
+                    ScalarValue::Utf8(Some(k)) | ScalarValue::LargeUtf8(Some(k)) => k,
+                    other => other.to_string(),
+                };
+                let value = match ScalarValue::try_from_array(&pair[1], row)? {
+                    v if v.is_null() => serde_json::Value::Null,
+                    ScalarValue::Boolean(Some(b)) => serde_json::Value::Bool(b),
+                    ScalarValue::Int8(Some(v)) => v.into(),
+                    ScalarValue::Int16(Some(v)) => v.into(),
+                    ScalarValue::Int32(Some(v)) => v.into(),
+                    ScalarValue::Int64(Some(v)) => v.into(),
+                    ScalarValue::Float64(Some(v)) => v.into(),
+                    ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => s.into(),
+                    other => other.to_string().into(),
+                };
+                object.insert(key, value);
+            }
+            out.push(Some(serde_json::Value::Object(object).to_string()));
+        }
+        Ok(ColumnarValue::Array(Arc::new(
+            datafusion::arrow::array::StringArray::from(out),
+        )))
+    }
+}
+
+/// `lakegate_like_escape(pattern, c)`: a LIKE pattern escaped with `c` rewritten to escape with
+/// backslash (planner::pg_catalog turns `LIKE p ESCAPE 'c'` into it).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct LikeEscape {
+    signature: Signature,
+}
+
+fn with_backslash_escapes(pattern: &str, escape: char) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(ch) = chars.next() {
+        if ch == escape {
+            if let Some(next) = chars.next() {
+                out.push('\\');
+                out.push(next);
+            }
+        } else if ch == '\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+impl ScalarUDFImpl for LikeEscape {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn name(&self) -> &str {
+        "lakegate_like_escape"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let escape = match args.args.get(1) {
+            Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(c)))) => c.chars().next(),
+            _ => None,
+        };
+        let Some(escape) = escape else {
+            return Err(Error::InvalidParameter("invalid escape string".into()).into());
+        };
+        match args.args.first() {
+            Some(v) => map_text(v, |p| Ok(Some(with_backslash_escapes(p, escape)))),
+            None => Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None))),
+        }
     }
 }

@@ -4,11 +4,13 @@
 
 pub mod dialect;
 pub mod functions;
+pub mod known_queries;
 pub mod names;
 pub mod not_null;
 pub mod pg_cast;
 pub mod pg_catalog;
 pub mod pg_semantics;
+pub mod pg_shape;
 pub mod pg_text;
 pub mod time_travel;
 pub mod types;
@@ -110,7 +112,7 @@ impl Planner {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema(&self.database, values.schema)
             .with_create_default_catalog_and_schema(false)
-            .with_information_schema(true)
+            .with_information_schema(false)
             .set_str("datafusion.sql_parser.dialect", "PostgreSQL")
             .set_bool("datafusion.sql_parser.enable_ident_normalization", true)
             // 1.5 is numeric in PostgreSQL, not double precision.
@@ -143,9 +145,9 @@ impl Planner {
             values.visible.clone(),
             values.hidden.clone(),
         );
-        let pg_slot = catalog.pg_catalog_slot();
+        let pg_slot = catalog.pg_schemas_slot();
         ctx.register_catalog(&self.database, Arc::new(catalog));
-        match pg_catalog::schema(&ctx).and_then(|s| {
+        match pg_catalog::schemas(&ctx).and_then(|s| {
             pg_catalog::register_functions(&ctx)?;
             Ok(s)
         }) {
@@ -204,7 +206,7 @@ fn with_time_travel(stmt: DFStatement, schema: &str, database: &str) -> Result<D
 /// Parse SQL text (PostgreSQL dialect plus table versions) into statements.
 pub fn parse_sql(sql: &str) -> Result<Vec<DFStatement>> {
     let dialect = dialect::LakegateDialect::default();
-    let sql = dialect::normalize(sql)?;
+    let sql = dialect::normalize(known_queries::replace(sql).unwrap_or(sql))?;
     let mut parser = datafusion::sql::parser::DFParserBuilder::new(sql.as_str())
         .with_dialect(&dialect)
         .build()?;
@@ -243,6 +245,8 @@ impl ViewExpander for Planner {
             visible: None,
             // A view's plan sees every column; the secure scan on its tables nulls the denied.
             hidden: None,
+            privilege: None,
+            pending_settings: Default::default(),
         };
         let ctx = self.new_context(&values);
         let stmt = parse_sql(sql)?

@@ -19,9 +19,28 @@ pub fn extra_sql_type(t: &ast::DataType) -> Option<DataType> {
         S::Time(_, _) => Some(DataType::Time64(TimeUnit::Microsecond)),
         // No native Arrow/Delta type: kept as text.
         S::Uuid | S::JSON | S::JSONB => Some(DataType::Utf8),
+        S::Regclass => Some(DataType::Int32),
         S::Custom(name, _) => match name.to_string().to_ascii_lowercase().as_str() {
             "name" | "citext" | "bpchar" | "pg_catalog.text" => Some(DataType::Utf8),
             "timestamptz" => Some(DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()))),
+            // Object identifiers and their reg* aliases are plain oids here (drivers cast
+            // pg_catalog columns to them and back).
+            "oid"
+            | "regclass"
+            | "regtype"
+            | "regproc"
+            | "regprocedure"
+            | "regnamespace"
+            | "regrole"
+            | "regoper"
+            | "regoperator"
+            | "regconfig"
+            | "pg_catalog.oid"
+            | "pg_catalog.regclass"
+            | "pg_catalog.regtype"
+            | "pg_catalog.regproc"
+            | "pg_catalog.regnamespace"
+            | "pg_catalog.regrole" => Some(DataType::Int32),
             _ => None,
         },
         _ => None,
@@ -176,6 +195,52 @@ pub fn field_pg_type(f: &Field) -> Option<&str> {
     }
 }
 
+/// Parameters written `$n::oid` / `$n::oid[]` (and the reg* aliases): their fields say so, so the
+/// wire describes them as oid, not integer (asyncpg's introspection must not need itself).
+pub fn mark_oid_params(stmt: &datafusion::sql::parser::Statement, params: &mut [Field]) {
+    use datafusion::sql::parser::Statement as S;
+    let S::Statement(s) = stmt else { return };
+    fn oid_name(t: &ast::DataType) -> bool {
+        match t {
+            ast::DataType::Regclass => true,
+            ast::DataType::Custom(n, _) => matches!(
+                n.to_string()
+                    .to_ascii_lowercase()
+                    .trim_start_matches("pg_catalog."),
+                "oid" | "regclass" | "regtype" | "regproc" | "regnamespace" | "regrole"
+            ),
+            _ => false,
+        }
+    }
+    let _ = ast::visit_expressions(s.as_ref(), |e: &ast::Expr| {
+        if let ast::Expr::Cast {
+            expr, data_type, ..
+        } = e
+            && let ast::Expr::Value(v) = expr.as_ref()
+            && let ast::Value::Placeholder(p) = &v.value
+            && let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
+            && let Some(field) = n.checked_sub(1).and_then(|i| params.get_mut(i))
+        {
+            let mark = match data_type {
+                ast::DataType::Array(ast::ArrayElemTypeDef::SquareBracket(t, _))
+                | ast::DataType::Array(ast::ArrayElemTypeDef::AngleBracket(t))
+                    if oid_name(t) =>
+                {
+                    Some("oid[]")
+                }
+                t if oid_name(t) => Some("oid"),
+                _ => None,
+            };
+            if let Some(mark) = mark {
+                let mut md = field.metadata().clone();
+                md.insert(PG_TYPE_KEY.to_string(), mark.to_string());
+                *field = field.clone().with_metadata(md);
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
 /// The declared length of a `varchar(n)` / `char(n)` field, and its PostgreSQL type name.
 pub fn field_max_length(f: &Field) -> Option<(usize, &'static str)> {
     let t = f.metadata().get(PG_TYPE_KEY)?;
@@ -187,6 +252,68 @@ pub fn field_max_length(f: &Field) -> Option<(usize, &'static str)> {
         _ => return None,
     };
     Some((n, name))
+}
+
+/// The PostgreSQL type of a (canonical) Arrow type (the wire's RowDescription and pg_attribute
+/// agree through this).
+pub fn pg_type(dt: &DataType) -> pgwire::api::Type {
+    use DataType as D;
+    use pgwire::api::Type;
+    match super::pg_text::canonical(dt) {
+        D::Boolean => Type::BOOL,
+        D::Int16 => Type::INT2,
+        D::Int32 => Type::INT4,
+        D::Int64 => Type::INT8,
+        D::Decimal128(..) => Type::NUMERIC,
+        D::Float32 => Type::FLOAT4,
+        D::Float64 => Type::FLOAT8,
+        D::Utf8 | D::Null => Type::TEXT,
+        D::Binary => Type::BYTEA,
+        D::Date32 => Type::DATE,
+        D::Time64(_) => Type::TIME,
+        D::Timestamp(_, None) => Type::TIMESTAMP,
+        D::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
+        D::Interval(_) | D::Duration(_) => Type::INTERVAL,
+        D::List(f) => match pg_type(f.data_type()) {
+            Type::BOOL => Type::BOOL_ARRAY,
+            Type::INT2 => Type::INT2_ARRAY,
+            Type::INT4 => Type::INT4_ARRAY,
+            Type::INT8 => Type::INT8_ARRAY,
+            Type::NUMERIC => Type::NUMERIC_ARRAY,
+            Type::FLOAT4 => Type::FLOAT4_ARRAY,
+            Type::FLOAT8 => Type::FLOAT8_ARRAY,
+            Type::BYTEA => Type::BYTEA_ARRAY,
+            Type::DATE => Type::DATE_ARRAY,
+            Type::TIME => Type::TIME_ARRAY,
+            Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
+            Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
+            Type::INTERVAL => Type::INTERVAL_ARRAY,
+            _ => Type::TEXT_ARRAY,
+        },
+        _ => Type::TEXT,
+    }
+}
+
+/// The PostgreSQL type of a result field: its type override (uuid, json ...) or its Arrow type's.
+pub fn pg_type_of(field: &Field) -> pgwire::api::Type {
+    use pgwire::api::Type;
+    // Object identifiers are stored as integers; a parameter cast to oid says so.
+    match (
+        field.metadata().get(PG_TYPE_KEY).map(String::as_str),
+        field.data_type(),
+    ) {
+        (Some("oid"), DataType::Int32 | DataType::Int64) => return Type::OID,
+        (Some("oid[]"), DataType::List(_)) => return Type::OID_ARRAY,
+        _ => {}
+    }
+    match crate::planner::types::field_pg_type(field) {
+        Some("uuid") => Type::UUID,
+        Some("json") => Type::JSON,
+        Some("jsonb") => Type::JSONB,
+        Some("varchar") => Type::VARCHAR,
+        Some("bpchar") => Type::BPCHAR,
+        _ => pg_type(field.data_type()),
+    }
 }
 
 #[cfg(test)]

@@ -246,6 +246,8 @@ pub fn parse(sql: &str) -> Result<Vec<DfStatement>> {
 
 /// One client connection's state.
 pub struct Session {
+    /// What `set_config()` calls of the last statement asked for, applied after it.
+    pending_settings: crate::planner::functions::PendingSettings,
     engine: Arc<Engine>,
     principal: Principal,
     ctx: SessionContext,
@@ -326,8 +328,16 @@ impl Session {
             claimed,
         };
         let settings = Settings::new(user, principal.admin, engine.max_connections);
-        let ctx = Self::build_context(&engine, &principal, &settings, backend_pid);
+        let pending_settings = crate::planner::functions::PendingSettings::default();
+        let ctx = Self::build_context(
+            &engine,
+            &principal,
+            &settings,
+            backend_pid,
+            &pending_settings,
+        );
         Session {
+            pending_settings,
             engine,
             principal,
             ctx,
@@ -360,6 +370,7 @@ impl Session {
         p: &Principal,
         settings: &Settings,
         pid: i32,
+        pending_settings: &crate::planner::functions::PendingSettings,
     ) -> SessionContext {
         let catalog = engine.planner.catalog();
         let schema = settings
@@ -396,14 +407,39 @@ impl Session {
                 policies.denied_columns(&subject, &object, &stored)
             }))
         };
+        let privilege: Option<crate::planner::functions::Privilege> = if p.admin {
+            None
+        } else {
+            let in_force = engine.policies.clone();
+            let subject = p.subject();
+            Some(Arc::new(
+                move |schema: &str, table: &str, privilege: &str| {
+                    let object = format!("{schema}.{table}");
+                    let policies = in_force.read().unwrap_or_else(|e| e.into_inner()).clone();
+                    let any = |actions: &[Action]| {
+                        actions
+                            .iter()
+                            .any(|a| policies.allows(&subject, &object, *a))
+                    };
+                    match privilege {
+                        "SELECT" | "REFERENCES" => any(&[Action::Read, Action::Admin]),
+                        "INSERT" | "DELETE" | "TRUNCATE" => any(&[Action::Write, Action::Admin]),
+                        "UPDATE" => any(&[Action::Update, Action::Write, Action::Admin]),
+                        _ => false,
+                    }
+                },
+            ))
+        };
         let values = SessionValues {
             user: &p.name,
             database: engine.planner.database(),
             schema: &schema,
             backend_pid: pid,
             settings: settings.all(),
+            pending_settings: pending_settings.clone(),
             visible,
             hidden,
+            privilege,
         };
         let ctx = engine.planner.new_context(&values);
         ctx.register_udf(crate::policy::status_udf(engine.watch.status.clone()));
@@ -416,6 +452,7 @@ impl Session {
             &self.principal,
             &self.settings,
             self.backend_pid,
+            &self.pending_settings,
         );
     }
 
@@ -550,7 +587,8 @@ impl Session {
                     };
                 }
             };
-            let params = param_types_of(&plan, client_types)?;
+            let mut params = param_types_of(&plan, client_types)?;
+            crate::planner::types::mark_oid_params(&stmt, &mut params);
             if is_dml(&stmt) {
                 (None, vec![], params)
             } else {
@@ -1124,7 +1162,31 @@ impl Session {
         if out.is_ok() && self.in_transaction && is_write(stmt) && !is_deferred(stmt) {
             self.writes_in_transaction += 1;
         }
-        out
+        let applied = self.apply_pending_settings();
+        match (out, applied) {
+            (Ok(o), Ok(())) => Ok(o),
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        }
+    }
+
+    /// `SELECT set_config(name, value, is_local)`: the statement answered the value; the
+    /// setting changes as `SET` would change it (a role through the same checks as SET ROLE).
+    fn apply_pending_settings(&mut self) -> Result<()> {
+        let pending = self.pending_settings.take();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        for (name, value) in pending {
+            if name.eq_ignore_ascii_case("role")
+                || name.eq_ignore_ascii_case("session_authorization")
+            {
+                self.set_role(&value)?;
+            } else {
+                self.settings.set(&name, &value)?;
+            }
+        }
+        self.rebuild_context();
+        Ok(())
     }
 
     async fn dispatch(&mut self, stmt: &DfStatement, params: Vec<ScalarValue>) -> Result<Outcome> {
@@ -1319,6 +1381,15 @@ impl Session {
                     "DISCARD {object_type}"
                 ))))
             }
+            // SQL-level prepared statements are not kept (PREPARE is refused), so there is
+            // nothing to free; drivers send DEALLOCATE ALL when they reset (psycopg).
+            S::Deallocate { name, .. } => Ok(Outcome::Command(CommandTag::new(
+                if name.value.eq_ignore_ascii_case("all") {
+                    "DEALLOCATE ALL"
+                } else {
+                    "DEALLOCATE"
+                },
+            ))),
             other => Err(Error::unsupported(format!(
                 "statement not supported: {}",
                 statement_keyword(&other.to_string())
@@ -1588,6 +1659,11 @@ impl Session {
                 "permission denied to set role \"{r}\""
             )))
         }
+    }
+
+    /// The rows' schema of the open SQL cursor `name`.
+    pub fn cursor_schema(&self, name: &str) -> Option<SchemaRef> {
+        self.cursors.schema_of(name)
     }
 
     fn utility_schema(&self, stmt: &DfStatement) -> Option<SchemaRef> {

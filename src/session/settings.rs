@@ -35,6 +35,7 @@ const SETTABLE: &[(&str, &str)] = &[
     ("lock_timeout", "0"),
     ("idle_in_transaction_session_timeout", "0"),
     ("standard_conforming_strings", "on"),
+    ("default_table_access_method", "heap"),
     ("transaction_isolation", "read committed"),
     ("default_transaction_isolation", "read committed"),
     ("transaction_read_only", "off"),

@@ -9,9 +9,8 @@
 use bytes::{BufMut, BytesMut};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Decimal128Array};
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, DurationMicrosecondType, Field, Float32Type, Float64Type, Int16Type,
-    Int32Type, Int64Type, IntervalMonthDayNanoType, Time64MicrosecondType,
-    TimestampMicrosecondType,
+    DataType, Date32Type, DurationMicrosecondType, Float32Type, Float64Type, Int16Type, Int32Type,
+    Int64Type, IntervalMonthDayNanoType, Time64MicrosecondType, TimestampMicrosecondType,
 };
 use datafusion::arrow::record_batch::RecordBatch;
 use pgwire::api::Type;
@@ -27,55 +26,7 @@ const PG_EPOCH_DAYS: i32 = 10_957;
 /// Microseconds from 1970-01-01 to 2000-01-01.
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
-/// The PostgreSQL type of a (canonical) Arrow type.
-pub fn pg_type(dt: &DataType) -> Type {
-    use DataType as D;
-    match canonical(dt) {
-        D::Boolean => Type::BOOL,
-        D::Int16 => Type::INT2,
-        D::Int32 => Type::INT4,
-        D::Int64 => Type::INT8,
-        D::Decimal128(..) => Type::NUMERIC,
-        D::Float32 => Type::FLOAT4,
-        D::Float64 => Type::FLOAT8,
-        D::Utf8 | D::Null => Type::TEXT,
-        D::Binary => Type::BYTEA,
-        D::Date32 => Type::DATE,
-        D::Time64(_) => Type::TIME,
-        D::Timestamp(_, None) => Type::TIMESTAMP,
-        D::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
-        D::Interval(_) | D::Duration(_) => Type::INTERVAL,
-        D::List(f) => match pg_type(f.data_type()) {
-            Type::BOOL => Type::BOOL_ARRAY,
-            Type::INT2 => Type::INT2_ARRAY,
-            Type::INT4 => Type::INT4_ARRAY,
-            Type::INT8 => Type::INT8_ARRAY,
-            Type::NUMERIC => Type::NUMERIC_ARRAY,
-            Type::FLOAT4 => Type::FLOAT4_ARRAY,
-            Type::FLOAT8 => Type::FLOAT8_ARRAY,
-            Type::BYTEA => Type::BYTEA_ARRAY,
-            Type::DATE => Type::DATE_ARRAY,
-            Type::TIME => Type::TIME_ARRAY,
-            Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
-            Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
-            Type::INTERVAL => Type::INTERVAL_ARRAY,
-            _ => Type::TEXT_ARRAY,
-        },
-        _ => Type::TEXT,
-    }
-}
-
-/// The PostgreSQL type of a result field: its type override (uuid, json ...) or its Arrow type's.
-pub fn pg_type_of(field: &Field) -> Type {
-    match crate::planner::types::field_pg_type(field) {
-        Some("uuid") => Type::UUID,
-        Some("json") => Type::JSON,
-        Some("jsonb") => Type::JSONB,
-        Some("varchar") => Type::VARCHAR,
-        Some("bpchar") => Type::BPCHAR,
-        _ => pg_type(field.data_type()),
-    }
-}
+pub use crate::planner::types::{pg_type, pg_type_of};
 
 /// Cast a batch's columns to their canonical types.
 pub fn canonicalize(batch: &RecordBatch) -> Result<Vec<ArrayRef>> {

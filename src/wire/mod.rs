@@ -771,7 +771,19 @@ impl ExtendedQueryHandler for QueryHandler {
                     parameters: None,
                     fields: vec![],
                 },
-                None => return Err(PgWireError::PortalNotFound(name.to_owned())),
+                // psycopg describes `DECLARE name CURSOR ...`'s cursor as a portal: in
+                // PostgreSQL SQL cursors and portals are one namespace.
+                None => {
+                    let state = self.state(client);
+                    let schema = state.session.lock().await.cursor_schema(name);
+                    match schema {
+                        Some(schema) => Description {
+                            parameters: None,
+                            fields: field_infos(&schema, &[], &Format::UnifiedText),
+                        },
+                        None => return Err(PgWireError::PortalNotFound(name.to_owned())),
+                    }
+                }
             },
             other => return Err(PgWireError::InvalidTargetType(other)),
         };

@@ -271,6 +271,7 @@ fn array_element(t: &Type) -> Option<Type> {
         Type::INT2_ARRAY => Type::INT2,
         Type::INT4_ARRAY => Type::INT4,
         Type::INT8_ARRAY => Type::INT8,
+        Type::OID_ARRAY => Type::OID,
         Type::FLOAT4_ARRAY => Type::FLOAT4,
         Type::FLOAT8_ARRAY => Type::FLOAT8,
         Type::NUMERIC_ARRAY => Type::NUMERIC,

@@ -66,5 +66,24 @@ else
   failed=$((failed + 1)); echo "FAIL node-postgres: run npm ci in tests/clients/node"
 fi
 
+# The catalog matrix: the same driver checks against a real PostgreSQL 15 (the oracle, started
+# here on a temp cluster as the postgres user when run as root) and against lakegate.
+catalog_matrix() {
+  local pgbin=/usr/lib/postgresql/15/bin pgdir="$work/oracle" runas=()
+  [ -x "$pgbin/postgres" ] || { echo "PostgreSQL 15 server missing (scripts/install-test-deps)"; return 1; }
+  mkdir -p "$pgdir"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$pgdir" "$work"; runas=(runuser -u postgres --); fi
+  "${runas[@]}" "$pgbin/initdb" -D "$pgdir/data" -U postgres --auth=trust -E UTF8 >/dev/null || return 1
+  local oport=$((port + 1))
+  "${runas[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -w -l "$pgdir/log" \
+    -o "-p $oport -k $pgdir -c listen_addresses=127.0.0.1" start >/dev/null || { cat "$pgdir/log"; return 1; }
+  python3 "$here/catalog_matrix.py" "postgresql://postgres@127.0.0.1:$oport/postgres" \
+    "postgresql://$PGUSER:$PGPASSWORD@127.0.0.1:$port/$PGDATABASE"
+  local rc=$?
+  "${runas[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null
+  return $rc
+}
+check "catalog matrix vs PostgreSQL 15: SQLAlchemy, pandas, asyncpg, psycopg, psqlODBC" catalog_matrix
+
 echo "clients: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
