@@ -393,7 +393,6 @@ impl HasPrivilege {
                     Some(f) => f(&schema, &table, p),
                 })
             }
-            ScalarValue::Null => false,
             other if other.is_null() => false,
             _ => {
                 self.privilege.is_none()

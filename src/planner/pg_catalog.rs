@@ -132,10 +132,7 @@ pub fn rewrite(stmt: datafusion::sql::parser::Statement) -> datafusion::sql::par
             // query of catalog tables only they answer NULL, as datafusion-postgres does; never
             // in a query over data, whose answers must not change.
             if only_catalog_tables(&s) {
-                s = r::RemoveSubqueryFromProjection.rewrite(s);
-                s = EmptyArraySubquery.rewrite(s);
-                s = r::AliasDuplicatedProjectionRewrite.rewrite(s);
-                alias_repeated_items(&mut s);
+                s = catalog_only(r::RemoveSubqueryFromProjection.rewrite(s));
             }
             S::Statement(Box::new(s))
         }
@@ -443,19 +440,13 @@ pub fn known_catalog_queries(
     let compat = COMPAT.get_or_init(datafusion_pg_catalog::sql::PostgresCompatibilityParser::new);
     match compat.parse(sql) {
         Ok(theirs) if theirs.len() == ours.len() => {
-            use datafusion_pg_catalog::sql::rules::{
-                AliasDuplicatedProjectionRewrite, SqlStatementRewriteRule,
-            };
+            use datafusion_pg_catalog::sql::rules::SqlStatementRewriteRule;
             // Their rules can leave two NULL columns behind (removed subqueries): name them.
             let theirs: Vec<S> = theirs
                 .into_iter()
-                .map(|s| {
-                    let mut s = SubscriptsAndEscapes.rewrite(s);
-                    s = EmptyArraySubquery.rewrite(s);
-                    s = AliasDuplicatedProjectionRewrite.rewrite(s);
-                    alias_repeated_items(&mut s);
-                    S::Statement(Box::new(s))
-                })
+                // Their parser applied their rules, not ours: ours that they lack, then the
+                // catalog-only ones.
+                .map(|s| S::Statement(Box::new(catalog_only(SubscriptsAndEscapes.rewrite(s)))))
                 .collect();
             // Theirs must still read catalog tables only.
             if theirs
@@ -497,36 +488,51 @@ fn null_nested_subqueries(items: &mut [datafusion::sql::sqlparser::ast::SelectIt
 
 /// Give repeated unnamed select items (`NULL, NULL` in psql's publication query) their own
 /// names, as PostgreSQL does (`?column?`); DataFusion needs output names to differ.
-fn alias_repeated_items(s: &mut datafusion::sql::sqlparser::ast::Statement) {
-    use datafusion::sql::sqlparser::ast::{Ident, SelectItem, SetExpr, Statement};
-    fn set(e: &mut SetExpr) {
+fn alias_repeated_items(items: &mut [datafusion::sql::sqlparser::ast::SelectItem]) {
+    use datafusion::sql::sqlparser::ast::{Ident, SelectItem};
+    let mut seen = std::collections::HashSet::new();
+    for (i, item) in items.iter_mut().enumerate() {
+        if let SelectItem::UnnamedExpr(expr) = item {
+            let text = expr.to_string();
+            if !seen.insert(text) {
+                *item = SelectItem::ExprWithAlias {
+                    expr: expr.clone(),
+                    alias: Ident::new(format!("?column{i}?")),
+                };
+            }
+        }
+    }
+}
+
+/// The rewrites of a statement that reads catalog tables only, after either parser: `ARRAY(SELECT
+/// ...)` empty, duplicate output names made distinct, and in each select of its top-level query
+/// (union branches too) nested subqueries NULL and repeated unnamed items named.
+fn catalog_only(
+    s: datafusion::sql::sqlparser::ast::Statement,
+) -> datafusion::sql::sqlparser::ast::Statement {
+    use datafusion::sql::sqlparser::ast::{SetExpr, Statement};
+    use datafusion_pg_catalog::sql::rules::{
+        AliasDuplicatedProjectionRewrite, SqlStatementRewriteRule,
+    };
+    fn selects(e: &mut SetExpr) {
         match e {
             SetExpr::Select(sel) => {
                 null_nested_subqueries(&mut sel.projection);
-                let mut seen = std::collections::HashSet::new();
-                for (i, item) in sel.projection.iter_mut().enumerate() {
-                    if let SelectItem::UnnamedExpr(expr) = item {
-                        let text = expr.to_string();
-                        if !seen.insert(text) {
-                            *item = SelectItem::ExprWithAlias {
-                                expr: expr.clone(),
-                                alias: Ident::new(format!("?column{i}?")),
-                            };
-                        }
-                    }
-                }
+                alias_repeated_items(&mut sel.projection);
             }
             SetExpr::SetOperation { left, right, .. } => {
-                set(left);
-                set(right);
+                selects(left);
+                selects(right);
             }
-            SetExpr::Query(q) => set(&mut q.body),
+            SetExpr::Query(q) => selects(&mut q.body),
             _ => {}
         }
     }
-    if let Statement::Query(q) = s {
-        set(&mut q.body);
+    let mut s = AliasDuplicatedProjectionRewrite.rewrite(EmptyArraySubquery.rewrite(s));
+    if let Statement::Query(q) = &mut s {
+        selects(&mut q.body);
     }
+    s
 }
 
 /// `pg_get_function_result(oid)` / `pg_get_function_arguments(oid)` / `pg_get_function_identity_arguments(oid)`
@@ -547,20 +553,36 @@ fn signatures() -> &'static Signatures {
     SIGS.get_or_init(|| build_signatures().unwrap_or_default())
 }
 
+/// (oid, typname, typarray) of every type in the static pg_type.
+fn static_types() -> Option<Vec<(i32, String, i32)>> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::Int32Type;
+    let tables = static_tables().ok()?;
+    let mut out = vec![];
+    for b in tables.pg_type.data() {
+        let oid = b.column_by_name("oid")?.as_primitive_opt::<Int32Type>()?;
+        let name = b.column_by_name("typname")?.as_string_opt::<i32>()?;
+        let array = b
+            .column_by_name("typarray")?
+            .as_primitive_opt::<Int32Type>()?;
+        for i in 0..b.num_rows() {
+            if oid.is_valid(i) && name.is_valid(i) {
+                let array = if array.is_valid(i) { array.value(i) } else { 0 };
+                out.push((oid.value(i), name.value(i).to_string(), array));
+            }
+        }
+    }
+    Some(out)
+}
+
 fn build_signatures() -> Option<Signatures> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::Int32Type;
     let tables = static_tables().ok()?;
-    let mut types = std::collections::HashMap::<i32, String>::new();
-    for b in tables.pg_type.data() {
-        let oid = b.column_by_name("oid")?.as_primitive_opt::<Int32Type>()?;
-        let name = b.column_by_name("typname")?.as_string_opt::<i32>()?;
-        for i in 0..b.num_rows() {
-            if oid.is_valid(i) && name.is_valid(i) {
-                types.insert(oid.value(i), sql_type_name(name.value(i)));
-            }
-        }
-    }
+    let types: std::collections::HashMap<i32, String> = static_types()?
+        .into_iter()
+        .map(|(oid, name, _)| (oid, sql_type_name(&name)))
+        .collect();
     let name_of = |oid: &str| -> String {
         oid.trim()
             .parse::<i32>()
@@ -700,26 +722,13 @@ fn type_oids() -> &'static std::collections::HashMap<String, i32> {
 }
 
 fn build_type_oids() -> Option<std::collections::HashMap<String, i32>> {
-    use datafusion::arrow::array::{Array, AsArray};
-    use datafusion::arrow::datatypes::Int32Type;
-    let tables = static_tables().ok()?;
     let mut out = std::collections::HashMap::new();
     let mut arrays = vec![];
-    for b in tables.pg_type.data() {
-        let oid = b.column_by_name("oid")?.as_primitive_opt::<Int32Type>()?;
-        let name = b.column_by_name("typname")?.as_string_opt::<i32>()?;
-        let array = b
-            .column_by_name("typarray")?
-            .as_primitive_opt::<Int32Type>()?;
-        for i in 0..b.num_rows() {
-            if oid.is_valid(i) && name.is_valid(i) {
-                out.insert(name.value(i).to_string(), oid.value(i));
-                out.entry(sql_type_name(name.value(i)))
-                    .or_insert(oid.value(i));
-                if array.is_valid(i) && array.value(i) != 0 {
-                    arrays.push((name.value(i).to_string(), array.value(i)));
-                }
-            }
+    for (oid, name, array) in static_types()? {
+        out.insert(name.clone(), oid);
+        out.entry(sql_type_name(&name)).or_insert(oid);
+        if array != 0 {
+            arrays.push((name, array));
         }
     }
     for (elem, array) in arrays {

@@ -6,8 +6,7 @@ against Lakegate holding the same tables; the answers must be equal.
 Each check builds a plain value (lists, tuples, strings) from what a driver reports: SQLAlchemy's
 inspector and pandas (psycopg2 and psycopg 3 dialects), asyncpg's type introspection, psycopg's
 TypeInfo, psqlODBC through pyodbc (SQLTables, SQLColumns, parameters, Tableau's declare/fetch
-connection string), and the startup and browsing queries of BI tools replayed verbatim
-(queries/*.sql). A check fails when the two answers differ or either raises.
+connection string). A check fails when the two answers differ or either raises.
 """
 import asyncio
 import decimal
@@ -23,7 +22,6 @@ import pyodbc
 import sqlalchemy
 
 ORACLE, LAKEGATE = sys.argv[1], sys.argv[2]
-HERE = os.path.dirname(os.path.abspath(__file__))
 ROWS = 5000
 
 SETUP = [
@@ -176,27 +174,6 @@ def odbc(url, extra):
         conn.close()
 
 
-def replay(url):
-    """Tools' own queries (queries/*.sql, one statement per file), answers compared."""
-    out = {}
-    qdir = os.path.join(HERE, "queries")
-    with psycopg.connect(url, autocommit=True) as c:
-        for f in sorted(os.listdir(qdir)):
-            sql = open(os.path.join(qdir, f)).read()
-            cur = c.execute(sql)
-            rows = cur.fetchall() if cur.description else []
-            out[f] = ([d.name for d in cur.description or []], normalise(f, rows))
-    return out
-
-
-def normalise(name, rows):
-    """What a tool's query may legitimately answer differently (oids, versions, counts of
-    built-in objects) is reduced to what the tool uses from it."""
-    if name.startswith("count_"):
-        return [tuple(bool(v) for v in r) for r in rows]
-    return [tuple(str(v) for v in r) for r in rows]
-
-
 CHECKS = [
     ("sqlalchemy inspector (psycopg2)", lambda u: sqlalchemy_inspector(u, "psycopg2")),
     ("sqlalchemy inspector (psycopg)", lambda u: sqlalchemy_inspector(u, "psycopg")),
@@ -206,7 +183,6 @@ CHECKS = [
     ("psycopg2 params, named cursor", psycopg2_checks),
     ("psqlODBC", lambda u: odbc(u, "")),
     ("psqlODBC UseDeclareFetch=1;Fetch=2048", lambda u: odbc(u, "UseDeclareFetch=1;Fetch=2048")),
-    ("replayed tool queries", replay),
 ]
 
 
@@ -221,7 +197,7 @@ def main():
     only = os.environ.get("MATRIX_ONLY")
     setup(ORACLE)
     setup(LAKEGATE)
-    failed = 0
+    failed = xfailed = 0
     for name, check in CHECKS:
         if only and only not in name:
             continue
@@ -236,6 +212,7 @@ def main():
         except Exception as e:
             if name in KNOWN:
                 print(f"xfail {name}: {KNOWN[name]} ({type(e).__name__})")
+                xfailed += 1
                 continue
             print(f"FAIL {name}: {type(e).__name__}: {e}")
             failed += 1
@@ -246,7 +223,8 @@ def main():
             failed += 1
             print(f"FAIL {name}: answers differ")
             diff(want, got)
-    print(f"catalog matrix: {len(CHECKS) - failed} passed, {failed} failed")
+    print(f"catalog matrix: {len(CHECKS) - failed - xfailed} passed, {xfailed} known differences, "
+          f"{failed} failed")
     sys.exit(1 if failed else 0)
 
 
