@@ -83,7 +83,12 @@ pub struct SessionValues<'a> {
     pub privilege: Option<Privilege>,
     /// Where `set_config()` leaves the settings it changes, for the session to apply.
     pub pending_settings: PendingSettings,
+    /// Whether SET would take (name, value): `set_config()` fails as SET fails.
+    pub check_setting: Option<CheckSetting>,
 }
+
+/// (name, value) -> what `SET name = value` would answer.
+pub type CheckSetting = Arc<dyn Fn(&str, &str) -> crate::error::Result<()> + Send + Sync>;
 
 /// Settings `set_config(name, value, is_local)` asked for, in order.
 #[derive(Clone, Default)]
@@ -160,6 +165,7 @@ pub fn session_functions(v: &SessionValues<'_>) -> Vec<ScalarUDF> {
         }),
         ScalarUDF::new_from_impl(SetConfig {
             pending: v.pending_settings.clone(),
+            check: v.check_setting.clone(),
             signature: Signature::any(3, Volatility::Volatile),
         }),
     ]
@@ -454,6 +460,7 @@ impl ScalarUDFImpl for HasPrivilege {
 /// which applies it after the statement as `SET` would (the UDF cannot reach the session).
 struct SetConfig {
     pending: PendingSettings,
+    check: Option<CheckSetting>,
     signature: Signature,
 }
 
@@ -504,6 +511,9 @@ impl ScalarUDFImpl for SetConfig {
                 );
             };
             let value = value.unwrap_or_default();
+            if let Some(check) = &self.check {
+                check(&name, &value)?;
+            }
             self.pending.push(&name, &value);
             out.push(Some(value));
         }

@@ -247,6 +247,7 @@ impl ViewExpander for Planner {
             hidden: None,
             privilege: None,
             pending_settings: Default::default(),
+            check_setting: None,
         };
         let ctx = self.new_context(&values);
         let stmt = parse_sql(sql)?

@@ -437,6 +437,19 @@ impl Session {
             backend_pid: pid,
             settings: settings.all(),
             pending_settings: pending_settings.clone(),
+            check_setting: {
+                // set_config is refused at once for what SET would refuse (unknown, read-only,
+                // malformed), checked against this session's settings.
+                let snapshot = settings.clone();
+                Some(Arc::new(move |name: &str, value: &str| {
+                    if name.eq_ignore_ascii_case("role")
+                        || name.eq_ignore_ascii_case("session_authorization")
+                    {
+                        return Ok(());
+                    }
+                    snapshot.clone().set(name, value)
+                }))
+            },
             visible,
             hidden,
             privilege,
@@ -1158,14 +1171,21 @@ impl Session {
         stmt: &DfStatement,
         params: Vec<ScalarValue>,
     ) -> Result<Outcome> {
+        // set_config calls of a row-returning statement run while its rows stream, after the
+        // statement returned: they are applied before the next one.
+        self.apply_pending_settings()?;
         let out = self.dispatch(stmt, params).await;
         if out.is_ok() && self.in_transaction && is_write(stmt) && !is_deferred(stmt) {
             self.writes_in_transaction += 1;
         }
-        let applied = self.apply_pending_settings();
-        match (out, applied) {
-            (Ok(o), Ok(())) => Ok(o),
-            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        // A statement that fails before its rows stream leaves its set_config calls undone, as
+        // in PostgreSQL.
+        match out {
+            Ok(o) => self.apply_pending_settings().map(|()| o),
+            Err(e) => {
+                self.pending_settings.take();
+                Err(e)
+            }
         }
     }
 
