@@ -134,12 +134,22 @@ pub fn session_functions(v: &SessionValues<'_>) -> Vec<ScalarUDF> {
             "txid_current",
             ScalarValue::Int64(Some(i64::from(v.backend_pid.max(0)) + 1000)),
         ),
-        // Every object is shown as owned by the session's own role (pg_roles' one row).
-        fixed("pg_get_userbyid", text(v.user)),
-        fixed("obj_description", ScalarValue::Utf8(None)),
-        fixed("col_description", ScalarValue::Utf8(None)),
-        fixed("shobj_description", ScalarValue::Utf8(None)),
+        ScalarUDF::new_from_impl(UserById {
+            user: v.user.to_string(),
+            signature: Signature::any(1, Volatility::Stable),
+        }),
+        ScalarUDF::new_from_impl(RegClass {
+            schema: v.schema.to_string(),
+            signature: Signature::any(1, Volatility::Stable),
+        }),
+        constant("pg_is_in_recovery", ScalarValue::Boolean(Some(false))),
+        constant("pg_postmaster_start_time", started()),
+        constant("pg_conf_load_time", started()),
+        // No indexes or constraints: nothing to define.
         fixed("pg_get_indexdef", ScalarValue::Utf8(None)),
+        fixed("pg_get_constraintdef", ScalarValue::Utf8(None)),
+        fixed("pg_get_partkeydef", ScalarValue::Utf8(None)),
+        current_schemas(v),
         // No sequences or serial columns; every collation visible.
         fixed("pg_get_serial_sequence", ScalarValue::Utf8(None)),
         fixed("pg_collation_is_visible", ScalarValue::Boolean(Some(true))),
@@ -637,5 +647,207 @@ impl ScalarUDFImpl for LikeEscape {
             Some(v) => map_text(v, |p| Ok(Some(with_backslash_escapes(p, escape)))),
             None => Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None))),
         }
+    }
+}
+
+/// `current_schemas(include_implicit)`: the search path's schemas (`$user` when a schema of
+/// that name exists: Lakegate creates none), pg_catalog first when implicit ones are asked for.
+fn current_schemas(v: &SessionValues<'_>) -> ScalarUDF {
+    let path = v
+        .settings
+        .iter()
+        .find(|(k, _)| k == "search_path")
+        .map(|(_, p)| p.clone())
+        .unwrap_or_else(|| "public".into());
+    let explicit: Vec<String> = path
+        .split(',')
+        .map(|s| s.trim().trim_matches('"').to_string())
+        .filter(|s| !s.is_empty() && s != "$user")
+        .collect();
+    let list = |implicit: bool| {
+        let names: Vec<ScalarValue> = implicit
+            .then(|| "pg_catalog".to_string())
+            .into_iter()
+            .chain(explicit.iter().filter(|s| *s != "pg_catalog").cloned())
+            .map(|s| ScalarValue::Utf8(Some(s)))
+            .collect();
+        ScalarValue::List(ScalarValue::new_list_nullable(&names, &DataType::Utf8))
+    };
+    ScalarUDF::new_from_impl(CurrentSchemas {
+        with_implicit: list(true),
+        without: list(false),
+        signature: Signature::any(1, Volatility::Stable),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CurrentSchemas {
+    with_implicit: ScalarValue,
+    without: ScalarValue,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for CurrentSchemas {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn name(&self) -> &str {
+        "current_schemas"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(self.with_implicit.data_type())
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let implicit = match args.args.first() {
+            Some(ColumnarValue::Scalar(ScalarValue::Boolean(b))) => b.unwrap_or(false),
+            _ => true,
+        };
+        Ok(ColumnarValue::Scalar(if implicit {
+            self.with_implicit.clone()
+        } else {
+            self.without.clone()
+        }))
+    }
+}
+
+/// When this server started (`pg_postmaster_start_time()`); fixed on first use, which the
+/// engine makes at startup.
+pub fn started() -> ScalarValue {
+    static STARTED: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let us = *STARTED.get_or_init(|| chrono::Utc::now().timestamp_micros());
+    ScalarValue::TimestampMicrosecond(Some(us), Some(super::types::UTC.into()))
+}
+
+/// `pg_get_userbyid(oid)`: the session's own role for 10 (PostgreSQL's bootstrap superuser oid,
+/// which owns every object here), the built-in roles by their oids, else PostgreSQL's
+/// `unknown (OID=n)`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct UserById {
+    user: String,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for UserById {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn name(&self) -> &str {
+        "pg_get_userbyid"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let Some(arg) = args.args.first() else {
+            return Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)));
+        };
+        let oids =
+            datafusion::arrow::compute::cast(&arg.to_array(args.number_rows)?, &DataType::Int64)?;
+        let oids = oids.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let roles = super::pg_static::role_names();
+        let out: datafusion::arrow::array::StringArray = (0..oids.len())
+            .map(|i| {
+                if oids.is_null(i) {
+                    return None;
+                }
+                let oid = oids.value(i);
+                Some(match oid {
+                    10 => self.user.clone(),
+                    _ => i32::try_from(oid)
+                        .ok()
+                        .and_then(|o| roles.get(&o).cloned())
+                        .unwrap_or_else(|| format!("unknown (OID={oid})")),
+                })
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `'name'::regclass` of a text (a literal, or a parameter SQLAlchemy binds): the relation's
+/// oid. Unqualified names are looked up in pg_catalog first, then in the session's schema, as
+/// PostgreSQL's search path does; oids are derived from names (planner::pg_shape), so a name
+/// answers its oid whether or not the relation exists yet. A number is taken as the oid.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct RegClass {
+    schema: String,
+    signature: Signature,
+}
+
+/// Split a possibly qualified, possibly quoted relation name into its parts, as PostgreSQL's
+/// `parse_ident` does (unquoted parts fold to lower case).
+fn name_parts(s: &str) -> Vec<String> {
+    let mut parts = vec![];
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = s.trim().chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => parts.push(std::mem::take(&mut cur)),
+            c if quoted => cur.push(c),
+            c => cur.extend(c.to_lowercase()),
+        }
+    }
+    parts.push(cur);
+    parts
+}
+
+impl RegClass {
+    fn oid(&self, name: &str) -> Option<i32> {
+        if let Ok(n) = name.trim().parse::<i32>() {
+            return Some(n);
+        }
+        match name_parts(name).as_slice() {
+            [rel] => Some(
+                super::pg_static::relation_oid("pg_catalog", rel)
+                    .unwrap_or_else(|| super::pg_shape::relation_oid(&self.schema, rel)),
+            ),
+            [schema, rel] | [_, schema, rel] => Some(super::pg_shape::relation_oid(schema, rel)),
+            _ => None,
+        }
+    }
+}
+
+impl ScalarUDFImpl for RegClass {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn name(&self) -> &str {
+        "lakegate_regclass"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Int32)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let Some(arg) = args.args.first() else {
+            return Ok(ColumnarValue::Scalar(ScalarValue::Int32(None)));
+        };
+        let names =
+            datafusion::arrow::compute::cast(&arg.to_array(args.number_rows)?, &DataType::Utf8)?;
+        let names = names.as_string::<i32>();
+        let out: datafusion::arrow::array::Int32Array = (0..names.len())
+            .map(|i| {
+                if names.is_null(i) {
+                    None
+                } else {
+                    self.oid(names.value(i))
+                }
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }

@@ -2,6 +2,7 @@
 //! functions, type names), expands stored views, and maps PostgreSQL column types to Arrow.
 //! Uses `catalog`; knows nothing of the wire.
 
+pub mod describe;
 pub mod dialect;
 pub mod functions;
 pub mod known_queries;
@@ -11,6 +12,7 @@ pub mod pg_cast;
 pub mod pg_catalog;
 pub mod pg_semantics;
 pub mod pg_shape;
+pub mod pg_static;
 pub mod pg_text;
 pub mod time_travel;
 pub mod types;
@@ -182,9 +184,28 @@ impl Planner {
         let stmt = with_pg_casts(stmt);
         let plan = match ctx.state().statement_to_plan(stmt.clone()).await {
             Ok(p) => p,
-            Err(e) => return Err(not_null::explain_values_error(ctx, &stmt, e.into()).await),
+            // A catalog query whose select-list subqueries DataFusion cannot plan: they answer
+            // NULL (pg_catalog::null_select_subqueries).
+            Err(e) => match pg_catalog::null_select_subqueries(stmt.clone()) {
+                Some(simpler) => match ctx.state().statement_to_plan(simpler).await {
+                    Ok(p) => p,
+                    Err(_) => {
+                        return Err(not_null::explain_values_error(ctx, &stmt, e.into()).await);
+                    }
+                },
+                None => return Err(not_null::explain_values_error(ctx, &stmt, e.into()).await),
+            },
         };
-        not_null::enforce(pg_semantics::apply(plan)?)
+        let plan = not_null::enforce(pg_semantics::apply(plan)?)?;
+        // Subqueries that plan but do not decorrelate fail in the optimizer: a catalog query
+        // with select-list subqueries is tried there now, and answers NULL for them if need be.
+        if let Some(simpler) = pg_catalog::null_select_subqueries(stmt.clone())
+            && ctx.state().optimize(&plan).is_err()
+        {
+            let plan = ctx.state().statement_to_plan(simpler).await?;
+            return not_null::enforce(pg_semantics::apply(plan)?);
+        }
+        Ok(plan)
     }
 }
 

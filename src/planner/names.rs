@@ -75,6 +75,21 @@ pub fn pg_column_name(e: &Expr) -> Option<String> {
             _ => Some(type_column_name(data_type)),
         },
         Expr::Nested(inner) => pg_column_name(inner),
+        // `(record).field` is named by the field, `a[1]` by the array.
+        Expr::CompoundFieldAccess { root, access_chain } => match access_chain.last() {
+            Some(ast::AccessExpr::Dot(Expr::Identifier(i))) => Some(ident(i)),
+            Some(ast::AccessExpr::Dot(Expr::Value(v))) => match &v.value {
+                ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => {
+                    Some(s.clone())
+                }
+                _ => Some("?column?".into()),
+            },
+            _ => match root.as_ref() {
+                Expr::Identifier(i) => Some(ident(i)),
+                Expr::CompoundIdentifier(parts) => parts.last().map(ident),
+                other => pg_column_name(other),
+            },
+        },
         Expr::Case { .. } => Some("case".into()),
         Expr::Exists { .. } => Some("exists".into()),
         Expr::Array(_) => Some("array".into()),
@@ -144,5 +159,7 @@ mod tests {
         assert_eq!(name_of("'1'::int").as_deref(), Some("int4"));
         assert_eq!(name_of("x::text").as_deref(), Some("x"));
         assert_eq!(name_of("x"), None);
+        assert_eq!(name_of("(f(a)).n").as_deref(), Some("n"));
+        assert_eq!(name_of("a[1]").as_deref(), Some("a"));
     }
 }

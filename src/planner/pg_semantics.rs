@@ -66,41 +66,84 @@ fn typed_insert(plan: LogicalPlan) -> Result<LogicalPlan> {
     crate::policy::secure::reproject_insert(dml, exprs)
 }
 
-/// `SELECT 1` (a bare integer literal in a select list) answers int4, as in PostgreSQL.
+/// Integer literals are `integer` (int4) in PostgreSQL when they fit, so `SELECT 1`, `SELECT
+/// qty * 2` (qty an integer) and `SELECT ARRAY[1, 2]` answer int4 and int4[], which clients
+/// tell apart from bigint (node-postgres gives a bigint as a string). DataFusion types them
+/// bigint. In a select list, literals that are the value itself, an operand of arithmetic, an
+/// array element or a CASE result are made int4; function arguments are left to DataFusion's
+/// signatures.
 fn int4_select_literals(p: LogicalPlan) -> datafusion::common::Result<Transformed<LogicalPlan>> {
     let LogicalPlan::Projection(proj) = &p else {
         return Ok(Transformed::no(p));
     };
-    let narrow = |e: &Expr| match e {
-        Expr::Literal(ScalarValue::Int64(Some(v)), meta) => i32::try_from(*v)
-            .ok()
-            .map(|v| Expr::Literal(ScalarValue::Int32(Some(v)), meta.clone())),
-        _ => None,
-    };
-    if !proj
-        .expr
-        .iter()
-        .any(|e| narrow(&e.clone().unalias_nested().data).is_some())
-    {
+    let narrowed: Vec<Expr> = proj.expr.iter().map(|e| narrow(e.clone())).collect();
+    if narrowed == proj.expr {
         return Ok(Transformed::no(p));
     }
     let names = NamePreserver::new(&p);
     let exprs = proj
         .expr
         .iter()
-        .map(|e| {
-            let saved = names.save(e);
-            let inner = e.clone().unalias_nested().data;
-            match narrow(&inner) {
-                Some(n) => saved.restore(n),
-                None => e.clone(),
-            }
-        })
+        .zip(narrowed)
+        .map(|(e, n)| names.save(e).restore(n))
         .collect::<Vec<_>>();
     let input = proj.input.clone();
     Ok(Transformed::yes(LogicalPlan::Projection(
         datafusion::logical_expr::Projection::try_new(exprs, input)?,
     )))
+}
+
+/// `e` with its int4-sized integer literals (see int4_select_literals) made int4.
+fn narrow(e: Expr) -> Expr {
+    use datafusion::logical_expr::{BinaryExpr, Operator, expr::Case};
+    match e {
+        Expr::Literal(ScalarValue::Int64(Some(v)), meta) => match i32::try_from(v) {
+            Ok(v) => Expr::Literal(ScalarValue::Int32(Some(v)), meta),
+            Err(_) => Expr::Literal(ScalarValue::Int64(Some(v)), meta),
+        },
+        Expr::Alias(a) => {
+            let name = a.name.clone();
+            let relation = a.relation.clone();
+            let metadata = a.metadata.clone();
+            Expr::Alias(
+                datafusion::logical_expr::expr::Alias::new(narrow(*a.expr), relation, name)
+                    .with_metadata(metadata),
+            )
+        }
+        Expr::Negative(inner) => Expr::Negative(Box::new(narrow(*inner))),
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(
+                op,
+                Operator::Plus
+                    | Operator::Minus
+                    | Operator::Multiply
+                    | Operator::Divide
+                    | Operator::Modulo
+            ) =>
+        {
+            Expr::BinaryExpr(BinaryExpr::new(
+                Box::new(narrow(*left)),
+                op,
+                Box::new(narrow(*right)),
+            ))
+        }
+        Expr::Case(Case {
+            expr,
+            when_then_expr,
+            else_expr,
+        }) => Expr::Case(Case {
+            expr,
+            when_then_expr: when_then_expr
+                .into_iter()
+                .map(|(w, t)| (w, Box::new(narrow(*t))))
+                .collect(),
+            else_expr: else_expr.map(|e| Box::new(narrow(*e))),
+        }),
+        Expr::ScalarFunction(f) if f.func.name() == "make_array" => Expr::ScalarFunction(
+            ScalarFunction::new_udf(f.func.clone(), f.args.into_iter().map(narrow).collect()),
+        ),
+        other => other,
+    }
 }
 
 fn rewrite_expr(e: Expr) -> datafusion::common::Result<Transformed<Expr>> {

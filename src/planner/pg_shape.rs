@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::common::Result as DfResult;
 use datafusion::datasource::{MemTable, ViewTable};
@@ -55,45 +55,84 @@ fn relations_of(schema: &str) -> Vec<String> {
     names
 }
 
-/// The SQL type a NULL of a PostgreSQL catalog type is given.
-fn sql_type(pg: &str) -> String {
-    if let Some(elem) = pg.strip_suffix("[]") {
-        return format!("{}[]", sql_type(elem));
+/// The fields of a relation of PostgreSQL's shape: the dumped table's (planner::pg_static) when
+/// it has built-in rows, else from its columns' PostgreSQL types. Each carries the PostgreSQL
+/// type RowDescription announces.
+fn target_fields(schema: &str, name: &str, columns: &Columns) -> Vec<Field> {
+    if schema == "pg_catalog"
+        && let Some(t) = super::pg_static::table(name)
+    {
+        return t
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
     }
-    match pg {
-        "oid" | "regtype" | "regclass" | "int4" | "cardinal_number" => "INT",
-        "int8" => "BIGINT",
-        "int2" => "SMALLINT",
-        "bool" => "BOOLEAN",
-        "float4" => "REAL",
-        "float8" | "numeric" => "DOUBLE",
-        "timestamptz" => "TIMESTAMP WITH TIME ZONE",
-        _ => "VARCHAR",
-    }
-    .to_string()
-}
-
-/// The select list giving `columns` from a source whose schema is `have`: the source's column
-/// where it has one of a fitting type, else a typed NULL.
-fn select_list(columns: &Columns, have: Option<&SchemaRef>) -> String {
-    use datafusion::arrow::datatypes::DataType;
     columns
         .iter()
-        .map(|(name, pg)| {
-            let theirs = have.and_then(|s| s.field_with_name(name).ok());
+        .map(|(n, pg)| {
+            let pg = match pg.strip_suffix("[]") {
+                Some(elem) => format!("_{elem}"),
+                None => pg.clone(),
+            };
+            super::pg_static::field(n, &pg)
+        })
+        .collect()
+}
+
+/// The PostgreSQL type RowDescription announces for a column of a catalog relation when its
+/// Arrow type does not say it (`name`, `"char"`, `oid`, `regproc` ...). The relations' rows
+/// carry no such metadata themselves: DataFusion does not keep field metadata through every
+/// plan node, so the wire learns it from where a result column comes from (planner::describe).
+pub fn column_pg_type(schema: &str, relation: &str, column: &str) -> Option<String> {
+    let columns = shapes().get(&(schema.to_string(), relation.to_string()))?;
+    target_fields(schema, relation, columns)
+        .into_iter()
+        .find(|f| f.name() == column)
+        .and_then(|f| f.metadata().get(super::types::PG_TYPE_KEY).cloned())
+}
+
+/// The SQL type of an Arrow type, for the casts that give a relation its columns' types.
+fn sql_type(dt: &DataType) -> String {
+    match dt {
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INT".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::Float32 => "REAL".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Binary => "BYTEA".into(),
+        DataType::Timestamp(_, Some(_)) => "TIMESTAMP WITH TIME ZONE".into(),
+        DataType::Timestamp(_, None) => "TIMESTAMP".into(),
+        DataType::List(f) => format!("{}[]", sql_type(f.data_type())),
+        _ => "VARCHAR".into(),
+    }
+}
+
+fn quoted(n: &str) -> String {
+    format!("\"{}\"", n.replace('"', "\"\""))
+}
+
+/// The select list giving `fields` from a source whose schema is `have`: the source's column
+/// cast to the field's type where it has one (a list only from a list), else a typed NULL.
+fn select_list(fields: &[Field], have: Option<&SchemaRef>) -> String {
+    fields
+        .iter()
+        .map(|f| {
+            let theirs = have.and_then(|s| s.field_with_name(f.name()).ok());
             let fits = match theirs {
-                Some(f) if pg.ends_with("[]") => matches!(
-                    f.data_type(),
-                    DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
-                ),
+                Some(t) if matches!(f.data_type(), DataType::List(_)) => {
+                    matches!(t.data_type(), DataType::List(_))
+                }
                 Some(_) => true,
                 None => false,
             };
-            let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+            let ty = sql_type(f.data_type());
             if fits {
-                quoted
+                format!("CAST({} AS {ty}) AS {}", quoted(f.name()), quoted(f.name()))
             } else {
-                format!("CAST(NULL AS {}) AS {quoted}", sql_type(pg))
+                format!("CAST(NULL AS {ty}) AS {}", quoted(f.name()))
             }
         })
         .collect::<Vec<_>>()
@@ -110,20 +149,20 @@ const COLUMNS: &str = "lakegate$columns";
 
 /// Where datafusion-pg-catalog's own table of a name is reached from our views.
 const RAW_PREFIX: &str = "lakegate$raw$";
+/// Where the built-in rows of a catalog table (planner::pg_static) are reached.
+const STATIC_PREFIX: &str = "lakegate$static$";
 
 /// The oid of a namespace: PostgreSQL's fixed ones (pg_type and pg_proc, static, refer to
 /// them), else one derived from the name.
 fn namespace_oid(name: &str) -> i32 {
     match name {
-        "pg_catalog" => 11,
         "public" => 2200,
-        "information_schema" => 13283,
-        other => name_oid(&["n", other]),
+        other => super::pg_static::namespace_oid(other).unwrap_or_else(|| name_oid(&["n", other])),
     }
 }
 
-fn relation_oid(schema: &str, name: &str) -> i32 {
-    name_oid(&["r", schema, name])
+pub(crate) fn relation_oid(schema: &str, name: &str) -> i32 {
+    super::pg_static::relation_oid(schema, name).unwrap_or_else(|| name_oid(&["r", schema, name]))
 }
 
 /// A stable oid above PostgreSQL's bootstrap range (16384) from names (FNV-1a): the same in
@@ -153,38 +192,93 @@ fn defined(schema: &str, name: &str) -> Option<&'static str> {
              FROM pg_catalog.pg_database d LEFT JOIN pg_catalog.pg_roles r ON r.rolname = current_user \
              WHERE d.datname = current_database()"
         }
+        // `public` belongs to pg_database_owner (6171) and grants usage to all, as in a new
+        // PostgreSQL database.
         ("pg_catalog", "pg_namespace") => {
-            "SELECT oid, nspname, CAST(10 AS INT) AS nspowner FROM pg_catalog.\"lakegate$namespaces\""
+            "SELECT oid, nspname, CAST(CASE WHEN nspname = 'public' THEN 6171 ELSE 10 END AS INT) AS nspowner, \
+             CASE WHEN nspname = 'public' \
+                  THEN ['pg_database_owner=UC/pg_database_owner', '=U/pg_database_owner'] END AS nspacl \
+             FROM pg_catalog.\"lakegate$namespaces\""
         }
         ("pg_catalog", "pg_class") => {
-            "SELECT oid, relname, relnamespace, CAST(0 AS INT) AS reltype, CAST(0 AS INT) AS reloftype, \
+            "SELECT oid, relname, relnamespace, reltype, CAST(0 AS INT) AS reloftype, \
              CAST(10 AS INT) AS relowner, CAST(CASE WHEN relkind = 'r' THEN 2 ELSE 0 END AS INT) AS relam, \
-             oid AS relfilenode, CAST(0 AS INT) AS reltablespace, CAST(0 AS INT) AS relpages, \
-             CAST(-1 AS REAL) AS reltuples, CAST(0 AS INT) AS relallvisible, CAST(0 AS INT) AS reltoastrelid, \
-             false AS relhasindex, false AS relisshared, 'p' AS relpersistence, relkind, relnatts, \
-             CAST(0 AS SMALLINT) AS relchecks, false AS relhasrules, false AS relhastriggers, \
-             false AS relhassubclass, false AS relrowsecurity, false AS relforcerowsecurity, \
-             true AS relispopulated, 'd' AS relreplident, false AS relispartition, \
-             CAST(0 AS INT) AS relrewrite FROM pg_catalog.\"lakegate$relations\""
+             CASE WHEN relkind = 'r' THEN oid ELSE 0 END AS relfilenode, CAST(0 AS INT) AS reltablespace, \
+             CAST(0 AS INT) AS relpages, CAST(-1 AS REAL) AS reltuples, CAST(0 AS INT) AS relallvisible, \
+             CAST(0 AS INT) AS reltoastrelid, false AS relhasindex, false AS relisshared, 'p' AS relpersistence, \
+             relkind, relnatts, CAST(0 AS SMALLINT) AS relchecks, relkind = 'v' AS relhasrules, \
+             false AS relhastriggers, false AS relhassubclass, false AS relrowsecurity, \
+             false AS relforcerowsecurity, true AS relispopulated, \
+             CASE WHEN relkind = 'v' THEN 'n' ELSE 'd' END AS relreplident, false AS relispartition, \
+             CAST(0 AS INT) AS relrewrite, \
+             CAST(CASE WHEN relkind = 'r' THEN 716 ELSE 0 END AS BIGINT) AS relfrozenxid, \
+             CAST(CASE WHEN relkind = 'r' THEN 1 ELSE 0 END AS BIGINT) AS relminmxid \
+             FROM pg_catalog.\"lakegate$relations\""
         }
+        // The row type of each relation and its array type, as PostgreSQL creates them with the
+        // relation (built from the row types of pg_class itself: record_in, array_in ...).
+        ("pg_catalog", "pg_type") => return Some(row_types()),
+        // The session's tables, with the row counts their table format knows.
+        ("pg_catalog", "pg_stat_user_tables") | ("pg_catalog", "pg_stat_all_tables") => {
+            "SELECT r.oid AS relid, n.nspname AS schemaname, r.relname, CAST(0 AS BIGINT) AS seq_scan, \
+             CAST(0 AS BIGINT) AS seq_tup_read, CAST(0 AS BIGINT) AS idx_scan, CAST(0 AS BIGINT) AS idx_tup_fetch, \
+             r.reltuples AS n_tup_ins, CAST(0 AS BIGINT) AS n_tup_upd, CAST(0 AS BIGINT) AS n_tup_del, \
+             CAST(0 AS BIGINT) AS n_tup_hot_upd, r.reltuples AS n_live_tup, CAST(0 AS BIGINT) AS n_dead_tup, \
+             r.reltuples AS n_mod_since_analyze, r.reltuples AS n_ins_since_vacuum, \
+             CAST(0 AS BIGINT) AS vacuum_count, CAST(0 AS BIGINT) AS autovacuum_count, \
+             CAST(0 AS BIGINT) AS analyze_count, CAST(0 AS BIGINT) AS autoanalyze_count \
+             FROM pg_catalog.\"lakegate$relations\" r \
+             JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace WHERE r.relkind = 'r'"
+        }
+        ("pg_catalog", "pg_stat_ssl") => {
+            "SELECT pg_backend_pid() AS pid, COALESCE(current_setting('ssl', true), 'off') = 'on' AS ssl"
+        }
+        ("information_schema", "character_sets") => {
+            "SELECT 'UTF8' AS character_set_name, 'UCS' AS character_repertoire, 'UTF8' AS form_of_use, \
+             current_database() AS default_collate_catalog"
+        }
+        // A column's length, alignment and storage are its type's (pg_type).
         ("pg_catalog", "pg_attribute") => {
-            "SELECT attrelid, attname, atttypid, attlen, attnum, CAST(0 AS INT) AS attcacheoff, \
-             atttypmod, CAST(0 AS SMALLINT) AS attndims, attlen > 0 AS attbyval, \
-             CASE WHEN attlen = 8 THEN 'd' WHEN attlen = 4 THEN 'i' WHEN attlen = 2 THEN 's' \
-                  WHEN attlen = 1 THEN 'c' ELSE 'i' END AS attalign, \
-             CASE WHEN attlen > 0 THEN 'p' ELSE 'x' END AS attstorage, '' AS attcompression, \
-             attnotnull, false AS atthasdef, false AS atthasmissing, '' AS attidentity, \
+            "SELECT c.attrelid, c.attname, c.atttypid, COALESCE(t.typlen, c.attlen) AS attlen, c.attnum, \
+             CAST(-1 AS INT) AS attcacheoff, c.atttypmod, \
+             CAST(CASE WHEN t.typcategory = 'A' THEN 1 ELSE 0 END AS SMALLINT) AS attndims, \
+             COALESCE(t.typbyval, c.attlen > 0) AS attbyval, COALESCE(t.typalign, 'i') AS attalign, \
+             COALESCE(t.typstorage, 'x') AS attstorage, '' AS attcompression, \
+             c.attnotnull, false AS atthasdef, false AS atthasmissing, '' AS attidentity, \
              '' AS attgenerated, false AS attisdropped, true AS attislocal, CAST(0 AS INT) AS attinhcount, \
              CAST(-1 AS INT) AS attstattarget, \
-             CAST(CASE WHEN atttypid IN (25, 1042, 1043) THEN 100 ELSE 0 END AS INT) AS attcollation \
-             FROM pg_catalog.\"lakegate$columns\""
+             CAST(CASE WHEN c.atttypid IN (25, 1042, 1043) THEN 100 ELSE 0 END AS INT) AS attcollation \
+             FROM pg_catalog.\"lakegate$columns\" c \
+             LEFT JOIN pg_catalog.\"lakegate$static$pg_type\" t ON t.oid = c.atttypid \
+             UNION ALL \
+             SELECT r.oid AS attrelid, s.attname, CAST(s.atttypid AS INT) AS atttypid, \
+             CAST(s.attlen AS SMALLINT) AS attlen, CAST(s.attnum AS SMALLINT) AS attnum, \
+             CAST(-1 AS INT) AS attcacheoff, CAST(-1 AS INT) AS atttypmod, CAST(0 AS SMALLINT) AS attndims, \
+             s.attlen <> 6 AS attbyval, s.attalign AS attalign, 'p' AS attstorage, '' AS attcompression, \
+             true AS attnotnull, false AS atthasdef, false AS atthasmissing, '' AS attidentity, \
+             '' AS attgenerated, false AS attisdropped, true AS attislocal, CAST(0 AS INT) AS attinhcount, \
+             CAST(0 AS INT) AS attstattarget, CAST(0 AS INT) AS attcollation \
+             FROM pg_catalog.\"lakegate$relations\" r \
+             CROSS JOIN (VALUES ('tableoid', 26, 4, -6, 'i'), ('cmax', 29, 4, -5, 'i'), ('xmax', 28, 4, -4, 'i'), \
+                                ('cmin', 29, 4, -3, 'i'), ('xmin', 28, 4, -2, 'i'), ('ctid', 27, 6, -1, 's')) \
+                  AS s(attname, atttypid, attlen, attnum, attalign) \
+             WHERE r.relkind = 'r'"
         }
         // The session's own role (PostgreSQL's bootstrap superuser oid owns every object here).
         ("pg_catalog", "pg_roles") => {
-            "SELECT current_user AS rolname, false AS rolsuper, true AS rolinherit, \
-             false AS rolcreaterole, false AS rolcreatedb, true AS rolcanlogin, \
-             false AS rolreplication, CAST(-1 AS INT) AS rolconnlimit, '********' AS rolpassword, \
-             false AS rolbypassrls, CAST(10 AS INT) AS oid"
+            "SELECT current_user AS rolname, current_setting('is_superuser') = 'on' AS rolsuper, true AS rolinherit, \
+             current_setting('is_superuser') = 'on' AS rolcreaterole, current_setting('is_superuser') = 'on' AS rolcreatedb, \
+             true AS rolcanlogin, \
+             current_setting('is_superuser') = 'on' AS rolreplication, CAST(-1 AS INT) AS rolconnlimit, \
+             '********' AS rolpassword, current_setting('is_superuser') = 'on' AS rolbypassrls, \
+             CAST(10 AS INT) AS oid"
+        }
+        // The built-in settings, with the session's value where Lakegate has the setting.
+        ("pg_catalog", "pg_settings") => {
+            "SELECT name, COALESCE(current_setting(name, true), setting) AS setting, unit, category, \
+             short_desc, extra_desc, context, vartype, source, min_val, max_val, enumvals, boot_val, \
+             COALESCE(current_setting(name, true), reset_val) AS reset_val, sourcefile, sourceline, \
+             pending_restart FROM pg_catalog.\"lakegate$static$pg_settings\""
         }
         ("pg_catalog", "pg_user") => {
             "SELECT rolname AS usename, oid AS usesysid, rolcreatedb AS usecreatedb, \
@@ -265,6 +359,53 @@ fn defined(schema: &str, name: &str) -> Option<&'static str> {
     })
 }
 
+/// pg_type's rows for the session's relations (see `defined`): pg_class's own row type (83)
+/// and array type (273) with each relation's names and oids.
+fn row_types() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let Some(t) = super::pg_static::table("pg_type") else {
+            return "SELECT * FROM pg_catalog.\"lakegate$static$pg_type\" WHERE false".into();
+        };
+        let rows = |template: i32, over: &[(&str, &str)]| {
+            let items = t
+                .schema
+                .fields()
+                .iter()
+                .map(|f| match over.iter().find(|(n, _)| *n == f.name()) {
+                    Some((n, v)) => format!("{v} AS {n}"),
+                    None => format!("t.{}", quoted(f.name())),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "SELECT {items} FROM pg_catalog.\"lakegate$relations\" r CROSS JOIN \
+                 (SELECT * FROM pg_catalog.\"lakegate$static$pg_type\" WHERE oid = {template}) t"
+            )
+        };
+        let composite = rows(
+            83,
+            &[
+                ("oid", "r.reltype"),
+                ("typname", "r.relname"),
+                ("typnamespace", "r.relnamespace"),
+                ("typrelid", "r.oid"),
+                ("typarray", "r.relarray"),
+            ],
+        );
+        let array = rows(
+            273,
+            &[
+                ("oid", "r.relarray"),
+                ("typname", "'_' || r.relname"),
+                ("typnamespace", "r.relnamespace"),
+                ("typelem", "r.reltype"),
+            ],
+        );
+        format!("{composite} UNION ALL {array}")
+    })
+}
+
 /// The state of the session a schema belongs to, while it lives.
 pub type SessionRef = Arc<dyn Fn() -> Option<SessionState> + Send + Sync>;
 
@@ -311,26 +452,23 @@ impl ShapedSchema {
     /// scan, so pg_class, pg_attribute and pg_namespace always join.
     async fn objects(&self, which: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         use datafusion::arrow::array::{
-            BooleanArray, Int16Array, Int32Array, RecordBatch, StringArray,
+            BooleanArray, Int16Array, Int32Array, Int64Array, RecordBatch, StringArray,
         };
         use datafusion::arrow::datatypes::{DataType, Field, Schema};
         use datafusion::datasource::TableType;
         let Some(state) = (self.session)() else {
             return Ok(None);
         };
-        let mut namespaces: Vec<String> = vec!["pg_catalog".into(), "information_schema".into()];
+        // pg_catalog's and information_schema's own rows are the built-in ones (pg_static).
+        let mut namespaces: Vec<String> = vec![];
         // (nspname, relname, relkind, columns)
         let mut relations: Vec<(String, String, &'static str, usize)> = vec![];
         // The catalog of each relation (attached catalogs' tables are `catalog.schema.table`).
         let mut relation_catalogs: Vec<String> = vec![];
+        // The number of rows each relation's table format knows (views: none).
+        let mut relation_rows: Vec<Option<i64>> = vec![];
         // (nspname, relname, attname, attnum, atttypid, atttypmod, attnotnull, attlen)
         let mut columns: Vec<ColumnRow> = vec![];
-        for schema in ["pg_catalog", "information_schema"] {
-            for r in relations_of(schema) {
-                relations.push((schema.to_string(), r, "v", 0));
-                relation_catalogs.push(String::new());
-            }
-        }
         let list = state.catalog_list().clone();
         for catalog_name in list.catalog_names() {
             let Some(catalog) = list.catalog(&catalog_name) else {
@@ -362,19 +500,19 @@ impl ShapedSchema {
                     let fields = t.schema().fields().clone();
                     relations.push((schema_name.clone(), table.clone(), kind, fields.len()));
                     relation_catalogs.push(catalog_name.clone());
+                    relation_rows.push(if which == RELATIONS && kind == "r" {
+                        t.statistics()
+                            .and_then(|s| s.num_rows.get_value().copied())
+                            .and_then(|n| i64::try_from(n).ok())
+                    } else {
+                        None
+                    });
                     if which != COLUMNS {
                         continue;
                     }
                     for (i, f) in fields.iter().enumerate() {
                         let pg = super::types::pg_type_of(f);
-                        let modifier = match f.data_type() {
-                            DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => {
-                                ((i32::from(*p) << 16) | i32::from(*s as u8)) + 4
-                            }
-                            _ => super::types::field_max_length(f)
-                                .and_then(|(n, _)| i32::try_from(n).ok())
-                                .map_or(-1, |n| n + 4),
-                        };
+                        let modifier = super::describe::column_type_modifier(f);
                         let len = match f.data_type() {
                             DataType::Boolean => 1,
                             DataType::Int16 => 2,
@@ -392,7 +530,8 @@ impl ShapedSchema {
                             i16::try_from(i + 1).unwrap_or(i16::MAX),
                             i32::try_from(pg.oid()).unwrap_or(25),
                             modifier,
-                            !f.is_nullable(),
+                            // A view's columns are never marked NOT NULL in PostgreSQL.
+                            kind == "r" && !f.is_nullable(),
                             len,
                         ));
                     }
@@ -421,6 +560,9 @@ impl ShapedSchema {
                     Field::new("relkind", DataType::Utf8, false),
                     Field::new("relnatts", DataType::Int16, false),
                     Field::new("relcatalog", DataType::Utf8, false),
+                    Field::new("reltype", DataType::Int32, false),
+                    Field::new("relarray", DataType::Int32, false),
+                    Field::new("reltuples", DataType::Int64, true),
                 ])),
                 vec![
                     Arc::new(Int32Array::from_iter_values(
@@ -437,6 +579,13 @@ impl ShapedSchema {
                             .map(|r| i16::try_from(r.3).unwrap_or(i16::MAX)),
                     )),
                     text(relation_catalogs),
+                    Arc::new(Int32Array::from_iter_values(
+                        relations.iter().map(|(n, r, _, _)| name_oid(&["t", n, r])),
+                    )),
+                    Arc::new(Int32Array::from_iter_values(
+                        relations.iter().map(|(n, r, _, _)| name_oid(&["a", n, r])),
+                    )),
+                    Arc::new(Int64Array::from(relation_rows.clone())),
                 ],
             )?,
             _ => RecordBatch::try_new(
@@ -468,6 +617,23 @@ impl ShapedSchema {
             batch.schema(),
             vec![vec![batch]],
         )?)))
+    }
+
+    /// Lakegate's own rows of a relation, as SQL over the session's catalog.
+    fn defined_sql(&self, name: &str) -> Option<String> {
+        if (self.schema, name) == ("pg_catalog", "pg_database") {
+            let database = (self.session)()
+                .map(|s| s.config().options().catalog.default_catalog.clone())
+                .unwrap_or_default();
+            return Some(format!(
+                "SELECT CAST({} AS INT) AS oid, current_database() AS datname, CAST(10 AS INT) AS datdba, \
+                 6 AS encoding, 'c' AS datlocprovider, false AS datistemplate, true AS datallowconn, \
+                 -1 AS datconnlimit, CAST(716 AS BIGINT) AS datfrozenxid, CAST(1 AS BIGINT) AS datminmxid, \
+                 CAST(1663 AS INT) AS dattablespace, 'C.UTF-8' AS datcollate, 'C.UTF-8' AS datctype",
+                name_oid(&["d", &database])
+            ));
+        }
+        defined(self.schema, name).map(str::to_string)
     }
 
     /// `sql` planned as a view in the session.
@@ -503,6 +669,15 @@ impl SchemaProvider for ShapedSchema {
         if let Some(raw) = name.strip_prefix(RAW_PREFIX) {
             return self.raw(raw).await;
         }
+        if let Some(dumped) = name.strip_prefix(STATIC_PREFIX) {
+            return Ok(match super::pg_static::table(dumped) {
+                Some(t) => Some(Arc::new(MemTable::try_new(
+                    t.batch.schema(),
+                    vec![vec![t.batch.clone()]],
+                )?)),
+                None => None,
+            });
+        }
         if self.schema == "pg_catalog" && [NAMESPACES, RELATIONS, COLUMNS].contains(&name) {
             return self.objects(name).await;
         }
@@ -510,9 +685,22 @@ impl SchemaProvider for ShapedSchema {
             // Theirs beyond PostgreSQL 15's list (newer majors' tables): as they are.
             return self.raw(name).await;
         };
-        let quoted = |n: &str| format!("\"{}\"", n.replace('"', "\"\""));
-        let source = if let Some(sql) = defined(self.schema, name) {
-            let view = self.view(sql.to_string()).await?;
+        let fields = target_fields(self.schema, name, columns);
+        let dumped = self.schema == "pg_catalog" && super::pg_static::table(name).is_some();
+        let mixed = dumped && super::pg_static::MIXED.contains(&name);
+        let static_rows = || {
+            format!(
+                "SELECT * FROM {}.{}",
+                quoted(self.schema),
+                quoted(&format!("{STATIC_PREFIX}{name}"))
+            )
+        };
+        // Lakegate's own rows: its definition, else datafusion-pg-catalog's table, unless the
+        // built-in rows are all there is.
+        let own = if dumped && !mixed {
+            None
+        } else if let Some(sql) = self.defined_sql(name) {
+            let view = self.view(sql.clone()).await?;
             let Some(view) = view else { return Ok(None) };
             Some((format!("({sql})"), view.schema()))
         } else {
@@ -527,19 +715,27 @@ impl SchemaProvider for ShapedSchema {
                 )
             })
         };
-        let sql = match source {
-            Some((from, have)) => format!(
+        let own = own.map(|(from, have)| {
+            format!(
                 "SELECT {} FROM {from} AS src",
-                select_list(columns, Some(&have))
-            ),
-            None => {
+                select_list(&fields, Some(&have))
+            )
+        });
+        let sql = match (own, dumped) {
+            // pg_settings is the built-in rows with the session's values (its definition).
+            (Some(own), true) if name == "pg_settings" => own,
+            (Some(own), true) => format!("{} UNION ALL {own}", static_rows()),
+            (Some(own), false) => own,
+            (None, true) => static_rows(),
+            (None, false) => {
                 // Nothing to say: an empty relation of PostgreSQL's shape.
-                let one = format!("SELECT {}", select_list(columns, None));
-                let view = self.view(one).await?;
-                return Ok(match view {
-                    Some(v) => Some(Arc::new(MemTable::try_new(v.schema(), vec![vec![]])?)),
-                    None => None,
-                });
+                let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(
+                    fields
+                        .into_iter()
+                        .map(|f| f.with_metadata(HashMap::new()))
+                        .collect::<Vec<_>>(),
+                ));
+                return Ok(Some(Arc::new(MemTable::try_new(schema, vec![vec![]])?)));
             }
         };
         self.view(sql).await
@@ -549,7 +745,13 @@ impl SchemaProvider for ShapedSchema {
         shapes().contains_key(&(self.schema.to_string(), name.to_string()))
             || self.inner.as_ref().is_some_and(|i| i.table_exist(name))
             || name.starts_with(RAW_PREFIX)
+            || name.starts_with(STATIC_PREFIX)
     }
+}
+
+/// Whether `schema.name` is a relation of PostgreSQL's pg_catalog or information_schema.
+pub fn is_relation(schema: &str, name: &str) -> bool {
+    shapes().contains_key(&(schema.to_string(), name.to_string()))
 }
 
 /// Whether `name` is a relation of PostgreSQL's pg_catalog.

@@ -200,14 +200,14 @@ pub fn field_pg_type(f: &Field) -> Option<&str> {
 pub fn mark_oid_params(stmt: &datafusion::sql::parser::Statement, params: &mut [Field]) {
     use datafusion::sql::parser::Statement as S;
     let S::Statement(s) = stmt else { return };
+    // (`$n::regclass` is a relation's name given as text: pg_catalog::RegclassOfText.)
     fn oid_name(t: &ast::DataType) -> bool {
         match t {
-            ast::DataType::Regclass => true,
             ast::DataType::Custom(n, _) => matches!(
                 n.to_string()
                     .to_ascii_lowercase()
                     .trim_start_matches("pg_catalog."),
-                "oid" | "regclass" | "regtype" | "regproc" | "regnamespace" | "regrole"
+                "oid" | "regtype" | "regproc" | "regnamespace" | "regrole"
             ),
             _ => false,
         }
@@ -298,12 +298,20 @@ pub fn pg_type(dt: &DataType) -> pgwire::api::Type {
 pub fn pg_type_of(field: &Field) -> pgwire::api::Type {
     use pgwire::api::Type;
     // Object identifiers are stored as integers; a parameter cast to oid says so.
+    // Catalog columns (planner::pg_static) and parameters cast to oid say what they are.
     match (
         field.metadata().get(PG_TYPE_KEY).map(String::as_str),
         field.data_type(),
     ) {
         (Some("oid"), DataType::Int32 | DataType::Int64) => return Type::OID,
+        (Some("regproc"), DataType::Int32 | DataType::Int64) => return Type::REGPROC,
+        (Some("xid"), DataType::Int32 | DataType::Int64) => return Type::XID,
         (Some("oid[]"), DataType::List(_)) => return Type::OID_ARRAY,
+        (Some("int2vector"), DataType::List(_)) => return Type::INT2_VECTOR,
+        (Some("oidvector"), DataType::List(_)) => return Type::OID_VECTOR,
+        (Some("aclitem[]"), DataType::List(_)) => return Type::ACLITEM_ARRAY,
+        (Some("char[]"), DataType::List(_)) => return Type::CHAR_ARRAY,
+        (Some("name[]"), DataType::List(_)) => return Type::NAME_ARRAY,
         _ => {}
     }
     match crate::planner::types::field_pg_type(field) {
@@ -312,6 +320,9 @@ pub fn pg_type_of(field: &Field) -> pgwire::api::Type {
         Some("jsonb") => Type::JSONB,
         Some("varchar") => Type::VARCHAR,
         Some("bpchar") => Type::BPCHAR,
+        Some("name") => Type::NAME,
+        Some("char") => Type::CHAR,
+        Some("pg_node_tree") => Type::PG_NODE_TREE,
         _ => pg_type(field.data_type()),
     }
 }

@@ -9,7 +9,7 @@
 //! refused (42501): no user reads or writes the server's files.
 
 use datafusion::sql::sqlparser::ast::{
-    CopyLegacyOption, CopyOption, CopySource, CopyTarget, Statement,
+    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Statement,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -179,7 +179,21 @@ fn format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<CopyFor
     for o in legacy {
         match o {
             CopyLegacyOption::Binary => kind = Kind::Binary,
-            CopyLegacyOption::Csv(_) => kind = Kind::Csv,
+            CopyLegacyOption::Csv(csv) => {
+                kind = Kind::Csv;
+                for c in csv {
+                    match c {
+                        CopyLegacyCsvOption::Header => header = true,
+                        CopyLegacyCsvOption::Quote(c) => quote = *c,
+                        CopyLegacyCsvOption::Escape(c) => escape = Some(*c),
+                        other => {
+                            return Err(Error::unsupported(format!(
+                                "COPY option {other} is not supported"
+                            )));
+                        }
+                    }
+                }
+            }
             CopyLegacyOption::Delimiter(c) => delimiter = Some(*c),
             CopyLegacyOption::Null(s) => null = Some(s.clone()),
             CopyLegacyOption::Header => header = true,
@@ -193,11 +207,6 @@ fn format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<CopyFor
     if kind == Kind::Binary && (delimiter.is_some() || null.is_some() || header) {
         return Err(bad(
             "cannot specify DELIMITER, NULL or HEADER in BINARY mode".into(),
-        ));
-    }
-    if kind == Kind::Text && header {
-        return Err(Error::unsupported(
-            "COPY HEADER is available in CSV mode here",
         ));
     }
     Ok(CopyFormat {

@@ -605,7 +605,7 @@ impl Session {
             if is_dml(&stmt) {
                 (None, vec![], params)
             } else {
-                let schema = Arc::new(plan.schema().as_arrow().clone());
+                let schema = crate::planner::describe::result_schema(&plan, &self.current_schema());
                 let names = output_names(&stmt, &schema);
                 (Some(schema), names, params)
             }
@@ -1452,7 +1452,7 @@ impl Session {
     ) -> Result<Outcome> {
         let plan = self.plan(stmt).await?;
         let plan = bind(plan, params)?;
-        let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
+        let schema = crate::planner::describe::result_schema(&plan, &self.current_schema());
         let names = output_names(stmt, &schema);
         let df = self.ctx.execute_logical_plan(plan).await?;
         let stream = df.execute_stream().await?;
@@ -1907,6 +1907,23 @@ fn bind(plan: LogicalPlan, params: Vec<ScalarValue>) -> Result<LogicalPlan> {
 /// Column names as PostgreSQL would show them for a top-level SELECT list
 /// (`count` for `count(*)`, `?column?` for an unnamed expression); DataFusion's names otherwise.
 fn output_names(stmt: &DfStatement, schema: &Schema) -> Vec<String> {
+    // Names the catalog rewrites made distinct for DataFusion (planner::pg_catalog) are
+    // PostgreSQL's again: `n.oid, n.*` has two `oid` columns, `NULL, NULL` two `?column?`.
+    select_names(stmt, schema)
+        .into_iter()
+        .map(|n| {
+            if let Some(original) = n.strip_prefix("__alias_") {
+                original.to_string()
+            } else if n.starts_with("?column") && n.ends_with('?') {
+                "?column?".to_string()
+            } else {
+                n
+            }
+        })
+        .collect()
+}
+
+fn select_names(stmt: &DfStatement, schema: &Schema) -> Vec<String> {
     let df_names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let DfStatement::Statement(s) = stmt else {
         return df_names;

@@ -64,11 +64,68 @@ pub fn encode_batch(
                     _ => {}
                 }
             }
+            if !col.is_null(row) && write_catalog_value(&mut buf, col, row, binary, types.get(i))? {
+                continue;
+            }
             write_field(&mut buf, col, row, binary, opts)?;
         }
         rows.push(DataRow::new(buf, ncols as i16));
     }
     Ok(rows)
+}
+
+/// The catalog types whose wire form is not their Arrow column's (planner::pg_static): a
+/// `regproc` is shown as the function's name, `int2vector`/`oidvector` as space-separated
+/// numbers, an `xid` is 4 bytes in binary, and a binary array names its announced element type.
+/// Answers whether it wrote the value.
+fn write_catalog_value(
+    buf: &mut BytesMut,
+    col: &ArrayRef,
+    row: usize,
+    binary: bool,
+    ty: Option<&Type>,
+) -> Result<bool> {
+    let Some(ty) = ty else { return Ok(false) };
+    let with_length = |buf: &mut BytesMut, bytes: &[u8]| {
+        buf.put_i32(bytes.len() as i32);
+        buf.put_slice(bytes);
+    };
+    match (ty, col.data_type(), binary) {
+        (&Type::REGPROC, DataType::Int32, false) => {
+            let oid = col.as_primitive::<Int32Type>().value(row);
+            let name = crate::planner::pg_static::proc_name(oid)
+                .map(str::to_string)
+                .unwrap_or_else(|| oid.to_string());
+            with_length(buf, name.as_bytes());
+        }
+        (&Type::XID, DataType::Int64, true) => {
+            buf.put_i32(4);
+            buf.put_u32(col.as_primitive::<Int64Type>().value(row) as u32);
+        }
+        (&Type::INT2_VECTOR | &Type::OID_VECTOR, DataType::List(_), false) => {
+            let values = col.as_list::<i32>().value(row);
+            let values = datafusion::arrow::compute::cast(&values, &DataType::Int64)?;
+            let values = values.as_primitive::<Int64Type>();
+            let text = values
+                .iter()
+                .map(|v| v.map(|v| v.to_string()).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(" ");
+            with_length(buf, text.as_bytes());
+        }
+        (t, DataType::List(_), true) => {
+            let postgres_types::Kind::Array(elem) = t.kind() else {
+                return Ok(false);
+            };
+            let at = buf.len();
+            buf.put_i32(0);
+            write_binary_array(buf, col, row, elem.oid())?;
+            let len = (buf.len() - at - 4) as i32;
+            buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 /// Write one value with its 4-byte length prefix (-1 for NULL).
@@ -138,20 +195,22 @@ fn write_binary(buf: &mut BytesMut, col: &ArrayRef, row: usize) -> Result<()> {
             buf.put_i32(0);
             buf.put_i32(0);
         }
-        DataType::List(f) => {
-            let list = col.as_list::<i32>();
-            let values = list.value(row);
-            let elem = pg_type(f.data_type());
-            buf.put_i32(1); // dimensions
-            buf.put_i32(values.null_count().min(1) as i32); // has nulls
-            buf.put_u32(elem.oid());
-            buf.put_i32(values.len() as i32);
-            buf.put_i32(1); // lower bound
-            for i in 0..values.len() {
-                write_field(buf, &values, i, true, &TextOptions::default())?;
-            }
-        }
+        DataType::List(f) => write_binary_array(buf, col, row, pg_type(f.data_type()).oid())?,
         other => return Err(Error::internal(format!("no binary encoding for {other}"))),
+    }
+    Ok(())
+}
+
+/// A one-dimensional array in PostgreSQL's binary form, of element type `elem`.
+fn write_binary_array(buf: &mut BytesMut, col: &ArrayRef, row: usize, elem: u32) -> Result<()> {
+    let values = col.as_list::<i32>().value(row);
+    buf.put_i32(1); // dimensions
+    buf.put_i32(values.null_count().min(1) as i32); // has nulls
+    buf.put_u32(elem);
+    buf.put_i32(values.len() as i32);
+    buf.put_i32(1); // lower bound
+    for i in 0..values.len() {
+        write_field(buf, &values, i, true, &TextOptions::default())?;
     }
     Ok(())
 }

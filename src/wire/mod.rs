@@ -330,16 +330,35 @@ fn field_infos(
         .iter()
         .enumerate()
         .map(|(i, f)| {
+            use crate::planner::describe;
             let name = names.get(i).cloned().unwrap_or_else(|| f.name().clone());
+            let (table, column) = describe::field_origin(f);
+            let pg = encode::pg_type_of(f);
+            let size = type_size(&pg);
             FieldInfo::new(
                 name,
-                None,
-                None,
-                encode::pg_type_of(f),
+                (table != 0).then_some(table),
+                (column != 0).then_some(column),
+                pg,
                 format_for(formats, i),
             )
+            .with_type_modifier(describe::type_modifier(f))
+            .with_type_size(size)
         })
         .collect()
+}
+
+/// `pg_type.typlen` of a result column's type, as RowDescription carries it (-1: variable).
+fn type_size(t: &Type) -> i16 {
+    match *t {
+        Type::BOOL | Type::CHAR => 1,
+        Type::INT2 => 2,
+        Type::INT4 | Type::FLOAT4 | Type::DATE | Type::OID => 4,
+        Type::INT8 | Type::FLOAT8 | Type::TIMESTAMP | Type::TIMESTAMPTZ | Type::TIME => 8,
+        Type::UUID | Type::INTERVAL => 16,
+        Type::NAME => 64,
+        _ => -1,
+    }
 }
 
 fn outcome_response(
@@ -401,7 +420,7 @@ fn copy_out(
     let ncols = fields.len();
     let mut lead: Option<Vec<u8>> = match format.kind {
         Kind::Binary => Some(copy::BINARY_HEADER.to_vec()),
-        Kind::Csv if format.header => {
+        Kind::Csv | Kind::Text if format.header => {
             let header: Vec<Option<&[u8]>> = names
                 .iter()
                 .map(|n| Some(n.as_bytes()))
@@ -413,7 +432,11 @@ fn copy_out(
                         .map(|f| Some(f.name().as_bytes())),
                 )
                 .collect();
-            Some(copy::csv_line(&header, &format))
+            Some(if format.kind == Kind::Csv {
+                copy::csv_line(&header, &format)
+            } else {
+                copy::text_line(&header, &format)
+            })
         }
         _ => None,
     };

@@ -7,20 +7,28 @@ set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 bin="${1:?usage: run.sh path/to/lakegate}"
 work="$(mktemp -d)"
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
 
 export LAKEGATE_PASSWORD=client-test-pw
-LAKEGATE__DEMO__CUSTOMERS=200 LAKEGATE__DEMO__ORDERS=800 \
-  "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/wh" >"$work/out" 2>"$work/err" &
-pid=$!
-for _ in $(seq 1 200); do
-  grep -q "listening on" "$work/out" 2>/dev/null && break
-  sleep 0.1
-done
-port="$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/out")"
-if [ -z "$port" ]; then
-  echo "server did not start:"; cat "$work/err"; exit 1
-fi
+# start_lakegate NAME [VAR=value ...]: a server on an ephemeral port with its own warehouse
+# under $work/NAME; sets $port.
+start_lakegate() {
+  local name="$1"; shift
+  mkdir -p "$work/$name"
+  env "$@" "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/$name/wh" \
+    >"$work/$name/out" 2>"$work/$name/err" &
+  pids+=($!)
+  for _ in $(seq 1 300); do
+    grep -q "listening on" "$work/$name/out" 2>/dev/null && break
+    sleep 0.1
+  done
+  port="$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/$name/out")"
+  if [ -z "$port" ]; then
+    echo "server $name did not start:"; cat "$work/$name/err"; exit 1
+  fi
+}
+start_lakegate main LAKEGATE__DEMO__CUSTOMERS=200 LAKEGATE__DEMO__ORDERS=800
 export PGHOST=127.0.0.1 PGPORT="$port" PGUSER=lakegate PGPASSWORD="$LAKEGATE_PASSWORD" PGDATABASE=lakegate
 
 passed=0; failed=0
@@ -54,7 +62,7 @@ psql_catalog_check() {
 check "psql" psql_check
 check "psql: \\dn, \\dt, \\copy" psql_catalog_check
 check "python: psycopg, psycopg2, asyncpg" python3 "$here/python_clients.py"
-check "interop: duckdb, pyiceberg, deltalake" python3 "$here/interop.py" "$work/wh"
+check "interop: duckdb, pyiceberg, deltalake" python3 "$here/interop.py" "$work/main/wh"
 if command -v javac >/dev/null 2>&1 && [ -f /usr/share/java/postgresql.jar ]; then
   check "pgjdbc" bash -c "cd '$work' && javac -d . '$here/java/Smoke.java' && java -cp /usr/share/java/postgresql.jar:. Smoke"
 else
@@ -67,23 +75,30 @@ else
 fi
 
 # The catalog matrix: the same driver checks against a real PostgreSQL 15 (the oracle, started
-# here on a temp cluster as the postgres user when run as root) and against lakegate.
+# here on a temp cluster as the postgres OS user when run as root, its superuser and database
+# named like Lakegate's) and against a lakegate without demo data, so both hold the same tables.
+main_port="$port"
+start_lakegate matrix LAKEGATE__DEMO__ENABLED=false
+matrix_port="$port"
+port="$main_port"
 catalog_matrix() {
   local pgbin=/usr/lib/postgresql/15/bin pgdir="$work/oracle" runas=()
   [ -x "$pgbin/postgres" ] || { echo "PostgreSQL 15 server missing (scripts/install-test-deps)"; return 1; }
   mkdir -p "$pgdir"
   if [ "$(id -u)" = 0 ]; then chown postgres "$pgdir" "$work"; runas=(runuser -u postgres --); fi
-  "${runas[@]}" "$pgbin/initdb" -D "$pgdir/data" -U postgres --auth=trust -E UTF8 >/dev/null || return 1
-  local oport=$((port + 1))
+  "${runas[@]}" "$pgbin/initdb" -D "$pgdir/data" -U "$PGUSER" --auth=trust -E UTF8 >/dev/null || return 1
+  local oport
+  oport="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
   "${runas[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -w -l "$pgdir/log" \
-    -o "-p $oport -k $pgdir -c listen_addresses=127.0.0.1" start >/dev/null || { cat "$pgdir/log"; return 1; }
-  python3 "$here/catalog_matrix.py" "postgresql://postgres@127.0.0.1:$oport/postgres" \
-    "postgresql://$PGUSER:$PGPASSWORD@127.0.0.1:$port/$PGDATABASE"
+    -o "-p $oport -k $pgdir -c listen_addresses=127.0.0.1 -c timezone=UTC -c autovacuum=off" start >/dev/null || { cat "$pgdir/log"; return 1; }
+  psql -X -q "postgresql://$PGUSER@127.0.0.1:$oport/postgres" -c "CREATE DATABASE $PGDATABASE" || return 1
+  python3 "$here/catalog_matrix.py" "postgresql://$PGUSER@127.0.0.1:$oport/$PGDATABASE" \
+    "postgresql://$PGUSER:$PGPASSWORD@127.0.0.1:$matrix_port/$PGDATABASE"
   local rc=$?
   "${runas[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null
   return $rc
 }
-check "catalog matrix vs PostgreSQL 15: SQLAlchemy, pandas, asyncpg, psycopg, psqlODBC" catalog_matrix
+check "catalog matrix vs PostgreSQL 15: SQLAlchemy, pandas, asyncpg, psycopg, psqlODBC, pgjdbc, node-postgres, psql, tool replays" catalog_matrix
 
 echo "clients: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

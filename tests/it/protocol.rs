@@ -45,7 +45,8 @@ async fn every_type_in_text_and_binary() {
     assert_eq!(ts.to_string(), "2024-01-02 03:04:05.123456");
     let tz = row.get::<_, chrono::DateTime<chrono::Utc>>("tz");
     assert_eq!(tz.to_rfc3339(), "2024-01-02T03:04:05+00:00");
-    assert_eq!(row.get::<_, Vec<i64>>("arr"), vec![1, 2, 3]);
+    // Integer literals are int4, as in PostgreSQL: an int4[].
+    assert_eq!(row.get::<_, Vec<i32>>("arr"), vec![1, 2, 3]);
     assert_eq!(row.get::<_, Option<i32>>("nul"), None);
     let types: Vec<Type> = row.columns().iter().map(|c| c.type_().clone()).collect();
     assert_eq!(
@@ -66,7 +67,7 @@ async fn every_type_in_text_and_binary() {
             Type::TIMESTAMP,
             Type::TIMESTAMPTZ,
             Type::INTERVAL,
-            Type::INT8_ARRAY,
+            Type::INT4_ARRAY,
             Type::INT4
         ]
     );
