@@ -152,6 +152,7 @@ impl Dialect for LakegateDialect {
 }
 
 /// Token-level rewrites before parsing, so that the parser sees spellings it knows:
+/// - `FETCH [direction] cursor` gets the optional `FROM` before the cursor's name;
 /// - the `FOR` of `FOR VERSION AS OF` / `FOR TIMESTAMP AS OF` is dropped;
 /// - in `CREATE TABLE`, Spark's `USING iceberg` becomes the table option `format = 'iceberg'`
 ///   and `PARTITIONED BY (a, b)` becomes `PARTITION BY (a, b)` (PostgreSQL's position).
@@ -165,7 +166,27 @@ pub fn normalize(sql: &str) -> Result<String, ParserError> {
     let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
     let mut changed = false;
     let mut i = 0;
+    let mut statement_start = true;
     while i < tokens.len() {
+        let starts = statement_start;
+        match tokens.get(i) {
+            Some(Token::Whitespace(_)) => {}
+            Some(Token::SemiColon) => statement_start = true,
+            _ => statement_start = false,
+        }
+        // `FETCH [direction] [FROM | IN] cursor` as the parser takes it: the direction (NEXT
+        // when there is none), FROM, the cursor; a negative count one number token.
+        if starts && is_kw(tokens.get(i), Keyword::FETCH) {
+            let end = (i..tokens.len())
+                .find(|&j| matches!(tokens.get(j), Some(Token::SemiColon)))
+                .unwrap_or(tokens.len());
+            if let Some(fetch) = fetch_statement(&tokens[i..end]) {
+                out.extend(fetch);
+                changed = true;
+                i = end;
+                continue;
+            }
+        }
         if is_kw(tokens.get(i), Keyword::FOR) {
             let j = next_solid(&tokens, i + 1);
             if is_kw(tokens.get(j), Keyword::VERSION) || is_kw(tokens.get(j), Keyword::TIMESTAMP) {
@@ -192,6 +213,61 @@ pub fn normalize(sql: &str) -> Result<String, ParserError> {
         return Ok(sql.to_string());
     }
     Ok(out.iter().map(|t| t.to_string()).collect())
+}
+
+/// How a negative FETCH/MOVE count (`RELATIVE -2`) reaches the session: `$lakegate_minus_2`.
+pub const NEGATIVE_COUNT: &str = "$lakegate_minus_";
+
+/// A FETCH statement's tokens in the parser's spelling, if they need it.
+fn fetch_statement(tokens: &[Token]) -> Option<Vec<Token>> {
+    use datafusion::sql::sqlparser::tokenizer::Whitespace;
+    let mut solid: Vec<Token> = vec![];
+    for t in tokens.iter().skip(1) {
+        match t {
+            Token::Whitespace(_) => {}
+            // The parser takes no sign here: a negative count travels as a placeholder the
+            // session reads back (session::cursor).
+            Token::Number(n, _) if matches!(solid.last(), Some(Token::Minus)) => {
+                solid.pop();
+                solid.push(Token::Placeholder(format!("{NEGATIVE_COUNT}{n}")));
+            }
+            other => solid.push(other.clone()),
+        }
+    }
+    let from = solid
+        .iter()
+        .position(|t| is_kw(Some(t), Keyword::FROM) || is_kw(Some(t), Keyword::IN));
+    let (direction, cursor): (Vec<Token>, Vec<Token>) = match from {
+        Some(at) => (solid[..at].to_vec(), solid[at + 1..].to_vec()),
+        None => {
+            let (last, rest) = solid.split_last()?;
+            (rest.to_vec(), vec![last.clone()])
+        }
+    };
+    let negative = direction
+        .iter()
+        .any(|t| matches!(t, Token::Placeholder(p) if p.starts_with(NEGATIVE_COUNT)));
+    if from.is_some() && !direction.is_empty() && !negative {
+        return None;
+    }
+    let direction = if direction.is_empty() {
+        vec![Token::make_keyword("NEXT")]
+    } else {
+        direction
+    };
+    let space = || Token::Whitespace(Whitespace::Space);
+    let mut out = vec![tokens[0].clone()];
+    for t in direction {
+        out.push(space());
+        out.push(t);
+    }
+    out.push(space());
+    out.push(Token::make_keyword("FROM"));
+    for t in cursor {
+        out.push(space());
+        out.push(t);
+    }
+    Some(out)
 }
 
 fn is_kw(t: Option<&Token>, k: Keyword) -> bool {

@@ -85,7 +85,12 @@ pub struct SessionValues<'a> {
     pub pending_settings: PendingSettings,
     /// Whether SET would take (name, value): `set_config()` fails as SET fails.
     pub check_setting: Option<CheckSetting>,
+    /// `pg_cancel_backend(pid)`: cancel that connection's statement (false: no such backend).
+    pub cancel_backend: Option<CancelBackend>,
 }
+
+/// pid -> whether a statement was cancelled (an error: not the caller's to cancel).
+pub type CancelBackend = Arc<dyn Fn(i32) -> crate::error::Result<bool> + Send + Sync>;
 
 /// (name, value) -> what `SET name = value` would answer.
 pub type CheckSetting = Arc<dyn Fn(&str, &str) -> crate::error::Result<()> + Send + Sync>;
@@ -143,6 +148,13 @@ pub fn session_functions(v: &SessionValues<'_>) -> Vec<ScalarUDF> {
             signature: Signature::any(1, Volatility::Stable),
         }),
         constant("pg_is_in_recovery", ScalarValue::Boolean(Some(false))),
+        ScalarUDF::new_from_impl(CancelBackendFn {
+            cancel: v.cancel_backend.clone(),
+            signature: Signature::any(1, Volatility::Volatile),
+        }),
+        ScalarUDF::new_from_impl(EncodingToChar {
+            signature: Signature::any(1, Volatility::Immutable),
+        }),
         constant("pg_postmaster_start_time", started()),
         constant("pg_conf_load_time", started()),
         // No indexes or constraints: nothing to define.
@@ -849,5 +861,106 @@ impl ScalarUDFImpl for RegClass {
             })
             .collect();
         Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `pg_encoding_to_char(n)`: the encoding's name (Lakegate speaks UTF8, 6; SQL_ASCII is 0).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct EncodingToChar {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for EncodingToChar {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn name(&self) -> &str {
+        "pg_encoding_to_char"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let Some(arg) = args.args.first() else {
+            return Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)));
+        };
+        let n =
+            datafusion::arrow::compute::cast(&arg.to_array(args.number_rows)?, &DataType::Int64)?;
+        let n = n.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let out: datafusion::arrow::array::StringArray = (0..n.len())
+            .map(|i| {
+                (!n.is_null(i)).then(|| match n.value(i) {
+                    0 => "SQL_ASCII",
+                    6 => "UTF8",
+                    _ => "",
+                })
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `pg_cancel_backend(pid)` (Engine::cancel_backend decides).
+struct CancelBackendFn {
+    cancel: Option<CancelBackend>,
+    signature: Signature,
+}
+
+impl std::fmt::Debug for CancelBackendFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("pg_cancel_backend")
+    }
+}
+
+impl PartialEq for CancelBackendFn {
+    fn eq(&self, _: &Self) -> bool {
+        false
+    }
+}
+
+impl Eq for CancelBackendFn {}
+
+impl std::hash::Hash for CancelBackendFn {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        "pg_cancel_backend".hash(state);
+    }
+}
+
+impl ScalarUDFImpl for CancelBackendFn {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn name(&self) -> &str {
+        "pg_cancel_backend"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let Some(arg) = args.args.first() else {
+            return Ok(ColumnarValue::Scalar(ScalarValue::Boolean(None)));
+        };
+        let pids =
+            datafusion::arrow::compute::cast(&arg.to_array(args.number_rows)?, &DataType::Int64)?;
+        let pids = pids.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let mut out = datafusion::arrow::array::BooleanBuilder::with_capacity(pids.len());
+        for i in 0..pids.len() {
+            if pids.is_null(i) {
+                out.append_null();
+                continue;
+            }
+            let done = match (&self.cancel, i32::try_from(pids.value(i))) {
+                (Some(cancel), Ok(pid)) => cancel(pid)?,
+                _ => false,
+            };
+            out.append_value(done);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
 }

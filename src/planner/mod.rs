@@ -269,6 +269,7 @@ impl ViewExpander for Planner {
             privilege: None,
             pending_settings: Default::default(),
             check_setting: None,
+            cancel_backend: None,
         };
         let ctx = self.new_context(&values);
         let stmt = parse_sql(sql)?

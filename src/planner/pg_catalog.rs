@@ -64,26 +64,25 @@ pub fn register_functions(ctx: &SessionContext) -> Result<()> {
     use datafusion_pg_catalog::pg_catalog::{has_privilege_udf, quote_ident_udf};
     // Table privileges are the policies' (planner::functions); these are always held.
     for name in ["has_schema_privilege", "has_database_privilege"] {
-        ctx.register_udf(has_privilege_udf::create_has_privilege_udf(name));
+        ctx.register_udf(lenient(has_privilege_udf::create_has_privilege_udf(name)));
     }
-    ctx.register_udf(pg::create_pg_table_is_visible());
+    ctx.register_udf(lenient(pg::create_pg_table_is_visible()));
     ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
         FormatType::default(),
     ));
-    ctx.register_udtf("pg_get_keywords", static_tables()?.pg_get_keywords.clone());
+    ctx.register_udtf("pg_get_keywords", Arc::new(Keywords));
     ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
         GetExpr::default(),
     ));
     ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
         RegProc::default(),
     ));
-    ctx.register_udf(pg::create_pg_relation_is_publishable_udf());
-    ctx.register_udf(pg::create_pg_get_statisticsobjdef_columns_udf());
-    ctx.register_udf(pg::create_pg_encoding_to_char_udf());
-    ctx.register_udf(pg::create_pg_relation_size_udf());
-    ctx.register_udf(pg::create_pg_total_relation_size_udf());
-    ctx.register_udf(pg::create_pg_stat_get_numscans());
-    ctx.register_udf(pg::create_pg_get_partition_ancestors_udf());
+    ctx.register_udf(lenient(pg::create_pg_relation_is_publishable_udf()));
+    ctx.register_udf(lenient(pg::create_pg_get_statisticsobjdef_columns_udf()));
+    ctx.register_udf(lenient(pg::create_pg_relation_size_udf()));
+    ctx.register_udf(lenient(pg::create_pg_total_relation_size_udf()));
+    ctx.register_udf(lenient(pg::create_pg_stat_get_numscans()));
+    ctx.register_udf(lenient(pg::create_pg_get_partition_ancestors_udf()));
     ctx.register_udf(datafusion::logical_expr::ScalarUDF::new_from_impl(
         ExpandArray::default(),
     ));
@@ -96,8 +95,8 @@ pub fn register_functions(ctx: &SessionContext) -> Result<()> {
             Description::new(kind),
         ));
     }
-    ctx.register_udf(quote_ident_udf::create_quote_ident_udf());
-    ctx.register_udf(quote_ident_udf::create_parse_ident_udf());
+    ctx.register_udf(lenient(quote_ident_udf::create_quote_ident_udf()));
+    ctx.register_udf(lenient(quote_ident_udf::create_parse_ident_udf()));
     for f in function_signature_udfs() {
         ctx.register_udf(f);
     }
@@ -766,70 +765,60 @@ fn signatures() -> &'static Signatures {
     SIGS.get_or_init(|| build_signatures().unwrap_or_default())
 }
 
-/// (oid, typname, typarray) of every type in the static pg_type.
+/// (oid, typname, typarray) of every built-in type (planner::pg_static).
 fn static_types() -> Option<Vec<(i32, String, i32)>> {
-    use datafusion::arrow::array::{Array, AsArray};
-    use datafusion::arrow::datatypes::Int32Type;
-    let tables = static_tables().ok()?;
-    let mut out = vec![];
-    for b in tables.pg_type.data() {
-        let oid = b.column_by_name("oid")?.as_primitive_opt::<Int32Type>()?;
-        let name = b.column_by_name("typname")?.as_string_opt::<i32>()?;
-        let array = b
-            .column_by_name("typarray")?
-            .as_primitive_opt::<Int32Type>()?;
-        for i in 0..b.num_rows() {
-            if oid.is_valid(i) && name.is_valid(i) {
-                let array = if array.is_valid(i) { array.value(i) } else { 0 };
-                out.push((oid.value(i), name.value(i).to_string(), array));
-            }
-        }
-    }
-    Some(out)
+    use super::pg_static::{ints, strings, table};
+    let t = table("pg_type")?;
+    Some(
+        ints(t, "oid")
+            .into_iter()
+            .zip(strings(t, "typname"))
+            .zip(ints(t, "typarray"))
+            .filter_map(|((o, n), a)| Some((o?, n?, a.unwrap_or(0))))
+            .collect(),
+    )
 }
 
+/// Each built-in function's result type and argument list, as `pg_get_function_result` and
+/// `pg_get_function_arguments` show them, from pg_proc and pg_type (PostgreSQL 15's).
 fn build_signatures() -> Option<Signatures> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::Int32Type;
-    let tables = static_tables().ok()?;
+    let proc = super::pg_static::table("pg_proc")?;
+    let b = &proc.batch;
     let types: std::collections::HashMap<i32, String> = static_types()?
         .into_iter()
         .map(|(oid, name, _)| (oid, sql_type_name(&name)))
         .collect();
-    let name_of = |oid: &str| -> String {
-        oid.trim()
-            .parse::<i32>()
-            .ok()
-            .and_then(|o| types.get(&o).cloned())
-            .unwrap_or_else(|| oid.trim().to_string())
-    };
+    let name_of =
+        |oid: i32| -> String { types.get(&oid).cloned().unwrap_or_else(|| oid.to_string()) };
+    let oid = b.column_by_name("oid")?.as_primitive_opt::<Int32Type>()?;
+    let ret = b
+        .column_by_name("prorettype")?
+        .as_primitive_opt::<Int32Type>()?;
+    let args = b.column_by_name("proargtypes")?.as_list_opt::<i32>()?;
+    let set = b.column_by_name("proretset")?.as_boolean_opt()?;
     let mut out = Signatures::new();
-    for b in tables.pg_proc.data() {
-        let oid = b.column_by_name("oid")?.as_primitive_opt::<Int32Type>()?;
-        let ret = b
-            .column_by_name("prorettype")?
-            .as_primitive_opt::<Int32Type>()?;
-        let args = b.column_by_name("proargtypes")?.as_string_opt::<i32>()?;
-        let set = b.column_by_name("proretset")?.as_boolean_opt()?;
-        for i in 0..b.num_rows() {
-            if !oid.is_valid(i) {
-                continue;
-            }
-            let mut result = name_of(&ret.value(i).to_string());
-            if set.is_valid(i) && set.value(i) {
-                result = format!("SETOF {result}");
-            }
-            let list = if args.is_valid(i) {
-                args.value(i)
-                    .split_whitespace()
-                    .map(name_of)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            } else {
-                String::new()
-            };
-            out.insert(i64::from(oid.value(i)), (result, list));
+    for i in 0..b.num_rows() {
+        if !oid.is_valid(i) {
+            continue;
         }
+        let mut result = name_of(ret.value(i));
+        if set.is_valid(i) && set.value(i) {
+            result = format!("SETOF {result}");
+        }
+        let list = if args.is_valid(i) {
+            let v = args.value(i);
+            let v = v.as_primitive_opt::<Int32Type>()?;
+            v.iter()
+                .flatten()
+                .map(name_of)
+                .collect::<Vec<_>>()
+                .join(", ")
+        } else {
+            String::new()
+        };
+        out.insert(i64::from(oid.value(i)), (result, list));
     }
     Some(out)
 }
@@ -1790,5 +1779,109 @@ impl datafusion::logical_expr::ScalarUDFImpl for RegProc {
         Ok(datafusion::logical_expr::ColumnarValue::Array(
             std::sync::Arc::new(out),
         ))
+    }
+}
+
+/// `pg_get_keywords()`: PostgreSQL 15's keywords (planner::pg_static).
+#[derive(Debug)]
+struct Keywords;
+
+impl datafusion::catalog::TableFunctionImpl for Keywords {
+    fn call(
+        &self,
+        _args: &[datafusion::logical_expr::Expr],
+    ) -> datafusion::common::Result<Arc<dyn datafusion::catalog::TableProvider>> {
+        let t = super::pg_static::table("pg_get_keywords").ok_or_else(|| {
+            datafusion::error::DataFusionError::Plan("pg_get_keywords: no keyword list".into())
+        })?;
+        Ok(Arc::new(datafusion::datasource::MemTable::try_new(
+            t.batch.schema(),
+            vec![vec![t.batch.clone()]],
+        )?))
+    }
+}
+
+/// One of datafusion-pg-catalog's functions, taking what PostgreSQL takes: their signatures are
+/// exact (`Int32` oids), while clients pass integer literals (bigint here) and untyped
+/// parameters. Arguments are coerced to the first exact signature of their arity they fit.
+fn lenient(inner: datafusion::logical_expr::ScalarUDF) -> datafusion::logical_expr::ScalarUDF {
+    datafusion::logical_expr::ScalarUDF::new_from_impl(Lenient {
+        signature: datafusion::logical_expr::Signature::user_defined(inner.signature().volatility),
+        inner,
+    })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Lenient {
+    inner: datafusion::logical_expr::ScalarUDF,
+    signature: datafusion::logical_expr::Signature,
+}
+
+fn exact_variants(
+    s: &datafusion::logical_expr::TypeSignature,
+) -> Vec<Vec<datafusion::arrow::datatypes::DataType>> {
+    use datafusion::logical_expr::TypeSignature as T;
+    match s {
+        T::Exact(v) => vec![v.clone()],
+        T::OneOf(v) => v.iter().flat_map(exact_variants).collect(),
+        T::Uniform(n, types) => types.iter().map(|t| vec![t.clone(); *n]).collect(),
+        _ => vec![],
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for Lenient {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+    fn coerce_types(
+        &self,
+        args: &[datafusion::arrow::datatypes::DataType],
+    ) -> datafusion::common::Result<Vec<datafusion::arrow::datatypes::DataType>> {
+        use datafusion::arrow::datatypes::DataType as D;
+        let fits = |have: &D, want: &D| {
+            have == want
+                || matches!(have, D::Null)
+                || (have.is_integer() && want.is_integer())
+                || (matches!(have, D::Utf8 | D::Utf8View | D::LargeUtf8)
+                    && matches!(want, D::Utf8 | D::Utf8View | D::LargeUtf8))
+        };
+        let variants = exact_variants(&self.inner.signature().type_signature);
+        if variants.is_empty() {
+            return Ok(args.to_vec());
+        }
+        variants
+            .into_iter()
+            .find(|v| v.len() == args.len() && args.iter().zip(v).all(|(a, w)| fits(a, w)))
+            .ok_or_else(|| {
+                datafusion::error::DataFusionError::Plan(format!(
+                    "function {}({}) does not exist",
+                    self.inner.name(),
+                    args.iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+    }
+    fn return_type(
+        &self,
+        args: &[datafusion::arrow::datatypes::DataType],
+    ) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
+        self.inner.return_type(args)
+    }
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
+        self.inner.invoke_with_args(args)
     }
 }

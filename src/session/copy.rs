@@ -536,6 +536,16 @@ pub struct CopyInRun {
     failed: Option<Error>,
     pub statement: String,
     pub started: std::time::Instant,
+    /// In a transaction block: where the rows go at COMMIT.
+    deferred: Option<Deferred>,
+}
+
+/// A COPY FROM inside a transaction block: its rows wait for COMMIT.
+pub struct Deferred {
+    entry: crate::catalog::TableEntry,
+    schema: String,
+    table: String,
+    target: datafusion::arrow::datatypes::SchemaRef,
 }
 
 impl std::fmt::Debug for CopyInRun {
@@ -587,11 +597,6 @@ impl super::Session {
     /// Start COPY FROM STDIN: plan the INSERT over the incoming rows and start it.
     pub(crate) async fn copy_in_start(&mut self, c: CopyIn, sql: &str) -> Result<super::Outcome> {
         use datafusion::arrow::datatypes::{DataType, Field, Schema};
-        if self.in_transaction {
-            return Err(Error::unsupported(
-                "COPY FROM STDIN inside a transaction block is not supported yet: run it on its own (it commits once, atomically)",
-            ));
-        }
         let provider = self.context().table_provider(c.table.as_str()).await?;
         let target = provider.schema();
         let columns: Vec<String> = if c.columns.is_empty() {
@@ -646,6 +651,23 @@ impl super::Session {
             .ok_or_else(|| Error::internal("COPY's INSERT did not parse"))?;
         let plan = self.plan(&stmt).await?;
         let ctx = self.context().clone();
+        // In a transaction block the rows are computed (cast, checked) as they come and kept
+        // for COMMIT, like an INSERT's there; otherwise the INSERT runs and commits once.
+        let (plan, deferred) = if self.in_transaction {
+            let (dml, schema, table, entry) = super::transaction::insert_target(self, &plan)?;
+            let target = dml.target.schema();
+            (
+                dml.input.as_ref().clone(),
+                Some(Deferred {
+                    entry,
+                    schema,
+                    table,
+                    target,
+                }),
+            )
+        } else {
+            (plan, None)
+        };
         let task = tokio::spawn(async move {
             let df = ctx.execute_logical_plan(plan).await?;
             df.collect().await
@@ -659,6 +681,7 @@ impl super::Session {
             failed: None,
             statement: sql.to_string(),
             started: std::time::Instant::now(),
+            deferred,
         });
         Ok(super::Outcome::CopyIn {
             columns: columns.len(),
@@ -728,8 +751,13 @@ impl super::Session {
                 )))
                 .await;
         }
-        let result = match run.task.await {
-            Ok(Ok(batches)) => Ok(batches
+        let deferred = run.deferred.take();
+        let result = match (run.task.await, deferred) {
+            (Ok(Ok(batches)), Some(d)) if error.is_none() => super::transaction::keep_rows(
+                self, d.entry, &d.schema, &d.table, &d.target, batches,
+            ),
+            (Ok(Ok(_)), Some(_)) => Ok(0),
+            (Ok(Ok(batches)), None) => Ok(batches
                 .iter()
                 .filter_map(|b| {
                     b.columns()
@@ -741,8 +769,8 @@ impl super::Session {
                         .map(|a| a.iter().flatten().sum::<u64>() as usize)
                 })
                 .sum()),
-            Ok(Err(e)) => Err(Error::from(e)),
-            Err(e) => Err(Error::internal(format!("COPY's insert stopped: {e}"))),
+            (Ok(Err(e)), _) => Err(Error::from(e)),
+            (Err(e), _) => Err(Error::internal(format!("COPY's insert stopped: {e}"))),
         };
         (
             match error {

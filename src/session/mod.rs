@@ -3,7 +3,7 @@
 //! [`Session`] only, never to DataFusion directly.
 
 pub mod copy;
-mod cursor;
+pub mod cursor;
 mod ddl;
 mod dml;
 mod maintenance;
@@ -11,6 +11,7 @@ mod merge;
 pub mod settings;
 mod transaction;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -41,6 +42,36 @@ pub struct Engine {
     policies: Arc<std::sync::RwLock<Arc<PolicySet>>>,
     watch: crate::policy::PolicyWatch,
     pub audit: Arc<crate::policy::audit::AuditLog>,
+    /// The connections of this server by backend pid: who they are, and how to cancel their
+    /// running statement (`pg_cancel_backend`).
+    backends: Arc<std::sync::Mutex<HashMap<i32, Backend>>>,
+}
+
+/// One connection, as `pg_cancel_backend` finds it.
+struct Backend {
+    user: String,
+    cancel: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend").field("user", &self.user).finish()
+    }
+}
+
+/// Removes a connection from the engine's backends when it ends.
+pub struct BackendRegistration {
+    pid: i32,
+    backends: Arc<std::sync::Mutex<HashMap<i32, Backend>>>,
+}
+
+impl Drop for BackendRegistration {
+    fn drop(&mut self) {
+        self.backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.pid);
+    }
 }
 
 impl Engine {
@@ -60,7 +91,38 @@ impl Engine {
             admins,
             policies: Arc::new(std::sync::RwLock::new(Arc::new(policies))),
             audit,
+            backends: Arc::default(),
         })
+    }
+
+    /// Make a connection known to `pg_cancel_backend` until the registration drops.
+    pub fn register_backend(
+        &self,
+        pid: i32,
+        user: &str,
+        cancel: Arc<dyn Fn() + Send + Sync>,
+    ) -> BackendRegistration {
+        self.backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                pid,
+                Backend {
+                    user: user.to_string(),
+                    cancel,
+                },
+            );
+        BackendRegistration {
+            pid,
+            backends: self.backends.clone(),
+        }
+    }
+
+    /// `pg_cancel_backend(pid)` asked by `user`: the connection's running statement is
+    /// cancelled (57014 there) when it is the caller's own or the caller administers the server;
+    /// another user's is refused with PostgreSQL's 42501; an unknown pid answers false.
+    pub fn cancel_backend(&self, user: &str, pid: i32) -> Result<bool> {
+        cancel_backend(&self.backends, user, self.is_admin(user), pid)
     }
 
     /// Load the policy files again if they changed (before every statement: a change takes
@@ -96,6 +158,27 @@ impl Engine {
     pub fn is_admin(&self, user: &str) -> bool {
         self.admins.iter().any(|a| a == user)
     }
+}
+
+fn cancel_backend(
+    backends: &std::sync::Mutex<HashMap<i32, Backend>>,
+    user: &str,
+    admin: bool,
+    pid: i32,
+) -> Result<bool> {
+    let backends = backends.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(b) = backends.get(&pid) else {
+        return Ok(false);
+    };
+    if b.user != user && !admin {
+        return Err(Error::PermissionDenied(
+            "permission denied to cancel query: only the role whose query is being canceled \
+             or an administrator may cancel it"
+                .into(),
+        ));
+    }
+    (b.cancel)();
+    Ok(true)
 }
 
 /// Decrements the running-statement count when dropped.
@@ -453,6 +536,14 @@ impl Session {
             visible,
             hidden,
             privilege,
+            cancel_backend: {
+                let backends = engine.backends.clone();
+                let user = p.name.clone();
+                let admin = engine.is_admin(&user);
+                Some(Arc::new(move |pid: i32| {
+                    cancel_backend(&backends, &user, admin, pid)
+                }))
+            },
         };
         let ctx = engine.planner.new_context(&values);
         ctx.register_udf(crate::policy::status_udf(engine.watch.status.clone()));
@@ -1077,10 +1168,8 @@ impl Session {
     ) -> Result<Outcome> {
         if aborted {
             if ends_transaction(stmt) {
-                self.in_transaction = false;
                 self.pending.clear();
-                self.savepoints.clear();
-                self.cursors.end_of_block();
+                self.close_block();
                 return Ok(Outcome::Commit(CommandTag::new("ROLLBACK")));
             }
             // ROLLBACK TO SAVEPOINT recovers a failed block (psqlODBC wraps statements so).
@@ -1281,7 +1370,13 @@ impl Session {
                 cascade,
                 ..
             } => ddl::drop(self, *object_type, *if_exists, names, *cascade).await,
-            S::StartTransaction { .. } => {
+            S::StartTransaction { modes, .. } => {
+                for m in modes {
+                    if let ast::TransactionMode::IsolationLevel(level) = m {
+                        self.settings
+                            .set("transaction_isolation", isolation_name(level))?;
+                    }
+                }
                 if self.in_transaction {
                     self.warn("25001", "there is already a transaction in progress".into());
                 } else {
@@ -1301,11 +1396,6 @@ impl Session {
                         "DECLARE is supported for cursors: DECLARE name CURSOR FOR query",
                     ));
                 };
-                if d.scroll == Some(true) {
-                    return Err(Error::unsupported(
-                        "SCROLL cursors are not supported: cursors here move forward only",
-                    ));
-                }
                 let hold = d.hold == Some(true);
                 if !hold && !self.in_transaction {
                     return Err(Error::Data {
@@ -1315,7 +1405,12 @@ impl Session {
                 }
                 let q = DfStatement::Statement(Box::new(SqlStatement::Query(query.clone())));
                 let rows = self.query(&q, params, "SELECT").await?;
-                self.cursors.declare(&name.value, rows, hold)?;
+                let options = cursor::Options {
+                    scroll: d.scroll == Some(true),
+                    binary: d.binary == Some(true),
+                    hold,
+                };
+                self.cursors.declare(&name.value, rows, options)?;
                 Ok(Outcome::Command(CommandTag::new("DECLARE CURSOR")))
             }
             S::Fetch {
@@ -1361,9 +1456,7 @@ impl Session {
                 if !self.in_transaction {
                     self.warn("25P01", "there is no transaction in progress".into());
                 }
-                self.in_transaction = false;
-                self.savepoints.clear();
-                self.cursors.end_of_block();
+                self.close_block();
                 transaction::commit(self).await?;
                 Ok(Outcome::Commit(CommandTag::new("COMMIT")))
             }
@@ -1382,10 +1475,8 @@ impl Session {
                         ),
                     );
                 }
-                self.in_transaction = false;
                 self.pending.clear();
-                self.savepoints.clear();
-                self.cursors.end_of_block();
+                self.close_block();
                 Ok(Outcome::Commit(CommandTag::new("ROLLBACK")))
             }
             S::Set(set) => self.set(set),
@@ -1418,6 +1509,17 @@ impl Session {
     }
 
     /// The newest savepoint called `name` (3B001 if none; 25P01 outside a block).
+    /// The end of a transaction block (COMMIT, ROLLBACK): its savepoints and cursors without
+    /// HOLD go, and the next transaction's isolation level is the session's default again.
+    fn close_block(&mut self) {
+        self.in_transaction = false;
+        self.savepoints.clear();
+        self.cursors.end_of_block();
+        if let Ok(level) = self.settings.get("default_transaction_isolation") {
+            let _ = self.settings.set("transaction_isolation", &level);
+        }
+    }
+
     fn savepoint(&self, name: &str, what: &str) -> Result<usize> {
         if !self.in_transaction {
             return Err(Error::Data {
@@ -1645,7 +1747,22 @@ impl Session {
             S::SetSessionAuthorization(p) => {
                 return self.set_role(&p.to_string());
             }
-            S::SetTransaction { .. } | S::SetSessionParam(_) => {}
+            // The isolation level asked for is recorded (SHOW TRANSACTION ISOLATION LEVEL says
+            // it); every statement reads one committed snapshot of each table whatever it is.
+            S::SetTransaction { modes, session, .. } => {
+                for m in modes {
+                    if let ast::TransactionMode::IsolationLevel(level) = m {
+                        let level = isolation_name(level);
+                        if *session {
+                            self.settings.set("default_transaction_isolation", level)?;
+                        }
+                        if *session && !self.in_transaction || !*session && self.in_transaction {
+                            self.settings.set("transaction_isolation", level)?;
+                        }
+                    }
+                }
+            }
+            S::SetSessionParam(_) => {}
             other => return Err(Error::unsupported(format!("{other} is not supported"))),
         }
         self.rebuild_context();
@@ -1772,6 +1889,16 @@ fn set_value(e: &ast::Expr) -> String {
 }
 
 /// First keywords of a statement, for "not supported" messages (never the literals).
+/// An isolation level as `transaction_isolation` spells it.
+fn isolation_name(level: &ast::TransactionIsolationLevel) -> &'static str {
+    match level {
+        ast::TransactionIsolationLevel::ReadUncommitted => "read uncommitted",
+        ast::TransactionIsolationLevel::ReadCommitted => "read committed",
+        ast::TransactionIsolationLevel::RepeatableRead => "repeatable read",
+        _ => "serializable",
+    }
+}
+
 fn statement_keyword(sql: &str) -> String {
     sql.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
 }

@@ -289,19 +289,32 @@ fn normalize_timezone(v: &str) -> Result<String> {
     }
 }
 
+/// DateStyle as PostgreSQL reports it (`ISO, DMY`): Lakegate renders ISO dates, so the output
+/// style must be ISO (or left out); the field order is kept as asked.
 fn normalize_datestyle(v: &str) -> Result<String> {
     let l = v.to_ascii_lowercase();
-    // Lakegate renders ISO dates; accept what clients send as long as it asks for ISO.
-    if l.contains("iso")
-        || l.trim().is_empty()
-        || l.contains("mdy") && !l.contains("sql") && !l.contains("german")
+    let words: Vec<&str> = l
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words
+        .iter()
+        .any(|w| matches!(*w, "sql" | "german" | "postgres"))
     {
-        Ok("ISO, MDY".into())
-    } else {
-        Err(Error::unsupported(format!(
+        return Err(Error::unsupported(format!(
             "DateStyle {v} is not supported; use ISO"
-        )))
+        )));
     }
+    let order = words
+        .iter()
+        .find_map(|w| match *w {
+            "dmy" | "euro" | "european" => Some("DMY"),
+            "ymd" => Some("YMD"),
+            "mdy" | "us" | "noneuro" | "noneuropean" => Some("MDY"),
+            _ => None,
+        })
+        .unwrap_or("MDY");
+    Ok(format!("ISO, {order}"))
 }
 
 #[cfg(test)]

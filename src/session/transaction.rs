@@ -65,14 +65,18 @@ pub async fn defer_change(session: &mut Session, change: super::dml::RowChange) 
     Ok(Outcome::Command(CommandTag::rows(command, rows)))
 }
 
-/// Run an INSERT's source query now and keep its rows for COMMIT.
-pub async fn buffer_insert(
-    session: &mut Session,
-    stmt: &DfStatement,
-    params: Vec<ScalarValue>,
-) -> Result<Outcome> {
-    let plan = bind(session.plan(stmt).await?, params)?;
-    let LogicalPlan::Dml(dml) = &plan else {
+/// The planned INSERT of a statement in a block, and the table it writes: (insert, schema,
+/// table, catalog entry).
+pub fn insert_target<'a>(
+    session: &Session,
+    plan: &'a LogicalPlan,
+) -> Result<(
+    &'a datafusion::logical_expr::DmlStatement,
+    String,
+    String,
+    TableEntry,
+)> {
+    let LogicalPlan::Dml(dml) = plan else {
         return Err(Error::internal("INSERT did not plan as an insert"));
     };
     let (schema, table) = match (dml.table_name.schema(), dml.table_name.table()) {
@@ -85,6 +89,17 @@ pub async fn buffer_insert(
             "INSERT into the external table \"{table}\" inside a transaction block is not supported"
         )));
     }
+    Ok((dml, schema, table, entry))
+}
+
+/// Run an INSERT's source query now and keep its rows for COMMIT.
+pub async fn buffer_insert(
+    session: &mut Session,
+    stmt: &DfStatement,
+    params: Vec<ScalarValue>,
+) -> Result<Outcome> {
+    let plan = bind(session.plan(stmt).await?, params)?;
+    let (dml, schema, table, entry) = insert_target(session, &plan)?;
     let target = dml.target.schema();
     let batches = match session
         .context()
@@ -101,6 +116,20 @@ pub async fn buffer_insert(
             return Err(crate::planner::not_null::explain_values_error(ctx, stmt, e.into()).await);
         }
     };
+    let rows = keep_rows(session, entry, &schema, &table, &target, batches)?;
+    Ok(Outcome::Command(CommandTag::rows("INSERT", rows)))
+}
+
+/// Keep rows computed for `schema.table` (an INSERT's, a COPY FROM's) for COMMIT, after the
+/// checks PostgreSQL makes when the rows are sent (NOT NULL); their count.
+pub fn keep_rows(
+    session: &mut Session,
+    entry: TableEntry,
+    schema: &str,
+    table: &str,
+    target: &datafusion::arrow::datatypes::SchemaRef,
+    batches: Vec<RecordBatch>,
+) -> Result<usize> {
     // NOT NULL is checked now, as PostgreSQL does, not at COMMIT.
     for b in &batches {
         for (i, f) in target.fields().iter().enumerate() {
@@ -125,7 +154,7 @@ pub async fn buffer_insert(
             batches,
         }),
     }
-    Ok(Outcome::Command(CommandTag::rows("INSERT", rows)))
+    Ok(rows)
 }
 
 /// Carry out the pending writes in order: an append commit per run of INSERTs into one table

@@ -72,7 +72,7 @@ impl CancelSlot {
         }
     }
 
-    fn cancel(&self) {
+    pub fn cancel(&self) {
         self.lock().token.cancel();
     }
 }

@@ -129,6 +129,7 @@ struct ConnState {
     session: SessionHandle,
     slot: Arc<CancelSlot>,
     _registration: cancel::Registration,
+    _backend: crate::session::BackendRegistration,
 }
 
 impl QueryHandler {
@@ -208,10 +209,16 @@ impl QueryHandler {
             session.set_client(client.socket_addr().to_string());
             session.apply_startup(client.metadata());
             let (slot, registration) = self.cancel.register(pid, key);
+            let backend = {
+                let slot = slot.clone();
+                self.engine
+                    .register_backend(pid, &user, Arc::new(move || slot.cancel()))
+            };
             ConnState {
                 session: Arc::new(Mutex::new(session)),
                 slot,
                 _registration: registration,
+                _backend: backend,
             }
         })
     }
@@ -609,7 +616,18 @@ impl SimpleQueryHandler for QueryHandler {
         let mut out = Vec::with_capacity(results.len());
         for r in results {
             match r.map_err(pg_error).and_then(|o| {
-                outcome_response(o, &Format::UnifiedText, &state, opts.clone(), &self.engine)
+                // A BINARY cursor's rows go out in binary over the simple protocol.
+                let format = match &o {
+                    Outcome::Rows { schema, .. }
+                        if schema
+                            .metadata()
+                            .contains_key(crate::session::cursor::BINARY_ROWS) =>
+                    {
+                        Format::UnifiedBinary
+                    }
+                    _ => Format::UnifiedText,
+                };
+                outcome_response(o, &format, &state, opts.clone(), &self.engine)
             }) {
                 Ok(resp) => out.push(resp),
                 Err(PgWireError::UserError(info)) => out.push(Response::Error(info)),
