@@ -31,6 +31,63 @@ pub struct Config {
     /// Iceberg REST catalogs to attach, each seen in SQL under its name.
     pub catalogs: Vec<CatalogConfig>,
     pub policy: PolicyConfig,
+    pub engine: EngineConfig,
+}
+
+/// How queries execute (DataFusion's runtime, shared by all sessions).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Memory all running queries may use together, e.g. "4GiB" or "512MiB" (unset: no limit).
+    /// Past it, sorts, joins and aggregations spill to `spill_dir`; what cannot spill fails
+    /// with 53200.
+    pub memory_limit: Option<String>,
+    /// Where spilled data goes (default: the system's temporary folder).
+    pub spill_dir: Option<PathBuf>,
+    /// Parallel partitions per query (default: the number of cores).
+    pub target_partitions: Option<usize>,
+    /// Rows per batch (default: DataFusion's, 8192).
+    pub batch_size: Option<usize>,
+    /// Memory for the result cache, e.g. "256MiB" ("0": no cache). Default 128MiB.
+    pub result_cache: Option<String>,
+}
+
+/// The engine settings, validated.
+#[derive(Debug, Clone, Default)]
+pub struct EngineSettings {
+    pub memory_limit: Option<usize>,
+    /// Bytes of results the cache keeps (0: none).
+    pub result_cache: usize,
+    pub spill_dir: Option<PathBuf>,
+    pub target_partitions: Option<usize>,
+    pub batch_size: Option<usize>,
+}
+
+/// "4GiB", "512MiB", "100MB", "1073741824" as bytes.
+pub fn parse_size(s: &str) -> Result<usize> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| Error::Config(format!("invalid size {s:?}: expected e.g. 4GiB")))?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(Error::Config(format!(
+                "invalid size unit {other:?} in {s:?}: use B, KiB, MiB, GiB, KB, MB or GB"
+            )));
+        }
+    };
+    Ok((n * factor) as usize)
 }
 
 /// Where the policies are (see policies/README.md).
@@ -336,6 +393,7 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub tls_required: bool,
     pub demo: DemoConfig,
+    pub engine: EngineSettings,
 }
 
 impl Config {
@@ -514,6 +572,19 @@ impl Config {
             tls,
             tls_required: self.tls.required,
             demo: self.demo,
+            engine: EngineSettings {
+                memory_limit: match &self.engine.memory_limit {
+                    Some(m) => Some(parse_size(m)?),
+                    None => None,
+                },
+                spill_dir: self.engine.spill_dir,
+                result_cache: match &self.engine.result_cache {
+                    Some(c) => parse_size(c)?,
+                    None => 128 * 1024 * 1024,
+                },
+                target_partitions: self.engine.target_partitions.filter(|n| *n > 0),
+                batch_size: self.engine.batch_size.filter(|n| *n > 0),
+            },
         })
     }
 }

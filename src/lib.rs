@@ -7,6 +7,10 @@
 //!                      ▼
 //!                   planner/     SQL ─▶ LogicalPlan (DataFusion), views inlined, pg functions
 //!                      ▼
+//!                   policy/      secure scans (row filters, masks), grants, audit
+//!                      ▼
+//!                   mv/          materialized-view rewrite, result cache
+//!                      ▼
 //!                   DataFusion   optimize ─▶ physical plan ─▶ execute
 //!                      ▼
 //!                   catalog/     names ─▶ tables (persistent catalog, attached Iceberg catalogs)
@@ -18,6 +22,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod mv;
 pub mod planner;
 pub mod policy;
 pub mod server;

@@ -65,7 +65,7 @@ impl Server {
             catalog.attach(crate::catalog::attached::AttachedCatalog::connect(spec).await?);
         }
         refresh_attached(&catalog).await;
-        let planner = Planner::new(catalog, &settings.database);
+        let planner = Planner::new(catalog, &settings.database, &settings.engine)?;
         let admins = settings
             .users
             .iter()
@@ -81,10 +81,17 @@ impl Server {
         tracing::info!(source = %policies.source, "policies loaded");
         let audit =
             crate::policy::audit::AuditLog::open(planner.catalog().warehouse().meta_path("audit"))?;
+        let cache = Arc::new(crate::mv::cache::ResultCache::new(
+            settings.engine.result_cache,
+        ));
         planner.catalog().add_system_schema(
             "lakegate",
             Arc::new(crate::policy::audit::SystemSchema {
                 audit: audit.clone(),
+                mv: crate::mv::SystemTables {
+                    catalog: planner.catalog().clone(),
+                    cache: cache.clone(),
+                },
             }),
         );
         let engine = Engine::new(
@@ -94,7 +101,10 @@ impl Server {
             policies,
             watch,
             audit,
+            cache,
         );
+        // Materialized views that refresh by themselves (after source commits, or on a schedule).
+        tokio::spawn(crate::session::matview::refresher(Arc::downgrade(&engine)));
         if settings.demo.enabled {
             crate::cli::demo::ensure_demo_data(&engine, &settings).await?;
         }

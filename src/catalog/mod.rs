@@ -9,7 +9,7 @@ pub mod attached;
 mod provider;
 pub mod versions;
 
-pub use provider::{LakegateCatalog, ViewExpander};
+pub use provider::{LakegateCatalog, ViewExpander, pinned_version};
 /// The listing filter type, for the planner's session values.
 pub mod provider_visible {
     pub use super::provider::{Hidden, SessionCatalog, Visible};
@@ -63,6 +63,54 @@ pub struct TableEntry {
     /// TBLPROPERTIES ('lakegate.tags.<column>' = '...'), or inherited by CREATE TABLE AS).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, Vec<String>>,
+    /// Set when the table is a materialized view's storage: its definition and state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matview: Option<Box<MatView>>,
+}
+
+/// A materialized view: a table of this catalog holding a query's result, with what it was
+/// computed from. It is fresh exactly when every source is still at the version recorded here.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MatView {
+    /// The defining query, as written.
+    pub sql: String,
+    /// The schema unqualified names in `sql` resolve to.
+    pub schema: String,
+    /// Who created it: refreshes run as this user, under this user's policies.
+    pub owner: String,
+    /// Each source table with the version (Delta) or snapshot id (Iceberg) the contents were
+    /// computed from.
+    #[serde(default)]
+    pub sources: Vec<SourceVersion>,
+    /// False after `WITH NO DATA`, until the first refresh.
+    #[serde(default)]
+    pub populated: bool,
+    /// When the last refresh committed (milliseconds since the Unix epoch) and how long it took.
+    #[serde(default)]
+    pub refreshed_at_ms: Option<i64>,
+    #[serde(default)]
+    pub refresh_ms: Option<u64>,
+    /// Whether the last refresh read only the sources' new files.
+    #[serde(default)]
+    pub incremental: bool,
+    /// `manual`, `auto` (after source commits) or `every N` seconds.
+    #[serde(default = "manual")]
+    pub refresh: String,
+    /// How old an answer may be when a rewritten query reads the view while it is stale.
+    #[serde(default)]
+    pub max_staleness_secs: Option<u64>,
+}
+
+fn manual() -> String {
+    "manual".into()
+}
+
+/// A source of a materialized view at one version.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourceVersion {
+    /// `schema.table`
+    pub object: String,
+    pub version: Option<i64>,
 }
 
 const ICEBERG_NAMESPACE: &str = "iceberg.namespace";
@@ -218,6 +266,7 @@ impl Catalog {
             external: false,
             options,
             tags: BTreeMap::new(),
+            matview: None,
         };
         self.change(|doc| {
             let s = doc.schemas.entry(schema.to_string()).or_default();
@@ -295,6 +344,58 @@ impl Catalog {
             return Some(Relation::Table(t.clone()));
         }
         s.views.get(name).map(|v| Relation::View(v.clone()))
+    }
+
+    /// Record a materialized view's definition and state on its table.
+    pub async fn set_matview(&self, schema: &str, name: &str, mv: MatView) -> Result<()> {
+        self.change(|doc| {
+            match doc
+                .schemas
+                .get_mut(schema)
+                .and_then(|s| s.tables.get_mut(name))
+            {
+                Some(t) => {
+                    t.matview = Some(Box::new(mv));
+                    Ok(())
+                }
+                None => Err(Error::UndefinedTable(format!(
+                    "materialized view \"{name}\" does not exist"
+                ))),
+            }
+        })
+        .await
+    }
+
+    /// Every materialized view: (schema, name, its table).
+    pub fn matviews(&self) -> Vec<(String, String, TableEntry)> {
+        let doc = self.read();
+        doc.schemas
+            .iter()
+            .flat_map(|(s, e)| {
+                e.tables
+                    .iter()
+                    .filter(|(_, t)| t.matview.is_some())
+                    .map(move |(n, t)| (s.clone(), n.clone(), t.clone()))
+            })
+            .collect()
+    }
+
+    /// The version a table is at now: a Delta table's version, an Iceberg table's current
+    /// snapshot id; None for tables without versions (plain files).
+    pub async fn current_version(&self, entry: &TableEntry) -> Result<Option<i64>> {
+        match entry.format.as_str() {
+            "delta" => Ok(self
+                .delta_table(entry)
+                .await?
+                .version()
+                .and_then(|v| i64::try_from(v).ok())),
+            "iceberg" if !entry.external => {
+                let (ns, name) = self.iceberg_ident(entry)?;
+                let table = self.iceberg().await?.load(ns, name).await?;
+                Ok(table.metadata().current_snapshot_id())
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Apply a change to a copy of the document, persist it, then publish it.
@@ -468,6 +569,7 @@ impl Catalog {
             external: false,
             options,
             tags: BTreeMap::new(),
+            matview: None,
         };
         let registered = self
             .change(|doc| {

@@ -76,6 +76,16 @@ impl LakegateCatalog {
     }
 }
 
+impl LakegateCatalog {
+    /// The materialized view `schema.name`'s definition, when it is one.
+    pub fn matview(&self, schema: &str, name: &str) -> Option<super::MatView> {
+        match self.inner.relation(schema, name) {
+            Some(super::Relation::Table(t)) => t.matview.map(|m| *m),
+            _ => None,
+        }
+    }
+}
+
 impl CatalogProvider for LakegateCatalog {
     fn as_any(&self) -> &dyn Any {
         self
@@ -278,6 +288,14 @@ impl SchemaProvider for SessionSchema {
     }
     fn table_exist(&self, name: &str) -> bool {
         self.inner.table_exist(name)
+    }
+}
+
+/// The table version a session's provider reads, when it reads one fixed version.
+pub fn pinned_version(p: &dyn TableProvider) -> Option<i64> {
+    match p.as_any().downcast_ref::<HiddenColumns>() {
+        Some(h) => crate::storage::pinned_version(h.inner.as_ref()),
+        None => crate::storage::pinned_version(p),
     }
 }
 

@@ -88,17 +88,42 @@ impl datafusion::physical_planner::ExtensionPlanner for SecureScanPlanner {
 pub struct Planner {
     catalog: Arc<Catalog>,
     database: String,
+    /// One runtime for every session: the memory limit and spill folder are the server's.
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    target_partitions: Option<usize>,
+    batch_size: Option<usize>,
 }
 
 impl Planner {
     /// Create the planner and hook it into the catalog for view expansion.
-    pub fn new(catalog: Arc<Catalog>, database: &str) -> Arc<Planner> {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        database: &str,
+        engine: &crate::config::EngineSettings,
+    ) -> Result<Arc<Planner>> {
+        use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+        use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(limit) = engine.memory_limit {
+            // Fair shares among the spilling operators of all running queries.
+            runtime = runtime.with_memory_pool(Arc::new(
+                datafusion::execution::memory_pool::FairSpillPool::new(limit),
+            ));
+        }
+        let mode = match &engine.spill_dir {
+            Some(dir) => DiskManagerMode::Directories(vec![dir.clone()]),
+            None => DiskManagerMode::OsTmpDirectory,
+        };
+        runtime = runtime.with_disk_manager_builder(DiskManagerBuilder::default().with_mode(mode));
         let p = Arc::new(Planner {
             catalog: catalog.clone(),
             database: database.to_string(),
+            runtime: runtime.build_arc()?,
+            target_partitions: engine.target_partitions,
+            batch_size: engine.batch_size,
         });
         catalog.set_view_expander(p.clone());
-        p
+        Ok(p)
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {
@@ -125,8 +150,17 @@ impl Planner {
                 false,
             )
             .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false);
+        let config = match self.target_partitions {
+            Some(n) => config.with_target_partitions(n),
+            None => config,
+        };
+        let config = match self.batch_size {
+            Some(n) => config.with_batch_size(n),
+            None => config,
+        };
         let state = SessionStateBuilder::new()
             .with_config(config)
+            .with_runtime_env(self.runtime.clone())
             .with_default_features()
             .with_query_planner(Arc::new(LakegateQueryPlanner))
             .with_type_planner(Arc::new(PgTypePlanner))

@@ -202,23 +202,23 @@ fn defined(schema: &str, name: &str) -> Option<&'static str> {
         }
         ("pg_catalog", "pg_class") => {
             "SELECT oid, relname, relnamespace, reltype, CAST(0 AS INT) AS reloftype, \
-             CAST(10 AS INT) AS relowner, CAST(CASE WHEN relkind = 'r' THEN 2 ELSE 0 END AS INT) AS relam, \
-             CASE WHEN relkind = 'r' THEN oid ELSE 0 END AS relfilenode, CAST(0 AS INT) AS reltablespace, \
+             CAST(10 AS INT) AS relowner, CAST(CASE WHEN relkind IN ('r', 'm') THEN 2 ELSE 0 END AS INT) AS relam, \
+             CASE WHEN relkind IN ('r', 'm') THEN oid ELSE 0 END AS relfilenode, CAST(0 AS INT) AS reltablespace, \
              CAST(0 AS INT) AS relpages, CAST(-1 AS REAL) AS reltuples, CAST(0 AS INT) AS relallvisible, \
              CAST(0 AS INT) AS reltoastrelid, false AS relhasindex, false AS relisshared, 'p' AS relpersistence, \
              relkind, relnatts, CAST(0 AS SMALLINT) AS relchecks, relkind = 'v' AS relhasrules, \
              false AS relhastriggers, false AS relhassubclass, false AS relrowsecurity, \
-             false AS relforcerowsecurity, true AS relispopulated, \
+             false AS relforcerowsecurity, COALESCE(populated, true) AS relispopulated, \
              CASE WHEN relkind = 'v' THEN 'n' ELSE 'd' END AS relreplident, false AS relispartition, \
              CAST(0 AS INT) AS relrewrite, \
-             CAST(CASE WHEN relkind = 'r' THEN 716 ELSE 0 END AS BIGINT) AS relfrozenxid, \
-             CAST(CASE WHEN relkind = 'r' THEN 1 ELSE 0 END AS BIGINT) AS relminmxid \
+             CAST(CASE WHEN relkind IN ('r', 'm') THEN 716 ELSE 0 END AS BIGINT) AS relfrozenxid, \
+             CAST(CASE WHEN relkind IN ('r', 'm') THEN 1 ELSE 0 END AS BIGINT) AS relminmxid \
              FROM pg_catalog.\"lakegate$relations\""
         }
         // The row type of each relation and its array type, as PostgreSQL creates them with the
         // relation (built from the row types of pg_class itself: record_in, array_in ...).
         ("pg_catalog", "pg_type") => return Some(row_types()),
-        // The session's tables, with the row counts their table format knows.
+        // The session's tables (no row counts: see `objects`).
         ("pg_catalog", "pg_stat_user_tables") | ("pg_catalog", "pg_stat_all_tables") => {
             "SELECT r.oid AS relid, n.nspname AS schemaname, r.relname, CAST(0 AS BIGINT) AS seq_scan, \
              CAST(0 AS BIGINT) AS seq_tup_read, CAST(0 AS BIGINT) AS idx_scan, CAST(0 AS BIGINT) AS idx_tup_fetch, \
@@ -229,6 +229,12 @@ fn defined(schema: &str, name: &str) -> Option<&'static str> {
              CAST(0 AS BIGINT) AS analyze_count, CAST(0 AS BIGINT) AS autoanalyze_count \
              FROM pg_catalog.\"lakegate$relations\" r \
              JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace WHERE r.relkind = 'r'"
+        }
+        ("pg_catalog", "pg_matviews") => {
+            "SELECT n.nspname AS schemaname, r.relname AS matviewname, pg_get_userbyid(10) AS matviewowner, \
+             CAST(NULL AS VARCHAR) AS tablespace, false AS hasindexes, r.populated AS ispopulated, \
+             r.definition FROM pg_catalog.\"lakegate$relations\" r \
+             JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace WHERE r.relkind = 'm'"
         }
         ("pg_catalog", "pg_stat_ssl") => {
             "SELECT pg_backend_pid() AS pid, COALESCE(current_setting('ssl', true), 'off') = 'on' AS ssl"
@@ -262,7 +268,7 @@ fn defined(schema: &str, name: &str) -> Option<&'static str> {
              CROSS JOIN (VALUES ('tableoid', 26, 4, -6, 'i'), ('cmax', 29, 4, -5, 'i'), ('xmax', 28, 4, -4, 'i'), \
                                 ('cmin', 29, 4, -3, 'i'), ('xmin', 28, 4, -2, 'i'), ('ctid', 27, 6, -1, 's')) \
                   AS s(attname, atttypid, attlen, attnum, attalign) \
-             WHERE r.relkind = 'r'"
+             WHERE r.relkind IN ('r', 'm')"
         }
         // The session's own role (PostgreSQL's bootstrap superuser oid owns every object here).
         ("pg_catalog", "pg_roles") => {
@@ -296,13 +302,13 @@ fn defined(schema: &str, name: &str) -> Option<&'static str> {
             "SELECT COALESCE(NULLIF(r.relcatalog, ''), current_database()) AS table_catalog, \
              n.nspname AS table_schema, c.relname AS table_name, \
              CASE WHEN n.nspname LIKE 'pg_temp%' THEN 'LOCAL TEMPORARY' \
-                  WHEN c.relkind IN ('r', 'p') THEN 'BASE TABLE' WHEN c.relkind = 'v' THEN 'VIEW' \
+                  WHEN c.relkind IN ('r', 'p') THEN 'BASE TABLE' WHEN c.relkind IN ('v', 'm') THEN 'VIEW' \
                   WHEN c.relkind = 'f' THEN 'FOREIGN' ELSE NULL END AS table_type, \
              CASE WHEN c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
                   THEN 'YES' ELSE 'NO' END AS is_insertable_into, 'NO' AS is_typed \
              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              LEFT JOIN pg_catalog.\"lakegate$relations\" r ON r.oid = c.oid \
-             WHERE c.relkind IN ('r', 'v', 'f', 'p')"
+             WHERE c.relkind IN ('r', 'v', 'f', 'p', 'm')"
         }
         ("information_schema", "views") => {
             "SELECT current_database() AS table_catalog, n.nspname AS table_schema, \
@@ -465,7 +471,9 @@ impl ShapedSchema {
         let mut relations: Vec<(String, String, &'static str, usize)> = vec![];
         // The catalog of each relation (attached catalogs' tables are `catalog.schema.table`).
         let mut relation_catalogs: Vec<String> = vec![];
-        // The number of rows each relation's table format knows (views: none).
+        // A materialized view's definition and whether it is populated.
+        let mut relation_views: Vec<Option<(String, bool)>> = vec![];
+        // The number of rows of each relation, where it may be told (never, for now).
         let mut relation_rows: Vec<Option<i64>> = vec![];
         // (nspname, relname, attname, attnum, atttypid, atttypmod, attnotnull, attlen)
         let mut columns: Vec<ColumnRow> = vec![];
@@ -492,21 +500,24 @@ impl ShapedSchema {
                     let Ok(Some(t)) = schema.table(&table).await else {
                         continue;
                     };
+                    let matview = catalog
+                        .as_any()
+                        .downcast_ref::<crate::catalog::LakegateCatalog>()
+                        .and_then(|c| c.matview(&schema_name, &table));
                     let kind = if t.table_type() == TableType::View {
                         "v"
+                    } else if matview.is_some() {
+                        "m"
                     } else {
                         "r"
                     };
+                    relation_views.push(matview.map(|m| (m.sql, m.populated)));
                     let fields = t.schema().fields().clone();
                     relations.push((schema_name.clone(), table.clone(), kind, fields.len()));
                     relation_catalogs.push(catalog_name.clone());
-                    relation_rows.push(if which == RELATIONS && kind == "r" {
-                        t.statistics()
-                            .and_then(|s| s.num_rows.get_value().copied())
-                            .and_then(|n| i64::try_from(n).ok())
-                    } else {
-                        None
-                    });
+                    // Row counts are not given: a governed table's count would tell a user
+                    // bound by a row filter how many rows it does not see.
+                    relation_rows.push(None);
                     if which != COLUMNS {
                         continue;
                     }
@@ -563,6 +574,8 @@ impl ShapedSchema {
                     Field::new("reltype", DataType::Int32, false),
                     Field::new("relarray", DataType::Int32, false),
                     Field::new("reltuples", DataType::Int64, true),
+                    Field::new("definition", DataType::Utf8, true),
+                    Field::new("populated", DataType::Boolean, true),
                 ])),
                 vec![
                     Arc::new(Int32Array::from_iter_values(
@@ -586,6 +599,18 @@ impl ShapedSchema {
                         relations.iter().map(|(n, r, _, _)| name_oid(&["a", n, r])),
                     )),
                     Arc::new(Int64Array::from(relation_rows.clone())),
+                    Arc::new(StringArray::from(
+                        relation_views
+                            .iter()
+                            .map(|v| v.as_ref().map(|(d, _)| d.clone()))
+                            .collect::<Vec<_>>(),
+                    )),
+                    Arc::new(BooleanArray::from(
+                        relation_views
+                            .iter()
+                            .map(|v| v.as_ref().map(|(_, p)| *p))
+                            .collect::<Vec<_>>(),
+                    )),
                 ],
             )?,
             _ => RecordBatch::try_new(

@@ -223,10 +223,12 @@ pub fn attributes_text(a: &BTreeMap<String, toml::Value>) -> String {
     serde_json::to_string(a).unwrap_or_default()
 }
 
-/// The `lakegate` schema: `lakegate.audit_log`.
+/// The `lakegate` schema: `lakegate.audit_log`, and the materialized views' and result cache's
+/// tables (`mv::SystemTables`).
 #[derive(Debug)]
 pub struct SystemSchema {
     pub audit: Arc<AuditLog>,
+    pub mv: crate::mv::SystemTables,
 }
 
 #[async_trait::async_trait]
@@ -235,7 +237,10 @@ impl datafusion::catalog::SchemaProvider for SystemSchema {
         self
     }
     fn table_names(&self) -> Vec<String> {
-        vec!["audit_log".into()]
+        std::iter::once("audit_log")
+            .chain(crate::mv::SYSTEM_TABLES.iter().copied())
+            .map(String::from)
+            .collect()
     }
     async fn table(
         &self,
@@ -244,11 +249,11 @@ impl datafusion::catalog::SchemaProvider for SystemSchema {
         if name == "audit_log" {
             Ok(Some(self.audit.table()?))
         } else {
-            Ok(None)
+            self.mv.table(name).await
         }
     }
     fn table_exist(&self, name: &str) -> bool {
-        name == "audit_log"
+        name == "audit_log" || crate::mv::SYSTEM_TABLES.contains(&name)
     }
 }
 

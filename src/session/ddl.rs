@@ -534,7 +534,7 @@ async fn create_table_as(
 }
 
 /// The type a query result column is stored as in a Delta table.
-fn storable(dt: &DataType) -> Result<DataType> {
+pub(crate) fn storable(dt: &DataType) -> Result<DataType> {
     use DataType as D;
     Ok(match dt {
         D::Utf8 | D::LargeUtf8 | D::Utf8View | D::Null => D::Utf8,
@@ -715,6 +715,7 @@ pub async fn create_external(
         external: true,
         options,
         tags: Default::default(),
+        matview: None,
     };
     let catalog = session.engine.planner.catalog().clone();
     if !catalog.schema_exists(&schema_name) {

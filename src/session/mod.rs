@@ -7,6 +7,7 @@ pub mod cursor;
 mod ddl;
 mod dml;
 mod maintenance;
+pub mod matview;
 mod merge;
 pub mod settings;
 mod transaction;
@@ -45,6 +46,8 @@ pub struct Engine {
     /// The connections of this server by backend pid: who they are, and how to cancel their
     /// running statement (`pg_cancel_backend`).
     backends: Arc<std::sync::Mutex<HashMap<i32, Backend>>>,
+    /// Query results by governed plan and table versions (mv::cache).
+    pub cache: Arc<crate::mv::cache::ResultCache>,
 }
 
 /// One connection, as `pg_cancel_backend` finds it.
@@ -82,6 +85,7 @@ impl Engine {
         policies: PolicySet,
         watch: crate::policy::PolicyWatch,
         audit: Arc<crate::policy::audit::AuditLog>,
+        cache: Arc<crate::mv::cache::ResultCache>,
     ) -> Arc<Engine> {
         Arc::new(Engine {
             watch,
@@ -92,6 +96,7 @@ impl Engine {
             policies: Arc::new(std::sync::RwLock::new(Arc::new(policies))),
             audit,
             backends: Arc::default(),
+            cache,
         })
     }
 
@@ -304,11 +309,16 @@ pub enum PreparedKind {
     CopyIn(copy::CopyIn),
     /// MOVE: cursor and direction.
     Move(String, ast::FetchDirection),
+    /// CREATE / REFRESH / DROP / ALTER MATERIALIZED VIEW.
+    MatView(crate::mv::ddl::MvStatement),
 }
 
 /// The statements DataFusion's parser does not take, recognised first: COPY ... STDIN/STDOUT,
-/// MOVE, and the table maintenance commands.
+/// MOVE, the table maintenance commands and the materialized-view statements.
 fn unparsed(sql: &str) -> Result<Option<PreparedKind>> {
+    if let Some(m) = crate::mv::ddl::parse(sql) {
+        return Ok(Some(PreparedKind::MatView(m?)));
+    }
     if let Some(m) = cursor::parse_move(sql) {
         let (name, direction) = m?;
         return Ok(Some(PreparedKind::Move(name, direction)));
@@ -734,6 +744,7 @@ impl Session {
             .with_allow_statements(false)
             .verify_plan(&plan)?;
         self.authorize_plan(&plan)?;
+        self.check_view_reads(&plan)?;
         self.secure_plan(plan)
     }
 
@@ -1007,6 +1018,33 @@ impl Session {
     /// Run the statements of one simple-query message, stopping at the first error.
     /// `aborted`: the transaction already failed, so only COMMIT/ROLLBACK are accepted.
     pub async fn execute_simple(&mut self, sql: &str, aborted: bool) -> Vec<Result<Outcome>> {
+        // Several statements in one message: each on its own, so the ones DataFusion's parser
+        // does not take (COPY, MOVE, materialized views, maintenance) work there too.
+        let pieces = split_statements(sql);
+        if pieces.len() > 1
+            && pieces
+                .iter()
+                .any(|p| matches!(unparsed(p), Ok(Some(_)) | Err(_)))
+        {
+            let mut aborted = aborted;
+            let mut out = Vec::with_capacity(pieces.len());
+            for piece in &pieces {
+                let mut r = Box::pin(self.execute_simple(piece, aborted)).await;
+                let failed = r.iter().any(|x| x.is_err());
+                for x in r.drain(..) {
+                    let x = match x {
+                        Ok(o) => materialize(o).await,
+                        e => e,
+                    };
+                    out.push(x);
+                }
+                if failed {
+                    break;
+                }
+                aborted = false;
+            }
+            return out;
+        }
         match unparsed(sql) {
             Ok(Some(kind)) => return vec![self.run_unparsed(&kind, sql, aborted).await],
             Ok(None) => {}
@@ -1112,6 +1150,7 @@ impl Session {
             },
             PreparedKind::Move(name, direction) => self.cursors.fetch(name, direction, true).await,
             PreparedKind::Maintenance(m) => maintenance::run(self, m).await,
+            PreparedKind::MatView(m) => matview::run(self, m.clone()).await,
             PreparedKind::Copy(_) | PreparedKind::Sql(_) => {
                 Err(Error::internal("a parsed statement reached run_unparsed"))
             }
@@ -1552,12 +1591,38 @@ impl Session {
         params: Vec<ScalarValue>,
         command: &'static str,
     ) -> Result<Outcome> {
-        let plan = self.plan(stmt).await?;
+        // A materialized view answers it when one can (mv::rewrite), else the plan as written.
+        let plan = match self.answer_from_view(stmt).await? {
+            Some(p) => p,
+            None => self.plan(stmt).await?,
+        };
         let plan = bind(plan, params)?;
         let schema = crate::planner::describe::result_schema(&plan, &self.current_schema());
         let names = output_names(stmt, &schema);
+        // The result cache: by governed plan, policy version and table versions (mv::cache).
+        let key = if command == "SELECT" {
+            self.cache_key(&plan)
+        } else {
+            None
+        };
+        if let Some(k) = &key
+            && let Some((cached, batches)) = self.engine.cache.get(k)
+        {
+            let stream =
+                datafusion::physical_plan::memory::MemoryStream::try_new(batches, cached, None)?;
+            return Ok(Outcome::Rows {
+                schema,
+                names,
+                stream: Box::pin(stream),
+                command,
+            });
+        }
         let df = self.ctx.execute_logical_plan(plan).await?;
         let stream = df.execute_stream().await?;
+        let stream = match key {
+            Some(k) => crate::mv::cache::Filling::wrap(stream, self.engine.cache.clone(), k),
+            None => stream,
+        };
         let stream = if command == "EXPLAIN" && !self.principal.admin {
             hide_in_explain(stream).await?
         } else {
@@ -1889,6 +1954,27 @@ fn set_value(e: &ast::Expr) -> String {
 }
 
 /// First keywords of a statement, for "not supported" messages (never the literals).
+/// The statements of a simple-query message, as texts (split at semicolons outside quotes and
+/// comments); empty ones left out.
+fn split_statements(sql: &str) -> Vec<String> {
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let dialect = crate::planner::dialect::LakegateDialect::default();
+    let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize() else {
+        return vec![sql.to_string()];
+    };
+    let mut out = vec![];
+    let mut cur = String::new();
+    for t in tokens {
+        if t == Token::SemiColon {
+            out.push(std::mem::take(&mut cur));
+        } else {
+            cur.push_str(&t.to_string());
+        }
+    }
+    out.push(cur);
+    out.into_iter().filter(|s| !s.trim().is_empty()).collect()
+}
+
 /// An isolation level as `transaction_isolation` spells it.
 fn isolation_name(level: &ast::TransactionIsolationLevel) -> &'static str {
     match level {

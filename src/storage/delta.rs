@@ -92,6 +92,49 @@ pub async fn rewrite(
         .await?)
 }
 
+/// Append the rows of `plan` to the table in one commit.
+pub async fn append(
+    table: DeltaTable,
+    plan: datafusion::logical_expr::LogicalPlan,
+    operation: &str,
+) -> Result<DeltaTable> {
+    let commit = deltalake::kernel::transaction::CommitProperties::default().with_metadata([(
+        "lakegate.operation".to_string(),
+        serde_json::Value::String(operation.to_string()),
+    )]);
+    Ok(table
+        .write(vec![])
+        .with_input_plan(plan)
+        .with_save_mode(SaveMode::Append)
+        .with_commit_properties(commit)
+        .await?)
+}
+
+/// The files a table added since `version` (its data files now, less those it had then), when
+/// it only added files since (appends); None when a commit since removed or rewrote any.
+pub async fn added_since(table: &DeltaTable, version: i64) -> Result<Option<Vec<String>>> {
+    let now: std::collections::HashSet<String> = table.get_file_uris()?.collect();
+    let mut then = table.clone();
+    then.load_version(u64::try_from(version).unwrap_or(0))
+        .await?;
+    let before: Vec<String> = then.get_file_uris()?.collect();
+    if before.iter().any(|f| !now.contains(f)) {
+        return Ok(None);
+    }
+    let before: std::collections::HashSet<String> = before.into_iter().collect();
+    let mut added: Vec<String> = now.into_iter().filter(|f| !before.contains(f)).collect();
+    added.sort();
+    Ok(Some(added))
+}
+
+/// Whether the table is partitioned (its partition values are not in its files).
+pub fn partitioned(table: &DeltaTable) -> bool {
+    table
+        .snapshot()
+        .map(|s| !s.metadata().partition_columns().is_empty())
+        .unwrap_or(true)
+}
+
 /// The table's column names, in order.
 pub fn column_names(table: &DeltaTable) -> Result<Vec<String>> {
     Ok(table
@@ -131,7 +174,8 @@ pub async fn provider(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
             }
         }
     }
-    Ok(super::decorate(inner, typed, total_files, false))
+    let version = table.version().and_then(|v| i64::try_from(v).ok());
+    Ok(super::decorate(inner, typed, total_files, false, version))
 }
 
 /// One commit of a table's history, whatever its format.

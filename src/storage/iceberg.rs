@@ -451,7 +451,7 @@ pub async fn provider_in(
         Some(s) => s.table(name).await?,
         None => None,
     };
-    Ok(provider.map(|p| super::decorate(p, pg_types(&table), None, true)))
+    Ok(provider.map(|p| super::decorate(p, pg_types(&table), None, true, None)))
 }
 
 /// Column name -> PostgreSQL type, from the table properties Lakegate wrote.

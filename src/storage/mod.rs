@@ -5,7 +5,7 @@
 pub mod delta;
 pub mod files;
 pub mod iceberg;
-mod nodes;
+pub mod nodes;
 pub use nodes::fence;
 
 /// Field metadata key naming the PostgreSQL type of a column stored as text (`uuid`, `json`,
@@ -447,18 +447,26 @@ pub fn with_pg_types(
     inner: Arc<dyn TableProvider>,
     types: HashMap<String, String>,
 ) -> Arc<dyn TableProvider> {
-    decorate(inner, types, None, false)
+    decorate(inner, types, None, false, None)
+}
+
+/// The table version a provider reads, when it reads one fixed version (a Delta table's
+/// provider is opened on one version); None when it cannot say.
+pub fn pinned_version(p: &dyn TableProvider) -> Option<i64> {
+    p.as_any().downcast_ref::<Typed>().and_then(|t| t.version)
 }
 
 /// [`with_pg_types`]; when the table's file count is known, scans that show in EXPLAIN how
-/// many of its files they pruned; with `fence_writes`, INSERT input behind [`nodes::fence`].
+/// many of its files they pruned; with `fence_writes`, INSERT input behind [`nodes::fence`];
+/// `version`: the one version the provider reads.
 pub fn decorate(
     inner: Arc<dyn TableProvider>,
     types: HashMap<String, String>,
     total_files: Option<usize>,
     fence_writes: bool,
+    version: Option<i64>,
 ) -> Arc<dyn TableProvider> {
-    if types.is_empty() && total_files.is_none() && !fence_writes {
+    if types.is_empty() && total_files.is_none() && !fence_writes && version.is_none() {
         return inner;
     }
     let schema = inner.schema();
@@ -480,6 +488,7 @@ pub fn decorate(
         schema,
         total_files,
         fence_writes,
+        version,
     })
 }
 
@@ -491,6 +500,8 @@ struct Typed {
     schema: SchemaRef,
     total_files: Option<usize>,
     fence_writes: bool,
+    /// The table version the inner provider reads (see `pinned_version`).
+    version: Option<i64>,
 }
 
 #[async_trait]

@@ -8,6 +8,7 @@ mod config;
 mod iceberg;
 mod jwt;
 mod layout;
+mod matviews;
 mod object_stores;
 mod policy;
 mod protocol;

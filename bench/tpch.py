@@ -1,0 +1,265 @@
+"""TPC-H through Lakegate's wire beside DataFusion in process and DuckDB on the same files.
+
+    python3 bench/tpch.py --sf 1 [--runs 3] [--engines lakegate,lakegate-parquet,datafusion,duckdb]
+                          [--data DIR] [--out docs/bench-results] [--memory-limit 4GiB]
+
+Generates TPC-H at the scale factor with tpchgen-cli (once, into --data), starts a release
+lakegate on an ephemeral port and loads the tables as Delta (CREATE TABLE AS from the Parquet
+files; `--iceberg` also as Iceberg), and runs the 22 queries:
+- lakegate: through the wire (psycopg, text results) on the Delta tables;
+- lakegate-parquet: through the wire on the Parquet files themselves (external tables);
+- lakegate-iceberg: through the wire on the Iceberg tables (with --iceberg);
+- datafusion: DataFusion in process (datafusion-python of Lakegate's DataFusion major) on the
+  Parquet files;
+- duckdb: DuckDB in process on the Parquet files.
+Each query runs once as a warm-up, then --runs times, the engines interleaved (q1 on every
+engine, then q2 ...), and the median is kept. Every engine's answer is compared with DuckDB's
+(numbers to 6 significant digits). Writes tpch-sfN.json (all timings), tpch-sfN.md (the table:
+ms per query per engine, ratios to DataFusion and DuckDB, geometric means) and tpch-sfN.png.
+No number is judged here: the ratios are for people to read.
+"""
+import argparse
+import datetime
+import decimal
+import json
+import math
+import os
+import time
+
+import common
+
+
+def normalise(rows):
+    """Rows comparable across engines: numbers as floats, dates as ISO text, CHAR padding
+    dropped; sorted (on coarsely rounded numbers, so engines that round differently sort alike)."""
+    def v(x):
+        if isinstance(x, (float, decimal.Decimal)):
+            return float(x)
+        if isinstance(x, (datetime.date, datetime.datetime)):
+            return x.isoformat()[:10]
+        if isinstance(x, str):
+            return x.rstrip()
+        return x
+
+    def key(r):
+        return repr(tuple(f"{x:.3g}" if isinstance(x, float) else x for x in r))
+    return sorted((tuple(v(x) for x in r) for r in rows), key=key)
+
+
+def same_answer(a, b):
+    """Equal rows, numbers within a relative 1e-4 (DataFusion's decimal avg keeps 6 decimals,
+    DuckDB's is a double)."""
+    if len(a) != len(b):
+        return False
+    for ra, rb in zip(a, b):
+        if len(ra) != len(rb):
+            return False
+        for x, y in zip(ra, rb):
+            if isinstance(x, float) or isinstance(y, float):
+                try:
+                    if not math.isclose(float(x), float(y), rel_tol=1e-4, abs_tol=1e-6):
+                        return False
+                except (TypeError, ValueError):
+                    return False
+            elif x != y:
+                return False
+    return True
+
+
+class WireEngine:
+    def __init__(self, name, url, schema):
+        import psycopg
+        self.name = name
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.conn.execute(f"SET search_path = {schema}")
+
+    def run(self, sql):
+        return self.conn.execute(sql).fetchall()
+
+
+class DataFusionEngine:
+    name = "datafusion"
+
+    def __init__(self, data):
+        import datafusion
+        self.ctx = datafusion.SessionContext()
+        for t in common.TABLES:
+            self.ctx.register_parquet(t, os.path.join(data, f"{t}.parquet"))
+
+    def run(self, sql):
+        table = self.ctx.sql(sql).to_arrow_table()
+        return [tuple(r.values()) for r in table.to_pylist()]
+
+
+class DuckDBEngine:
+    name = "duckdb"
+
+    def __init__(self, data):
+        import duckdb
+        self.con = duckdb.connect()
+        for t in common.TABLES:
+            self.con.execute(
+                f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{os.path.join(data, t)}.parquet')")
+
+    def run(self, sql):
+        return self.con.execute(sql).fetchall()
+
+
+def load_lakegate(url, data, iceberg):
+    import psycopg
+    with psycopg.connect(url, autocommit=True) as c:
+        for schema in ["tpch_files", "tpch"] + (["tpch_iceberg"] if iceberg else []):
+            c.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        for t in common.TABLES:
+            path = os.path.join(data, f"{t}.parquet")
+            c.execute(f"CREATE EXTERNAL TABLE tpch_files.{t} STORED AS PARQUET LOCATION '{path}'")
+            started = time.monotonic()
+            c.execute(f"CREATE TABLE tpch.{t} AS SELECT * FROM tpch_files.{t}")
+            common.log(f"  loaded tpch.{t} (Delta) in {time.monotonic() - started:.1f} s")
+            if iceberg:
+                started = time.monotonic()
+                c.execute(f"CREATE TABLE tpch_iceberg.{t} USING iceberg AS SELECT * FROM tpch_files.{t}")
+                common.log(f"  loaded tpch_iceberg.{t} in {time.monotonic() - started:.1f} s")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sf", default="1")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--engines", default="lakegate,lakegate-parquet,datafusion,duckdb")
+    ap.add_argument("--iceberg", action="store_true", help="also load and query Iceberg tables")
+    ap.add_argument("--queries", default="", help="e.g. 1,3,6 (default: all 22)")
+    ap.add_argument("--data", default=os.path.join(common.ROOT, "bench-data"))
+    ap.add_argument("--out", default=os.path.join(common.ROOT, "bench-results"))
+    ap.add_argument("--memory-limit", default=None, help="lakegate's engine.memory_limit")
+    args = ap.parse_args()
+    engines = args.engines.split(",")
+    if args.iceberg and "lakegate-iceberg" not in engines:
+        engines.insert(2, "lakegate-iceberg")
+    os.makedirs(args.out, exist_ok=True)
+    data = common.tpch_data(args.sf, args.data)
+    queries = common.tpch_queries()
+    if args.queries:
+        queries = {int(q): queries[int(q)] for q in args.queries.split(",")}
+    work = common.workdir("tpch")
+    env = {"LAKEGATE__ENGINE__MEMORY_LIMIT": args.memory_limit} if args.memory_limit else {}
+    runners = {}
+    if any(e.startswith("lakegate") for e in engines):
+        server = common.Lakegate(work, env)
+        started = time.monotonic()
+        load_lakegate(server.url, data, "lakegate-iceberg" in engines)
+        load_seconds = time.monotonic() - started
+        for e, schema in [("lakegate", "tpch"), ("lakegate-parquet", "tpch_files"),
+                          ("lakegate-iceberg", "tpch_iceberg")]:
+            if e in engines:
+                runners[e] = WireEngine(e, server.url, schema)
+    else:
+        server, load_seconds = None, 0.0
+    if "datafusion" in engines:
+        runners["datafusion"] = DataFusionEngine(data)
+    if "duckdb" in engines:
+        runners["duckdb"] = DuckDBEngine(data)
+    times = {e: {q: [] for q in queries} for e in runners}
+    answers = {e: {} for e in runners}
+    errors = {e: {} for e in runners}
+    for run in range(args.runs + 1):
+        for q, sql in queries.items():
+            for e, r in runners.items():
+                if q in errors[e]:
+                    continue
+                started = time.perf_counter()
+                try:
+                    rows = r.run(sql)
+                except Exception as ex:  # the error is reported, the suite goes on
+                    errors[e][q] = f"{type(ex).__name__}: {str(ex).splitlines()[0][:200]}"
+                    common.log(f"q{q} {e}: {errors[e][q]}")
+                    continue
+                elapsed = (time.perf_counter() - started) * 1000
+                if run == 0:
+                    answers[e][q] = normalise(rows)
+                else:
+                    times[e][q].append(elapsed)
+        common.log(f"run {run} done" + (" (warm-up)" if run == 0 else ""))
+    reference = "duckdb" if "duckdb" in runners else next(iter(runners))
+    mismatches = {e: [q for q in queries if q in answers[e] and q in answers[reference]
+                      and not same_answer(answers[e][q], answers[reference][q])] for e in runners}
+    medians = {e: {q: common.median(times[e][q]) for q in queries} for e in runners}
+    result = {
+        "date": datetime.date.today().isoformat(), "sf": args.sf, "runs": args.runs,
+        "memory_limit": args.memory_limit, "versions": common.versions(),
+        "load_seconds": load_seconds, "times_ms": times, "median_ms": medians,
+        "errors": errors, "answer_mismatches": mismatches,
+        "peak_rss_mib": server.peak_rss_mib() if server else None,
+    }
+    name = f"tpch-sf{args.sf}"
+    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    md = markdown(result, list(runners), list(queries))
+    with open(os.path.join(args.out, f"{name}.md"), "w") as f:
+        f.write(md)
+    chart(result, list(runners), list(queries), os.path.join(args.out, f"{name}.png"))
+    print(md)
+
+
+def markdown(r, engines, queries):
+    med = r["median_ms"]
+    base = [e for e in ("datafusion", "duckdb") if e in engines]
+    head = ["query"] + [f"{e} ms" for e in engines] + [
+        f"{e} / {b}" for e in engines if e.startswith("lakegate") for b in base]
+    lines = [f"### TPC-H SF{r['sf']} ({r['date']}, median of {r['runs']} runs after a warm-up)", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def cell(e, q):
+        if q in r["errors"][e]:
+            return "error"
+        return f"{med[e][q]:.0f}" + (" (≠)" if q in r["answer_mismatches"][e] else "")
+
+    for q in queries:
+        row = [f"q{q}"] + [cell(e, q) for e in engines]
+        for e in engines:
+            if e.startswith("lakegate"):
+                for b in base:
+                    row.append(f"{med[e][q] / med[b][q]:.2f}" if med[e][q] and med[b][q] else "")
+        lines.append("| " + " | ".join(row) + " |")
+    gm = {e: common.geomean([med[e][q] for q in queries if q not in r["errors"][e]]) for e in engines}
+    row = ["geomean"] + [f"{gm[e]:.0f}" for e in engines]
+    for e in engines:
+        if e.startswith("lakegate"):
+            for b in base:
+                both = [q for q in queries if q not in r["errors"][e] and q not in r["errors"][b]]
+                ratio = common.geomean([med[e][q] / med[b][q] for q in both if med[b][q]])
+                row.append(f"**{ratio:.2f}**")
+    lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    for e in engines:
+        if r["errors"][e]:
+            lines.append(f"- {e} errors: " + "; ".join(f"q{q}: {m}" for q, m in r["errors"][e].items()))
+        if r["answer_mismatches"][e]:
+            lines.append(f"- {e} answers differ from DuckDB's on: " +
+                         ", ".join(f"q{q}" for q in r["answer_mismatches"][e]))
+    lines.append(f"- load into Lakegate (Delta{', Iceberg' if 'lakegate-iceberg' in engines else ''}): "
+                 f"{r['load_seconds']:.0f} s; lakegate peak RSS {r['peak_rss_mib'] or 0:.0f} MiB")
+    return "\n".join(lines) + "\n"
+
+
+def chart(r, engines, queries, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(14, 5))
+    width = 0.8 / len(engines)
+    for i, e in enumerate(engines):
+        ys = [r["median_ms"][e][q] if q not in r["errors"][e] else 0 for q in queries]
+        ax.bar([x + i * width for x in range(len(queries))], ys, width, label=e)
+    ax.set_xticks([x + width * (len(engines) - 1) / 2 for x in range(len(queries))])
+    ax.set_xticklabels([f"q{q}" for q in queries])
+    ax.set_yscale("log")
+    ax.set_ylabel("median ms (log)")
+    ax.set_title(f"TPC-H SF{r['sf']}, {r['versions'].get('cpus')} cores ({r['date']})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
