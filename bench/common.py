@@ -60,16 +60,22 @@ class Lakegate:
     """A lakegate server on an ephemeral port with its own warehouse; `env` adds settings
     (LAKEGATE__ENGINE__MEMORY_LIMIT=4GiB ...)."""
 
-    def __init__(self, workdir, env=None):
+    def __init__(self, workdir, env=None, config=None):
         self.dir = os.path.join(workdir, "lakegate")
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
+        extra = []
+        if config:
+            path = os.path.join(self.dir, "lakegate.toml")
+            with open(path, "w") as f:
+                f.write(config)
+            extra = ["--config", path]
         e = dict(os.environ, LAKEGATE_PASSWORD=PASSWORD, LAKEGATE__DEMO__ENABLED="false",
                  LAKEGATE_LOG=os.environ.get("LAKEGATE_LOG", "warn"))
         e.update(env or {})
         self.out = open(os.path.join(self.dir, "server.log"), "w")
         self.proc = subprocess.Popen(
-            [lakegate_binary(), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir",
+            [lakegate_binary(), "serve", *extra, "--listen", f"127.0.0.1:{self.port}", "--data-dir",
              os.path.join(self.dir, "warehouse")], stdout=self.out, stderr=subprocess.STDOUT, env=e)
         _procs.append((self.proc, lambda p: (p.terminate(), p.wait(30))))
         self._wait()

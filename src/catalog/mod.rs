@@ -151,13 +151,24 @@ pub enum Relation {
     View(ViewEntry),
 }
 
+/// An open Delta table and the provider made over that version (shared by every statement
+/// that reads this version: providers hold no per-statement state).
+#[derive(Clone)]
+struct OpenTable {
+    table: DeltaTable,
+    provider: Option<Arc<dyn TableProvider>>,
+}
+
 /// The persistent catalog plus a cache of open tables.
 pub struct Catalog {
     warehouse: Warehouse,
     doc: RwLock<CatalogDoc>,
     /// Serializes catalog changes (read-modify-write of the document).
     change: tokio::sync::Mutex<()>,
-    open_tables: tokio::sync::Mutex<HashMap<String, DeltaTable>>,
+    /// Delta tables opened so far, by location, each with its provider once one was made:
+    /// a statement reuses them while no newer commit exists (one HEAD of the next commit file,
+    /// no listing and no log replay). Locked only to copy out or put back, never across I/O.
+    open_tables: std::sync::Mutex<HashMap<String, OpenTable>>,
     views: OnceLock<Arc<dyn ViewExpander>>,
     /// The embedded Iceberg catalog, opened on first use.
     iceberg: tokio::sync::OnceCell<IcebergStore>,
@@ -198,7 +209,7 @@ impl Catalog {
             warehouse,
             doc: RwLock::new(doc),
             change: tokio::sync::Mutex::new(()),
-            open_tables: tokio::sync::Mutex::new(HashMap::new()),
+            open_tables: std::sync::Mutex::new(HashMap::new()),
             views: OnceLock::new(),
             iceberg: tokio::sync::OnceCell::new(),
             default_format: default_format.to_string(),
@@ -589,7 +600,7 @@ impl Catalog {
             };
         }
         if let Some(t) = delta_table {
-            self.open_tables.lock().await.insert(entry.location, t);
+            self.keep_open(&entry.location, t, None);
         }
         Ok(true)
     }
@@ -658,7 +669,7 @@ impl Catalog {
     }
 
     async fn forget_and_remove(&self, t: &TableEntry) {
-        self.open_tables.lock().await.remove(&t.location);
+        self.open_lock().remove(&t.location);
         if t.external {
             return;
         }
@@ -733,32 +744,65 @@ impl Catalog {
 
     /// The Delta table at its latest committed version (for writes through deltalake's operations).
     pub async fn delta_table(&self, entry: &TableEntry) -> Result<DeltaTable> {
+        Ok(self.open_delta(entry).await?.table)
+    }
+
+    /// [`Self::delta_table`] with the provider made for that version, if one was.
+    async fn open_delta(&self, entry: &TableEntry) -> Result<OpenTable> {
         if entry.format != "delta" {
             return Err(Error::unsupported(format!(
                 "this operation needs a Delta table, and the table is {}",
                 entry.format
             )));
         }
-        let url = Url::parse(&entry.location)
-            .map_err(|e| Error::Storage(format!("bad table location: {e}")))?;
-        let mut cache = self.open_tables.lock().await;
-        let table = match cache.remove(&entry.location) {
-            Some(mut t) => {
-                t.update_incremental(None).await?;
-                t
+        let cached = self.open_lock().get(&entry.location).cloned();
+        match cached {
+            Some(open) if !delta::has_newer_commit(&open.table).await? => Ok(open),
+            Some(mut open) => {
+                open.table.update_incremental(None).await?;
+                self.keep_open(&entry.location, open.table.clone(), None);
+                Ok(OpenTable {
+                    table: open.table,
+                    provider: None,
+                })
             }
-            None => delta::open(&url, self.warehouse.storage_options(&url)).await?,
-        };
-        cache.insert(entry.location.clone(), table.clone());
-        Ok(table)
+            None => {
+                let url = Url::parse(&entry.location)
+                    .map_err(|e| Error::Storage(format!("bad table location: {e}")))?;
+                let table = delta::open(&url, self.warehouse.storage_options(&url)).await?;
+                self.keep_open(&entry.location, table.clone(), None);
+                Ok(OpenTable {
+                    table,
+                    provider: None,
+                })
+            }
+        }
+    }
+
+    fn open_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, OpenTable>> {
+        self.open_tables.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keep `table` (and its provider) as the open state of `location`, unless a newer version
+    /// is kept already (two statements may race to put back what they read).
+    fn keep_open(
+        &self,
+        location: &str,
+        table: DeltaTable,
+        provider: Option<Arc<dyn TableProvider>>,
+    ) {
+        let mut open = self.open_lock();
+        let newer = open
+            .get(location)
+            .is_some_and(|o| o.table.version() > table.version());
+        if !newer {
+            open.insert(location.to_string(), OpenTable { table, provider });
+        }
     }
 
     /// Remember a table's state after a write made through it.
     pub async fn remember(&self, entry: &TableEntry, table: DeltaTable) {
-        self.open_tables
-            .lock()
-            .await
-            .insert(entry.location.clone(), table);
+        self.keep_open(&entry.location, table, None);
     }
 
     /// The (namespace, name) of an Iceberg table we own, or 0A000 for any other table.
@@ -772,8 +816,13 @@ impl Catalog {
     pub async fn table_provider(&self, entry: &TableEntry) -> Result<Arc<dyn TableProvider>> {
         match entry.format.as_str() {
             "delta" => {
-                let table = self.delta_table(entry).await?;
-                delta::provider(&table).await
+                let open = self.open_delta(entry).await?;
+                if let Some(p) = open.provider {
+                    return Ok(p);
+                }
+                let provider = delta::provider(&open.table).await?;
+                self.keep_open(&entry.location, open.table, Some(provider.clone()));
+                Ok(provider)
             }
             "iceberg" if entry.external => {
                 self.iceberg().await?.static_provider(&entry.location).await

@@ -44,16 +44,23 @@ const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 struct Current {
     day: String,
     seq: u32,
-    file: std::fs::File,
+    file: Arc<std::fs::File>,
     size: u64,
 }
 
-/// The append-only log.
+/// The append-only log. Records are synced in groups: a statement appends its line, then
+/// either finds that a sync begun after its append already covered it or syncs everything
+/// appended so far itself, so concurrent statements share one `fdatasync` (group commit) and
+/// each still returns only once its own line is on disk.
 #[derive(Debug)]
 pub struct AuditLog {
     dir: PathBuf,
     file: Mutex<Option<Current>>,
     max_bytes: u64,
+    /// Lines appended so far (under `file`'s lock).
+    appended: std::sync::atomic::AtomicU64,
+    /// How many of them are known to be on disk; its lock is held while syncing.
+    synced: Mutex<u64>,
 }
 
 impl AuditLog {
@@ -68,6 +75,8 @@ impl AuditLog {
             dir,
             file: Mutex::new(None),
             max_bytes: MAX_FILE_BYTES,
+            appended: Default::default(),
+            synced: Mutex::new(0),
         }))
     }
 
@@ -78,6 +87,8 @@ impl AuditLog {
             dir: log.dir.clone(),
             file: Mutex::new(None),
             max_bytes,
+            appended: Default::default(),
+            synced: Mutex::new(0),
         }))
     }
 
@@ -106,7 +117,7 @@ impl AuditLog {
             return Ok(Current {
                 day: day.to_string(),
                 seq,
-                file,
+                file: Arc::new(file),
                 size,
             });
         }
@@ -124,30 +135,55 @@ impl AuditLog {
         };
         let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
         let more = line.len() as u64;
-        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        let reopen = match &*guard {
-            Some(c) if c.day == day && (c.size == 0 || c.size + more <= self.max_bytes) => None,
-            Some(c) if c.day == day => Some(c.seq + 1),
-            _ => Some(0),
-        };
-        if let Some(from) = reopen {
-            match self.open_for(&day, from, more) {
-                Ok(c) => *guard = Some(c),
-                Err(e) => {
-                    tracing::error!(dir = %self.dir.display(), error = %e, "cannot open the audit log");
-                    return;
+        let mine = {
+            let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            let reopen = match &*guard {
+                Some(c) if c.day == day && (c.size == 0 || c.size + more <= self.max_bytes) => None,
+                Some(c) if c.day == day => Some(c.seq + 1),
+                _ => Some(0),
+            };
+            if let Some(from) = reopen {
+                // Lines of the file left behind are on disk before any of the next one's.
+                if let Some(old) = guard.as_ref()
+                    && let Err(e) = old.file.sync_data()
+                {
+                    tracing::error!(error = %e, "cannot sync the audit log");
+                }
+                match self.open_for(&day, from, more) {
+                    Ok(c) => *guard = Some(c),
+                    Err(e) => {
+                        tracing::error!(dir = %self.dir.display(), error = %e, "cannot open the audit log");
+                        return;
+                    }
                 }
             }
-        }
-        if let Some(c) = guard.as_mut() {
-            match c
-                .file
-                .write_all(line.as_bytes())
-                .and_then(|_| c.file.sync_data())
-            {
-                Ok(()) => c.size += more,
-                Err(e) => tracing::error!(error = %e, "cannot write the audit log"),
+            let Some(c) = guard.as_mut() else { return };
+            if let Err(e) = (&*c.file).write_all(line.as_bytes()) {
+                tracing::error!(error = %e, "cannot write the audit log");
+                return;
             }
+            c.size += more;
+            self.appended
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1
+        };
+        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        if *synced >= mine {
+            return;
+        }
+        // The file now being appended to, and how many lines are in it or in the files
+        // before it (each synced when it was left): syncing it covers them all.
+        let (file, upto) = {
+            let guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(c) = guard.as_ref() else { return };
+            (
+                c.file.clone(),
+                self.appended.load(std::sync::atomic::Ordering::SeqCst),
+            )
+        };
+        match file.sync_data() {
+            Ok(()) => *synced = upto.max(*synced),
+            Err(e) => tracing::error!(error = %e, "cannot sync the audit log"),
         }
     }
 

@@ -151,6 +151,22 @@ pub async fn open(url: &Url, storage_options: HashMap<String, String>) -> Result
     Ok(table)
 }
 
+/// Whether a commit newer than the one `table` was read at exists: one HEAD of the next commit
+/// file (commit files are never removed before their checkpoint is older than the retention,
+/// so a newer version always has one), instead of listing the log.
+pub async fn has_newer_commit(table: &DeltaTable) -> Result<bool> {
+    let Some(v) = table.version() else {
+        return Ok(true);
+    };
+    let next = object_store::path::Path::from(format!("_delta_log/{:020}.json", v + 1));
+    use object_store::ObjectStoreExt;
+    match table.log_store().object_store(None).head(&next).await {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(Error::Storage(format!("cannot read the table's log: {e}"))),
+    }
+}
+
 /// Let deltalake open s3://, gs:// and az:// (abfss://) locations (once per process).
 pub fn register_object_stores() {
     static ONCE: std::sync::Once = std::sync::Once::new();
