@@ -6,7 +6,8 @@
 Generates TPC-H at the scale factor with tpchgen-cli (once, into --data), starts a release
 lakegate on an ephemeral port and loads the tables as Delta (CREATE TABLE AS from the Parquet
 files; `--iceberg` also as Iceberg), and runs the 22 queries:
-- lakegate: through the wire (psycopg, text results) on the Delta tables;
+- lakegate: through the wire (psycopg, text results) on the Delta tables, with the result cache
+  and materialized-view rewrite turned off for the session (every run computes its answer);
 - lakegate-parquet: through the wire on the Parquet files themselves (external tables);
 - lakegate-iceberg: through the wire on the Iceberg tables (with --iceberg);
 - datafusion: DataFusion in process (datafusion-python of Lakegate's DataFusion major) on the
@@ -72,6 +73,10 @@ class WireEngine:
         self.name = name
         self.conn = psycopg.connect(url, autocommit=True)
         self.conn.execute(f"SET search_path = {schema}")
+        # Every run computes its answer: no result cache, no materialized view (bench/dashboard.py
+        # measures those).
+        self.conn.execute("SET lakegate.result_cache = off")
+        self.conn.execute("SET lakegate.mv_rewrite = off")
 
     def run(self, sql):
         return self.conn.execute(sql).fetchall()

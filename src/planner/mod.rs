@@ -209,11 +209,7 @@ impl Planner {
     /// Plan one parsed statement with PostgreSQL's meaning: typed casts to uuid/json/varchar,
     /// then DataFusion's planner, then the PostgreSQL-semantics rewrites.
     pub async fn plan_statement(ctx: &SessionContext, stmt: &DFStatement) -> Result<LogicalPlan> {
-        let (schema, database) = {
-            let state = ctx.state();
-            let c = &state.config().options().catalog;
-            (c.default_schema.clone(), c.default_catalog.clone())
-        };
+        let (schema, database) = default_catalog_and_schema(ctx);
         let stmt = with_time_travel(stmt.clone(), &schema, &database)?;
         let stmt = with_pg_casts(stmt);
         let plan = match ctx.state().statement_to_plan(stmt.clone()).await {
@@ -241,6 +237,16 @@ impl Planner {
         }
         Ok(plan)
     }
+}
+
+/// The session's (default schema, default catalog), read in place: `SessionContext::state`
+/// clones the whole state (every function registry), which costs more than planning a small
+/// query.
+pub fn default_catalog_and_schema(ctx: &SessionContext) -> (String, String) {
+    let state = ctx.state_ref();
+    let state = state.read();
+    let c = &state.config().options().catalog;
+    (c.default_schema.clone(), c.default_catalog.clone())
 }
 
 fn with_time_travel(stmt: DFStatement, schema: &str, database: &str) -> Result<DFStatement> {

@@ -572,13 +572,7 @@ impl Session {
 
     /// The schema unqualified names resolve to.
     pub fn current_schema(&self) -> String {
-        self.ctx
-            .state()
-            .config()
-            .options()
-            .catalog
-            .default_schema
-            .clone()
+        crate::planner::default_catalog_and_schema(&self.ctx).0
     }
 
     /// Apply the client's startup parameters (application_name, DateStyle, TimeZone ...).
