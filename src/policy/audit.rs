@@ -48,10 +48,12 @@ struct Current {
     size: u64,
 }
 
-/// The append-only log. Records are synced in groups: a statement appends its line, then
-/// either finds that a sync begun after its append already covered it or syncs everything
-/// appended so far itself, so concurrent statements share one `fdatasync` (group commit) and
-/// each still returns only once its own line is on disk.
+/// The append-only log. Records are synced in groups (group commit): a statement appends its
+/// line, then waits until a sync begun after its append has finished, so concurrent statements
+/// share one `fdatasync` and each still completes only once its own line is on disk.
+/// Statements that return rows wait without holding a runtime thread ([`AuditLog::write_async`]):
+/// a dedicated thread syncs whatever was appended; a blocking [`AuditLog::write`] syncs itself
+/// unless a sync already covered it.
 #[derive(Debug)]
 pub struct AuditLog {
     dir: PathBuf,
@@ -61,35 +63,53 @@ pub struct AuditLog {
     appended: std::sync::atomic::AtomicU64,
     /// How many of them are known to be on disk; its lock is held while syncing.
     synced: Mutex<u64>,
+    /// The same count, for statements awaiting their line.
+    synced_watch: tokio::sync::watch::Sender<u64>,
+    /// Wakes the syncing thread (None when it could not be started: callers sync themselves).
+    syncer: Option<Arc<Wake>>,
+}
+
+/// "Lines are waiting to be synced", for the syncing thread.
+#[derive(Debug, Default)]
+struct Wake {
+    pending: Mutex<bool>,
+    cv: std::sync::Condvar,
 }
 
 impl AuditLog {
     pub fn open(dir: PathBuf) -> Result<Arc<AuditLog>> {
+        Self::with_max_bytes(dir, MAX_FILE_BYTES)
+    }
+
+    /// The same log rotating at `max_bytes` (tests).
+    pub fn with_max_bytes(dir: PathBuf, max_bytes: u64) -> Result<Arc<AuditLog>> {
         std::fs::create_dir_all(&dir).map_err(|e| {
             Error::Config(format!(
                 "cannot create the audit folder {}: {e}",
                 dir.display()
             ))
         })?;
-        Ok(Arc::new(AuditLog {
-            dir,
-            file: Mutex::new(None),
-            max_bytes: MAX_FILE_BYTES,
-            appended: Default::default(),
-            synced: Mutex::new(0),
-        }))
-    }
-
-    /// The same log rotating at `max_bytes` (tests).
-    pub fn with_max_bytes(dir: PathBuf, max_bytes: u64) -> Result<Arc<AuditLog>> {
-        let log = Self::open(dir)?;
-        Ok(Arc::new(AuditLog {
-            dir: log.dir.clone(),
-            file: Mutex::new(None),
-            max_bytes,
-            appended: Default::default(),
-            synced: Mutex::new(0),
-        }))
+        let wake = Arc::new(Wake::default());
+        let log = Arc::new_cyclic(|weak: &std::sync::Weak<AuditLog>| {
+            let weak = weak.clone();
+            let thread_wake = wake.clone();
+            let started = std::thread::Builder::new()
+                .name("lakegate-audit-sync".into())
+                .spawn(move || sync_loop(weak, thread_wake));
+            if let Err(e) = &started {
+                tracing::warn!(error = %e, "no audit sync thread: statements sync the log themselves");
+            }
+            AuditLog {
+                dir,
+                file: Mutex::new(None),
+                max_bytes,
+                appended: Default::default(),
+                synced: Mutex::new(0),
+                synced_watch: tokio::sync::watch::channel(0).0,
+                syncer: started.ok().map(|_| wake),
+            }
+        });
+        Ok(log)
     }
 
     fn path(&self, day: &str, seq: u32) -> PathBuf {
@@ -123,50 +143,85 @@ impl AuditLog {
         }
     }
 
-    /// Append one record (a line, written whole and flushed). A failure is logged loudly: the
-    /// statement has happened by then.
+    /// Append one record (a line, written whole) and return once it is on disk. A failure is
+    /// logged loudly: the statement has happened by then.
     pub fn write(&self, r: &AuditRecord) {
+        if let Some(mine) = self.append(r) {
+            self.sync_through(mine);
+        }
+    }
+
+    /// [`Self::write`] for async callers: the returned future ends once the line is on disk,
+    /// synced by the log's thread together with the lines appended meanwhile.
+    pub fn write_async(
+        self: &Arc<Self>,
+        r: &AuditRecord,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mine = self.append(r);
+        let log = self.clone();
+        async move {
+            let Some(mine) = mine else { return };
+            let Some(wake) = &log.syncer else {
+                return log.sync_through(mine);
+            };
+            let mut synced = log.synced_watch.subscribe();
+            *wake.pending.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            wake.cv.notify_one();
+            // The sender lives as long as `log`, which this future holds.
+            let _ = synced.wait_for(|n| *n >= mine).await;
+        }
+    }
+
+    /// Append the record's line; its number (1-based, counted since start), None when it could
+    /// not be written.
+    fn append(&self, r: &AuditRecord) -> Option<u64> {
         let line = match serde_json::to_string(r) {
             Ok(l) => l + "\n",
             Err(e) => {
                 tracing::error!(error = %e, "cannot serialize an audit record");
-                return;
+                return None;
             }
         };
         let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
         let more = line.len() as u64;
-        let mine = {
-            let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
-            let reopen = match &*guard {
-                Some(c) if c.day == day && (c.size == 0 || c.size + more <= self.max_bytes) => None,
-                Some(c) if c.day == day => Some(c.seq + 1),
-                _ => Some(0),
-            };
-            if let Some(from) = reopen {
-                // Lines of the file left behind are on disk before any of the next one's.
-                if let Some(old) = guard.as_ref()
-                    && let Err(e) = old.file.sync_data()
-                {
-                    tracing::error!(error = %e, "cannot sync the audit log");
-                }
-                match self.open_for(&day, from, more) {
-                    Ok(c) => *guard = Some(c),
-                    Err(e) => {
-                        tracing::error!(dir = %self.dir.display(), error = %e, "cannot open the audit log");
-                        return;
-                    }
+        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let reopen = match &*guard {
+            Some(c) if c.day == day && (c.size == 0 || c.size + more <= self.max_bytes) => None,
+            Some(c) if c.day == day => Some(c.seq + 1),
+            _ => Some(0),
+        };
+        if let Some(from) = reopen {
+            // Lines of the file left behind are on disk before any of the next one's.
+            if let Some(old) = guard.as_ref()
+                && let Err(e) = old.file.sync_data()
+            {
+                tracing::error!(error = %e, "cannot sync the audit log");
+            }
+            match self.open_for(&day, from, more) {
+                Ok(c) => *guard = Some(c),
+                Err(e) => {
+                    tracing::error!(dir = %self.dir.display(), error = %e, "cannot open the audit log");
+                    return None;
                 }
             }
-            let Some(c) = guard.as_mut() else { return };
-            if let Err(e) = (&*c.file).write_all(line.as_bytes()) {
-                tracing::error!(error = %e, "cannot write the audit log");
-                return;
-            }
-            c.size += more;
+        }
+        let c = guard.as_mut()?;
+        if let Err(e) = (&*c.file).write_all(line.as_bytes()) {
+            tracing::error!(error = %e, "cannot write the audit log");
+            return None;
+        }
+        c.size += more;
+        Some(
             self.appended
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-                + 1
-        };
+                + 1,
+        )
+    }
+
+    /// Return once line `mine` is on disk: at once when a sync already covered it, else after
+    /// syncing everything appended so far. A failed sync is logged and not retried (the
+    /// statement has happened; waiting forever would not help it).
+    fn sync_through(&self, mine: u64) {
         let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
         if *synced >= mine {
             return;
@@ -181,10 +236,12 @@ impl AuditLog {
                 self.appended.load(std::sync::atomic::Ordering::SeqCst),
             )
         };
-        match file.sync_data() {
-            Ok(()) => *synced = upto.max(*synced),
-            Err(e) => tracing::error!(error = %e, "cannot sync the audit log"),
+        if let Err(e) = file.sync_data() {
+            tracing::error!(error = %e, "cannot sync the audit log");
         }
+        *synced = upto.max(*synced);
+        let done = *synced;
+        self.synced_watch.send_modify(|n| *n = (*n).max(done));
     }
 
     /// Every record so far, as a table.
@@ -208,6 +265,30 @@ impl AuditLog {
             schema,
             vec![batches],
         )?))
+    }
+}
+
+/// The syncing thread: whenever lines are waiting, sync them (one `fdatasync` for all that
+/// were appended by then). Ends soon after its log is dropped.
+fn sync_loop(log: std::sync::Weak<AuditLog>, wake: Arc<Wake>) {
+    loop {
+        {
+            let mut pending = wake.pending.lock().unwrap_or_else(|p| p.into_inner());
+            while !*pending {
+                let (p, timeout) = wake
+                    .cv
+                    .wait_timeout(pending, std::time::Duration::from_secs(1))
+                    .unwrap_or_else(|p| p.into_inner());
+                pending = p;
+                if timeout.timed_out() && log.strong_count() == 0 {
+                    return;
+                }
+            }
+            *pending = false;
+        }
+        let Some(log) = log.upgrade() else { return };
+        let appended = log.appended.load(std::sync::atomic::Ordering::SeqCst);
+        log.sync_through(appended);
     }
 }
 
@@ -320,6 +401,37 @@ mod tests {
         let ctx = datafusion::prelude::SessionContext::new();
         let n = ctx.read_table(again.table()?)?.count().await?;
         assert_eq!(n, 41);
+        Ok(())
+    }
+
+    /// Statements awaiting their lines together: each ends once its line is on disk, and every
+    /// line is there, whole, whichever path (async or blocking) wrote it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_share_syncs_and_lose_nothing() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let log = AuditLog::open(tmp.path().join("audit"))?;
+        let mut tasks = vec![];
+        for i in 0..64 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = AuditRecord {
+                    principal: format!("u{i}"),
+                    ..Default::default()
+                };
+                if i % 4 == 0 {
+                    log.write(&r);
+                } else {
+                    log.write_async(&r).await;
+                }
+                assert!(*log.synced.lock().unwrap() >= 1);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*log.synced.lock().unwrap(), 64);
+        let ctx = datafusion::prelude::SessionContext::new();
+        assert_eq!(ctx.read_table(log.table()?)?.count().await?, 64);
         Ok(())
     }
 }

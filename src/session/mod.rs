@@ -633,6 +633,7 @@ impl Session {
                     log,
                     started,
                     rows: 0,
+                    syncing: None,
                 }),
                 command,
             }),
@@ -2178,17 +2179,28 @@ struct AuditedStream {
     log: Arc<crate::policy::audit::AuditLog>,
     started: std::time::Instant,
     rows: u64,
+    /// After the last batch: the record's line on its way to disk (the end is reported once it
+    /// is there, without holding a runtime thread while it syncs).
+    syncing: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
 impl AuditedStream {
+    fn record(
+        &mut self,
+        sqlstate: Option<&'static str>,
+    ) -> Option<crate::policy::audit::AuditRecord> {
+        let mut r = self.record.take()?;
+        r.rows = Some(self.rows);
+        r.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        if let Some(code) = sqlstate {
+            r.decision = if code == "42501" { "denied" } else { "failed" }.into();
+            r.sqlstate = Some(code.to_string());
+        }
+        Some(r)
+    }
+
     fn finish(&mut self, sqlstate: Option<&'static str>) {
-        if let Some(mut r) = self.record.take() {
-            r.rows = Some(self.rows);
-            r.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-            if let Some(code) = sqlstate {
-                r.decision = if code == "42501" { "denied" } else { "failed" }.into();
-                r.sqlstate = Some(code.to_string());
-            }
+        if let Some(r) = self.record(sqlstate) {
             self.log.write(&r);
         }
     }
@@ -2201,6 +2213,15 @@ impl futures::Stream for AuditedStream {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
         use std::task::Poll;
+        if let Some(syncing) = self.syncing.as_mut() {
+            return match syncing.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    self.syncing = None;
+                    Poll::Ready(None)
+                }
+                Poll::Pending => Poll::Pending,
+            };
+        }
         match self.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(b))) => {
                 self.rows += b.num_rows() as u64;
@@ -2211,10 +2232,13 @@ impl futures::Stream for AuditedStream {
                 self.finish(Some(e.sqlstate()));
                 Poll::Ready(Some(Err(e.into())))
             }
-            Poll::Ready(None) => {
-                self.finish(None);
-                Poll::Ready(None)
-            }
+            Poll::Ready(None) => match self.record(None) {
+                Some(r) => {
+                    self.syncing = Some(Box::pin(self.log.write_async(&r)));
+                    self.as_mut().poll_next(cx)
+                }
+                None => Poll::Ready(None),
+            },
             Poll::Pending => Poll::Pending,
         }
     }
