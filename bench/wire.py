@@ -3,8 +3,8 @@ from Lakegate and from PostgreSQL 15 holding the same rows on the same machine.
 
     python3 bench/wire.py [--sf 1] [--runs 3] [--data DIR] [--out DIR]
 
-Clients: tokio-postgres (the `wire` bench target: text over the simple protocol, binary over
-the extended protocol) and psycopg 3 (server-side streaming, text and binary). Reports rows/s
+Clients: tokio-postgres (bench/wire-client, a crate of its own: text over the simple protocol,
+binary over the extended protocol) and psycopg 3 (server-side streaming, text and binary). Reports rows/s
 (median of --runs, after a warm-up) and the Lakegate/PostgreSQL ratio per client and format.
 """
 import argparse
@@ -17,11 +17,23 @@ import time
 import common
 
 
+def rust_client_binary():
+    """bench/wire-client (tokio-postgres), a crate of its own: built once, in release."""
+    manifest = os.path.join(common.ROOT, "bench", "wire-client", "Cargo.toml")
+    target = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(common.ROOT, "target")),
+                          "wire-client")
+    if not getattr(rust_client_binary, "built", False):
+        common.log("building the Rust client (bench/wire-client) ...")
+        subprocess.run(["cargo", "build", "--release", "--locked", "--manifest-path", manifest,
+                        "--target-dir", target], check=True)
+        rust_client_binary.built = True
+    return os.path.join(target, "release", "lakegate-wire-client")
+
+
 def rust_client(url, query, fmt):
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(common.ROOT, "target"))
     env = dict(os.environ, BENCH_URL=url, BENCH_QUERY=query, BENCH_FORMAT=fmt)
-    out = subprocess.run(["cargo", "bench", "--locked", "--bench", "wire", "-q"], cwd=common.ROOT,
-                         env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([rust_client_binary()], env=env, capture_output=True, text=True,
+                         check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -69,9 +81,7 @@ def main():
         c.execute("CREATE TABLE lineitem AS SELECT * FROM lineitem_file")
     pg = common.Postgres(work)
     load_postgres(pg, data)
-    common.log("building the Rust client (cargo bench --bench wire) ...")
-    subprocess.run(["cargo", "bench", "--locked", "--bench", "wire", "--no-run", "-q"],
-                   cwd=common.ROOT, check=True)
+    rust_client_binary()
     query = "SELECT * FROM lineitem"
     results = {}
     for run in range(args.runs + 1):

@@ -570,6 +570,12 @@ impl Session {
         );
     }
 
+    /// Whether a ROLLBACK TO SAVEPOINT recovered the failed block (the wire layer then reports
+    /// the block as in progress again, not failed).
+    pub fn recovered(&self) -> bool {
+        self.recovered
+    }
+
     /// The schema unqualified names resolve to.
     pub fn current_schema(&self) -> String {
         crate::planner::default_catalog_and_schema(&self.ctx).0
@@ -1612,8 +1618,7 @@ impl Session {
                 command,
             });
         }
-        let df = self.ctx.execute_logical_plan(plan).await?;
-        let stream = df.execute_stream().await?;
+        let stream = start_when_memory_allows(&self.ctx, plan).await?;
         let stream = match key {
             Some(k) => crate::mv::cache::Filling::wrap(stream, self.engine.cache.clone(), k),
             None => stream,
@@ -2168,6 +2173,45 @@ fn select_names(stmt: &DfStatement, schema: &Schema) -> Vec<String> {
         names
     } else {
         df_names
+    }
+}
+
+/// Start a query and compute its first batch, waiting and starting again while the engine's
+/// memory pool is short (53200 before any row was produced): under `engine.memory_limit`, the
+/// operators that cannot spill (hash join build sides, repartition buffers) of many concurrent
+/// queries can exhaust the pool, and such a query then waits for memory to be freed instead of
+/// failing. Queries have no side effects, so starting one again is safe; after about half a
+/// minute of attempts the error is returned. Cancel and statement_timeout stop the waiting.
+async fn start_when_memory_allows(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+) -> Result<SendableRecordBatchStream> {
+    use datafusion::error::DataFusionError;
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    use futures::StreamExt;
+    let mut delay = std::time::Duration::from_millis(50);
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        let mut stream = ctx
+            .execute_logical_plan(plan.clone())
+            .await?
+            .execute_stream()
+            .await?;
+        let first = stream.next().await;
+        if let Some(Err(e)) = &first
+            && matches!(e.find_root(), DataFusionError::ResourcesExhausted(_))
+            && waited < std::time::Duration::from_secs(30)
+        {
+            drop(stream);
+            tracing::debug!(error = %e, "memory short: the query starts again when there is more");
+            tokio::time::sleep(delay).await;
+            waited += delay;
+            delay = (delay * 2).min(std::time::Duration::from_secs(2));
+            continue;
+        }
+        let schema = stream.schema();
+        let rest = futures::stream::iter(first).chain(stream);
+        return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, rest)));
     }
 }
 

@@ -132,7 +132,42 @@ struct ConnState {
     _backend: crate::session::BackendRegistration,
 }
 
+/// Whether a simple-query message starts with ROLLBACK [WORK|TRANSACTION] TO [SAVEPOINT].
+fn starts_with_rollback_to(sql: &str) -> bool {
+    let mut words = sql
+        .trim_start()
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty());
+    if !words
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case("rollback"))
+    {
+        return false;
+    }
+    match words.next() {
+        Some(w) if w.eq_ignore_ascii_case("work") || w.eq_ignore_ascii_case("transaction") => {
+            words.next().is_some_and(|w| w.eq_ignore_ascii_case("to"))
+        }
+        Some(w) => w.eq_ignore_ascii_case("to"),
+        None => false,
+    }
+}
+
 impl QueryHandler {
+    /// The connection's status after a message: in-block ('T') when pgwire says failed but a
+    /// ROLLBACK TO SAVEPOINT has recovered the block since (pgwire's status never leaves
+    /// failed by itself until the block ends).
+    async fn recovered_status<C: ClientInfo>(&self, client: &mut C) {
+        if client.transaction_status() != TransactionStatus::Error {
+            return;
+        }
+        let state = self.state(client);
+        let recovered = state.session.lock().await.recovered();
+        if recovered {
+            client.set_transaction_status(TransactionStatus::Transaction);
+        }
+    }
+
     /// Run `f` on the connection's session as one statement: counted for graceful shutdown,
     /// stopped by a CancelRequest or statement_timeout (`cancelled` makes the result then), and
     /// returned with the session's text options and the notices it raised.
@@ -595,6 +630,31 @@ impl pgwire::api::copy::CopyHandler for QueryHandler {
 
 #[async_trait]
 impl SimpleQueryHandler for QueryHandler {
+    async fn on_query<C>(
+        &self,
+        client: &mut C,
+        query: pgwire::messages::simplequery::Query,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // pgwire's status cannot go from failed back to in-block, and it reads the status
+        // before the message runs: a message starting with ROLLBACK TO SAVEPOINT in a failed
+        // block runs as in-block (the session recovers the block when it succeeds, and an
+        // error fails it again), so its ReadyForQuery says 'T' as PostgreSQL's does.
+        if client.transaction_status() == TransactionStatus::Error
+            && starts_with_rollback_to(&query.query)
+        {
+            client.set_transaction_status(TransactionStatus::Transaction);
+        }
+        self._on_query(client, query).await?;
+        self.recovered_status(client).await;
+        Ok(())
+    }
+
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -732,6 +792,32 @@ fn param_pg_type(f: &datafusion::arrow::datatypes::Field) -> Type {
 impl ExtendedQueryHandler for QueryHandler {
     type Statement = Prepared;
     type QueryParser = Parser;
+
+    /// pgwire's own, with the block's status as the session knows it: 'T' again after a
+    /// ROLLBACK TO SAVEPOINT recovered a failed block.
+    async fn on_sync<C>(
+        &self,
+        client: &mut C,
+        _message: pgwire::messages::extendedquery::Sync,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use futures::SinkExt;
+        self.recovered_status(client).await;
+        client.portal_store().rm_portal(pgwire::api::DEFAULT_NAME);
+        let status = client.transaction_status();
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(
+                pgwire::messages::response::ReadyForQuery::new(status),
+            ))
+            .await?;
+        client.flush().await?;
+        Ok(())
+    }
 
     fn query_parser(&self) -> Arc<Parser> {
         self.parser.clone()

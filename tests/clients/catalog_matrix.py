@@ -442,6 +442,42 @@ def session_corners(url):
     return out
 
 
+def savepoint_status(url):
+    """The block's status a driver sees (ReadyForQuery) around a failed statement and ROLLBACK TO
+    SAVEPOINT, as psqlODBC's statement-level rollback uses it: in the simple protocol (psycopg2,
+    PQexec) and the extended one (psycopg 3)."""
+    out = {}
+    c = psycopg2.connect(url)
+    try:
+        cur = c.cursor()
+        seen = []
+        for q in ["SAVEPOINT s1", "SELECT * FROM shop.nope", "ROLLBACK TO SAVEPOINT s1", "SELECT 2",
+                  "SELECT * FROM shop.nope", "ROLLBACK TO s1", "RELEASE SAVEPOINT s1", "SELECT 3"]:
+            try:
+                cur.execute(q)
+                seen.append((q, "ok"))
+            except psycopg2.Error as e:
+                seen.append((q, e.pgcode))
+            seen.append(("status", c.get_transaction_status()))
+        c.commit()
+        seen.append(("status after COMMIT", c.get_transaction_status()))
+        out["simple"] = seen
+    finally:
+        c.close()
+    with psycopg.connect(url) as c:
+        seen = []
+        for q in ["SELECT 0", "SAVEPOINT s1", "SELECT * FROM shop.nope", "ROLLBACK TO SAVEPOINT s1", "SELECT 2",
+                  "ROLLBACK TO SAVEPOINT nope", "ROLLBACK"]:
+            try:
+                c.execute(q)
+                seen.append((q, "ok"))
+            except psycopg.Error as e:
+                seen.append((q, e.sqlstate))
+            seen.append(("status", c.info.transaction_status.name))
+        out["extended"] = seen
+    return out
+
+
 CHECKS = [
     ("sqlalchemy inspector (psycopg2)", lambda u: sqlalchemy_inspector(u, "psycopg2")),
     ("sqlalchemy inspector (psycopg)", lambda u: sqlalchemy_inspector(u, "psycopg")),
@@ -455,6 +491,7 @@ CHECKS = [
     ("node-postgres", node_matrix),
     ("psql \\d commands, \\x, \\copy", psql_commands),
     ("psql Ctrl-C cancel", psql_cancel),
+    ("transaction status around ROLLBACK TO SAVEPOINT (simple and extended)", savepoint_status),
     ("session corners: COPY in a block, SCROLL/BINARY cursors, settings, pg_cancel_backend, pipeline",
      session_corners),
 ] + [

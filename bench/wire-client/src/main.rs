@@ -4,7 +4,7 @@
 //! against Lakegate and PostgreSQL alike.
 //!
 //!     BENCH_URL=postgresql://... BENCH_QUERY='SELECT * FROM lineitem' BENCH_FORMAT=binary \
-//!       cargo bench --bench wire
+//!       cargo run --release --manifest-path bench/wire-client/Cargo.toml
 
 use futures::{StreamExt, pin_mut};
 use tokio_postgres::{NoTls, SimpleQueryMessage};
