@@ -92,6 +92,8 @@ pub struct Planner {
     runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
     target_partitions: Option<usize>,
     batch_size: Option<usize>,
+    /// Turns to compute a query (engine.max_running_queries); None: no bound.
+    admission: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Planner {
@@ -121,9 +123,30 @@ impl Planner {
             runtime: runtime.build_arc()?,
             target_partitions: engine.target_partitions,
             batch_size: engine.batch_size,
+            admission: engine
+                .max_running_queries
+                .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
         });
         catalog.set_view_expander(p.clone());
         Ok(p)
+    }
+
+    /// A turn to compute a query, held until its rows are all sent (dropped with its stream).
+    /// Turns are given first come, first served. A query that waited a minute runs without
+    /// one: a turn can be held by a client that stopped reading (a suspended portal), and a
+    /// connection must never wait forever on itself.
+    pub async fn admit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let turns = self.admission.clone()?;
+        match tokio::time::timeout(std::time::Duration::from_secs(60), turns.acquire_owned()).await
+        {
+            Ok(Ok(turn)) => Some(turn),
+            _ => {
+                tracing::warn!(
+                    "a query waited a minute for a turn (engine.max_running_queries) and runs without one"
+                );
+                None
+            }
+        }
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {

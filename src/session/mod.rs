@@ -1618,7 +1618,24 @@ impl Session {
                 command,
             });
         }
+        let turn = self.engine.planner.admit().await;
         let stream = start_when_memory_allows(&self.ctx, plan).await?;
+        let stream = match turn {
+            Some(turn) => {
+                use futures::StreamExt;
+                let schema = stream.schema();
+                let holding = stream.map(move |b| {
+                    let _held = &turn;
+                    b
+                });
+                Box::pin(
+                    datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                        schema, holding,
+                    ),
+                ) as SendableRecordBatchStream
+            }
+            None => stream,
+        };
         let stream = match key {
             Some(k) => crate::mv::cache::Filling::wrap(stream, self.engine.cache.clone(), k),
             None => stream,
@@ -2180,8 +2197,9 @@ fn select_names(stmt: &DfStatement, schema: &Schema) -> Vec<String> {
 /// memory pool is short (53200 before any row was produced): under `engine.memory_limit`, the
 /// operators that cannot spill (hash join build sides, repartition buffers) of many concurrent
 /// queries can exhaust the pool, and such a query then waits for memory to be freed instead of
-/// failing. Queries have no side effects, so starting one again is safe; after about half a
-/// minute of attempts the error is returned. Cancel and statement_timeout stop the waiting.
+/// failing. Queries have no side effects, so starting one again is safe. The error is returned
+/// when no other query holds memory (waiting would not help: the query alone does not fit) or
+/// after about half a minute of attempts. Cancel and statement_timeout stop the waiting.
 async fn start_when_memory_allows(
     ctx: &SessionContext,
     plan: LogicalPlan,
@@ -2197,21 +2215,28 @@ async fn start_when_memory_allows(
             .await?
             .execute_stream()
             .await?;
-        let first = stream.next().await;
-        if let Some(Err(e)) = &first
-            && matches!(e.find_root(), DataFusionError::ResourcesExhausted(_))
-            && waited < std::time::Duration::from_secs(30)
-        {
-            drop(stream);
-            tracing::debug!(error = %e, "memory short: the query starts again when there is more");
-            tokio::time::sleep(delay).await;
-            waited += delay;
-            delay = (delay * 2).min(std::time::Duration::from_secs(2));
-            continue;
-        }
         let schema = stream.schema();
-        let rest = futures::stream::iter(first).chain(stream);
-        return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, rest)));
+        let first = stream.next().await;
+        let short = matches!(&first, Some(Err(e))
+            if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)));
+        if !short {
+            let rest = futures::stream::iter(first).chain(stream);
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, rest)));
+        }
+        drop(stream);
+        // Waiting helps only while other queries hold memory: alone, the query does not fit.
+        if waited >= std::time::Duration::from_secs(30)
+            || ctx.runtime_env().memory_pool.reserved() == 0
+        {
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                schema,
+                futures::stream::iter(first),
+            )));
+        }
+        tracing::debug!("memory short: the query starts again when there is more");
+        tokio::time::sleep(delay).await;
+        waited += delay;
+        delay = (delay * 2).min(std::time::Duration::from_secs(2));
     }
 }
 
