@@ -1619,7 +1619,12 @@ impl Session {
             });
         }
         let turn = self.engine.planner.admit().await;
-        let stream = start_when_memory_allows(&self.ctx, plan).await?;
+        let stream = self
+            .ctx
+            .execute_logical_plan(plan)
+            .await?
+            .execute_stream()
+            .await?;
         let stream = match turn {
             Some(turn) => {
                 use futures::StreamExt;
@@ -2190,53 +2195,6 @@ fn select_names(stmt: &DfStatement, schema: &Schema) -> Vec<String> {
         names
     } else {
         df_names
-    }
-}
-
-/// Start a query and compute its first batch, waiting and starting again while the engine's
-/// memory pool is short (53200 before any row was produced): under `engine.memory_limit`, the
-/// operators that cannot spill (hash join build sides, repartition buffers) of many concurrent
-/// queries can exhaust the pool, and such a query then waits for memory to be freed instead of
-/// failing. Queries have no side effects, so starting one again is safe. The error is returned
-/// when no other query holds memory (waiting would not help: the query alone does not fit) or
-/// after about half a minute of attempts. Cancel and statement_timeout stop the waiting.
-async fn start_when_memory_allows(
-    ctx: &SessionContext,
-    plan: LogicalPlan,
-) -> Result<SendableRecordBatchStream> {
-    use datafusion::error::DataFusionError;
-    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-    use futures::StreamExt;
-    let mut delay = std::time::Duration::from_millis(50);
-    let mut waited = std::time::Duration::ZERO;
-    loop {
-        let mut stream = ctx
-            .execute_logical_plan(plan.clone())
-            .await?
-            .execute_stream()
-            .await?;
-        let schema = stream.schema();
-        let first = stream.next().await;
-        let short = matches!(&first, Some(Err(e))
-            if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)));
-        if !short {
-            let rest = futures::stream::iter(first).chain(stream);
-            return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, rest)));
-        }
-        drop(stream);
-        // Waiting helps only while other queries hold memory: alone, the query does not fit.
-        if waited >= std::time::Duration::from_secs(30)
-            || ctx.runtime_env().memory_pool.reserved() == 0
-        {
-            return Ok(Box::pin(RecordBatchStreamAdapter::new(
-                schema,
-                futures::stream::iter(first),
-            )));
-        }
-        tracing::debug!("memory short: the query starts again when there is more");
-        tokio::time::sleep(delay).await;
-        waited += delay;
-        delay = (delay * 2).min(std::time::Duration::from_secs(2));
     }
 }
 
