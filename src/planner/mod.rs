@@ -232,7 +232,7 @@ impl Planner {
     /// Plan one parsed statement with PostgreSQL's meaning: typed casts to uuid/json/varchar,
     /// then DataFusion's planner, then the PostgreSQL-semantics rewrites.
     pub async fn plan_statement(ctx: &SessionContext, stmt: &DFStatement) -> Result<LogicalPlan> {
-        let (schema, database) = default_catalog_and_schema(ctx);
+        let (schema, database) = default_schema_and_catalog(ctx);
         let stmt = with_time_travel(stmt.clone(), &schema, &database)?;
         let stmt = with_pg_casts(stmt);
         let plan = match ctx.state().statement_to_plan(stmt.clone()).await {
@@ -262,10 +262,10 @@ impl Planner {
     }
 }
 
-/// The session's (default schema, default catalog), read in place: `SessionContext::state`
+/// The session's default schema and default catalog, read in place: `SessionContext::state`
 /// clones the whole state (every function registry), which costs more than planning a small
 /// query.
-pub fn default_catalog_and_schema(ctx: &SessionContext) -> (String, String) {
+pub fn default_schema_and_catalog(ctx: &SessionContext) -> (String, String) {
     let state = ctx.state_ref();
     let state = state.read();
     let c = &state.config().options().catalog;

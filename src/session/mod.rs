@@ -578,7 +578,7 @@ impl Session {
 
     /// The schema unqualified names resolve to.
     pub fn current_schema(&self) -> String {
-        crate::planner::default_catalog_and_schema(&self.ctx).0
+        crate::planner::default_schema_and_catalog(&self.ctx).0
     }
 
     /// Apply the client's startup parameters (application_name, DateStyle, TimeZone ...).
