@@ -99,6 +99,10 @@ pub struct MatView {
     /// How old an answer may be when a rewritten query reads the view while it is stale.
     #[serde(default)]
     pub max_staleness_secs: Option<u64>,
+    /// Whether its table also keeps, in hidden columns, the sum and count behind each AVG (see
+    /// `mv::rewrite::with_avg_state`), so appends refresh its averages incrementally.
+    #[serde(default)]
+    pub avg_state: bool,
 }
 
 fn manual() -> String {

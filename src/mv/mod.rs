@@ -7,6 +7,7 @@
 //! keeps query results by their governed plan and the versions of what they read. Uses the
 //! catalog's types only; the session carries the statements out, plans, and applies policies.
 
+pub mod avg_merge;
 pub mod cache;
 pub mod ddl;
 pub mod rewrite;

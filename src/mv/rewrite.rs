@@ -561,7 +561,31 @@ pub fn rewrite(
         if !q_aggregated || !q_group_norms.is_subset(&v_group_norms) {
             return None;
         }
-        let same = q_group_norms == v_group_norms && !v_group_norms.is_empty();
+        // The view's keys the query does not group by but fixes to one value (`key = literal`)
+        // split none of its groups: each group of the query is one row of the view, whose
+        // aggregates (AVG included) are taken as they are.
+        let pinned: HashSet<String> = remaining
+            .iter()
+            .filter_map(|e| match e {
+                Expr::BinaryOp {
+                    left,
+                    op: ast::BinaryOperator::Eq,
+                    right,
+                } => match (left.as_ref(), right.as_ref()) {
+                    (k, Expr::Value(_) | Expr::TypedString { .. })
+                    | (Expr::Value(_) | Expr::TypedString { .. }, k) => Some(norm(k)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .filter(|k| v_group_norms.contains(k))
+            .collect();
+        let same = !q_group_norms.is_empty()
+            && q_group_norms
+                .union(&pinned)
+                .cloned()
+                .collect::<HashSet<_>>()
+                == v_group_norms;
         (same, !same)
     } else {
         (false, false)
@@ -706,22 +730,62 @@ mod tests {
     }
 
     #[test]
+    fn averages_keep_sum_and_count() {
+        let v = q("SELECT region, avg(amount) AS a, count(*) AS n FROM sales GROUP BY region");
+        let stored = with_avg_state(&v).unwrap_or_else(|| panic!("no state for {v}"));
+        let text = stored.to_string();
+        assert!(
+            text.contains("sum(amount) AS \"lakegate$avg_sum_1\"")
+                && text.contains("count(amount) AS \"lakegate$avg_count_1\""),
+            "{text}"
+        );
+        assert_eq!(
+            incremental_shape(&stored),
+            Some(Some(vec![
+                Merge::Key,
+                Merge::Avg { sum: 3, count: 4 },
+                Merge::Sum,
+                Merge::Sum,
+                Merge::Sum
+            ]))
+        );
+        // Without its hidden columns an AVG is recomputed; no AVG, nothing to keep.
+        assert_eq!(incremental_shape(&v), None);
+        assert!(with_avg_state(&q("SELECT region, sum(amount) FROM sales GROUP BY 1")).is_none());
+        assert!(
+            with_avg_state(&q(
+                "SELECT s.region, avg(o.x) FROM sales s JOIN o ON s.id = o.id GROUP BY 1"
+            ))
+            .is_none()
+        );
+    }
+
+    #[test]
     fn rollups_and_exact_matches() {
         let v = "SELECT region, month, sum(amount) AS total, count(*) AS n, max(amount) AS top \
                  FROM s.sales WHERE year >= 2020 GROUP BY region, month";
-        assert_eq!(
-            answer(v, "SELECT region, sum(amount) FROM sales WHERE year >= 2020 AND month = '2024-02' GROUP BY region ORDER BY region").as_deref(),
-            Some("SELECT sum(\"total\") AS \"sum\", \"region\" AS \"region\" FROM \"s\".\"mv\" WHERE \"month\" = '2024-02' GROUP BY \"region\" ORDER BY region")
-                .map(|_| "x").and(answer(v, "SELECT region, sum(amount) FROM sales WHERE year >= 2020 AND month = '2024-02' GROUP BY region ORDER BY region")).as_deref()
-        );
-        let r = answer(v, "SELECT region, sum(amount) FROM sales WHERE year >= 2020 AND month = '2024-02' GROUP BY region")
+        let r = answer(v, "SELECT region, sum(amount) FROM sales WHERE year >= 2020 AND month > '2024-02' GROUP BY region")
             .unwrap_or_default();
         assert!(
             r.contains("sum(\"total\")")
                 && r.contains("GROUP BY \"region\"")
+                && r.contains("\"month\" > '2024-02'"),
+            "{r}"
+        );
+        // A key fixed to one value splits no group: the view's rows as they are, AVG included.
+        let v2 = "SELECT region, month, avg(amount) AS mean, sum(amount) AS total \
+                  FROM s.sales WHERE year >= 2020 GROUP BY region, month";
+        let r = answer(v2, "SELECT region, avg(amount), sum(amount) FROM sales WHERE year >= 2020 AND month = '2024-02' GROUP BY region ORDER BY region")
+            .unwrap_or_default();
+        assert!(
+            r.contains("\"mean\" AS \"avg\"")
+                && r.contains("\"total\" AS \"sum\"")
+                && !r.contains("GROUP BY")
                 && r.contains("\"month\" = '2024-02'"),
             "{r}"
         );
+        // ... but not for a global aggregate (one row even when no row matches).
+        assert!(answer(v2, "SELECT avg(amount) FROM sales WHERE year >= 2020 AND month = '2024-02' AND region = 'EU'").is_none());
         // Same keys: the view's rows as they are (AVG too, were it there).
         let r = answer(
             v,
@@ -771,12 +835,71 @@ pub enum Merge {
     Sum,
     Min,
     Max,
+    /// AVG, from the view's hidden sum and count of its argument (columns at these positions).
+    Avg {
+        sum: usize,
+        count: usize,
+    },
+}
+
+/// Where a view keeps what it needs to update its averages: the names of the hidden columns
+/// with the sum and count of the argument of the `avg` at `item` (see
+/// `crate::storage::HIDDEN_PREFIX`).
+fn avg_state_names(item: usize) -> (String, String) {
+    let p = crate::storage::HIDDEN_PREFIX;
+    (format!("{p}avg_sum_{item}"), format!("{p}avg_count_{item}"))
+}
+
+/// The query a view with AVG stores: its own items, then for each `avg(x)` the hidden items
+/// `sum(x)` and `count(x)`, so a refresh can add new rows to the averages. None when the view
+/// has no AVG or cannot be refreshed incrementally anyway.
+pub fn with_avg_state(view: &Query) -> Option<Query> {
+    let v = plain_select(view)?;
+    let mut extra = vec![];
+    for (i, item) in v.projection.iter().enumerate() {
+        let (SelectItem::UnnamedExpr(Expr::Function(f))
+        | SelectItem::ExprWithAlias {
+            expr: Expr::Function(f),
+            ..
+        }) = item
+        else {
+            continue;
+        };
+        if !is_aggregate(f) || !f.name.0.last()?.to_string().eq_ignore_ascii_case("avg") {
+            continue;
+        }
+        let ast::FunctionArguments::List(l) = &f.args else {
+            return None;
+        };
+        let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg))] = l.args.as_slice() else {
+            return None;
+        };
+        let (sum, count) = avg_state_names(i);
+        extra.push(SelectItem::ExprWithAlias {
+            expr: call("sum", arg.clone()),
+            alias: Ident::with_quote('"', sum),
+        });
+        extra.push(SelectItem::ExprWithAlias {
+            expr: call("count", arg.clone()),
+            alias: Ident::with_quote('"', count),
+        });
+    }
+    if extra.is_empty() {
+        return None;
+    }
+    let mut q = view.clone();
+    if let SetExpr::Select(s) = q.body.as_mut() {
+        s.projection.extend(extra);
+    }
+    incremental_shape(&q)?;
+    Some(q)
 }
 
 /// Whether a view can be refreshed from its source's new rows alone, and how: `Some(None)` for
 /// a view without aggregates (its new rows are appended), `Some(Some(kinds))` for an aggregate of
-/// SUM, COUNT, MIN and MAX over group keys (old and new rows re-aggregated), `None` otherwise.
-/// Only over one table, without joins.
+/// SUM, COUNT, MIN, MAX and AVG (with its hidden sum and count, see [`with_avg_state`]) over
+/// group keys (old and new rows re-aggregated), `None` otherwise. Only over one table, without
+/// joins.
 pub fn incremental_shape(view: &Query) -> Option<Option<Vec<Merge>>> {
     let v = plain_select(view)?;
     if view.order_by.is_some() || view.limit_clause.is_some() || v.having.is_some() {
@@ -800,9 +923,11 @@ pub fn incremental_shape(view: &Query) -> Option<Option<Vec<Merge>>> {
     if groups.is_empty() && !items.iter().any(|e| has_aggregate(e)) {
         return Some(None);
     }
+    let names: Vec<Option<String>> = v.projection.iter().map(item_name).collect();
+    let position = |name: &str| names.iter().position(|n| n.as_deref() == Some(name));
     let keys: HashSet<String> = groups.iter().map(norm).collect();
     let mut kinds = vec![];
-    for e in items {
+    for (i, e) in items.into_iter().enumerate() {
         if keys.contains(&norm(e)) {
             kinds.push(Merge::Key);
             continue;
@@ -819,6 +944,13 @@ pub fn incremental_shape(view: &Query) -> Option<Option<Vec<Merge>>> {
                 "sum" | "count" => Merge::Sum,
                 "min" => Merge::Min,
                 "max" => Merge::Max,
+                "avg" => {
+                    let (sum, count) = avg_state_names(i);
+                    Merge::Avg {
+                        sum: position(&sum)?,
+                        count: position(&count)?,
+                    }
+                }
                 _ => return None,
             },
         );

@@ -166,14 +166,23 @@ async fn create(
     // Planned (and governed) as its creator, its owner.
     let plan = s.plan(&stmt).await?;
     let names = super::output_names(&stmt, plan.schema().as_arrow());
-    let mut fields = Vec::with_capacity(names.len());
-    for (n, f) in names.iter().zip(plan.schema().fields()) {
-        if fields.iter().any(|x: &Field| x.name() == n) {
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].contains(n) {
             return Err(Error::Data {
                 sqlstate: "42701",
                 message: format!("column \"{n}\" specified more than once: name it with AS"),
             });
         }
+    }
+    // What is stored: the query's columns, and the hidden sums and counts behind its averages
+    // when they can be kept (appends then refresh them incrementally).
+    let (stored, stored_names) = match avg_state_plan(s, query, &plan).await {
+        Some(state) => state,
+        None => (plan.clone(), names.clone()),
+    };
+    let avg_state = stored_names.len() > names.len();
+    let mut fields = Vec::with_capacity(stored_names.len());
+    for (n, f) in stored_names.iter().zip(stored.schema().fields()) {
         let mut field = Field::new(n, super::ddl::storable(f.data_type())?, true);
         if let Some(t) = crate::planner::types::field_pg_type(f) {
             field = field
@@ -202,6 +211,7 @@ async fn create(
         incremental: false,
         refresh: crate::mv::RefreshPolicy::Manual.text(),
         max_staleness_secs: None,
+        avg_state,
     };
     let made = async {
         crate::mv::apply_options(&mut mv, options, &[])?;
@@ -229,6 +239,67 @@ async fn create(
             .await;
     }
     made
+}
+
+/// The plan of `query` with the hidden sum and count of each of its averages
+/// (`mv::rewrite::with_avg_state`), and its column names; None when the view has no average or
+/// an average it cannot keep so (not over one table, or of a type `avg_merge` does not take).
+async fn avg_state_plan(
+    s: &Session,
+    query: &ast::Query,
+    plan: &LogicalPlan,
+) -> Option<(LogicalPlan, Vec<String>)> {
+    let with_state = crate::mv::rewrite::with_avg_state(query)?;
+    let Some(Some(kinds)) = crate::mv::rewrite::incremental_shape(&with_state) else {
+        return None;
+    };
+    let fields = plan.schema().fields();
+    for (i, k) in kinds.iter().enumerate() {
+        if let crate::mv::rewrite::Merge::Avg { .. } = k
+            && !fields
+                .get(i)
+                .is_some_and(|f| crate::mv::avg_merge::supported(f.data_type()))
+        {
+            return None;
+        }
+    }
+    let stmt = DfStatement::Statement(Box::new(ast::Statement::Query(Box::new(with_state))));
+    let stored = s.plan(&stmt).await.ok()?;
+    let names = super::output_names(&stmt, stored.schema().as_arrow());
+    Some((stored, names))
+}
+
+/// The statement that computes what a view stores (its query, with the hidden columns of its
+/// averages when it keeps them).
+fn stored_statement(mv: &MatView) -> Result<DfStatement> {
+    let stmt = parse_query(&mv.sql)?;
+    if !mv.avg_state {
+        return Ok(stmt);
+    }
+    if let DfStatement::Statement(st) = &stmt
+        && let ast::Statement::Query(q) = st.as_ref()
+        && let Some(with_state) = crate::mv::rewrite::with_avg_state(q)
+    {
+        return Ok(DfStatement::Statement(Box::new(ast::Statement::Query(
+            Box::new(with_state),
+        ))));
+    }
+    Err(Error::internal(
+        "the view keeps its averages' sums and counts, its query has none",
+    ))
+}
+
+/// The columns of a view's table, hidden ones included.
+async fn stored_schema(
+    catalog: &crate::catalog::Catalog,
+    entry: &TableEntry,
+) -> Result<datafusion::arrow::datatypes::SchemaRef> {
+    Ok(catalog
+        .delta_table(entry)
+        .await?
+        .table_provider()
+        .await?
+        .schema())
 }
 
 /// A session of the view's owner in the view's schema (refreshes run as the owner).
@@ -294,7 +365,7 @@ async fn refresh_incrementally(
     if source.format != "delta" || source.external {
         return Ok(None);
     }
-    let stmt = parse_query(&mv.sql)?;
+    let stmt = stored_statement(&mv)?;
     let DfStatement::Statement(st) = &stmt else {
         return Ok(None);
     };
@@ -370,12 +441,10 @@ async fn refresh_incrementally(
             other => Ok(Transformed::no(other)),
         })?
         .data;
-    let view_ref = datafusion::common::TableReference::partial(schema, table);
-    let target = owner
-        .context()
-        .table_provider(view_ref.clone())
-        .await?
-        .schema();
+    let view_table = catalog.delta_table(entry).await?;
+    // The view's own rows, hidden columns included.
+    let stored = view_table.table_provider().await?;
+    let target = stored.schema();
     let fresh_rows = cast_to(fresh_rows, &target)?;
     let counted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let write = |plan: LogicalPlan| {
@@ -399,7 +468,6 @@ async fn refresh_incrementally(
             Ok::<_, Error>(input)
         }
     };
-    let view_table = catalog.delta_table(entry).await?;
     let written = match shape {
         // New rows of the view, appended.
         None => {
@@ -408,11 +476,12 @@ async fn refresh_incrementally(
         }
         // The view's rows and the new rows' aggregates, aggregated again.
         Some(kinds) => {
-            let old_rows = owner
-                .context()
-                .table(view_ref)
-                .await?
-                .into_unoptimized_plan();
+            let old_rows = LogicalPlanBuilder::scan(
+                datafusion::common::TableReference::partial(schema, table),
+                datafusion::datasource::provider_as_source(stored),
+                None,
+            )?
+            .build()?;
             let both = LogicalPlanBuilder::from(old_rows)
                 .union(fresh_rows)?
                 .build()?;
@@ -423,18 +492,29 @@ async fn refresh_incrementally(
                 .filter(|(k, _)| **k == Merge::Key)
                 .map(|(_, c)| Expr::Column(c.clone()))
                 .collect();
+            let column = |i: usize| {
+                columns
+                    .get(i)
+                    .map(|c| Expr::Column(c.clone()))
+                    .ok_or_else(|| Error::internal("a view column is missing"))
+            };
             let aggregates: Vec<Expr> = kinds
                 .iter()
-                .zip(&columns)
-                .filter(|(k, _)| **k != Merge::Key)
-                .map(|(k, c)| {
-                    let c = Expr::Column(c.clone());
-                    match k {
-                        Merge::Min => min(c),
-                        Merge::Max => max(c),
-                        _ => sum(c),
-                    }
+                .enumerate()
+                .filter(|(_, k)| **k != Merge::Key)
+                .map(|(i, k)| {
+                    Ok(match k {
+                        Merge::Min => min(column(i)?),
+                        Merge::Max => max(column(i)?),
+                        Merge::Avg { sum, count } => {
+                            crate::mv::avg_merge::avg_merge(target.field(i).data_type().clone())?
+                                .call(vec![column(*sum)?, column(*count)?])
+                        }
+                        Merge::Key | Merge::Sum => sum(column(i)?),
+                    })
                 })
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
                 .enumerate()
                 .map(|(i, e)| e.alias(format!("lakegate_merged_{i}")))
                 .collect();
@@ -517,7 +597,7 @@ async fn recompute(
     };
     let started = std::time::Instant::now();
     let catalog = owner.engine.planner.catalog().clone();
-    let stmt = parse_query(&mv.sql)?;
+    let stmt = stored_statement(&mv)?;
     let plan = owner.plan(&stmt).await?;
     let sources = owner.with_names(|names| crate::policy::access::of_plan(&plan, names))?;
     // The version of each source as read: a Delta source's provider is opened on one version
@@ -542,11 +622,7 @@ async fn recompute(
         });
     }
     // The rows, cast to the view's columns, written over the old ones in one commit.
-    let target = owner
-        .context()
-        .table_provider(datafusion::common::TableReference::partial(schema, table))
-        .await?
-        .schema();
+    let target = stored_schema(&catalog, entry).await?;
     let plan = cast_to(plan, &target)?;
     let stream = owner
         .context()

@@ -11,6 +11,10 @@ pub use nodes::fence;
 /// Field metadata key naming the PostgreSQL type of a column stored as text (`uuid`, `json`,
 /// `jsonb`, `varchar`, `bpchar`). Kept in the Delta schema, so it survives restarts.
 pub const PG_TYPE_KEY: &str = "lakegate.pg_type";
+/// Columns whose names start with this are Lakegate's own bookkeeping (a materialized view's
+/// running sums and counts for its averages): stored in the table, never shown by its provider
+/// (SELECT *, the catalogs, COPY) nor readable by name.
+pub const HIDDEN_PREFIX: &str = "lakegate$";
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -466,14 +470,25 @@ pub fn decorate(
     fence_writes: bool,
     version: Option<i64>,
 ) -> Arc<dyn TableProvider> {
-    if types.is_empty() && total_files.is_none() && !fence_writes && version.is_none() {
+    let schema = inner.schema();
+    let visible: Vec<usize> = (0..schema.fields().len())
+        .filter(|i| !schema.field(*i).name().starts_with(HIDDEN_PREFIX))
+        .collect();
+    let visible = (visible.len() < schema.fields().len()).then_some(visible);
+    if types.is_empty()
+        && total_files.is_none()
+        && !fence_writes
+        && version.is_none()
+        && visible.is_none()
+    {
         return inner;
     }
-    let schema = inner.schema();
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| match types.get(f.name()) {
+        .enumerate()
+        .filter(|(i, _)| visible.as_ref().is_none_or(|v| v.contains(i)))
+        .map(|(_, f)| match types.get(f.name()) {
             Some(t) => {
                 let mut md = f.metadata().clone();
                 md.insert(PG_TYPE_KEY.to_string(), t.clone());
@@ -489,6 +504,7 @@ pub fn decorate(
         total_files,
         fence_writes,
         version,
+        visible,
     })
 }
 
@@ -502,6 +518,8 @@ struct Typed {
     fence_writes: bool,
     /// The table version the inner provider reads (see `pinned_version`).
     version: Option<i64>,
+    /// The inner columns shown, when some are hidden ([`HIDDEN_PREFIX`]).
+    visible: Option<Vec<usize>>,
 }
 
 #[async_trait]
@@ -522,6 +540,11 @@ impl TableProvider for Typed {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let inner_projection = self.visible.as_ref().map(|v| match projection {
+            Some(p) => p.iter().filter_map(|i| v.get(*i).copied()).collect(),
+            None => v.clone(),
+        });
+        let projection = inner_projection.as_ref().or(projection);
         let scan = self.inner.scan(state, projection, filters, limit).await?;
         Ok(match self.total_files {
             Some(total) => nodes::annotate(scan, total),
@@ -540,6 +563,9 @@ impl TableProvider for Typed {
         input: Arc<dyn ExecutionPlan>,
         op: InsertOp,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if self.visible.is_some() {
+            return datafusion::common::plan_err!("cannot insert into a table with hidden columns");
+        }
         let input = if self.fence_writes {
             nodes::fence(input, "WriteInputExec")
         } else {
