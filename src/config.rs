@@ -105,6 +105,9 @@ pub struct PolicyConfig {
     pub dir: PathBuf,
     /// The secret key of `hash` masks, in a file (else the LAKEGATE_MASK_KEY variable).
     pub mask_key_file: Option<PathBuf>,
+    /// When a statement's audit record reaches the disk (it is always written to the file
+    /// before the statement's answer completes).
+    pub audit_sync: AuditSync,
 }
 
 impl Default for PolicyConfig {
@@ -112,8 +115,22 @@ impl Default for PolicyConfig {
         PolicyConfig {
             dir: PathBuf::from("policies"),
             mask_key_file: None,
+            audit_sync: AuditSync::default(),
         }
     }
+}
+
+/// When audit records are synced to disk (`fdatasync`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditSync {
+    /// Before the statement's answer completes (concurrent statements share one sync).
+    Statement,
+    /// By a background thread, at most every 100 ms: an answer never waits for the disk (as
+    /// PostgreSQL's own statement log); an operating-system crash may lose the last 100 ms of
+    /// records, a crash of Lakegate alone loses none (they are in the file already).
+    #[default]
+    Background,
 }
 
 /// An Iceberg REST catalog (Apache Polaris, Lakekeeper, Nessie, ...).
@@ -391,6 +408,7 @@ pub struct Settings {
     pub s3: crate::storage::S3Settings,
     pub catalogs: Vec<crate::storage::iceberg::RestSpec>,
     pub policy_dir: PathBuf,
+    pub audit_sync: AuditSync,
     /// The key of `hash` masks (redacted in Debug).
     pub mask_key: Option<Secret>,
     pub users: Vec<UserSpec>,
@@ -565,6 +583,7 @@ impl Config {
             s3,
             catalogs,
             policy_dir: self.policy.dir,
+            audit_sync: self.policy.audit_sync,
             mask_key: match &self.policy.mask_key_file {
                 Some(f) => Some(Secret(read_secret_file(f)?)),
                 None => std::env::var("LAKEGATE_MASK_KEY").ok().map(Secret),

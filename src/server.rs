@@ -79,8 +79,10 @@ impl Server {
         let watch =
             crate::policy::PolicyWatch::new(settings.policy_dir.clone(), mask_key, &policies);
         tracing::info!(source = %policies.source, "policies loaded");
-        let audit =
-            crate::policy::audit::AuditLog::open(planner.catalog().warehouse().meta_path("audit"))?;
+        let audit = crate::policy::audit::AuditLog::open(
+            planner.catalog().warehouse().meta_path("audit"),
+            settings.audit_sync,
+        )?;
         let cache = Arc::new(crate::mv::cache::ResultCache::new(
             settings.engine.result_cache,
         ));

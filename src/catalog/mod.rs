@@ -182,6 +182,9 @@ pub struct Catalog {
     attached: RwLock<Vec<Arc<attached::AttachedCatalog>>>,
     /// Schemas the layers above provide (`lakegate`: the audit log), by name.
     system: RwLock<Vec<(String, Arc<dyn datafusion::catalog::SchemaProvider>)>>,
+    /// Counts the changes of the document (any DDL): what was planned before one may plan
+    /// differently after it.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -219,7 +222,13 @@ impl Catalog {
             default_format: default_format.to_string(),
             attached: RwLock::new(vec![]),
             system: RwLock::new(vec![]),
+            generation: Default::default(),
         }))
+    }
+
+    /// How many times the catalog changed (see `generation`).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Add a schema provided by a layer above (at startup).
@@ -420,6 +429,8 @@ impl Catalog {
         let out = f(&mut doc)?;
         self.warehouse.write_meta(CATALOG_FILE, &to_json(&doc)?)?;
         *self.doc.write().unwrap_or_else(|p| p.into_inner()) = doc;
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(out)
     }
 

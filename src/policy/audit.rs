@@ -1,6 +1,7 @@
 //! The audit trail: exactly one JSON line per statement, allowed or denied, appended to
 //! `_lakegate/audit/audit-YYYY-MM-DD-NNN.jsonl` (rotated daily and every `MAX_FILE_BYTES`; each
-//! line is written whole and synced to disk before the statement's answer completes),
+//! line is written whole before the statement's answer completes, and synced to disk before it
+//! too or by a background thread, as `policy.audit_sync` says),
 //! readable as `lakegate.audit_log` by principals with an explicit grant on it (never by a `*`
 //! grant). Files are only ever appended to; nothing here deletes one.
 
@@ -48,9 +49,11 @@ struct Current {
     size: u64,
 }
 
-/// The append-only log. Records are synced in groups (group commit): a statement appends its
-/// line, then waits until a sync begun after its append has finished, so concurrent statements
-/// share one `fdatasync` and each still completes only once its own line is on disk.
+/// The append-only log. With [`AuditSync::Statement`] records are synced in groups (group
+/// commit): a statement appends its line, then waits until a sync begun after its append has
+/// finished, so concurrent statements share one `fdatasync` and each still completes only once
+/// its own line is on disk. With [`AuditSync::Background`] a statement only appends its line;
+/// the syncing thread syncs what was appended at most every [`BACKGROUND_SYNC`].
 /// Statements that return rows wait without holding a runtime thread ([`AuditLog::write_async`]):
 /// a dedicated thread syncs whatever was appended; a blocking [`AuditLog::write`] syncs itself
 /// unless a sync already covered it.
@@ -67,7 +70,13 @@ pub struct AuditLog {
     synced_watch: tokio::sync::watch::Sender<u64>,
     /// Wakes the syncing thread (None when it could not be started: callers sync themselves).
     syncer: Option<Arc<Wake>>,
+    mode: AuditSync,
 }
+
+pub use crate::config::AuditSync;
+
+/// How often the syncing thread syncs at most with [`AuditSync::Background`].
+const BACKGROUND_SYNC: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// "Lines are waiting to be synced", for the syncing thread.
 #[derive(Debug, Default)]
@@ -77,12 +86,12 @@ struct Wake {
 }
 
 impl AuditLog {
-    pub fn open(dir: PathBuf) -> Result<Arc<AuditLog>> {
-        Self::with_max_bytes(dir, MAX_FILE_BYTES)
+    pub fn open(dir: PathBuf, mode: AuditSync) -> Result<Arc<AuditLog>> {
+        Self::with_max_bytes(dir, MAX_FILE_BYTES, mode)
     }
 
     /// The same log rotating at `max_bytes` (tests).
-    pub fn with_max_bytes(dir: PathBuf, max_bytes: u64) -> Result<Arc<AuditLog>> {
+    pub fn with_max_bytes(dir: PathBuf, max_bytes: u64, mode: AuditSync) -> Result<Arc<AuditLog>> {
         std::fs::create_dir_all(&dir).map_err(|e| {
             Error::Config(format!(
                 "cannot create the audit folder {}: {e}",
@@ -95,7 +104,7 @@ impl AuditLog {
             let thread_wake = wake.clone();
             let started = std::thread::Builder::new()
                 .name("lakegate-audit-sync".into())
-                .spawn(move || sync_loop(weak, thread_wake));
+                .spawn(move || sync_loop(weak, thread_wake, mode));
             if let Err(e) = &started {
                 tracing::warn!(error = %e, "no audit sync thread: statements sync the log themselves");
             }
@@ -107,6 +116,7 @@ impl AuditLog {
                 synced: Mutex::new(0),
                 synced_watch: tokio::sync::watch::channel(0).0,
                 syncer: started.ok().map(|_| wake),
+                mode,
             }
         });
         Ok(log)
@@ -143,11 +153,15 @@ impl AuditLog {
         }
     }
 
-    /// Append one record (a line, written whole) and return once it is on disk. A failure is
-    /// logged loudly: the statement has happened by then.
+    /// Append one record (a line, written whole) and return once it is on disk (or, synced in
+    /// the background, once it is in the file). A failure is logged loudly: the statement has
+    /// happened by then.
     pub fn write(&self, r: &AuditRecord) {
         if let Some(mine) = self.append(r) {
-            self.sync_through(mine);
+            match (&self.syncer, self.mode) {
+                (Some(wake), AuditSync::Background) => wake.notify(),
+                _ => self.sync_through(mine),
+            }
         }
     }
 
@@ -165,8 +179,10 @@ impl AuditLog {
                 return log.sync_through(mine);
             };
             let mut synced = log.synced_watch.subscribe();
-            *wake.pending.lock().unwrap_or_else(|p| p.into_inner()) = true;
-            wake.cv.notify_one();
+            wake.notify();
+            if log.mode == AuditSync::Background {
+                return;
+            }
             // The sender lives as long as `log`, which this future holds.
             let _ = synced.wait_for(|n| *n >= mine).await;
         }
@@ -268,9 +284,17 @@ impl AuditLog {
     }
 }
 
+impl Wake {
+    fn notify(&self) {
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cv.notify_one();
+    }
+}
+
 /// The syncing thread: whenever lines are waiting, sync them (one `fdatasync` for all that
-/// were appended by then). Ends soon after its log is dropped.
-fn sync_loop(log: std::sync::Weak<AuditLog>, wake: Arc<Wake>) {
+/// were appended by then; in the background mode, then rest [`BACKGROUND_SYNC`]). Ends soon
+/// after its log is dropped, having synced what was appended.
+fn sync_loop(log: std::sync::Weak<AuditLog>, wake: Arc<Wake>, mode: AuditSync) {
     loop {
         {
             let mut pending = wake.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -286,9 +310,28 @@ fn sync_loop(log: std::sync::Weak<AuditLog>, wake: Arc<Wake>) {
             }
             *pending = false;
         }
-        let Some(log) = log.upgrade() else { return };
-        let appended = log.appended.load(std::sync::atomic::Ordering::SeqCst);
-        log.sync_through(appended);
+        let Some(strong) = log.upgrade() else { return };
+        let appended = strong.appended.load(std::sync::atomic::Ordering::SeqCst);
+        strong.sync_through(appended);
+        drop(strong);
+        if mode == AuditSync::Background {
+            std::thread::sleep(BACKGROUND_SYNC);
+        }
+    }
+}
+
+impl Drop for AuditLog {
+    /// What was appended reaches the disk when the log closes (at shutdown).
+    fn drop(&mut self) {
+        if let Some(c) = self
+            .file
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            && let Err(e) = c.file.sync_data()
+        {
+            tracing::error!(error = %e, "cannot sync the audit log");
+        }
     }
 }
 
@@ -382,7 +425,7 @@ mod tests {
     #[tokio::test]
     async fn records_rotate_and_all_stay_readable() -> Result<()> {
         let tmp = tempfile::tempdir()?;
-        let log = AuditLog::with_max_bytes(tmp.path().join("audit"), 1000)?;
+        let log = AuditLog::with_max_bytes(tmp.path().join("audit"), 1000, AuditSync::Statement)?;
         for i in 0..40 {
             log.write(&AuditRecord {
                 principal: format!("u{i}"),
@@ -396,7 +439,7 @@ mod tests {
             assert!(std::fs::metadata(f?.path())?.len() <= 1000);
         }
         // A new log (a restart) appends after the last file, never over one.
-        let again = AuditLog::with_max_bytes(tmp.path().join("audit"), 1000)?;
+        let again = AuditLog::with_max_bytes(tmp.path().join("audit"), 1000, AuditSync::Statement)?;
         again.write(&AuditRecord::default());
         let ctx = datafusion::prelude::SessionContext::new();
         let n = ctx.read_table(again.table()?)?.count().await?;
@@ -409,7 +452,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writers_share_syncs_and_lose_nothing() -> Result<()> {
         let tmp = tempfile::tempdir()?;
-        let log = AuditLog::open(tmp.path().join("audit"))?;
+        let log = AuditLog::open(tmp.path().join("audit"), AuditSync::Statement)?;
         let mut tasks = vec![];
         for i in 0..64 {
             let log = log.clone();
@@ -432,6 +475,30 @@ mod tests {
         assert_eq!(*log.synced.lock().unwrap(), 64);
         let ctx = datafusion::prelude::SessionContext::new();
         assert_eq!(ctx.read_table(log.table()?)?.count().await?, 64);
+        Ok(())
+    }
+
+    /// Synced in the background: every line is in the file when its statement ends, and all
+    /// reach the disk without anyone waiting for them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn background_sync_writes_every_line_before_the_answer() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let log = AuditLog::open(tmp.path().join("audit"), AuditSync::Background)?;
+        for i in 0..64 {
+            let r = AuditRecord {
+                principal: format!("u{i}"),
+                ..Default::default()
+            };
+            if i % 4 == 0 {
+                log.write(&r);
+            } else {
+                log.write_async(&r).await;
+            }
+            let ctx = datafusion::prelude::SessionContext::new();
+            assert_eq!(ctx.read_table(log.table()?)?.count().await?, i + 1);
+        }
+        let mut synced = log.synced_watch.subscribe();
+        let _ = synced.wait_for(|n| *n >= 64).await;
         Ok(())
     }
 }

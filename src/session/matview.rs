@@ -693,7 +693,7 @@ impl Session {
         )
     }
 
-    fn setting_on(&self, name: &str) -> bool {
+    pub(super) fn setting_on(&self, name: &str) -> bool {
         self.settings.get(name).map(|v| v == "on").unwrap_or(true)
     }
 
@@ -932,7 +932,12 @@ impl Session {
     /// The cache key of a planned query, when its result may be cached: every table it reads
     /// is read at one known version, and it calls nothing whose value could change between two
     /// runs of the same plan (now(), random(), session functions).
-    pub(super) fn cache_key(&self, plan: &LogicalPlan) -> Option<crate::mv::cache::Key> {
+    /// The result cache's key of a governed plan, with the tables it reads at their versions;
+    /// None when its result may not be cached.
+    pub(super) fn cache_key(
+        &self,
+        plan: &LogicalPlan,
+    ) -> Option<(crate::mv::cache::Key, Vec<(String, i64)>)> {
         use datafusion::common::tree_node::TreeNodeRecursion;
         use datafusion::logical_expr::Volatility;
         if !self.engine.cache.enabled() || !self.setting_on("lakegate.result_cache") {
@@ -946,7 +951,13 @@ impl Session {
                     .ok()
                     .and_then(|pr| crate::catalog::pinned_version(pr.as_ref()))
                 {
-                    Some(v) => versions.push((object_name(&scan.table_name), v)),
+                    // Resolved (schema.table): the plan's text may name the table as written,
+                    // and `nation` on another search_path is another table.
+                    Some(v) => versions.push((
+                        self.with_names(|n| n.object(&scan.table_name))
+                            .unwrap_or_else(|| object_name(&scan.table_name)),
+                        v,
+                    )),
                     None => cacheable = false,
                 }
             }
@@ -974,11 +985,8 @@ impl Session {
         }
         versions.sort();
         let text = plan.display_indent_schema().to_string();
-        Some(crate::mv::cache::Key::new(
-            &text,
-            &self.engine.policies().version,
-            &versions,
-        ))
+        let key = crate::mv::cache::Key::new(&text, &self.engine.policies().version, &versions);
+        Some((key, versions))
     }
 }
 

@@ -366,7 +366,28 @@ pub struct Session {
     client: String,
     /// What the running statement read, wrote and which policies applied (for its record).
     seen: std::sync::Mutex<Seen>,
+    /// Cached results of this session's queries, found without planning (see [`Memo`]).
+    memo: std::sync::Mutex<HashMap<u64, Memo>>,
 }
+
+/// Where a query's result is in the result cache, found before planning: by the statement,
+/// its parameter values and everything else its governed plan depends on (the session's
+/// settings and role, the catalog's and the policies' versions: `Session::memo_key`); valid
+/// while every table it read is at the version it read. A repeated small query (a dashboard's
+/// tile, pgbench's `SELECT count(*)`) is answered with no parsing, planning, policy rewrite or
+/// file listing: one version check per table and the cached rows.
+#[derive(Debug, Clone)]
+struct Memo {
+    key: crate::mv::cache::Key,
+    versions: Vec<(String, i64)>,
+    schema: SchemaRef,
+    names: Vec<String>,
+    /// What planning it saw (its audit record's reads and policies).
+    seen: Seen,
+}
+
+/// The most statements a session remembers results of (then it forgets them all).
+const MEMO_ENTRIES: usize = 256;
 
 /// Tables and policies a statement met, for its audit record.
 #[derive(Debug, Default, Clone)]
@@ -447,6 +468,7 @@ impl Session {
             progress: None,
             client: String::new(),
             seen: std::sync::Mutex::new(Seen::default()),
+            memo: Default::default(),
         }
     }
 
@@ -1592,10 +1614,20 @@ impl Session {
         params: Vec<ScalarValue>,
         command: &'static str,
     ) -> Result<Outcome> {
+        let memo_key = if command == "SELECT" {
+            self.memo_key(stmt, &params)
+        } else {
+            None
+        };
+        if let Some(m) = memo_key
+            && let Some(rows) = self.remembered_rows(m, command).await?
+        {
+            return Ok(rows);
+        }
         // A materialized view answers it when one can (mv::rewrite), else the plan as written.
-        let plan = match self.answer_from_view(stmt).await? {
-            Some(p) => p,
-            None => self.plan(stmt).await?,
+        let (plan, from_view) = match self.answer_from_view(stmt).await? {
+            Some(p) => (p, true),
+            None => (self.plan(stmt).await?, false),
         };
         let plan = bind(plan, params)?;
         let schema = crate::planner::describe::result_schema(&plan, &self.current_schema());
@@ -1606,6 +1638,21 @@ impl Session {
         } else {
             None
         };
+        // Remembered for the next time, unless a view answered (whether one may depends on its
+        // sources' versions too, which the view's rows do not show).
+        if let (Some(m), Some((k, versions)), false) = (memo_key, &key, from_view) {
+            self.remember(
+                m,
+                Memo {
+                    key: k.clone(),
+                    versions: versions.clone(),
+                    schema: schema.clone(),
+                    names: names.clone(),
+                    seen: self.seen().clone(),
+                },
+            );
+        }
+        let key = key.map(|(k, _)| k);
         if let Some(k) = &key
             && let Some((cached, batches)) = self.engine.cache.get(k)
         {
@@ -1656,6 +1703,77 @@ impl Session {
             stream,
             command,
         })
+    }
+
+    /// The key of a query in the memo: None when its result may not be remembered (inside a
+    /// transaction block, which may hold writes of its own; with the result cache off; a
+    /// statement that is not a plain SQL one).
+    fn memo_key(&self, stmt: &DfStatement, params: &[ScalarValue]) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        let DfStatement::Statement(st) = stmt else {
+            return None;
+        };
+        if self.in_transaction
+            || !self.engine.cache.enabled()
+            || !self.setting_on("lakegate.result_cache")
+        {
+            return None;
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        st.hash(&mut h);
+        params.hash(&mut h);
+        self.principal.role.hash(&mut h);
+        self.settings.generation().hash(&mut h);
+        self.engine.planner.catalog().generation().hash(&mut h);
+        self.engine.policies().version.hash(&mut h);
+        Some(h.finish())
+    }
+
+    fn remember(&self, key: u64, memo: Memo) {
+        let mut m = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= MEMO_ENTRIES {
+            m.clear();
+        }
+        m.insert(key, memo);
+    }
+
+    /// The rows of a remembered query, when every table it read is still at the version it
+    /// read and its result is still cached; its audit record gets what its planning saw.
+    async fn remembered_rows(&self, key: u64, command: &'static str) -> Result<Option<Outcome>> {
+        let Some(memo) = self
+            .memo
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let catalog = self.engine.planner.catalog();
+        for (object, version) in &memo.versions {
+            let entry = match object
+                .split_once('.')
+                .and_then(|(s, t)| catalog.relation(s, t))
+            {
+                Some(crate::catalog::Relation::Table(e)) => e,
+                _ => return Ok(None),
+            };
+            if catalog.current_version(&entry).await? != Some(*version) {
+                return Ok(None);
+            }
+        }
+        let Some((cached, batches)) = self.engine.cache.get(&memo.key) else {
+            return Ok(None);
+        };
+        *self.seen() = memo.seen;
+        let stream =
+            datafusion::physical_plan::memory::MemoryStream::try_new(batches, cached, None)?;
+        Ok(Some(Outcome::Rows {
+            schema: memo.schema,
+            names: memo.names,
+            stream: Box::pin(stream),
+            command,
+        }))
     }
 
     /// INSERT / UPDATE / DELETE through DataFusion; the tag carries the affected row count.

@@ -70,6 +70,15 @@ const SETTABLE: &[(&str, &str)] = &[
 pub struct Settings {
     values: BTreeMap<String, String>,
     fixed: BTreeMap<String, String>,
+    /// Unique to these values: taken from a process-wide counter at every change, so settings
+    /// restored from a copy (a rolled-back SET LOCAL) get their old number back, never
+    /// another state's.
+    generation: u64,
+}
+
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// PostgreSQL's canonical spelling of a parameter name, as reported by ParameterStatus / SHOW.
@@ -106,7 +115,16 @@ impl Settings {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        Settings { values, fixed }
+        Settings {
+            values,
+            fixed,
+            generation: next_generation(),
+        }
+    }
+
+    /// Identifies these values (see the field).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Take over the client's startup parameters that are settings (application_name, DateStyle ...).
@@ -199,6 +217,7 @@ impl Settings {
         };
         if self.values.contains_key(&key) || key.contains('.') {
             self.values.insert(key, value);
+            self.generation = next_generation();
             Ok(())
         } else {
             Err(Error::UndefinedObject(format!(
@@ -212,10 +231,12 @@ impl Settings {
         match SETTABLE.iter().find(|(k, _)| *k == key) {
             Some((_, v)) => {
                 self.values.insert(key, v.to_string());
+                self.generation = next_generation();
                 Ok(())
             }
             None if key.contains('.') => {
                 self.values.remove(&key);
+                self.generation = next_generation();
                 Ok(())
             }
             None => Err(Error::UndefinedObject(format!(
@@ -225,6 +246,7 @@ impl Settings {
     }
 
     pub fn reset_all(&mut self) {
+        self.generation = next_generation();
         self.values = SETTABLE
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

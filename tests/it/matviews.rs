@@ -258,3 +258,117 @@ async fn averages_refresh_incrementally_and_answer_pinned_groups_for_each_user()
         vec![Some("EU".into()), Some("2.792500".into()), Some("4".into())]
     );
 }
+
+#[tokio::test]
+async fn repeated_queries_answer_from_memory_yet_follow_writes_settings_and_policies() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = server(&tmp).await;
+    let admin = s.connect().await;
+    admin
+        .batch_execute(
+            "CREATE SCHEMA shop; CREATE SCHEMA other; \
+             CREATE TABLE shop.sales (region TEXT, month TEXT, amount BIGINT); \
+             INSERT INTO shop.sales VALUES ('EU','2024-01',10),('US','2024-01',5),('EU','2024-02',1); \
+             CREATE TABLE other.sales (region TEXT, month TEXT, amount BIGINT); \
+             INSERT INTO other.sales VALUES ('EU','2024-01',1000); \
+             CREATE SCHEMA third; \
+             CREATE TABLE third.sales (region TEXT, month TEXT, amount BIGINT); \
+             INSERT INTO third.sales VALUES ('EU','2024-01',2000)",
+        )
+        .await
+        .expect("setup");
+    let alice = s.connect_as("alice", "alice-pw").await.expect("alice");
+    let q = alice
+        .prepare("SELECT count(*), sum(amount) FROM shop.sales WHERE amount > $1")
+        .await
+        .expect("prepare");
+    let run = |p: i64| {
+        let (alice, q) = (&alice, &q);
+        async move {
+            let r = alice.query_one(q, &[&p]).await.expect("execute");
+            (r.get::<_, i64>(0), r.get::<_, Option<i64>>(1))
+        }
+    };
+    for _ in 0..3 {
+        // Alice's row filter (EU) applies every time, planned or not.
+        assert_eq!(run(0).await, (2, Some(11)));
+        assert_eq!(run(5).await, (1, Some(10)));
+    }
+    admin
+        .batch_execute("INSERT INTO shop.sales VALUES ('EU','2024-03',7),('US','2024-03',70)")
+        .await
+        .expect("append");
+    assert_eq!(run(0).await, (3, Some(18)));
+    assert_eq!(run(0).await, (3, Some(18)));
+    // A policy change applies to the next execution.
+    std::fs::write(
+        tmp.path().join("policies/p.toml"),
+        POLICIES.replace("region = \"EU\"", "region = \"US\""),
+    )
+    .expect("policies");
+    assert_eq!(run(0).await, (2, Some(75)));
+    // Settings: the same text reads another table on another search_path.
+    let sql = "SELECT sum(amount) FROM sales";
+    admin
+        .batch_execute("SET search_path = shop")
+        .await
+        .expect("set");
+    let sum = async || {
+        admin
+            .query_one(sql, &[])
+            .await
+            .expect("sum")
+            .get::<_, Option<i64>>(0)
+    };
+    assert_eq!(sum().await, Some(93));
+    assert_eq!(sum().await, Some(93));
+    admin
+        .batch_execute("SET search_path = other")
+        .await
+        .expect("set");
+    assert_eq!(sum().await, Some(1000));
+    // Another table of the same name, shape and version: never the other's cached result.
+    admin
+        .batch_execute("SET search_path = third")
+        .await
+        .expect("set");
+    assert_eq!(sum().await, Some(2000));
+    let other = s.connect().await;
+    other
+        .batch_execute("SET search_path = other")
+        .await
+        .expect("set");
+    assert_eq!(
+        other
+            .query_one(sql, &[])
+            .await
+            .expect("sum")
+            .get::<_, Option<i64>>(0),
+        Some(1000)
+    );
+    // Each execution left its record, with what it read and the policies that applied.
+    let records = rows(
+        &admin,
+        "SELECT array_to_string(reads, ','), array_to_string(policies, ',') FROM lakegate.audit_log \
+         WHERE principal = 'alice' AND statement LIKE 'SELECT count(*)%'",
+    )
+    .await;
+    assert_eq!(records.len(), 9, "{records:?}");
+    for r in &records {
+        assert_eq!(r[0].as_deref(), Some("shop.sales"), "{r:?}");
+        assert!(
+            r[1].as_deref().unwrap_or("").contains("sales_by_region"),
+            "{r:?}"
+        );
+    }
+    let hits = rows(&admin, "SELECT hits FROM lakegate.cache_stats").await;
+    assert!(
+        hits[0][0]
+            .as_deref()
+            .unwrap_or("0")
+            .parse::<u64>()
+            .unwrap_or(0)
+            >= 5,
+        "{hits:?}"
+    );
+}
