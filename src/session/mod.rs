@@ -368,6 +368,8 @@ pub struct Session {
     seen: std::sync::Mutex<Seen>,
     /// Cached results of this session's queries, found without planning (see [`Memo`]).
     memo: std::sync::Mutex<HashMap<u64, Memo>>,
+    /// The last statement text audited, and its redaction.
+    redacted: std::sync::Mutex<Option<(String, String)>>,
 }
 
 /// Where a query's result is in the result cache, found before planning: by the statement,
@@ -469,6 +471,7 @@ impl Session {
             client: String::new(),
             seen: std::sync::Mutex::new(Seen::default()),
             memo: Default::default(),
+            redacted: Default::default(),
         }
     }
 
@@ -629,8 +632,19 @@ impl Session {
         let policies = self.engine.policies();
         let attributes =
             crate::policy::audit::attributes_text(&policies.attributes(&self.subject()));
-        // Literals may be values of masked columns or secrets: never logged.
-        let statement = crate::policy::audit::redact_literals(statement);
+        // Literals may be values of masked columns or secrets: never logged. (The last text's
+        // redaction is kept: a session repeats its statements.)
+        let statement = {
+            let mut last = self.redacted.lock().unwrap_or_else(|p| p.into_inner());
+            match &*last {
+                Some((text, redacted)) if text == statement => redacted.clone(),
+                _ => {
+                    let redacted = crate::policy::audit::redact_literals(statement);
+                    *last = Some((statement.to_string(), redacted.clone()));
+                    redacted
+                }
+            }
+        };
         let mut record = crate::policy::audit::AuditRecord {
             time: chrono::Utc::now().to_rfc3339(),
             principal: self.principal.name.clone(),

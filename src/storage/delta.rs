@@ -85,11 +85,26 @@ pub async fn rewrite(
         .write(vec![])
         // (planned in deltalake's own session, which knows its write nodes)
         .with_input_plan(plan)
+        .with_writer_properties(writer_properties())
         .with_save_mode(SaveMode::Overwrite)
         .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
         .with_partition_columns(partition_by)
         .with_commit_properties(commit)
         .await?)
+}
+
+/// How Lakegate writes a table's Parquet files: row groups of 122,880 rows (DuckDB's size;
+/// the Parquet writer's default is 1,048,576) so that a scan splits over every core and
+/// min/max statistics prune a filtered scan in finer steps, with page-level statistics (the
+/// page index) and snappy compression.
+fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties {
+    use deltalake::parquet::basic::Compression;
+    use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+    WriterProperties::builder()
+        .set_max_row_group_row_count(Some(122_880))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_compression(Compression::SNAPPY)
+        .build()
 }
 
 /// Append the rows of `plan` to the table in one commit.
@@ -105,6 +120,7 @@ pub async fn append(
     Ok(table
         .write(vec![])
         .with_input_plan(plan)
+        .with_writer_properties(writer_properties())
         .with_save_mode(SaveMode::Append)
         .with_commit_properties(commit)
         .await?)
