@@ -447,6 +447,20 @@ mod tests {
         Ok(())
     }
 
+    /// Record `i` (principal `u<i>`), written by every fourth writer with the blocking call and
+    /// by the others with the async one.
+    async fn write_nth(log: &Arc<AuditLog>, i: usize) {
+        let r = AuditRecord {
+            principal: format!("u{i}"),
+            ..Default::default()
+        };
+        if i.is_multiple_of(4) {
+            log.write(&r);
+        } else {
+            log.write_async(&r).await;
+        }
+    }
+
     /// Statements awaiting their lines together: each ends once its line is on disk, and every
     /// line is there, whole, whichever path (async or blocking) wrote it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -457,15 +471,7 @@ mod tests {
         for i in 0..64 {
             let log = log.clone();
             tasks.push(tokio::spawn(async move {
-                let r = AuditRecord {
-                    principal: format!("u{i}"),
-                    ..Default::default()
-                };
-                if i % 4 == 0 {
-                    log.write(&r);
-                } else {
-                    log.write_async(&r).await;
-                }
+                write_nth(&log, i).await;
                 assert!(*log.synced.lock().unwrap() >= 1);
             }));
         }
@@ -485,15 +491,7 @@ mod tests {
         let tmp = tempfile::tempdir()?;
         let log = AuditLog::open(tmp.path().join("audit"), AuditSync::Background)?;
         for i in 0..64 {
-            let r = AuditRecord {
-                principal: format!("u{i}"),
-                ..Default::default()
-            };
-            if i % 4 == 0 {
-                log.write(&r);
-            } else {
-                log.write_async(&r).await;
-            }
+            write_nth(&log, i).await;
             let ctx = datafusion::prelude::SessionContext::new();
             assert_eq!(ctx.read_table(log.table()?)?.count().await?, i + 1);
         }

@@ -93,10 +93,12 @@ pub async fn rewrite(
         .await?)
 }
 
-/// How Lakegate writes a table's Parquet files: row groups of 122,880 rows (DuckDB's size;
-/// the Parquet writer's default is 1,048,576) so that a scan splits over every core and
-/// min/max statistics prune a filtered scan in finer steps, with page-level statistics (the
-/// page index) and snappy compression.
+/// The Parquet files of the writes made here ([`rewrite`], [`append`]: ALTER TABLE rewrites,
+/// materialized-view refreshes): row groups of 122,880 rows (DuckDB's size; the Parquet
+/// writer's default is 1,048,576) so that a scan splits over every core and min/max statistics
+/// prune a filtered scan in finer steps, with page-level statistics (the page index) and snappy
+/// compression. CREATE TABLE AS and INSERT go through deltalake's DataFusion insert path, which
+/// does not take them yet (it keeps the writer's defaults).
 fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties {
     use deltalake::parquet::basic::Compression;
     use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
