@@ -39,8 +39,9 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
     /// Memory all running queries may use together, e.g. "4GiB" or "512MiB" (unset: no limit).
-    /// Past it, sorts, joins and aggregations spill to `spill_dir`; what cannot spill fails
-    /// with 53200.
+    /// Past it, sorts, joins and aggregations spill to `spill_dir`; a query whose hash join
+    /// (which cannot spill) runs short is computed again with sort-merge joins; what still
+    /// does not fit fails with 53200.
     pub memory_limit: Option<String>,
     /// Where spilled data goes (default: the system's temporary folder).
     pub spill_dir: Option<PathBuf>,

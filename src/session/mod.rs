@@ -1680,12 +1680,7 @@ impl Session {
             });
         }
         let turn = self.engine.planner.admit().await;
-        let stream = self
-            .ctx
-            .execute_logical_plan(plan)
-            .await?
-            .execute_stream()
-            .await?;
+        let stream = self.engine.planner.execute(&self.ctx, plan).await?;
         let stream = match turn {
             Some(turn) => {
                 use futures::StreamExt;

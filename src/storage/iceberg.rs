@@ -451,7 +451,16 @@ pub async fn provider_in(
         Some(s) => s.table(name).await?,
         None => None,
     };
-    Ok(provider.map(|p| super::decorate(p, pg_types(&table), None, true, None)))
+    Ok(provider.map(|p| {
+        super::decorate(
+            p,
+            super::Decoration {
+                types: pg_types(&table),
+                fence_writes: true,
+                ..super::Decoration::default()
+            },
+        )
+    }))
 }
 
 /// Column name -> PostgreSQL type, from the table properties Lakegate wrote.

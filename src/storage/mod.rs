@@ -3,6 +3,7 @@
 //! place. Knows nothing of sessions, policies or the wire.
 
 pub mod delta;
+mod delta_sink;
 pub mod files;
 pub mod iceberg;
 pub mod nodes;
@@ -451,7 +452,13 @@ pub fn with_pg_types(
     inner: Arc<dyn TableProvider>,
     types: HashMap<String, String>,
 ) -> Arc<dyn TableProvider> {
-    decorate(inner, types, None, false, None)
+    decorate(
+        inner,
+        Decoration {
+            types,
+            ..Decoration::default()
+        },
+    )
 }
 
 /// The table version a provider reads, when it reads one fixed version (a Delta table's
@@ -460,16 +467,30 @@ pub fn pinned_version(p: &dyn TableProvider) -> Option<i64> {
     p.as_any().downcast_ref::<Typed>().and_then(|t| t.version)
 }
 
-/// [`with_pg_types`]; when the table's file count is known, scans that show in EXPLAIN how
-/// many of its files they pruned; with `fence_writes`, INSERT input behind [`nodes::fence`];
-/// `version`: the one version the provider reads.
-pub fn decorate(
-    inner: Arc<dyn TableProvider>,
-    types: HashMap<String, String>,
-    total_files: Option<usize>,
-    fence_writes: bool,
-    version: Option<i64>,
-) -> Arc<dyn TableProvider> {
+/// What [`decorate`] adds to a provider.
+#[derive(Default)]
+pub struct Decoration {
+    /// PostgreSQL types of columns, as Arrow field metadata ([`with_pg_types`]).
+    pub types: HashMap<String, String>,
+    /// The table's file count, when known: scans show in EXPLAIN how many files they pruned.
+    pub total_files: Option<usize>,
+    /// INSERT input behind [`nodes::fence`].
+    pub fence_writes: bool,
+    /// The one version the provider reads.
+    pub version: Option<i64>,
+    /// A Delta table's appends, written with Lakegate's Parquet writer properties.
+    pub delta_append: Option<Arc<delta_sink::DeltaAppend>>,
+}
+
+/// `inner` with what `d` adds; `inner` itself when that is nothing.
+pub fn decorate(inner: Arc<dyn TableProvider>, d: Decoration) -> Arc<dyn TableProvider> {
+    let Decoration {
+        types,
+        total_files,
+        fence_writes,
+        version,
+        delta_append,
+    } = d;
     let schema = inner.schema();
     let visible: Vec<usize> = (0..schema.fields().len())
         .filter(|i| !schema.field(*i).name().starts_with(HIDDEN_PREFIX))
@@ -480,6 +501,7 @@ pub fn decorate(
         && !fence_writes
         && version.is_none()
         && visible.is_none()
+        && delta_append.is_none()
     {
         return inner;
     }
@@ -505,6 +527,7 @@ pub fn decorate(
         fence_writes,
         version,
         visible,
+        delta_append,
     })
 }
 
@@ -520,6 +543,7 @@ struct Typed {
     version: Option<i64>,
     /// The inner columns shown, when some are hidden ([`HIDDEN_PREFIX`]).
     visible: Option<Vec<usize>>,
+    delta_append: Option<Arc<delta_sink::DeltaAppend>>,
 }
 
 #[async_trait]
@@ -571,6 +595,9 @@ impl TableProvider for Typed {
         } else {
             input
         };
-        self.inner.insert_into(state, input, op).await
+        match (&self.delta_append, op) {
+            (Some(append), InsertOp::Append) => Ok(append.plan(input)),
+            _ => self.inner.insert_into(state, input, op).await,
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod cancel;
+mod deferred;
 pub mod encode;
 pub mod jwt;
 pub mod params;
@@ -859,6 +860,23 @@ impl ExtendedQueryHandler for QueryHandler {
 
     fn query_parser(&self) -> Arc<Parser> {
         self.parser.clone()
+    }
+
+    /// pgwire's own, with CommandComplete (or PortalSuspended) queued for Sync or Flush
+    /// instead of written at once ([`deferred`]).
+    async fn on_execute<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::extendedquery::Execute,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self._on_execute(&mut deferred::Deferred::new(client), message)
+            .await
     }
 
     async fn on_parse<C>(

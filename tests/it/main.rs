@@ -5,6 +5,7 @@ mod auth;
 mod binary;
 mod common;
 mod config;
+mod engine;
 mod iceberg;
 mod jwt;
 mod layout;

@@ -442,3 +442,70 @@ async fn conflicting_writers_fail_with_40001_and_lose_nothing() {
     );
     s.stop().await;
 }
+
+/// The Parquet files of CREATE TABLE AS and INSERT under `dir`, as (rows, row groups, largest
+/// row group) each.
+fn parquet_files(dir: &std::path::Path) -> Vec<(i64, usize, i64)> {
+    use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                let f = std::fs::File::open(&p).expect("open");
+                let r = SerializedFileReader::new(f).expect("parquet");
+                let m = r.metadata();
+                let groups = m.row_groups();
+                assert!(
+                    groups
+                        .iter()
+                        .all(|g| g.column(0).column_index_offset().is_some()),
+                    "{p:?} has no page index"
+                );
+                out.push((
+                    m.file_metadata().num_rows(),
+                    groups.len(),
+                    groups.iter().map(|g| g.num_rows()).max().unwrap_or(0),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn create_table_as_and_insert_write_row_groups_of_122880_rows_with_page_indexes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("wh");
+    let s = TestServer::start(Options {
+        dir: Some(dir.clone()),
+        ..Default::default()
+    })
+    .await;
+    let c = s.connect().await;
+    c.batch_execute(
+        "CREATE SCHEMA rg; \
+         CREATE TABLE rg.big AS SELECT v AS id, v % 7 AS k FROM generate_series(1, 300000) AS g(v); \
+         INSERT INTO rg.big SELECT v + 300000, 0 FROM generate_series(1, 130000) AS g(v)",
+    )
+    .await
+    .expect("write");
+    let row = c
+        .query_one(
+            "SELECT count(*), sum(id)::bigint, count(DISTINCT k) FROM rg.big",
+            &[],
+        )
+        .await
+        .expect("read back");
+    assert_eq!(row.get::<_, i64>(0), 430_000);
+    assert_eq!(row.get::<_, i64>(1), 430_000 * 430_001 / 2);
+    assert_eq!(row.get::<_, i64>(2), 7);
+    let files = parquet_files(&dir);
+    assert_eq!(files.iter().map(|f| f.0).sum::<i64>(), 430_000, "{files:?}");
+    assert!(files.iter().all(|f| f.2 <= 122_880), "{files:?}");
+    assert!(files.iter().map(|f| f.1).sum::<usize>() >= 5, "{files:?}");
+    s.stop().await;
+}
