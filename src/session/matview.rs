@@ -294,12 +294,8 @@ async fn stored_schema(
     catalog: &crate::catalog::Catalog,
     entry: &TableEntry,
 ) -> Result<datafusion::arrow::datatypes::SchemaRef> {
-    Ok(catalog
-        .delta_table(entry)
-        .await?
-        .table_provider()
-        .await?
-        .schema())
+    let table = catalog.delta_table(entry).await?;
+    Ok(crate::storage::delta::raw_provider(&table).await?.schema())
 }
 
 /// A session of the view's owner in the view's schema (refreshes run as the owner).
@@ -443,7 +439,7 @@ async fn refresh_incrementally(
         .data;
     let view_table = catalog.delta_table(entry).await?;
     // The view's own rows, hidden columns included.
-    let stored = view_table.table_provider().await?;
+    let stored = crate::storage::delta::raw_provider(&view_table).await?;
     let target = stored.schema();
     let fresh_rows = cast_to(fresh_rows, &target)?;
     let counted = Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -209,7 +209,7 @@ pub fn register_object_stores() {
 /// A DataFusion provider (scan and INSERT) over the table's current snapshot. Columns whose
 /// Delta metadata names a PostgreSQL type (uuid, json ...) carry it as Arrow field metadata.
 pub async fn provider(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
-    let inner = table.table_provider().with_session(scan_defaults()).await?;
+    let inner = raw_provider(table).await?;
     let total_files = table.snapshot().map(|s| s.log_data().num_files()).ok();
     let mut typed: HashMap<String, String> = HashMap::new();
     if let Ok(state) = table.snapshot() {
@@ -230,6 +230,12 @@ pub async fn provider(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
             ..super::Decoration::default()
         },
     ))
+}
+
+/// deltalake's provider over the table's loaded version, hidden columns included, built with
+/// [`scan_defaults`]: what every scan of a Delta table in Lakegate goes through.
+pub async fn raw_provider(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
+    Ok(table.table_provider().with_session(scan_defaults()).await?)
 }
 
 /// The scan options Delta providers are built with: DataFusion's defaults. Without a session
