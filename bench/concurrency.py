@@ -38,7 +38,7 @@ def main():
                                 "LAKEGATE__ENGINE__SPILL_DIR": spill})
     tpch.load_lakegate(lg.url, data, iceberg=False)
     deadline = time.monotonic() + args.seconds
-    done, errors, lock = [], {}, threading.Lock()
+    done, errors, failures, lock = [], {}, [], threading.Lock()
 
     def client(i):
         import psycopg
@@ -60,6 +60,9 @@ def main():
                     except psycopg.Error as e:
                         with lock:
                             errors[e.sqlstate] = errors.get(e.sqlstate, 0) + 1
+                            failures.append({"query": q, "sqlstate": e.sqlstate,
+                                             "after_s": round(time.perf_counter() - started, 2),
+                                             "message": str(e)[:300]})
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
     started = time.monotonic()
@@ -71,7 +74,8 @@ def main():
     rss = lg.peak_rss_mib()
     result = {"date": datetime.date.today().isoformat(), "sf": args.sf, "clients": args.clients,
               "seconds": elapsed, "memory_limit": args.memory_limit, "completed": len(done),
-              "per_minute": len(done) / elapsed * 60, "errors": errors, "peak_rss_mib": rss,
+              "per_minute": len(done) / elapsed * 60, "errors": errors, "failures": failures,
+              "peak_rss_mib": rss,
               "median_query_seconds": common.median([d for _, d in done]),
               "versions": common.versions()}
     md = (f"### Concurrency: {args.clients} clients running TPC-H SF{args.sf} for {args.seconds} s, "

@@ -14,6 +14,7 @@ pub mod pg_semantics;
 pub mod pg_shape;
 pub mod pg_static;
 pub mod pg_text;
+pub mod prune_only;
 pub mod time_travel;
 pub mod types;
 
@@ -96,6 +97,51 @@ pub struct Planner {
     admission: Option<Arc<tokio::sync::Semaphore>>,
     /// engine.memory_limit is set (see [`Planner::execute`]).
     memory_limited: bool,
+    /// Under a memory limit, queries compute sharing it; one computed again after running
+    /// out of memory computes alone (see [`Planner::execute`]).
+    memory_gate: Arc<tokio::sync::RwLock<()>>,
+}
+
+/// How a query holds the memory gate while its rows are computed and sent.
+#[derive(Debug)]
+enum Gate {
+    Shared(#[allow(dead_code)] tokio::sync::OwnedRwLockReadGuard<()>),
+    Alone(#[allow(dead_code)] tokio::sync::OwnedRwLockWriteGuard<()>),
+}
+
+/// DataFusion's physical optimizer rules, [`prune_only::PruneOnly`] first (before the filter
+/// pushdown rules it must precede).
+fn physical_rules()
+-> Vec<Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules: Vec<
+        Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>,
+    > = vec![Arc::new(prune_only::PruneOnly)];
+    rules.extend(datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules);
+    rules
+}
+
+/// Tries of a query that runs out of memory before its first row (see [`Planner::execute`]).
+const MEMORY_TRIES: usize = 6;
+
+fn out_of_memory(e: &datafusion::error::DataFusionError) -> bool {
+    matches!(
+        e.find_root(),
+        datafusion::error::DataFusionError::ResourcesExhausted(_)
+    )
+}
+
+/// `stream`, holding `guard` until it is dropped.
+pub fn hold<G: Send + 'static>(
+    stream: datafusion::execution::SendableRecordBatchStream,
+    guard: G,
+) -> datafusion::execution::SendableRecordBatchStream {
+    use futures::StreamExt;
+    let schema = stream.schema();
+    let holding = stream.map(move |b| {
+        let _held = &guard;
+        b
+    });
+    Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, holding))
 }
 
 impl Planner {
@@ -129,6 +175,7 @@ impl Planner {
                 .max_running_queries
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
             memory_limited: engine.memory_limit.is_some(),
+            memory_gate: Arc::new(tokio::sync::RwLock::new(())),
         });
         catalog.set_view_expander(p.clone());
         Ok(p)
@@ -156,8 +203,15 @@ impl Planner {
     /// memory before its first row is computed again with sort-merge joins in place of hash
     /// joins: DataFusion 53's hash join cannot spill (its build side must fit in its share of
     /// the pool: TPC-H q18 builds 1.6 GB at scale factor 1), a sort-merge join's sorts and
-    /// buffers can. Hash joins stay the first choice, being 1.5-3x faster when they fit. An
-    /// error after the first row (rows already sent) is the query's answer as before.
+    /// buffers can. Hash joins stay the first choice, being 1.5-3x faster when they fit.
+    ///
+    /// Computed again, such a query computes alone: it waits for the queries computing to
+    /// finish, and the queries that start after it wait for it (the pool is shared fairly:
+    /// 16 clients' hash tables can leave a sort too little to merge its spill files). Should
+    /// it still run short while other queries hold part of the pool (it waited a minute for
+    /// them and went without), it waits for the pool to drain to half before its next try, up
+    /// to [`MEMORY_TRIES`] tries. An error after the first row (rows already sent) is the
+    /// query's answer as before.
     pub async fn execute(
         &self,
         ctx: &SessionContext,
@@ -177,31 +231,96 @@ impl Planner {
         if !self.memory_limited {
             return run(ctx, plan).await;
         }
-        let mut stream = run(ctx, plan.clone()).await?;
-        let schema = stream.schema();
-        let first = stream.next().await;
-        match first {
-            Some(Err(e))
-                if matches!(
-                    e.find_root(),
-                    datafusion::error::DataFusionError::ResourcesExhausted(_)
-                ) =>
-            {
-                // (its reservations are released before the second try)
-                drop(stream);
-                tracing::info!(
-                    "a query ran out of memory before its first row ({e}); computing it again with sort-merge joins"
-                );
-                let mut state = ctx.state();
-                state.config_mut().options_mut().optimizer.prefer_hash_join = false;
-                run(&SessionContext::new_with_state(state), plan).await
+        let mut gate = self.gate(false).await;
+        let mut tries = 1;
+        let mut current = ctx.clone();
+        loop {
+            let mut stream = run(&current, plan.clone()).await?;
+            let schema = stream.schema();
+            match stream.next().await {
+                Some(Err(e)) if tries < MEMORY_TRIES && out_of_memory(&e) => {
+                    // (its reservations are released before the next try)
+                    drop(stream);
+                    tries += 1;
+                    if tries == 2 {
+                        tracing::info!(
+                            "a query ran out of memory before its first row ({e}); computing it again alone, with sort-merge joins"
+                        );
+                        drop(gate);
+                        gate = self.gate(true).await;
+                        let mut state = ctx.state();
+                        state.config_mut().options_mut().optimizer.prefer_hash_join = false;
+                        current = SessionContext::new_with_state(state);
+                    } else if self.pool_shared().await {
+                        tracing::info!(
+                            "a query ran out of memory again ({e}); try {tries} when the pool has drained"
+                        );
+                        self.pool_drained().await;
+                    } else {
+                        // It alone needs more than the pool: trying again would not help.
+                        return Err(e.into());
+                    }
+                }
+                first => {
+                    let stream = Box::pin(
+                        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                            schema,
+                            futures::stream::iter(first).chain(stream),
+                        ),
+                    );
+                    return Ok(match gate {
+                        Some(g) => hold(stream, g),
+                        None => stream,
+                    });
+                }
             }
-            first => Ok(Box::pin(
-                datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-                    schema,
-                    futures::stream::iter(first).chain(stream),
-                ),
-            )),
+        }
+    }
+
+    /// The memory gate, shared or alone. Waiting for it is bounded by a minute, after which
+    /// the query goes without (a gate can be held by a client that stopped reading its rows,
+    /// a suspended portal, maybe of this very connection: it must not wait forever). A query
+    /// waiting to compute alone holds back the queries that start after it.
+    async fn gate(&self, alone: bool) -> Option<Gate> {
+        let wait = std::time::Duration::from_secs(60);
+        let gate = self.memory_gate.clone();
+        let held = if alone {
+            tokio::time::timeout(wait, gate.write_owned())
+                .await
+                .map(Gate::Alone)
+        } else {
+            tokio::time::timeout(wait, gate.read_owned())
+                .await
+                .map(Gate::Shared)
+        };
+        if held.is_err() {
+            tracing::warn!("a query waited a minute for the memory gate and computes without it");
+        }
+        held.ok()
+    }
+
+    /// Other queries hold more than an eighth of the memory pool (read once the reservations
+    /// of a query just stopped are released: its operators' tasks end asynchronously). Below
+    /// that, the query alone needs more than the pool and trying again would not help.
+    async fn pool_shared(&self) -> bool {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let pool = &self.runtime.memory_pool;
+        match pool.memory_limit() {
+            datafusion::execution::memory_pool::MemoryLimit::Finite(n) => pool.reserved() > n / 8,
+            _ => false,
+        }
+    }
+
+    /// Until the memory pool is at most half used, or ten seconds passed.
+    async fn pool_drained(&self) {
+        let pool = &self.runtime.memory_pool;
+        let half = match pool.memory_limit() {
+            datafusion::execution::memory_pool::MemoryLimit::Finite(n) => n / 2,
+            _ => return,
+        };
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while pool.reserved() > half && tokio::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
 
@@ -243,6 +362,7 @@ impl Planner {
             .with_default_features()
             .with_query_planner(Arc::new(LakegateQueryPlanner))
             .with_type_planner(Arc::new(PgTypePlanner))
+            .with_physical_optimizer_rules(physical_rules())
             .build();
         let ctx = SessionContext::new_with_state(state);
         for a in self.catalog.attached() {

@@ -157,9 +157,21 @@ pub fn write_text(
             w.0.put_slice(if v { b"t" } else { b"f" });
             Ok(())
         }
-        DataType::Int16 => write!(w, "{}", col.as_primitive::<Int16Type>().value(row)),
-        DataType::Int32 => write!(w, "{}", col.as_primitive::<Int32Type>().value(row)),
-        DataType::Int64 => write!(w, "{}", col.as_primitive::<Int64Type>().value(row)),
+        DataType::Int16 => {
+            let v = col.as_primitive::<Int16Type>().value(row);
+            w.0.put_slice(itoa::Buffer::new().format(v).as_bytes());
+            Ok(())
+        }
+        DataType::Int32 => {
+            let v = col.as_primitive::<Int32Type>().value(row);
+            w.0.put_slice(itoa::Buffer::new().format(v).as_bytes());
+            Ok(())
+        }
+        DataType::Int64 => {
+            let v = col.as_primitive::<Int64Type>().value(row);
+            w.0.put_slice(itoa::Buffer::new().format(v).as_bytes());
+            Ok(())
+        }
         DataType::Float32 => {
             w.0.put_slice(
                 float_text(col.as_primitive::<Float32Type>().value(row) as f64, 6, true).as_bytes(),
@@ -175,7 +187,7 @@ pub fn write_text(
         DataType::Decimal128(_, s) => {
             let a = col.as_any().downcast_ref::<Decimal128Array>();
             let v = a.map(|a| a.value(row)).unwrap_or(0);
-            w.0.put_slice(decimal_text(v, *s).as_bytes());
+            write_decimal(w.0, v, *s);
             Ok(())
         }
         DataType::Utf8 => {
@@ -193,7 +205,7 @@ pub fn write_text(
         }
         DataType::Date32 => {
             let d = col.as_primitive::<Date32Type>().value(row);
-            w.0.put_slice(date_text(d).as_bytes());
+            write_date(w.0, d);
             Ok(())
         }
         DataType::Time64(_) => {
@@ -338,27 +350,68 @@ pub fn float_text(v: f64, digits: i32, single: bool) -> String {
 }
 
 pub fn decimal_text(v: i128, scale: i8) -> String {
+    let mut out = Vec::new();
+    write_decimal(&mut out, v, scale);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`decimal_text`] written straight into `buf`, without allocating (the text results of a
+/// wide scan write millions of them; `itoa` formats the digits).
+pub fn write_decimal(buf: &mut impl BufMut, v: i128, scale: i8) {
+    let mut digits = itoa::Buffer::new();
     if scale <= 0 {
-        let mut s = v.to_string();
-        for _ in 0..(-scale) {
-            s.push('0');
+        buf.put_slice(digits.format(v).as_bytes());
+        for _ in 0..(-(scale as i16)) {
+            buf.put_u8(b'0');
         }
-        return s;
+        return;
     }
     let scale = scale as usize;
-    let neg = v < 0;
-    let digits = v.unsigned_abs().to_string();
-    let digits = if digits.len() <= scale {
-        format!("{}{}", "0".repeat(scale + 1 - digits.len()), digits)
+    if v < 0 {
+        buf.put_u8(b'-');
+    }
+    let digits = digits.format(v.unsigned_abs()).as_bytes();
+    if digits.len() <= scale {
+        buf.put_slice(b"0.");
+        for _ in digits.len()..scale {
+            buf.put_u8(b'0');
+        }
+        buf.put_slice(digits);
     } else {
-        digits
-    };
-    let (int, frac) = digits.split_at(digits.len() - scale);
-    format!("{}{int}.{frac}", if neg { "-" } else { "" })
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        buf.put_slice(int);
+        buf.put_u8(b'.');
+        buf.put_slice(frac);
+    }
+}
+
+/// [`date_text`] written straight into `buf`: years 1 to 9999 digit by digit, others (BC,
+/// five-digit years) through chrono's formatting.
+pub fn write_date(buf: &mut impl BufMut, days: i32) {
+    use chrono::Datelike;
+    match NaiveDate::from_num_days_from_ce_opt(days.saturating_add(719_163)) {
+        Some(d) if (1..=9999).contains(&d.year()) => {
+            let (y, m, day) = (d.year() as u32, d.month(), d.day());
+            let digit = |n: u32| b'0' + (n % 10) as u8;
+            buf.put_slice(&[
+                digit(y / 1000),
+                digit(y / 100),
+                digit(y / 10),
+                digit(y),
+                b'-',
+                digit(m / 10),
+                digit(m),
+                b'-',
+                digit(day / 10),
+                digit(day),
+            ]);
+        }
+        _ => buf.put_slice(date_text(days).as_bytes()),
+    }
 }
 
 pub fn date_text(days: i32) -> String {
-    match NaiveDate::from_num_days_from_ce_opt(days + 719_163) {
+    match NaiveDate::from_num_days_from_ce_opt(days.saturating_add(719_163)) {
         Some(d) => format_date(d),
         None => days.to_string(),
     }
@@ -482,6 +535,15 @@ mod tests {
         assert_eq!(decimal_text(12345, 2), "123.45");
         assert_eq!(decimal_text(-5, 2), "-0.05");
         assert_eq!(decimal_text(100, 0), "100");
+        assert_eq!(decimal_text(5, -2), "500");
+        assert_eq!(decimal_text(-1, 0), "-1");
+        assert_eq!(decimal_text(120, 3), "0.120");
+        assert_eq!(decimal_text(i128::MIN + 1, 10).len(), 41);
+        for days in [0, -719_162, 2_932_896, -800_000, 3_000_000, 19_000] {
+            let mut b = Vec::new();
+            write_date(&mut b, days);
+            assert_eq!(String::from_utf8(b).unwrap_or_default(), date_text(days));
+        }
     }
 
     #[test]

@@ -1682,19 +1682,7 @@ impl Session {
         let turn = self.engine.planner.admit().await;
         let stream = self.engine.planner.execute(&self.ctx, plan).await?;
         let stream = match turn {
-            Some(turn) => {
-                use futures::StreamExt;
-                let schema = stream.schema();
-                let holding = stream.map(move |b| {
-                    let _held = &turn;
-                    b
-                });
-                Box::pin(
-                    datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
-                        schema, holding,
-                    ),
-                ) as SendableRecordBatchStream
-            }
+            Some(turn) => crate::planner::hold(stream, turn),
             None => stream,
         };
         let stream = match key {

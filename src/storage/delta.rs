@@ -238,18 +238,25 @@ pub async fn raw_provider(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> 
     Ok(table.table_provider().with_session(scan_defaults()).await?)
 }
 
-/// The scan options Delta providers are built with: DataFusion's defaults. Without a session
-/// deltalake's provider turns Parquet filter pushdown on (the filter evaluated row by row while
-/// decoding), which its Parquet scan then does twice; with DataFusion's default (off), the
-/// filter prunes files by the log's statistics and runs once above the scan. TPC-H q6 on SF1
-/// lineitem: 400 ms with it, 206 ms without, 200 ms on the same rows as a Parquet file. A
-/// point lookup loses the page index (34 ms vs 21 ms at SF1 customer): the scans are the
-/// larger share of a BI workload.
+/// The scan options Delta providers are built with: DataFusion's defaults, but with Parquet
+/// filter pushdown on, the only way deltalake 0.32 hands a scan's filter to its Parquet source
+/// (for row-group, page-index and bloom-filter pruning: a point lookup reads one page, not the
+/// table). The row-by-row part of that pushdown is turned off again in the physical plan
+/// ([`crate::planner::prune_only`]): with it the filter ran twice and TPC-H q6 took twice as
+/// long; the filter above the scan gives the exact answer.
 fn scan_defaults() -> Arc<datafusion::execution::SessionState> {
     static STATE: std::sync::OnceLock<Arc<datafusion::execution::SessionState>> =
         std::sync::OnceLock::new();
     STATE
-        .get_or_init(|| Arc::new(datafusion::execution::SessionStateBuilder::new().build()))
+        .get_or_init(|| {
+            let config = datafusion::prelude::SessionConfig::new()
+                .set_bool("datafusion.execution.parquet.pushdown_filters", true);
+            Arc::new(
+                datafusion::execution::SessionStateBuilder::new()
+                    .with_config(config)
+                    .build(),
+            )
+        })
         .clone()
 }
 

@@ -44,8 +44,13 @@ pub fn encode_batch(
     let columns = canonicalize(batch)?;
     let ncols = columns.len();
     let mut rows = Vec::with_capacity(batch.num_rows());
+    // One buffer for the whole batch, each row split off it (no allocation per row); sized
+    // from the columns' Arrow buffers, a close guess of their text and binary forms (at most
+    // 4 MiB: a slice reports the buffers of the whole array; the buffer grows as needed).
+    let guess: usize = columns.iter().map(|c| c.get_buffer_memory_size()).sum();
+    let guess = guess.saturating_add(batch.num_rows() * 4 * (ncols + 1));
+    let mut buf = BytesMut::with_capacity(guess.min(4 << 20));
     for row in 0..batch.num_rows() {
-        let mut buf = BytesMut::with_capacity(16 * ncols + 8);
         for (i, col) in columns.iter().enumerate() {
             let binary = matches!(formats.get(i), Some(FieldFormat::Binary));
             if binary && col.data_type() == &DataType::Utf8 && !col.is_null(row) {
@@ -69,7 +74,7 @@ pub fn encode_batch(
             }
             write_field(&mut buf, col, row, binary, opts)?;
         }
-        rows.push(DataRow::new(buf, ncols as i16));
+        rows.push(DataRow::new(buf.split(), ncols as i16));
     }
     Ok(rows)
 }

@@ -289,23 +289,29 @@ fn rows_response(
         return Err(pg_error(Error::internal("not a row result")));
     };
     let (fields, field_formats, types) = wire_fields(&schema, &names, formats);
-    let slot = slot.clone();
+    let batches = cancellable(
+        batches.map(|b| b.map_err(|e| pg_error(Error::from(e)))),
+        slot.clone(),
+        guard,
+    );
     let rows = batches.flat_map(move |batch| {
         let rows = match batch {
             Ok(b) => match encode::encode_batch(&b, &field_formats, &types, &opts) {
                 Ok(rows) => rows.into_iter().map(Ok).collect::<Vec<_>>(),
                 Err(e) => vec![Err(pg_error(e))],
             },
-            Err(e) => vec![Err(pg_error(Error::from(e)))],
+            Err(e) => vec![Err(e)],
         };
         stream::iter(rows)
     });
-    let rows = cancellable(rows, slot, guard);
     let mut resp = QueryResponse::new(Arc::new(fields), rows);
     resp.set_command_tag(command);
     Ok(Response::Query(resp))
 }
 
+/// `rows` until the statement is cancelled, then 57014. Applied to the batches of a result,
+/// not to each row: a cancel is seen between batches (or at once while one is computed), and
+/// streaming pays for one check per batch instead of one per row.
 fn cancellable<S, T>(
     rows: S,
     slot: Arc<CancelSlot>,
@@ -517,6 +523,11 @@ fn copy_out(
         move || first.lock().map(|mut g| g.take()).unwrap_or_default()
     };
     let rest = take_first.clone();
+    let batches = cancellable(
+        batches.map(|b| b.map_err(|e| pg_error(Error::from(e)))),
+        slot.clone(),
+        guard,
+    );
     let rows = batches.flat_map(move |batch| {
         let out = match batch {
             Ok(b) => match encode::encode_batch(&b, &field_formats, &types, &opts) {
@@ -530,11 +541,11 @@ fn copy_out(
                     .collect::<Vec<_>>(),
                 Err(e) => vec![Err(pg_error(e))],
             },
-            Err(e) => vec![Err(pg_error(Error::from(e)))],
+            Err(e) => vec![Err(e)],
         };
         stream::iter(out)
     });
-    let rows = cancellable(rows, slot.clone(), guard).chain(
+    let rows = rows.chain(
         stream::once(async move { rest() })
             .filter_map(|lead| async move { lead.map(|b| Ok(CopyData::new(b.into()))) }),
     );
