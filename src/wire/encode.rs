@@ -33,11 +33,6 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 pub use crate::planner::types::{pg_type, pg_type_of};
 
-/// Cast a batch's columns to their canonical types.
-pub fn canonicalize(batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
-    batch.columns().iter().map(canonical_column).collect()
-}
-
 /// A column downcast once per batch to the array type its values are written from, so that a
 /// row costs one match per value instead of a dynamic downcast and a `DataType` comparison.
 /// The common types have a variant; every other type, and the columns whose announced type has
