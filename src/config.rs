@@ -42,6 +42,7 @@ pub struct EngineConfig {
     /// Past it, sorts, joins and aggregations spill to `spill_dir`; a query whose hash join
     /// (which cannot spill) runs short is computed again with sort-merge joins; what still
     /// does not fit fails with 53200.
+    #[serde(deserialize_with = "size_text")]
     pub memory_limit: Option<String>,
     /// Where spilled data goes (default: the system's temporary folder).
     pub spill_dir: Option<PathBuf>,
@@ -50,11 +51,18 @@ pub struct EngineConfig {
     /// Rows per batch (default: DataFusion's, 8192).
     pub batch_size: Option<usize>,
     /// Memory for the result cache, e.g. "256MiB" ("0": no cache). Default 128MiB.
+    #[serde(deserialize_with = "size_text")]
     pub result_cache: Option<String>,
     /// Queries computing at once; the next ones wait their turn (first come, first served).
     /// Default (or 0): no bound. (Measured with 16 TPC-H clients under a 4GiB limit on 2 cores,
     /// a bound of 2 cut the memory peak by half and throughput by three: docs/benchmarks.md.)
     pub max_running_queries: Option<usize>,
+    /// DataFusion options for every query, by their name without the `datafusion.` prefix,
+    /// e.g. `[engine.datafusion.optimizer] repartition_joins = true` or
+    /// `LAKEGATE__ENGINE__DATAFUSION__EXECUTION__BATCH_SIZE=16384`. They apply after
+    /// Lakegate's own choices ([`crate::planner`]), which they may undo; an unknown name or a
+    /// bad value stops the server at startup.
+    pub datafusion: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The engine settings, validated.
@@ -68,6 +76,55 @@ pub struct EngineSettings {
     pub batch_size: Option<usize>,
     /// None: no bound.
     pub max_running_queries: Option<usize>,
+    /// DataFusion options (full names, values as text), each checked by DataFusion.
+    pub datafusion: Vec<(String, String)>,
+}
+
+/// `engine.datafusion`'s nested tables as (`datafusion.a.b`, value) pairs, each accepted by
+/// DataFusion's own option parser (a Config error names the one it refuses).
+fn datafusion_options(
+    table: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<(String, String)>> {
+    fn walk(
+        prefix: &str,
+        table: &serde_json::Map<String, serde_json::Value>,
+        out: &mut Vec<(String, String)>,
+    ) {
+        for (k, v) in table {
+            let key = format!("{prefix}.{k}");
+            match v {
+                serde_json::Value::Object(inner) => walk(&key, inner, out),
+                serde_json::Value::String(s) => out.push((key, s.clone())),
+                other => out.push((key, other.to_string())),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("datafusion", table, &mut out);
+    let mut check = datafusion::config::ConfigOptions::default();
+    for (k, v) in &out {
+        check
+            .set(k, v)
+            .map_err(|e| Error::Config(format!("engine.datafusion: {k} = {v:?}: {e}")))?;
+    }
+    Ok(out)
+}
+
+/// A size as written: "4GiB" or a plain number of bytes (`result_cache = 0`, or
+/// `LAKEGATE__ENGINE__RESULT_CACHE=0`, which the environment layer reads as a number).
+fn size_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Text(String),
+        Bytes(u64),
+    }
+    Ok(Option::<Size>::deserialize(d)?.map(|s| match s {
+        Size::Text(t) => t,
+        Size::Bytes(n) => n.to_string(),
+    }))
 }
 
 /// "4GiB", "512MiB", "100MB", "1073741824" as bytes.
@@ -611,6 +668,7 @@ impl Config {
                 },
                 target_partitions: self.engine.target_partitions.filter(|n| *n > 0),
                 batch_size: self.engine.batch_size.filter(|n| *n > 0),
+                datafusion: datafusion_options(&self.engine.datafusion)?,
             },
         })
     }
@@ -710,6 +768,36 @@ mod tests {
         });
         let e = c.validate().expect_err("must refuse");
         assert!(e.to_string().contains("TLS"), "{e}");
+    }
+
+    #[test]
+    fn sizes_may_be_numbers_and_datafusion_options_nest() {
+        let c = Config::from_toml(
+            "[engine]\nresult_cache = 0\nmemory_limit = \"1GiB\"\n\
+             [engine.datafusion.optimizer]\nrepartition_joins = true\n\
+             [engine.datafusion]\n\"execution.batch_size\" = 4096\n",
+        )
+        .expect("parses");
+        let s = c.validate().expect("validates");
+        assert_eq!(s.engine.result_cache, 0);
+        assert_eq!(s.engine.memory_limit, Some(1 << 30));
+        let mut options = s.engine.datafusion.clone();
+        options.sort();
+        assert_eq!(
+            options,
+            vec![
+                ("datafusion.execution.batch_size".into(), "4096".into()),
+                (
+                    "datafusion.optimizer.repartition_joins".into(),
+                    "true".into()
+                ),
+            ]
+        );
+        let bad = Config::from_toml("[engine.datafusion.optimizer]\nno_such_option = 1\n")
+            .expect("parses")
+            .validate()
+            .expect_err("unknown option refused");
+        assert!(bad.to_string().contains("no_such_option"), "{bad}");
     }
 
     #[test]

@@ -220,16 +220,91 @@ pub async fn provider(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
         }
     }
     let version = table.version().and_then(|v| i64::try_from(v).ok());
+    let column_stats = Some(Arc::new(column_statistics(table, &inner.schema())));
     Ok(super::decorate(
         inner,
         super::Decoration {
             types: typed,
             total_files,
             version,
+            column_stats,
             delta_append: super::delta_sink::DeltaAppend::of(table),
             ..super::Decoration::default()
         },
     ))
+}
+
+/// Table-wide statistics of the columns of `schema` (the provider's), from the per-file
+/// statistics in the Delta log: null counts, and min/max of the columns whose min/max bound
+/// their values (numbers, dates, timestamps; not strings, which the log truncates).
+///
+/// deltalake 0.32 gives a scan column statistics only for the columns its predicate names;
+/// without them DataFusion cannot estimate a join's size, and a plan of several joins keeps the
+/// order the query was written in (TPC-H q8 and q18 on Delta took 1.3x to 1.6x their time on
+/// the same rows as Parquet files). Computed once per table version, with its provider. All
+/// values are inexact: they only guide planning, never answer a query.
+fn column_statistics(table: &DeltaTable, schema: &Schema) -> super::ColumnStats {
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::common::ScalarValue;
+    use datafusion::common::stats::Precision;
+
+    let bounded = |t: &DataType| {
+        t.is_numeric()
+            || matches!(
+                t,
+                DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _)
+            )
+    };
+    let scalar = |v: &serde_json::Value, t: &DataType| -> Precision<ScalarValue> {
+        let text = match v {
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::String(s) => s.clone(),
+            _ => return Precision::Absent,
+        };
+        ScalarValue::try_from_string(text, t)
+            .ok()
+            .filter(|s| !s.is_null())
+            .map_or(Precision::Absent, Precision::Inexact)
+    };
+    let mut out: super::ColumnStats = HashMap::new();
+    let Ok(snapshot) = table.snapshot() else {
+        return out;
+    };
+    let mut first = true;
+    for file in snapshot.log_data().iter() {
+        let stats: serde_json::Value = file
+            .stats()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        for f in schema.fields() {
+            let name = f.name();
+            let t = f.data_type();
+            let (min, max) = if bounded(t) {
+                (
+                    scalar(&stats["minValues"][name], t),
+                    scalar(&stats["maxValues"][name], t),
+                )
+            } else {
+                (Precision::Absent, Precision::Absent)
+            };
+            let nulls = stats["nullCount"][name]
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .map_or(Precision::Absent, Precision::Inexact);
+            let entry = out.entry(name.clone()).or_default();
+            if first {
+                entry.min_value = min;
+                entry.max_value = max;
+                entry.null_count = nulls;
+            } else {
+                entry.min_value = entry.min_value.min(&min);
+                entry.max_value = entry.max_value.max(&max);
+                entry.null_count = entry.null_count.add(&nulls);
+            }
+        }
+        first = false;
+    }
+    out
 }
 
 /// deltalake's provider over the table's loaded version, hidden columns included, built with

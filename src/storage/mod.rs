@@ -480,7 +480,12 @@ pub struct Decoration {
     pub version: Option<i64>,
     /// A Delta table's appends, written with Lakegate's Parquet writer properties.
     pub delta_append: Option<Arc<delta_sink::DeltaAppend>>,
+    /// Table-wide column statistics that scans report where their own are missing.
+    pub column_stats: Option<Arc<ColumnStats>>,
 }
+
+/// Statistics of a table's columns by name.
+pub type ColumnStats = HashMap<String, datafusion::common::ColumnStatistics>;
 
 /// `inner` with what `d` adds; `inner` itself when that is nothing.
 pub fn decorate(inner: Arc<dyn TableProvider>, d: Decoration) -> Arc<dyn TableProvider> {
@@ -490,6 +495,7 @@ pub fn decorate(inner: Arc<dyn TableProvider>, d: Decoration) -> Arc<dyn TablePr
         fence_writes,
         version,
         delta_append,
+        column_stats,
     } = d;
     let schema = inner.schema();
     let visible: Vec<usize> = (0..schema.fields().len())
@@ -502,6 +508,7 @@ pub fn decorate(inner: Arc<dyn TableProvider>, d: Decoration) -> Arc<dyn TablePr
         && version.is_none()
         && visible.is_none()
         && delta_append.is_none()
+        && column_stats.is_none()
     {
         return inner;
     }
@@ -528,6 +535,7 @@ pub fn decorate(inner: Arc<dyn TableProvider>, d: Decoration) -> Arc<dyn TablePr
         version,
         visible,
         delta_append,
+        column_stats,
     })
 }
 
@@ -544,6 +552,7 @@ struct Typed {
     /// The inner columns shown, when some are hidden ([`HIDDEN_PREFIX`]).
     visible: Option<Vec<usize>>,
     delta_append: Option<Arc<delta_sink::DeltaAppend>>,
+    column_stats: Option<Arc<ColumnStats>>,
 }
 
 #[async_trait]
@@ -571,7 +580,7 @@ impl TableProvider for Typed {
         let projection = inner_projection.as_ref().or(projection);
         let scan = self.inner.scan(state, projection, filters, limit).await?;
         Ok(match self.total_files {
-            Some(total) => nodes::annotate(scan, total),
+            Some(total) => nodes::annotate(scan, total, self.column_stats.clone()),
             None => scan,
         })
     }

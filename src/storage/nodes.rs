@@ -2,6 +2,8 @@
 //! - [`annotate`]: how many files a scan skipped. Above a table scan it shows, in EXPLAIN and
 //!   EXPLAIN ANALYZE, the table's file count, the files the scan reads, and the files pruned by
 //!   partition values and min/max statistics. Filters, projections and limits pass through it.
+//!   It reports the scan's statistics, completed with the table's column statistics where the
+//!   scan has none (see `storage::delta::column_statistics`).
 //! - [`fence`]: nothing passes. Below a table format's write plan it keeps DataFusion from
 //!   merging the format's own projections into the input's (iceberg-datafusion 0.10 computes
 //!   partition values with an expression that hides which columns it reads, so a merged
@@ -13,7 +15,7 @@ use std::sync::Arc;
 
 use datafusion::common::Result as DfResult;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::stats::Statistics;
+use datafusion::common::stats::{Precision, Statistics};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::CardinalityEffect;
@@ -24,8 +26,15 @@ use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder,
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 
-/// Wrap `scan` (which read `scanned` of the table's `total` files).
-pub fn annotate(scan: Arc<dyn ExecutionPlan>, total: usize) -> Arc<dyn ExecutionPlan> {
+use super::ColumnStats;
+
+/// Wrap `scan` (which read `scanned` of the table's `total` files), with the table's column
+/// statistics when known.
+pub fn annotate(
+    scan: Arc<dyn ExecutionPlan>,
+    total: usize,
+    table_stats: Option<Arc<ColumnStats>>,
+) -> Arc<dyn ExecutionPlan> {
     let scanned = scan
         .metrics()
         .and_then(|m| m.sum_by_name("count_files_scanned"))
@@ -46,6 +55,7 @@ pub fn annotate(scan: Arc<dyn ExecutionPlan>, total: usize) -> Arc<dyn Execution
         total,
         scanned,
         metrics,
+        table_stats,
     })
 }
 
@@ -56,6 +66,41 @@ struct FilesExec {
     total: usize,
     scanned: usize,
     metrics: ExecutionPlanMetricsSet,
+    table_stats: Option<Arc<ColumnStats>>,
+}
+
+impl FilesExec {
+    /// `stats` of the scan with the column statistics it lacks taken from the table's. A table
+    /// format that reports statistics for only some columns reports as its size the bytes of
+    /// whole files on disk, whatever the columns read: that size is dropped, so that DataFusion
+    /// compares the two sides of a join by their row counts, not by one side's file sizes
+    /// against the other's in-memory column sizes.
+    fn complete(&self, mut stats: Statistics) -> Statistics {
+        let Some(table) = &self.table_stats else {
+            return stats;
+        };
+        let schema = self.input.schema();
+        let mut sized = true;
+        for (column, field) in stats.column_statistics.iter_mut().zip(schema.fields()) {
+            sized &= column.byte_size.get_value().is_some();
+            let Some(known) = table.get(field.name()) else {
+                continue;
+            };
+            if column.min_value.get_value().is_none() {
+                column.min_value = known.min_value.clone();
+            }
+            if column.max_value.get_value().is_none() {
+                column.max_value = known.max_value.clone();
+            }
+            if column.null_count.get_value().is_none() {
+                column.null_count = known.null_count;
+            }
+        }
+        if !sized {
+            stats.total_byte_size = Precision::Absent;
+        }
+        stats
+    }
 }
 
 impl DisplayAs for FilesExec {
@@ -112,7 +157,7 @@ impl ExecutionPlan for FilesExec {
         Some(self.metrics.clone_inner())
     }
     fn partition_statistics(&self, partition: Option<usize>) -> DfResult<Statistics> {
-        self.input.partition_statistics(partition)
+        Ok(self.complete(self.input.partition_statistics(partition)?))
     }
     fn supports_limit_pushdown(&self) -> bool {
         true
@@ -199,6 +244,12 @@ impl ExecutionPlan for Fence {
                 self.name
             ))),
         }
+    }
+    /// The input's statistics, inexact: they guide the planning of joins above a governed
+    /// scan, and no rule answers a query from them (as it may from exact ones, e.g. `count(*)`
+    /// from row counts) across the fence.
+    fn partition_statistics(&self, partition: Option<usize>) -> DfResult<Statistics> {
+        Ok(self.input.partition_statistics(partition)?.to_inexact())
     }
     fn execute(
         &self,

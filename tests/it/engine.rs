@@ -28,3 +28,63 @@ async fn a_hash_join_short_of_memory_is_computed_again_with_sort_merge_joins() {
     assert_eq!(e.code().map(|c| c.code()), Some("53200"), "{e:?}");
     s.stop().await;
 }
+
+/// The text of `EXPLAIN sql`'s physical plan.
+async fn physical_plan(c: &tokio_postgres::Client, sql: &str) -> String {
+    let rows = c
+        .query(&format!("EXPLAIN {sql}"), &[])
+        .await
+        .expect("explain");
+    rows.iter()
+        .filter(|r| r.get::<_, String>(0) == "physical_plan")
+        .map(|r| r.get::<_, String>(1))
+        .collect()
+}
+
+/// A Delta table's scan reports its columns' min/max and null counts from the Delta log
+/// (deltalake itself only for the columns a filter names), which the join planner needs; and
+/// `engine.datafusion` options reach DataFusion (here `explain.show_statistics`, which shows
+/// them).
+#[tokio::test]
+async fn delta_scans_report_column_statistics_from_the_log() {
+    let s = TestServer::start_with(Options::default(), |c| {
+        c.engine.datafusion.insert(
+            "explain".into(),
+            serde_json::json!({ "show_statistics": true }),
+        );
+    })
+    .await;
+    let c = s.connect().await;
+    c.batch_execute(
+        "CREATE TABLE stats_t (id bigint, day date, note text, maybe int);
+         INSERT INTO stats_t SELECT x, DATE '2024-01-01' + CAST(x AS int), 'n' || x, NULL
+           FROM generate_series(1, 100) t(x);
+         INSERT INTO stats_t VALUES (-5, DATE '2023-12-25', 'z', 7);",
+    )
+    .await
+    .expect("table");
+    let plan = physical_plan(&c, "SELECT id, day, note, maybe FROM stats_t").await;
+    let files = plan
+        .lines()
+        .find(|l| l.contains("TableFilesExec"))
+        .unwrap_or_else(|| panic!("no TableFilesExec in {plan}"));
+    for expected in [
+        "Rows=Exact(101)",
+        "Min=Inexact(Int64(-5)) Max=Inexact(Int64(100)) Null=Inexact(0)",
+        "Min=Inexact(Date32(\"2023-12-25\")) Max=Inexact(Date32(\"2024-04-10\"))",
+        "Null=Inexact(100)",
+    ] {
+        assert!(files.contains(expected), "{expected} not in {files}");
+    }
+    // Text min/max are not taken: the log truncates long strings.
+    assert!(!files.contains("Utf8(\"n1\")"), "{files}");
+    let e = c
+        .query_one(
+            "SELECT count(*) FROM stats_t WHERE id > 50 AND maybe IS NULL",
+            &[],
+        )
+        .await
+        .expect("count");
+    assert_eq!(e.get::<_, i64>(0), 50);
+    s.stop().await;
+}
