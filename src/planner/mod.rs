@@ -253,7 +253,12 @@ impl Planner {
                         drop(gate);
                         gate = self.gate(true).await;
                         let mut state = ctx.state();
-                        state.config_mut().options_mut().optimizer.prefer_hash_join = false;
+                        let optimizer = &mut state.config_mut().options_mut().optimizer;
+                        optimizer.prefer_hash_join = false;
+                        // DataFusion plans sort-merge joins only for repartitioned joins;
+                        // with repartition_joins off (the 2-core default) the retry would
+                        // build the same single hash table again and fail the same way.
+                        optimizer.repartition_joins = true;
                         current = SessionContext::new_with_state(state);
                     } else if self.pool_shared().await {
                         tracing::info!(

@@ -4,13 +4,15 @@ use crate::common::{Options, TestServer};
 
 /// A join whose hash table does not fit its share of the pool (DataFusion's hash join cannot
 /// spill): computed again with sort-merge joins, whose sorts spill, it answers; with too little
-/// memory even for that, 53200.
+/// memory even for that, 53200. Two partitions, as on a 2-core machine, where joins are
+/// planned collect-left and the retry must still switch to sort-merge joins.
 #[tokio::test]
 async fn a_hash_join_short_of_memory_is_computed_again_with_sort_merge_joins() {
     let join = "SELECT count(*), sum(a.x) FROM generate_series(1, 4000000) a(x) \
                 JOIN generate_series(1, 4000000) b(y) ON a.x = b.y";
     let s = TestServer::start_with(Options::default(), |c| {
         c.engine.memory_limit = Some("64MiB".into());
+        c.engine.target_partitions = Some(2);
     })
     .await;
     let c = s.connect().await;
