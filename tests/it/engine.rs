@@ -11,7 +11,7 @@ async fn a_hash_join_short_of_memory_is_computed_again_with_sort_merge_joins() {
     let join = "SELECT count(*), sum(a.x) FROM generate_series(1, 4000000) a(x) \
                 JOIN generate_series(1, 4000000) b(y) ON a.x = b.y";
     let s = TestServer::start_with(Options::default(), |c| {
-        c.engine.memory_limit = Some("64MiB".into());
+        c.engine.memory_limit = Some("48MiB".into());
         c.engine.target_partitions = Some(2);
     })
     .await;
