@@ -2,6 +2,7 @@
 //! functions, type names), expands stored views, and maps PostgreSQL column types to Arrow.
 //! Uses `catalog`; knows nothing of the wire.
 
+pub mod deferred_build;
 pub mod describe;
 pub mod dialect;
 pub mod functions;
@@ -15,6 +16,7 @@ pub mod pg_shape;
 pub mod pg_static;
 pub mod pg_text;
 pub mod prune_only;
+pub mod scan_partitions;
 pub mod time_travel;
 pub mod types;
 
@@ -112,7 +114,8 @@ enum Gate {
 }
 
 /// DataFusion's physical optimizer rules, [`prune_only::PruneOnly`] first (before the filter
-/// pushdown rules it must precede).
+/// pushdown rules it must precede), Lakegate's scan rules after them (they adjust the
+/// partitioning and pushdown DataFusion's rules have settled).
 fn physical_rules()
 -> Vec<Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>> {
     let mut rules: Vec<
@@ -120,6 +123,8 @@ fn physical_rules()
     > = vec![Arc::new(prune_only::PruneOnly)];
     rules.extend(datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules);
     rules.push(Arc::new(prune_only::DynamicRowFilter));
+    rules.push(Arc::new(scan_partitions::DeltaScanOnePartition));
+    rules.push(Arc::new(deferred_build::DeferBuildSides));
     rules
 }
 

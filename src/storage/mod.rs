@@ -484,8 +484,13 @@ pub struct Decoration {
     pub column_stats: Option<Arc<ColumnStats>>,
 }
 
-/// Statistics of a table's columns by name.
-pub type ColumnStats = HashMap<String, datafusion::common::ColumnStatistics>;
+/// Table-wide statistics: the row count, and each column's by name (a column's `byte_size` is
+/// its size in memory over all `rows`).
+#[derive(Debug, Default)]
+pub struct ColumnStats {
+    pub rows: datafusion::common::stats::Precision<usize>,
+    pub columns: HashMap<String, datafusion::common::ColumnStatistics>,
+}
 
 /// `inner` with what `d` adds; `inner` itself when that is nothing.
 pub fn decorate(inner: Arc<dyn TableProvider>, d: Decoration) -> Arc<dyn TableProvider> {

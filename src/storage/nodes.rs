@@ -70,9 +70,11 @@ struct FilesExec {
 }
 
 impl FilesExec {
-    /// `stats` of the scan with the column statistics it lacks taken from the table's. A table
-    /// format that reports statistics for only some columns reports as its size the bytes of
-    /// whole files on disk, whatever the columns read: that size is dropped, so that DataFusion
+    /// `stats` of the scan with the column statistics it lacks taken from the table's, and its
+    /// size in bytes as the sum of its columns' (fixed-width columns: width times rows; others:
+    /// the table's estimate scaled to the scan's rows). A table format that reports statistics
+    /// for only some columns reports as its size the bytes of whole files on disk, whatever the
+    /// columns read: when a column's size stays unknown that size is dropped, so that DataFusion
     /// compares the two sides of a join by their row counts, not by one side's file sizes
     /// against the other's in-memory column sizes.
     fn complete(&self, mut stats: Statistics) -> Statistics {
@@ -80,10 +82,19 @@ impl FilesExec {
             return stats;
         };
         let schema = self.input.schema();
-        let mut sized = true;
+        let rows = stats.num_rows;
+        let mut total = Precision::Exact(0);
         for (column, field) in stats.column_statistics.iter_mut().zip(schema.fields()) {
-            sized &= column.byte_size.get_value().is_some();
-            let Some(known) = table.get(field.name()) else {
+            let known = table.columns.get(field.name());
+            if column.byte_size.get_value().is_none() {
+                column.byte_size = match (field.data_type().primitive_width(), known) {
+                    (Some(width), _) => rows.multiply(&Precision::Exact(width)).to_inexact(),
+                    (None, Some(known)) => scaled(known.byte_size, rows, table.rows),
+                    (None, None) => Precision::Absent,
+                };
+            }
+            total = total.add(&column.byte_size);
+            let Some(known) = known else {
                 continue;
             };
             if column.min_value.get_value().is_none() {
@@ -96,10 +107,23 @@ impl FilesExec {
                 column.null_count = known.null_count;
             }
         }
-        if !sized {
-            stats.total_byte_size = Precision::Absent;
-        }
+        stats.total_byte_size = total.to_inexact();
         stats
+    }
+}
+
+/// `bytes` of a table of `of` rows, for `rows` of them.
+fn scaled(
+    bytes: Precision<usize>,
+    rows: Precision<usize>,
+    of: Precision<usize>,
+) -> Precision<usize> {
+    match (bytes.get_value(), rows.get_value(), of.get_value()) {
+        (Some(&b), Some(&r), Some(&n)) if n > 0 => {
+            let share = b as u128 * r as u128 / n as u128;
+            Precision::Inexact(usize::try_from(share).unwrap_or(usize::MAX))
+        }
+        _ => Precision::Absent,
     }
 }
 

@@ -43,8 +43,9 @@ async fn physical_plan(c: &tokio_postgres::Client, sql: &str) -> String {
         .collect()
 }
 
-/// A Delta table's scan reports its columns' min/max and null counts from the Delta log
-/// (deltalake itself only for the columns a filter names), which the join planner needs; and
+/// A Delta table's scan reports its columns' min/max, null counts and sizes from the Delta log
+/// (deltalake itself only min/max for the columns a filter names), which the join planner needs;
+/// and
 /// `engine.datafusion` options reach DataFusion (here `explain.show_statistics`, which shows
 /// them).
 #[tokio::test]
@@ -78,8 +79,13 @@ async fn delta_scans_report_column_statistics_from_the_log() {
     ] {
         assert!(files.contains(expected), "{expected} not in {files}");
     }
-    // Text min/max are not taken: the log truncates long strings.
+    // Text min/max are not taken: the log truncates long strings. A text column's size is
+    // estimated from the lengths of each file's min and max, plus an offset per value ("n1" and
+    // "n99" over 100 rows, "z" over 1: 100 * 6 + 5), and the scan's size is the sum of its
+    // columns' (8 + 4 + 4 bytes for each of 101 rows, and the text).
     assert!(!files.contains("Utf8(\"n1\")"), "{files}");
+    assert!(files.contains("ScanBytes=Inexact(605)"), "{files}");
+    assert!(files.contains("Bytes=Inexact(2221)"), "{files}");
     let e = c
         .query_one(
             "SELECT count(*) FROM stats_t WHERE id > 50 AND maybe IS NULL",
