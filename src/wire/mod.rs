@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cancel;
 mod deferred;
 pub mod encode;
+mod execute;
 pub mod jwt;
 pub mod params;
 
@@ -873,8 +874,8 @@ impl ExtendedQueryHandler for QueryHandler {
         self.parser.clone()
     }
 
-    /// pgwire's own, with CommandComplete (or PortalSuspended) queued for Sync or Flush
-    /// instead of written at once ([`deferred`]).
+    /// pgwire's own with the rows streamed ([`execute`]), and CommandComplete (or
+    /// PortalSuspended) queued for Sync or Flush instead of written at once ([`deferred`]).
     async fn on_execute<C>(
         &self,
         client: &mut C,
@@ -886,8 +887,7 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self._on_execute(&mut deferred::Deferred::new(client), message)
-            .await
+        execute::execute(self, &mut deferred::Deferred::new(client), message).await
     }
 
     async fn on_parse<C>(

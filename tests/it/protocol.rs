@@ -161,6 +161,59 @@ async fn portal_suspension_resumes() {
     s.stop().await;
 }
 
+/// An Execute's rows reach the client as they are computed, as from PostgreSQL: a query that
+/// fails part way delivers the rows before the failure, then the error (pgwire collected every
+/// row of an Execute before it sent the first, so the client saw the error alone, after the
+/// server had held the whole result in memory). Both protocols, and a limited Execute too.
+#[tokio::test]
+async fn rows_stream_before_an_error_part_way() {
+    use futures::{StreamExt, pin_mut};
+    let s = TestServer::start(Options::default()).await;
+    let mut c = s.connect().await;
+    let sql = "SELECT 1 / (x - 300000) AS y FROM generate_series(1, 400000) AS t(x)";
+    let rows = c
+        .query_raw(sql, std::iter::empty::<i64>())
+        .await
+        .expect("query");
+    pin_mut!(rows);
+    let mut before = 0;
+    let error = loop {
+        match rows.next().await {
+            Some(Ok(_)) => before += 1,
+            Some(Err(e)) => break e,
+            None => panic!("no error after {before} rows"),
+        }
+    };
+    assert_eq!(code(&error), "22012", "{error}");
+    assert!(before > 0, "no row before the error");
+    assert!(before < 300000, "{before} rows before the error");
+    let mut simple = c.simple_query(sql).await;
+    assert!(simple.is_err(), "the simple protocol failed too");
+    simple = c.simple_query("SELECT 1").await;
+    assert!(simple.is_ok(), "usable afterwards: {simple:?}");
+    // A portal read 1,000 rows at a time resumes where it stopped, past the first batch.
+    let tx = c.transaction().await.expect("tx");
+    let stmt = tx
+        .prepare("SELECT x FROM generate_series(1, 20000) AS t(x)")
+        .await
+        .expect("prepare");
+    let portal = tx.bind(&stmt, &[]).await.expect("bind");
+    let mut seen = 0i64;
+    loop {
+        let rows = tx.query_portal(&portal, 1000).await.expect("fetch");
+        if rows.is_empty() {
+            break;
+        }
+        for r in rows {
+            seen += 1;
+            assert_eq!(r.get::<_, i64>(0), seen);
+        }
+    }
+    assert_eq!(seen, 20000);
+    tx.commit().await.expect("commit");
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn errors_carry_sqlstates_and_the_connection_recovers() {
     let s = TestServer::start(Options::default()).await;
