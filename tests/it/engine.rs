@@ -96,3 +96,50 @@ async fn delta_scans_report_column_statistics_from_the_log() {
     assert_eq!(e.get::<_, i64>(0), 50);
     s.stop().await;
 }
+
+/// On two partitions a join's build side is read when the join first asks for it
+/// (`planner::deferred_build`), after the joins above have built theirs and filled the dynamic
+/// filters they push into it; a Delta scan of one file stays one partition
+/// (`planner::scan_partitions`). The answer is the join's.
+#[tokio::test]
+async fn build_sides_are_deferred_and_small_delta_scans_stay_one_partition() {
+    let s = TestServer::start_with(Options::default(), |c| {
+        c.engine.target_partitions = Some(2);
+    })
+    .await;
+    let c = s.connect().await;
+    c.batch_execute(
+        "CREATE TABLE dim_n (k bigint NOT NULL, name text NOT NULL);
+         INSERT INTO dim_n VALUES (1, 'one'), (2, 'two'), (3, 'three');
+         CREATE TABLE fact_n (k bigint NOT NULL, v bigint NOT NULL);
+         INSERT INTO fact_n SELECT x % 10, x FROM generate_series(1, 1000) t(x);",
+    )
+    .await
+    .expect("tables");
+    let sql = "SELECT d.name, count(*), sum(f.v) FROM fact_n f JOIN dim_n d ON f.k = d.k \
+               WHERE d.name <> 'two' GROUP BY d.name ORDER BY d.name";
+    let plan = physical_plan(&c, sql).await;
+    assert!(plan.contains("DeferredExec"), "{plan}");
+    assert!(plan.contains("DeltaScanExec"), "{plan}");
+    let lines: Vec<&str> = plan.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        if l.contains("DeltaScanExec") {
+            let below = lines.get(i + 1).copied().unwrap_or_default();
+            assert!(!below.contains("RoundRobinBatch"), "{plan}");
+        }
+    }
+    let rows = c.query(sql, &[]).await.expect("join");
+    let got: Vec<(String, i64, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    // k = 1: 1, 11, ..., 991 (100 rows, sum 49,600); k = 3: 3, 13, ..., 993 (sum 49,800).
+    assert_eq!(
+        got,
+        vec![
+            ("one".to_string(), 100, 49_600),
+            ("three".to_string(), 100, 49_800)
+        ]
+    );
+    s.stop().await;
+}
