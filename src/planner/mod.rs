@@ -16,7 +16,6 @@ pub mod pg_shape;
 pub mod pg_static;
 pub mod pg_text;
 pub mod prune_only;
-pub mod scan_partitions;
 pub mod time_travel;
 pub mod types;
 
@@ -114,8 +113,8 @@ enum Gate {
 }
 
 /// DataFusion's physical optimizer rules, [`prune_only::PruneOnly`] first (before the filter
-/// pushdown rules it must precede), Lakegate's scan rules after them (they adjust the
-/// partitioning and pushdown DataFusion's rules have settled).
+/// pushdown rules it must precede), Lakegate's rules after them (they adjust the
+/// pushdown and execution order DataFusion's rules have settled).
 fn physical_rules()
 -> Vec<Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>> {
     let mut rules: Vec<
@@ -123,7 +122,6 @@ fn physical_rules()
     > = vec![Arc::new(prune_only::PruneOnly)];
     rules.extend(datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules);
     rules.push(Arc::new(prune_only::DynamicRowFilter));
-    rules.push(Arc::new(scan_partitions::DeltaScanOnePartition));
     rules.push(Arc::new(deferred_build::DeferBuildSides));
     rules
 }

@@ -248,7 +248,7 @@ pub async fn provider(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
 /// 1.8 M rows of five columns is larger than one of 1.5 M rows of two (TPC-H q7). Computed once
 /// per table version, with its provider. All values are inexact: they only guide planning, never
 /// answer a query.
-fn column_statistics(table: &DeltaTable, schema: &Schema) -> super::ColumnStats {
+fn column_statistics(table: &DeltaTable, schema: &Schema) -> super::TableStats {
     use datafusion::arrow::datatypes::DataType;
     use datafusion::common::ScalarValue;
     use datafusion::common::stats::Precision;
@@ -273,7 +273,7 @@ fn column_statistics(table: &DeltaTable, schema: &Schema) -> super::ColumnStats 
             .filter(|s| !s.is_null())
             .map_or(Precision::Absent, Precision::Inexact)
     };
-    let mut out = super::ColumnStats::default();
+    let mut out = super::TableStats::default();
     let Ok(snapshot) = table.snapshot() else {
         return out;
     };

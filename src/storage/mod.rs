@@ -481,13 +481,13 @@ pub struct Decoration {
     /// A Delta table's appends, written with Lakegate's Parquet writer properties.
     pub delta_append: Option<Arc<delta_sink::DeltaAppend>>,
     /// Table-wide column statistics that scans report where their own are missing.
-    pub column_stats: Option<Arc<ColumnStats>>,
+    pub column_stats: Option<Arc<TableStats>>,
 }
 
 /// Table-wide statistics: the row count, and each column's by name (a column's `byte_size` is
 /// its size in memory over all `rows`).
 #[derive(Debug, Default)]
-pub struct ColumnStats {
+pub struct TableStats {
     pub rows: datafusion::common::stats::Precision<usize>,
     pub columns: HashMap<String, datafusion::common::ColumnStatistics>,
 }
@@ -557,7 +557,7 @@ struct Typed {
     /// The inner columns shown, when some are hidden ([`HIDDEN_PREFIX`]).
     visible: Option<Vec<usize>>,
     delta_append: Option<Arc<delta_sink::DeltaAppend>>,
-    column_stats: Option<Arc<ColumnStats>>,
+    column_stats: Option<Arc<TableStats>>,
 }
 
 #[async_trait]

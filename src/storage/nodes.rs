@@ -26,14 +26,14 @@ use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder,
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 
-use super::ColumnStats;
+use super::TableStats;
 
 /// Wrap `scan` (which read `scanned` of the table's `total` files), with the table's column
 /// statistics when known.
 pub fn annotate(
     scan: Arc<dyn ExecutionPlan>,
     total: usize,
-    table_stats: Option<Arc<ColumnStats>>,
+    table_stats: Option<Arc<TableStats>>,
 ) -> Arc<dyn ExecutionPlan> {
     let scanned = scan
         .metrics()
@@ -66,7 +66,7 @@ struct FilesExec {
     total: usize,
     scanned: usize,
     metrics: ExecutionPlanMetricsSet,
-    table_stats: Option<Arc<ColumnStats>>,
+    table_stats: Option<Arc<TableStats>>,
 }
 
 impl FilesExec {
