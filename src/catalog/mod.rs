@@ -173,6 +173,8 @@ pub struct Catalog {
     /// a statement reuses them while no newer commit exists (one HEAD of the next commit file,
     /// no listing and no log replay). Locked only to copy out or put back, never across I/O.
     open_tables: std::sync::Mutex<HashMap<String, OpenTable>>,
+    /// Whether a local table's log changed since its newest commit was looked for.
+    log_watches: delta::LogWatches,
     views: OnceLock<Arc<dyn ViewExpander>>,
     /// The embedded Iceberg catalog, opened on first use.
     iceberg: tokio::sync::OnceCell<IcebergStore>,
@@ -217,6 +219,7 @@ impl Catalog {
             doc: RwLock::new(doc),
             change: tokio::sync::Mutex::new(()),
             open_tables: std::sync::Mutex::new(HashMap::new()),
+            log_watches: Default::default(),
             views: OnceLock::new(),
             iceberg: tokio::sync::OnceCell::new(),
             default_format: default_format.to_string(),
@@ -772,7 +775,7 @@ impl Catalog {
         }
         let cached = self.open_lock().get(&entry.location).cloned();
         match cached {
-            Some(open) if !delta::has_newer_commit(&open.table).await? => Ok(open),
+            Some(open) if !self.log_watches.has_newer_commit(&open.table).await? => Ok(open),
             Some(mut open) => {
                 open.table.update_incremental(None).await?;
                 self.keep_open(&entry.location, open.table.clone(), None);

@@ -768,20 +768,94 @@ pub struct PolicyWatch {
     dir: PathBuf,
     mask_key: Option<Vec<u8>>,
     seen: std::sync::Mutex<Vec<(PathBuf, Option<std::time::SystemTime>, u64)>>,
+    /// Change notices for the folder (or, while it does not exist, for the folder it is to be
+    /// made in), and their count when the files were last looked at: while it is the same, no
+    /// file changed and none is read or listed.
+    notices: std::sync::Mutex<Notices>,
     /// `ok: ...` or `error: ...; still in force: ...`
     pub status: std::sync::Arc<std::sync::RwLock<String>>,
 }
 
+#[derive(Debug, Default)]
+struct Notices {
+    watch: Option<crate::storage::watch::Watch>,
+    /// Whether `watch` is on the policy folder itself (not its parent).
+    on_dir: bool,
+    /// The count when the files were last looked at.
+    looked: Option<u64>,
+    /// How many times watching started again (a count belongs to one watch).
+    epoch: u64,
+}
+
+impl Notices {
+    /// Watch `dir`, or its parent while it does not exist.
+    fn start(dir: &Path, epoch: u64) -> Notices {
+        use crate::storage::watch::Watch;
+        if let Some(w) = Watch::new(dir) {
+            return Notices {
+                watch: Some(w),
+                on_dir: true,
+                looked: None,
+                epoch,
+            };
+        }
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        Notices {
+            watch: Watch::new(parent),
+            on_dir: false,
+            looked: None,
+            epoch,
+        }
+    }
+
+    /// Whether the files must be looked at (they may have changed since last time), with the
+    /// epoch and count to remember once they have been ([`Self::looked_at`]).
+    fn must_look(&mut self, dir: &Path) -> Option<(u64, Option<u64>)> {
+        let count = self.watch.as_ref().and_then(|w| w.count());
+        if count.is_some() && count == self.looked {
+            return None;
+        }
+        if !self.on_dir || count.is_none() {
+            // Something happened beside the folder (it may exist now), or the notices stopped
+            // (it was removed or moved): watch again from scratch, before looking.
+            *self = Notices::start(dir, self.epoch + 1);
+            let count = self.watch.as_ref().and_then(|w| w.count());
+            return Some((self.epoch, count));
+        }
+        Some((self.epoch, count))
+    }
+
+    /// The files were looked at after `must_look` said `(epoch, count)`.
+    fn looked_at(&mut self, epoch: u64, count: Option<u64>) {
+        if let Some(c) = count
+            && epoch == self.epoch
+        {
+            self.looked = Some(self.looked.map_or(c, |l| l.max(c)));
+        }
+    }
+}
+
 impl PolicyWatch {
     pub fn new(dir: PathBuf, mask_key: Option<Vec<u8>>, loaded: &PolicySet) -> PolicyWatch {
+        // Watched before the first look: a change made meanwhile is seen by the next one.
+        let mut notices = Notices::start(&dir, 0);
+        notices.looked = notices.watch.as_ref().and_then(|w| w.count());
         let w = PolicyWatch {
             seen: std::sync::Mutex::new(fingerprint(&dir)),
+            notices: std::sync::Mutex::new(notices),
             dir,
             mask_key,
             status: std::sync::Arc::new(std::sync::RwLock::new(String::new())),
         };
         w.set_status(format!("ok: {}@{}", loaded.source, loaded.version));
         w
+    }
+
+    fn notices(&self) -> std::sync::MutexGuard<'_, Notices> {
+        self.notices.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn set_status(&self, s: String) {
@@ -792,7 +866,10 @@ impl PolicyWatch {
     /// change, or they do not load — then the old set stays in force, the error is logged and
     /// shown by `lakegate.policy_status()`).
     pub async fn changed(&self, current: &PolicySet) -> Option<PolicySet> {
+        let (epoch, count) = self.notices().must_look(&self.dir)?;
         let now = fingerprint(&self.dir);
+        // Looked at after the count was taken: any later change counts beyond it.
+        self.notices().looked_at(epoch, count);
         {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             if *seen == now {

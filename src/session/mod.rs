@@ -300,10 +300,48 @@ pub struct Prepared {
     pub names: Vec<String>,
 }
 
+/// A parsed statement, with what running it again and again needs computed once: its text
+/// (for the audit record) and its hash (for the memo). A prepared statement executed many
+/// times (pgbench, a dashboard's tile) otherwise printed and hashed its syntax tree every time.
+#[derive(Debug)]
+pub struct Parsed {
+    pub stmt: DfStatement,
+    text: std::sync::OnceLock<String>,
+    hash: std::sync::OnceLock<u64>,
+}
+
+impl Parsed {
+    pub fn new(stmt: DfStatement) -> Arc<Parsed> {
+        Arc::new(Parsed {
+            stmt,
+            text: Default::default(),
+            hash: Default::default(),
+        })
+    }
+
+    /// The statement as the audit shows it (printed from the tree, before redaction).
+    fn text(&self) -> &str {
+        self.text.get_or_init(|| self.stmt.to_string())
+    }
+
+    /// The hash of the statement's tree.
+    fn hash(&self) -> u64 {
+        *self.hash.get_or_init(|| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            match &self.stmt {
+                DfStatement::Statement(st) => st.hash(&mut h),
+                other => other.to_string().hash(&mut h),
+            }
+            h.finish()
+        })
+    }
+}
+
 /// What a prepared statement runs.
 #[derive(Debug, Clone)]
 pub enum PreparedKind {
-    Sql(Arc<DfStatement>),
+    Sql(Arc<Parsed>),
     Maintenance(maintenance::Maintenance),
     Copy(copy::CopyOut),
     CopyIn(copy::CopyIn),
@@ -370,6 +408,8 @@ pub struct Session {
     memo: std::sync::Mutex<HashMap<u64, Memo>>,
     /// The last statement text audited, and its redaction.
     redacted: std::sync::Mutex<Option<(String, String)>>,
+    /// The statement being executed (whose hash the memo takes from it).
+    running: Option<Arc<Parsed>>,
 }
 
 /// Where a query's result is in the result cache, found before planning: by the statement,
@@ -472,6 +512,7 @@ impl Session {
             seen: std::sync::Mutex::new(Seen::default()),
             memo: Default::default(),
             redacted: Default::default(),
+            running: None,
         }
     }
 
@@ -762,7 +803,7 @@ impl Session {
         };
         Ok(Prepared {
             sql: sql.into(),
-            statement: Some(PreparedKind::Sql(Arc::new(stmt))),
+            statement: Some(PreparedKind::Sql(Parsed::new(stmt))),
             param_types,
             schema,
             names,
@@ -1098,8 +1139,9 @@ impl Session {
         let mut aborted = aborted;
         let mut out = Vec::with_capacity(stmts.len());
         for stmt in stmts {
+            let stmt = Parsed::new(stmt);
             let r = self.execute_one(&stmt, vec![], aborted).await;
-            if ends_transaction(&stmt) {
+            if ends_transaction(&stmt.stmt) {
                 aborted = false;
             }
             // With several statements, each must be complete before the next starts.
@@ -1135,7 +1177,7 @@ impl Session {
             return Err(Error::Syntax("COPY takes one query".into()));
         };
         match self
-            .execute_one_as(&stmt, vec![], aborted, Some(sql))
+            .execute_one_as(&Parsed::new(stmt), vec![], aborted, Some(sql))
             .await?
         {
             rows @ Outcome::Rows { .. } => Ok(Outcome::CopyOut {
@@ -1206,7 +1248,7 @@ impl Session {
     /// its audit record is written whatever happens.
     pub async fn execute_one(
         &mut self,
-        stmt: &DfStatement,
+        stmt: &Arc<Parsed>,
         params: Vec<ScalarValue>,
         aborted: bool,
     ) -> Result<Outcome> {
@@ -1216,24 +1258,25 @@ impl Session {
     /// `execute_one`, its audit record showing `shown` (the COPY a SELECT stands for) when given.
     async fn execute_one_as(
         &mut self,
-        stmt: &DfStatement,
+        stmt: &Arc<Parsed>,
         params: Vec<ScalarValue>,
         aborted: bool,
         shown: Option<&str>,
     ) -> Result<Outcome> {
         let started = self.begin_statement().await;
         let aborted = aborted && !self.recovered;
-        let r = self.execute_one_unaudited(stmt, params, aborted).await;
+        self.running = Some(stmt.clone());
+        let r = self
+            .execute_one_unaudited(&stmt.stmt, params, aborted)
+            .await;
+        self.running = None;
         match &r {
             Ok(Outcome::RolledBack) => self.recovered = true,
             Ok(Outcome::Begin | Outcome::Commit(_)) => self.recovered = false,
             Err(_) if self.in_transaction => self.recovered = false,
             _ => {}
         }
-        let text = shown
-            .map(str::to_string)
-            .unwrap_or_else(|| stmt.to_string());
-        self.audit(&text, started, r)
+        self.audit(shown.unwrap_or_else(|| stmt.text()), started, r)
     }
 
     async fn execute_one_unaudited(
@@ -1717,7 +1760,10 @@ impl Session {
             return None;
         }
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        st.hash(&mut h);
+        match &self.running {
+            Some(p) if std::ptr::eq(&p.stmt, stmt) => p.hash().hash(&mut h),
+            _ => st.hash(&mut h),
+        }
         params.hash(&mut h);
         self.principal.role.hash(&mut h);
         self.settings.generation().hash(&mut h);

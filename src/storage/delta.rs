@@ -196,6 +196,60 @@ pub async fn has_newer_commit(table: &DeltaTable) -> Result<bool> {
     }
 }
 
+/// [`has_newer_commit`] for many tables, skipping the look at a local table's log while its
+/// `_delta_log` folder saw no change (by change notices, [`super::watch`]) since a look found
+/// no newer commit than the version asked about.
+#[derive(Debug, Default)]
+pub struct LogWatches {
+    logs: std::sync::Mutex<HashMap<String, LogWatch>>,
+}
+
+#[derive(Debug)]
+struct LogWatch {
+    watch: Option<super::watch::Watch>,
+    /// The change count and version when a look found no newer commit than that version.
+    current: Option<(u64, deltalake::kernel::Version)>,
+}
+
+impl LogWatches {
+    pub async fn has_newer_commit(&self, table: &DeltaTable) -> Result<bool> {
+        let log_dir = match table.table_url().to_file_path() {
+            Ok(dir) if table.table_url().scheme() == "file" => dir.join("_delta_log"),
+            _ => return has_newer_commit(table).await,
+        };
+        let Some(version) = table.version() else {
+            return Ok(true);
+        };
+        let key = log_dir.to_string_lossy().into_owned();
+        let count = {
+            let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+            let log = logs.entry(key.clone()).or_insert_with(|| LogWatch {
+                watch: super::watch::Watch::new(&log_dir),
+                current: None,
+            });
+            let count = log.watch.as_ref().and_then(|w| w.count());
+            if let Some(c) = count
+                && log.current == Some((c, version))
+            {
+                return Ok(false);
+            }
+            count
+        };
+        // Looked after the count was taken: a commit made after the look counts beyond it.
+        let newer = has_newer_commit(table).await?;
+        if let (false, Some(c)) = (newer, count)
+            && let Some(log) = self
+                .logs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(&key)
+        {
+            log.current = Some((c, version));
+        }
+        Ok(newer)
+    }
+}
+
 /// Let deltalake open s3://, gs:// and az:// (abfss://) locations (once per process).
 pub fn register_object_stores() {
     static ONCE: std::sync::Once = std::sync::Once::new();

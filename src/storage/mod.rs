@@ -7,6 +7,7 @@ mod delta_sink;
 pub mod files;
 pub mod iceberg;
 pub mod nodes;
+pub mod watch;
 pub use nodes::fence;
 
 /// Field metadata key naming the PostgreSQL type of a column stored as text (`uuid`, `json`,

@@ -880,3 +880,48 @@ kind = "deny"
     }
     s.stop().await;
 }
+
+/// The policy folder is watched for changes (storage::watch): one made after the server
+/// started, and one swapped in by a rename (as a deployment replaces a folder atomically),
+/// apply to the very next statement like a file changed in place.
+#[tokio::test]
+async fn a_policy_folder_made_or_swapped_after_start_applies_to_the_next_statement() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("policies");
+    let s = TestServer::start_with(Options::default(), |c| c.policy.dir = dir.clone()).await;
+    let admin = s.connect().await;
+    admin
+        .batch_execute("CREATE TABLE t (id BIGINT); INSERT INTO t VALUES (1), (2)")
+        .await
+        .expect("setup");
+    let grant =
+        |on: &str| format!("[[grant]]\nto = \"alice\"\non = \"{on}\"\nactions = [\"read\"]\n");
+    // No folder yet: the built-in defaults.
+    let alice = s.connect_as("alice", "alice-pw").await.expect("alice");
+    let stmt = alice
+        .prepare("SELECT count(*) FROM t")
+        .await
+        .expect("prepare");
+    let before = alice
+        .query_one(&stmt, &[])
+        .await
+        .map(|r| r.get::<_, i64>(0));
+    // The folder appears, granting alice another table only.
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("p.toml"), grant("public.other")).expect("policy file");
+    let e = alice.query_one(&stmt, &[]).await.expect_err("not granted");
+    assert_eq!(code(&e), Some("42501"), "before: {before:?}");
+    // A new folder renamed over it grants t.
+    let next = tmp.path().join("policies.next");
+    std::fs::create_dir_all(&next).expect("dir");
+    std::fs::write(next.join("p.toml"), grant("public.*")).expect("policy file");
+    std::fs::rename(&dir, tmp.path().join("policies.old")).expect("move old");
+    std::fs::rename(&next, &dir).expect("swap");
+    let n: i64 = alice.query_one(&stmt, &[]).await.expect("granted").get(0);
+    assert_eq!(n, 2);
+    // And a change in place in the swapped-in folder still applies at once.
+    std::fs::write(dir.join("p.toml"), "# nothing granted\n").expect("revoke");
+    let e = alice.query_one(&stmt, &[]).await.expect_err("revoked");
+    assert_eq!(code(&e), Some("42501"));
+    s.stop().await;
+}

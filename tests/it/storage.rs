@@ -509,3 +509,38 @@ async fn create_table_as_and_insert_write_row_groups_of_122880_rows_with_page_in
     assert!(files.iter().map(|f| f.1).sum::<usize>() >= 5, "{files:?}");
     s.stop().await;
 }
+
+/// A commit made by another writer (here a second server on the same warehouse) is seen by
+/// the very next execution of a statement whose result was remembered (the freshness check
+/// behind the memo and the open-table cache waits for no notice and no timer).
+#[tokio::test]
+async fn another_writers_commit_is_seen_by_the_next_execution() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("wh");
+    let opts = || Options {
+        dir: Some(dir.clone()),
+        ..Default::default()
+    };
+    let a = TestServer::start(opts()).await;
+    let ca = a.connect().await;
+    ca.batch_execute("CREATE TABLE w (id BIGINT); INSERT INTO w VALUES (1), (2)")
+        .await
+        .expect("setup");
+    let b = TestServer::start(opts()).await;
+    let cb = b.connect().await;
+    let stmt = ca.prepare("SELECT count(*) FROM w").await.expect("prepare");
+    for expected in [2i64, 3, 4] {
+        for _ in 0..3 {
+            let n: i64 = ca.query_one(&stmt, &[]).await.expect("count").get(0);
+            assert_eq!(n, expected);
+        }
+        cb.execute("INSERT INTO w VALUES (9)", &[])
+            .await
+            .expect("the other writer");
+    }
+    let n: i64 = ca.query_one(&stmt, &[]).await.expect("count").get(0);
+    assert_eq!(n, 5);
+    drop((ca, cb));
+    b.stop().await;
+    a.stop().await;
+}
