@@ -16,6 +16,7 @@ pub mod pg_shape;
 pub mod pg_static;
 pub mod pg_text;
 pub mod prune_only;
+pub mod shared_subplans;
 pub mod time_travel;
 pub mod types;
 
@@ -120,7 +121,13 @@ fn physical_rules()
     let mut rules: Vec<
         Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>,
     > = vec![Arc::new(prune_only::PruneOnly)];
-    rules.extend(datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules);
+    for rule in datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules {
+        // Before the dynamic filters are pushed (see shared_subplans).
+        if rule.name() == "FilterPushdown(Post)" {
+            rules.push(Arc::new(shared_subplans::ShareSubplans));
+        }
+        rules.push(rule);
+    }
     rules.push(Arc::new(prune_only::DynamicRowFilter));
     rules.push(Arc::new(deferred_build::DeferBuildSides));
     rules

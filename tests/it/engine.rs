@@ -134,3 +134,44 @@ async fn build_sides_are_deferred_until_their_join_asks() {
     );
     s.stop().await;
 }
+
+/// A CTE's aggregation used twice (TPC-H q15's shape) is computed once and read by both
+/// places; one computing a volatile expression is not shared (two draws stay two draws).
+#[tokio::test]
+async fn an_aggregation_used_twice_is_computed_once() {
+    let s = TestServer::start_with(Options::default(), |c| {
+        c.engine.target_partitions = Some(2);
+    })
+    .await;
+    let c = s.connect().await;
+    c.batch_execute(
+        "CREATE TABLE sales_s (k bigint NOT NULL, v bigint NOT NULL);
+         INSERT INTO sales_s SELECT x % 7, x FROM generate_series(1, 700) t(x);",
+    )
+    .await
+    .expect("table");
+    let sql = "WITH r AS (SELECT k, sum(v) AS total FROM sales_s WHERE v > 10 GROUP BY k) \
+               SELECT k, total FROM r WHERE total = (SELECT max(total) FROM r) ORDER BY k";
+    let plan = physical_plan(&c, sql).await;
+    assert!(
+        plan.contains("SharedExec: computed once for 2 places"),
+        "{plan}"
+    );
+    assert!(plan.contains("SharedExec: reads the result"), "{plan}");
+    // The largest total is k = 0's: 7, 14, ..., 700 without 7 (v > 10): 35,350 - 7.
+    for _ in 0..3 {
+        let rows = c.query(sql, &[]).await.expect("query");
+        let got: Vec<(i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert_eq!(got, vec![(0, 35_343)]);
+    }
+    // The same from a prepared statement in a second session.
+    let other = s.connect().await;
+    let stmt = other.prepare(sql).await.expect("prepare");
+    let rows = other.query(&stmt, &[]).await.expect("prepared");
+    assert_eq!(rows.len(), 1);
+    let volatile = "WITH r AS (SELECT k, sum(v * random()) AS total FROM sales_s GROUP BY k) \
+                    SELECT count(*) FROM r WHERE total >= (SELECT min(total) FROM r)";
+    let plan = physical_plan(&c, volatile).await;
+    assert!(!plan.contains("SharedExec"), "{plan}");
+    s.stop().await;
+}
