@@ -9,8 +9,9 @@
 //! [`SharedExec`] over it, the others by a [`SharedExec`] reading the same result.
 //!
 //! Only subtrees made of the operators listed in [`SHAREABLE`] are shared (their results
-//! depend on nothing but their input), and none computing a volatile expression (`random()`
-//! twice is two draws). The rule runs before DataFusion's dynamic filter pushdown, which pushes
+//! depend on nothing but their input), none computing a volatile expression (`random()` twice
+//! is two draws), and Delta scans only of the same snapshot of a table (time travel may read
+//! the same files with other deletion vectors). The rule runs before DataFusion's dynamic filter pushdown, which pushes
 //! join keys into scans: a filter pushed into one place only would make the two results
 //! differ, so nothing is pushed into a shared subtree from above.
 //!
@@ -122,19 +123,31 @@ fn candidate_key(node: &Arc<dyn ExecutionPlan>) -> Option<String> {
         return None;
     }
     let mut ok = true;
+    // deltalake's scan does not print what besides its files it applies (deletion vectors,
+    // column mapping): each must sit under Lakegate's annotation of its table's snapshot, and
+    // the snapshots are part of the key.
+    let (mut delta_scans, mut snapshots) = (0, Vec::new());
     node.apply(|n| {
         if !SHAREABLE.contains(&n.name()) || has_volatile(n.as_ref()) {
             ok = false;
             return Ok(TreeNodeRecursion::Stop);
         }
+        if n.name() == "DeltaScanExec" {
+            delta_scans += 1;
+        }
+        if n.children().iter().any(|c| c.name() == "DeltaScanExec")
+            && let Some(s) = crate::storage::nodes::scan_source(n.as_ref())
+        {
+            snapshots.push(s);
+        }
         Ok(TreeNodeRecursion::Continue)
     })
     .ok()?;
-    if !ok {
+    if !ok || snapshots.len() != delta_scans {
         return None;
     }
     Some(format!(
-        "{}\n{:?}",
+        "{}\n{:?}\n{snapshots:?}",
         displayable(node.as_ref()).indent(true),
         node.schema()
     ))

@@ -59,6 +59,15 @@ pub fn annotate(
     })
 }
 
+/// Which table snapshot a scan wrapped by [`annotate`] reads, comparable within one plan:
+/// the scans of one provider (one version of one table) answer the same, others differ
+/// (the address of the table's statistics, which the plan holds). None for any other node,
+/// and for a scan without the table's statistics.
+pub fn scan_source(plan: &dyn ExecutionPlan) -> Option<usize> {
+    let files = plan.as_any().downcast_ref::<FilesExec>()?;
+    files.table_stats.as_ref().map(|s| Arc::as_ptr(s) as usize)
+}
+
 #[derive(Debug, Clone)]
 struct FilesExec {
     input: Arc<dyn ExecutionPlan>,
