@@ -22,6 +22,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::record_batch::RecordBatch;
@@ -80,21 +81,23 @@ impl PhysicalOptimizerRule for ShareSubplans {
             let Some(key) = candidate_key(&node) else {
                 return Ok(Transformed::no(node));
             };
-            let Some(&places) = seen.get(&key) else {
+            if !seen.contains_key(&key) {
                 return Ok(Transformed::no(node));
-            };
+            }
             let (state, first) = match shared.get(&key) {
                 Some(s) => (Arc::clone(s), false),
                 None => {
                     let s = Arc::new(Shared {
                         input: Mutex::new(Arc::clone(&node)),
-                        places,
+                        places: AtomicUsize::new(0),
                         partitions: Mutex::new(HashMap::new()),
                     });
                     shared.insert(key, Arc::clone(&s));
                     (s, true)
                 }
             };
+            // Counted as placed (an occurrence inside another shared subtree is not a place).
+            state.places.fetch_add(1, Ordering::SeqCst);
             let exec: Arc<dyn ExecutionPlan> = Arc::new(SharedExec {
                 properties: Arc::clone(node.properties()),
                 state,
@@ -183,7 +186,7 @@ struct Shared {
     /// The subtree (as the first place's child was last rewritten by the rules after this one).
     input: Mutex<Arc<dyn ExecutionPlan>>,
     /// How many places read it.
-    places: usize,
+    places: AtomicUsize,
     /// Each partition's result while some place has not executed it yet, and how many have.
     partitions: Mutex<HashMap<usize, (Arc<Partition>, usize)>>,
 }
@@ -213,7 +216,7 @@ impl Shared {
         let entry = parts.entry(partition).or_default();
         entry.1 += 1;
         let part = Arc::clone(&entry.0);
-        if entry.1 >= self.places {
+        if entry.1 >= self.places.load(Ordering::SeqCst) {
             // Every place has it now; a later execution of the plan computes afresh.
             parts.remove(&partition);
         }
@@ -234,11 +237,8 @@ pub struct SharedExec {
 impl DisplayAs for SharedExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.shown.is_some() {
-            write!(
-                f,
-                "SharedExec: computed once for {} places",
-                self.state.places
-            )
+            let places = self.state.places.load(Ordering::SeqCst);
+            write!(f, "SharedExec: computed once for {places} places")
         } else {
             write!(f, "SharedExec: reads the result computed above")
         }
