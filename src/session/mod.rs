@@ -324,17 +324,18 @@ impl Parsed {
         self.text.get_or_init(|| self.stmt.to_string())
     }
 
-    /// The hash of the statement's tree.
-    fn hash(&self) -> u64 {
-        *self.hash.get_or_init(|| {
+    /// The hash of the statement's tree, for a plain SQL statement (the only ones the memo
+    /// keeps).
+    fn hash(&self) -> Option<u64> {
+        let DfStatement::Statement(st) = &self.stmt else {
+            return None;
+        };
+        Some(*self.hash.get_or_init(|| {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            match &self.stmt {
-                DfStatement::Statement(st) => st.hash(&mut h),
-                other => other.to_string().hash(&mut h),
-            }
+            st.hash(&mut h);
             h.finish()
-        })
+        }))
     }
 }
 
@@ -1760,9 +1761,14 @@ impl Session {
             return None;
         }
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        match &self.running {
-            Some(p) if std::ptr::eq(&p.stmt, stmt) => p.hash().hash(&mut h),
-            _ => st.hash(&mut h),
+        match self
+            .running
+            .as_ref()
+            .filter(|p| std::ptr::eq(&p.stmt, stmt))
+            .and_then(|p| p.hash())
+        {
+            Some(known) => known.hash(&mut h),
+            None => st.hash(&mut h),
         }
         params.hash(&mut h);
         self.principal.role.hash(&mut h);

@@ -213,24 +213,31 @@ struct LogWatch {
 
 impl LogWatches {
     pub async fn has_newer_commit(&self, table: &DeltaTable) -> Result<bool> {
-        let log_dir = match table.table_url().to_file_path() {
-            Ok(dir) if table.table_url().scheme() == "file" => dir.join("_delta_log"),
-            _ => return has_newer_commit(table).await,
-        };
+        let url = table.table_url();
+        if url.scheme() != "file" {
+            return has_newer_commit(table).await;
+        }
         let Some(version) = table.version() else {
             return Ok(true);
         };
-        let key = log_dir.to_string_lossy().into_owned();
         let count = {
             let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
-            let log = logs.entry(key.clone()).or_insert_with(|| LogWatch {
-                watch: super::watch::Watch::new(&log_dir),
-                current: None,
-            });
-            let count = log.watch.as_ref().and_then(|w| w.count());
-            if let Some(c) = count
-                && log.current == Some((c, version))
-            {
+            if !logs.contains_key(url.as_str()) {
+                let watch = url
+                    .to_file_path()
+                    .ok()
+                    .and_then(|dir| super::watch::Watch::new(&dir.join("_delta_log")));
+                logs.insert(
+                    url.as_str().to_owned(),
+                    LogWatch {
+                        watch,
+                        current: None,
+                    },
+                );
+            }
+            let log = logs.get(url.as_str());
+            let count = log.and_then(|l| l.watch.as_ref()).and_then(|w| w.count());
+            if count.is_some_and(|c| log.and_then(|l| l.current) == Some((c, version))) {
                 return Ok(false);
             }
             count
@@ -242,7 +249,7 @@ impl LogWatches {
                 .logs
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .get_mut(&key)
+                .get_mut(url.as_str())
         {
             log.current = Some((c, version));
         }
