@@ -136,6 +136,8 @@ pub struct TableSpec {
     /// `delta` or `iceberg`.
     pub format: String,
     pub partition_by: Vec<String>,
+    /// What each write sorts its rows by (Delta tables: [`crate::storage::sort_order`]).
+    pub sort_order: Vec<crate::storage::sort_order::SortKey>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -561,6 +563,19 @@ impl Catalog {
                 )));
             }
         }
+        for key in &spec.sort_order {
+            if arrow.field_with_name(&key.column).is_err() {
+                return Err(Error::UndefinedColumn(format!(
+                    "sort order column \"{}\" does not exist in table \"{name}\"",
+                    key.column
+                )));
+            }
+        }
+        if !spec.sort_order.is_empty() && spec.format != "delta" {
+            return Err(Error::unsupported(
+                "a sort order (WITH (sort_order = ...)) is kept by Delta tables only",
+            ));
+        }
         let url = self.warehouse.new_table_url(schema, name)?;
         let mut options = BTreeMap::new();
         let mut delta_table = None;
@@ -571,6 +586,7 @@ impl Catalog {
                         &url,
                         arrow,
                         &spec.partition_by,
+                        &spec.sort_order,
                         self.warehouse.storage_options(&url),
                     )
                     .await?,

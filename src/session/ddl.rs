@@ -104,8 +104,9 @@ pub async fn create_table(session: &mut Session, ct: &ast::CreateTable) -> Resul
     Ok(Outcome::Command(CommandTag::new("CREATE TABLE")))
 }
 
-/// The format (`USING` / `WITH (format = ...)`, else the configured default) and the partition
-/// columns (`PARTITIONED BY (a, b)` / `PARTITION BY (a, b)`) of a CREATE TABLE.
+/// The format (`USING` / `WITH (format = ...)`, else the configured default), the partition
+/// columns (`PARTITIONED BY (a, b)` / `PARTITION BY (a, b)`) and the sort order of its writes
+/// (`WITH (sort_order = 'a, b DESC')`) of a CREATE TABLE.
 fn table_spec(session: &Session, ct: &ast::CreateTable) -> Result<TableSpec> {
     let mut format = session
         .engine
@@ -113,22 +114,21 @@ fn table_spec(session: &Session, ct: &ast::CreateTable) -> Result<TableSpec> {
         .catalog()
         .default_format()
         .to_string();
+    let mut sort_order = vec![];
     if let ast::CreateTableOptions::With(options) = &ct.table_options {
         for o in options {
             match o {
                 ast::SqlOption::KeyValue { key, value } if ident(key) == "format" => {
-                    format = match value {
-                        ast::Expr::Value(v) => match &v.value {
-                            ast::Value::SingleQuotedString(s) => s.to_ascii_lowercase(),
-                            other => other.to_string().to_ascii_lowercase(),
-                        },
-                        ast::Expr::Identifier(i) => i.value.to_ascii_lowercase(),
-                        other => other.to_string().to_ascii_lowercase(),
-                    };
+                    format = option_text(value).to_ascii_lowercase();
+                }
+                ast::SqlOption::KeyValue { key, value }
+                    if ident(key) == crate::storage::sort_order::OPTION =>
+                {
+                    sort_order = crate::storage::sort_order::parse(&option_text(value))?;
                 }
                 other => {
                     return Err(Error::unsupported(format!(
-                        "table option {other} is not supported (format is)"
+                        "table option {other} is not supported (format and sort_order are)"
                     )));
                 }
             }
@@ -170,6 +170,7 @@ fn table_spec(session: &Session, ct: &ast::CreateTable) -> Result<TableSpec> {
     Ok(TableSpec {
         format,
         partition_by,
+        sort_order,
     })
 }
 
@@ -224,11 +225,15 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
             "column \"{name}\" of relation \"{table}\" does not exist"
         ))
     };
-    let mut added = vec![];
-    let mut dropped = vec![];
-    let mut renamed: Vec<(String, String)> = vec![];
-    let mut retyped: Vec<(String, DataType)> = vec![];
+    let mut changes = ColumnChanges::default();
+    let ColumnChanges {
+        added,
+        dropped,
+        renamed,
+        retyped,
+    } = &mut changes;
     let mut tags = std::collections::BTreeMap::new();
+    let mut sort_order = None;
     for op in &at.operations {
         use ast::AlterTableOperation as Op;
         match op {
@@ -322,15 +327,18 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
                 table_properties: options,
             }
             | Op::SetOptionsParens { options } => {
-                for (column, list) in tag_properties(options)? {
+                let set = table_properties(options)?;
+                for (column, list) in set.tags {
                     find(&columns, &column).ok_or_else(|| missing(&column))?;
                     tags.insert(column, list);
                 }
+                sort_order = set.sort_order.or(sort_order);
             }
             other => {
                 return Err(Error::unsupported(format!(
-                    "ALTER TABLE {} is not supported (ADD, DROP, RENAME COLUMN, ALTER COLUMN TYPE \
-                     and SET TBLPROPERTIES ('lakegate.tags.<column>' = '...') are)",
+                    "ALTER TABLE {} is not supported (ADD, DROP, RENAME COLUMN, ALTER COLUMN TYPE, \
+                     SET TBLPROPERTIES ('lakegate.tags.<column>' = '...') and \
+                     SET (sort_order = '...') are)",
                     statement_words(&other.to_string())
                 )));
             }
@@ -341,11 +349,21 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
             "cannot drop every column of \"{table}\": drop the table instead"
         )));
     }
+    if let Some(order) = &sort_order {
+        if entry.format != "delta" {
+            return Err(Error::unsupported(
+                "a sort order (SET (sort_order = ...)) is kept by Delta tables only",
+            ));
+        }
+        for k in order {
+            find(&columns, &k.column).ok_or_else(|| missing(&k.column))?;
+        }
+    }
     if !tags.is_empty() || !renamed.is_empty() {
         // Before the columns change: a renamed column keeps its tags under both names until
         // then, so a failure in between leaves it over-tagged, never untagged.
         let mut keep = tags.clone();
-        for (old, new) in &renamed {
+        for (old, new) in renamed.iter() {
             let stored = session.stored_tags(&format!("{schema}.{table}"));
             if let Some(v) = stored.get(old) {
                 keep.entry(new.clone()).or_insert_with(|| v.clone());
@@ -353,7 +371,12 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
         }
         catalog.set_tags(&schema, &table, &keep, &[]).await?;
     }
-    if added.is_empty() && dropped.is_empty() && renamed.is_empty() && retyped.is_empty() {
+    if added.is_empty()
+        && dropped.is_empty()
+        && renamed.is_empty()
+        && retyped.is_empty()
+        && sort_order.is_none()
+    {
         return Ok(done);
     }
     if entry.format == "iceberg" {
@@ -362,23 +385,88 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
         if !renamed.is_empty() || !retyped.is_empty() {
             let db = catalog.warehouse().meta_path("iceberg.db");
             store
-                .rename_and_widen(ns, name, &renamed, &retyped, &db)
+                .rename_and_widen(ns, name, renamed, retyped, &db)
                 .await?;
         }
         if !added.is_empty() || !dropped.is_empty() {
-            store.alter_columns(ns, name, &added, &dropped).await?;
+            store.alter_columns(ns, name, added, dropped).await?;
         }
         return Ok(done);
     }
     let delta = catalog.delta_table(&entry).await?;
-    if dropped.is_empty() && renamed.is_empty() && retyped.is_empty() {
-        let delta = crate::storage::delta::add_columns(delta, &added).await?;
-        catalog.remember(&entry, delta).await;
-        return Ok(done);
-    }
-    // Rewrite: each column of the new schema from the old one (renamed, cast, or NULL if new).
+    // The sort order of later writes: as set, else the current one under the new column names.
+    let was = crate::storage::delta::sort_order(&delta);
+    let order = sort_order.unwrap_or_else(|| {
+        was.iter()
+            .filter(|k| !dropped.contains(&k.column))
+            .map(|k| {
+                let mut k = k.clone();
+                for (old, new) in renamed.iter() {
+                    if &k.column == old {
+                        k.column = new.clone();
+                    }
+                }
+                k
+            })
+            .collect()
+    });
+    let delta = if dropped.is_empty() && renamed.is_empty() && retyped.is_empty() {
+        if added.is_empty() {
+            delta
+        } else {
+            crate::storage::delta::add_columns(delta, added).await?
+        }
+    } else {
+        rewrite_delta(
+            session,
+            (&schema, &table),
+            (delta, provider),
+            &columns,
+            &changes,
+        )
+        .await?
+    };
+    let delta = if order != was {
+        crate::storage::delta::set_sort_order(delta, &order).await?
+    } else {
+        delta
+    };
+    catalog.remember(&entry, delta).await;
+    Ok(done)
+}
+
+/// The column changes of one ALTER TABLE.
+#[derive(Default)]
+struct ColumnChanges {
+    added: Vec<Field>,
+    dropped: Vec<String>,
+    /// (old name, new name)
+    renamed: Vec<(String, String)>,
+    retyped: Vec<(String, DataType)>,
+}
+
+/// ALTER TABLE's rewrite of a Delta table: each column of the new schema (`columns`) from the
+/// old one (renamed, cast, or NULL if new). The rows keep the order they are read in, not
+/// sorted again by the table's sort order: deltalake plans the rewrite in a session of its own,
+/// without Lakegate's memory limit, where a sort of the whole table would not spill.
+async fn rewrite_delta(
+    session: &Session,
+    (schema, table): (&str, &str),
+    (delta, provider): (
+        deltalake::DeltaTable,
+        Arc<dyn datafusion::catalog::TableProvider>,
+    ),
+    columns: &[Field],
+    changes: &ColumnChanges,
+) -> Result<deltalake::DeltaTable> {
+    let ColumnChanges {
+        added,
+        dropped,
+        renamed,
+        retyped,
+    } = changes;
     let mut partitions = delta.snapshot()?.metadata().partition_columns().to_vec();
-    for d in &dropped {
+    for d in dropped {
         if partitions.contains(d) {
             return Err(Error::unsupported(format!(
                 "cannot drop \"{d}\": it is a partition column of \"{table}\""
@@ -415,42 +503,59 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
     let df = session.context().read_table(provider)?.select(exprs)?;
     let what = format!("ALTER TABLE {schema}.{table}");
     let _beat = session.heartbeat(what.clone(), std::time::Duration::from_secs(10));
-    let delta =
-        crate::storage::delta::rewrite(delta, df.into_unoptimized_plan(), partitions, &what)
-            .await?;
-    catalog.remember(&entry, delta).await;
-    Ok(done)
+    crate::storage::delta::rewrite(delta, df.into_unoptimized_plan(), partitions, &what).await
 }
 
-/// The classification tags an ALTER TABLE ... SET TBLPROPERTIES sets:
-/// `'lakegate.tags.<column>' = 'PII.ssn, FIN'` (an empty value removes the column's tags).
-fn tag_properties(options: &[ast::SqlOption]) -> Result<Vec<(String, Vec<String>)>> {
-    let mut out = vec![];
+/// The text of an option's value: a quoted string's contents, else as written.
+fn option_text(value: &ast::Expr) -> String {
+    match value {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        ast::Expr::Identifier(i) => i.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// What an ALTER TABLE ... SET TBLPROPERTIES (...) / SET (...) sets.
+#[derive(Default)]
+struct TableProperties {
+    /// Classification tags: `'lakegate.tags.<column>' = 'PII.ssn, FIN'` (an empty value
+    /// removes the column's tags).
+    tags: Vec<(String, Vec<String>)>,
+    /// The sort order of later writes: `sort_order = 'a, b DESC'` or `'lakegate.sort_order'
+    /// = ...` (an empty value removes it).
+    sort_order: Option<Vec<crate::storage::sort_order::SortKey>>,
+}
+
+fn table_properties(options: &[ast::SqlOption]) -> Result<TableProperties> {
+    let mut out = TableProperties::default();
     for o in options {
         let ast::SqlOption::KeyValue { key, value } = o else {
             return Err(Error::unsupported(format!(
                 "table property {o} is not supported"
             )));
         };
+        let text = option_text(value);
+        if key.value == crate::storage::sort_order::KEY
+            || ident(key) == crate::storage::sort_order::OPTION
+        {
+            out.sort_order = Some(crate::storage::sort_order::parse(&text)?);
+            continue;
+        }
         let Some(column) = key.value.strip_prefix("lakegate.tags.") else {
             return Err(Error::unsupported(format!(
-                "table property {} is not supported (lakegate.tags.<column> is)",
+                "table property {} is not supported (lakegate.tags.<column> and sort_order are)",
                 key.value
             )));
-        };
-        let text = match value {
-            ast::Expr::Value(v) => match &v.value {
-                ast::Value::SingleQuotedString(s) => s.clone(),
-                _ => value.to_string(),
-            },
-            _ => value.to_string(),
         };
         let list = text
             .split(',')
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty())
             .collect();
-        out.push((column.to_string(), list));
+        out.tags.push((column.to_string(), list));
     }
     Ok(out)
 }

@@ -192,7 +192,7 @@ async fn create(
     }
     let spec = TableSpec {
         format: "delta".into(),
-        partition_by: vec![],
+        ..TableSpec::default()
     };
     if !catalog
         .create_table(&schema, &table, &Schema::new(fields), if_not_exists, &spec)

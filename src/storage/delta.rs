@@ -16,11 +16,12 @@ use super::PG_TYPE_KEY;
 use crate::error::{Error, Result};
 
 /// Create an empty Delta table at `url` with the given Arrow schema, partitioned by the named
-/// columns (one atomic commit).
+/// columns, its writes sorted by `sort_order` ([`super::sort_order`]; one atomic commit).
 pub async fn create(
     url: &Url,
     schema: &Schema,
     partition_by: &[String],
+    sort_order: &[super::sort_order::SortKey],
     storage_options: HashMap<String, String>,
 ) -> Result<DeltaTable> {
     if let Ok(p) = url.to_file_path() {
@@ -45,9 +46,42 @@ pub async fn create(
         .create()
         .with_columns(columns)
         .with_partition_columns(partition_by.to_vec())
+        .with_configuration((!sort_order.is_empty()).then(|| {
+            (
+                super::sort_order::KEY,
+                Some(super::sort_order::text(sort_order)),
+            )
+        }))
+        // (a key of Lakegate's own, which deltalake does not know)
+        .with_raise_if_key_not_exists(false)
         .with_save_mode(SaveMode::ErrorIfExists)
         .await?;
     Ok(table)
+}
+
+/// Set the sort order of the table's later writes (one table-properties commit; an empty one
+/// is none).
+pub async fn set_sort_order(
+    table: DeltaTable,
+    sort_order: &[super::sort_order::SortKey],
+) -> Result<DeltaTable> {
+    Ok(table
+        .set_tbl_properties()
+        .with_properties(HashMap::from([(
+            super::sort_order::KEY.to_string(),
+            super::sort_order::text(sort_order),
+        )]))
+        // (a key of Lakegate's own, which deltalake does not know)
+        .with_raise_if_not_exists(false)
+        .await?)
+}
+
+/// The sort order of the table's writes at the version it has loaded.
+pub fn sort_order(table: &DeltaTable) -> Vec<super::sort_order::SortKey> {
+    table
+        .snapshot()
+        .map(|s| super::sort_order::of_configuration(s.metadata().configuration()))
+        .unwrap_or_default()
 }
 
 /// Add nullable columns (one schema-change commit).

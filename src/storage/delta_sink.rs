@@ -48,14 +48,18 @@ impl DeltaAppend {
     }
 
     /// The physical plan that appends the rows of `input` to the table in one commit and
-    /// answers the row count (a [`DataSinkExec`], as DataFusion's INSERT expects).
+    /// answers the row count (a [`DataSinkExec`], as DataFusion's INSERT expects). With a
+    /// sort order ([`super::sort_order`]) the sink requires its input so ordered, and
+    /// DataFusion's physical optimizer sorts it (spilling under the memory limit).
     pub fn plan(&self, input: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+        let keys = super::sort_order::of_configuration(self.snapshot.metadata().configuration());
+        let ordering = super::sort_order::requirement(&keys, &input.schema());
         let sink = AppendSink {
             schema: self.snapshot.read_schema(),
             target: self.clone(),
             metrics: ExecutionPlanMetricsSet::new(),
         };
-        Arc::new(DataSinkExec::new(input, Arc::new(sink), None))
+        Arc::new(DataSinkExec::new(input, Arc::new(sink), ordering))
     }
 }
 

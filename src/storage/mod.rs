@@ -7,6 +7,7 @@ mod delta_sink;
 pub mod files;
 pub mod iceberg;
 pub mod nodes;
+pub mod sort_order;
 pub mod watch;
 pub use nodes::fence;
 

@@ -447,33 +447,26 @@ async fn conflicting_writers_fail_with_40001_and_lose_nothing() {
 /// row group) each.
 fn parquet_files(dir: &std::path::Path) -> Vec<(i64, usize, i64)> {
     use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                let f = std::fs::File::open(&p).expect("open");
-                let r = SerializedFileReader::new(f).expect("parquet");
-                let m = r.metadata();
-                let groups = m.row_groups();
-                assert!(
-                    groups
-                        .iter()
-                        .all(|g| g.column(0).column_index_offset().is_some()),
-                    "{p:?} has no page index"
-                );
-                out.push((
-                    m.file_metadata().num_rows(),
-                    groups.len(),
-                    groups.iter().map(|g| g.num_rows()).max().unwrap_or(0),
-                ));
-            }
-        }
-    }
-    out
+    parquet_files_in(dir)
+        .iter()
+        .map(|p| {
+            let f = std::fs::File::open(p).expect("open");
+            let r = SerializedFileReader::new(f).expect("parquet");
+            let m = r.metadata();
+            let groups = m.row_groups();
+            assert!(
+                groups
+                    .iter()
+                    .all(|g| g.column(0).column_index_offset().is_some()),
+                "{p:?} has no page index"
+            );
+            (
+                m.file_metadata().num_rows(),
+                groups.len(),
+                groups.iter().map(|g| g.num_rows()).max().unwrap_or(0),
+            )
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -543,4 +536,190 @@ async fn another_writers_commit_is_seen_by_the_next_execution() {
     drop((ca, cb));
     b.stop().await;
     a.stop().await;
+}
+
+/// The Parquet files under `dir`, by path.
+fn parquet_files_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The rows of one Parquet file as the text of `columns`, or `None` when it lacks one of them.
+fn parquet_rows(path: &std::path::Path, columns: &[&str]) -> Option<Vec<Vec<String>>> {
+    use datafusion::arrow::util::display::array_value_to_string;
+    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let f = std::fs::File::open(path).expect("open");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+        .expect("parquet")
+        .build()
+        .expect("reader");
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.expect("batch");
+        let cols = columns
+            .iter()
+            .map(|c| batch.column_by_name(c).cloned())
+            .collect::<Option<Vec<_>>>()?;
+        for i in 0..batch.num_rows() {
+            rows.push(
+                cols.iter()
+                    .map(|c| array_value_to_string(c, i).expect("value"))
+                    .collect(),
+            );
+        }
+    }
+    Some(rows)
+}
+
+/// The rows of each Parquet file under `dir` that has all of `columns`.
+fn parquet_columns(dir: &std::path::Path, columns: &[&str]) -> Vec<Vec<Vec<String>>> {
+    parquet_files_in(dir)
+        .iter()
+        .filter_map(|p| parquet_rows(p, columns))
+        .collect()
+}
+
+/// The folder of table `name` in the schema folder `schema` (`<name>-<uuid>`).
+fn table_dir(schema: &std::path::Path, name: &str) -> std::path::PathBuf {
+    std::fs::read_dir(schema)
+        .expect("schema folder")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.rsplit_once('-').is_some_and(|(t, _)| t == name))
+        })
+        .expect("table folder")
+}
+
+/// Each file holds rows in the order `key` gives: true if so.
+fn sorted_by<K: Ord>(files: &[Vec<Vec<String>>], key: impl Fn(&[String]) -> K) -> bool {
+    files
+        .iter()
+        .all(|rows| rows.windows(2).all(|w| key(&w[0]) <= key(&w[1])))
+}
+
+/// A table's sort order (`WITH (sort_order = ...)`, `ALTER TABLE ... SET (sort_order = ...)`):
+/// every write (INSERT, CREATE TABLE AS, the rewrite of ALTER TABLE ... RENAME/DROP COLUMN)
+/// writes its rows in that order, so a filter on the first column skips row groups by their
+/// statistics; the answers are the same.
+#[tokio::test]
+async fn writes_follow_the_tables_sort_order() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("wh");
+    let s = TestServer::start(Options {
+        dir: Some(dir.clone()),
+        ..Default::default()
+    })
+    .await;
+    let c = s.connect().await;
+    // 250,000 rows in a scrambled order: three row groups of 122,880 or fewer.
+    c.batch_execute(
+        "CREATE SCHEMA so; \
+         CREATE TABLE so.t (id BIGINT NOT NULL, d DATE, v TEXT) \
+           WITH (sort_order = 'd, id DESC'); \
+         INSERT INTO so.t SELECT v, DATE '2020-01-01' + ((v * 7919) % 1000)::int, \
+           md5(v::text) FROM generate_series(1, 250000) AS g(v)",
+    )
+    .await
+    .expect("write");
+    let table = table_dir(&dir.join("so"), "t");
+    let files = parquet_columns(&table, &["d", "id"]);
+    assert_eq!(files.iter().map(Vec::len).sum::<usize>(), 250_000);
+    assert!(
+        sorted_by(&files, |r| (
+            r[0].clone(),
+            std::cmp::Reverse(r[1].parse::<i64>().unwrap_or(0))
+        )),
+        "rows of an INSERT in the sort order"
+    );
+    // A filter on the sort column skips the row groups outside its range.
+    let plan: Vec<String> = c
+        .query(
+            "EXPLAIN ANALYZE SELECT count(*) FROM so.t WHERE d < DATE '2020-02-01'",
+            &[],
+        )
+        .await
+        .expect("explain")
+        .iter()
+        .map(|r| r.get::<_, String>(1))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("row_groups_pruned_statistics=3 total → 1 matched"),
+        "{plan}"
+    );
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM so.t WHERE d < DATE '2020-02-01'", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 7750);
+
+    // CREATE TABLE AS sorts its rows too.
+    c.batch_execute(
+        "CREATE TABLE so.c WITH (sort_order = 'k') AS \
+           SELECT v AS id, (v * 31) % 97 AS k FROM generate_series(1, 1000) AS g(v)",
+    )
+    .await
+    .expect("ctas");
+    let files = parquet_columns(&table_dir(&dir.join("so"), "c"), &["k"]);
+    assert!(sorted_by(&files, |r| r[0].parse::<i64>().unwrap_or(-1)));
+
+    // A new sort order applies to later writes; a renamed column keeps its place in it (the
+    // rename's rewrite leaves the rows in the order it reads them).
+    c.batch_execute(
+        "ALTER TABLE so.t SET (sort_order = 'v'); \
+         INSERT INTO so.t SELECT v, NULL, md5(v::text) FROM generate_series(250001, 260000) AS g(v); \
+         ALTER TABLE so.t RENAME COLUMN v TO h; \
+         INSERT INTO so.t SELECT v, NULL, md5(v::text) FROM generate_series(260001, 270000) AS g(v)",
+    )
+    .await
+    .expect("alter");
+    for column in ["v", "h"] {
+        // (the files of the INSERT after each ALTER: 10,000 rows, with that column)
+        let files: Vec<_> = parquet_columns(&table, &[column])
+            .into_iter()
+            .filter(|rows| rows.len() == 10_000)
+            .collect();
+        assert_eq!(files.len(), 1, "{column}");
+        assert!(sorted_by(&files, |r| r[0].clone()), "{column}");
+    }
+    let rows = c
+        .query(
+            "SELECT count(*), count(DISTINCT h), min(id), max(id) FROM so.t",
+            &[],
+        )
+        .await
+        .expect("read");
+    assert_eq!(rows[0].get::<_, i64>(0), 270_000);
+    assert_eq!(rows[0].get::<_, i64>(1), 270_000);
+    assert_eq!(rows[0].get::<_, i64>(2), 1);
+    assert_eq!(rows[0].get::<_, i64>(3), 270_000);
+    // Dropping the sort column leaves the table without a sort order; writes go on.
+    c.batch_execute(
+        "ALTER TABLE so.t DROP COLUMN h; INSERT INTO so.t VALUES (0, NULL), (-1, DATE '2020-01-01')",
+    )
+    .await
+    .expect("drop the sort column");
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM so.t", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 270_002);
+    s.stop().await;
 }
