@@ -5,6 +5,7 @@
 pub mod deferred_build;
 pub mod describe;
 pub mod dialect;
+pub mod filter_estimates;
 pub mod functions;
 pub mod known_queries;
 pub mod names;
@@ -114,13 +115,17 @@ enum Gate {
 }
 
 /// DataFusion's physical optimizer rules, [`prune_only::PruneOnly`] first (before the filter
-/// pushdown rules it must precede), Lakegate's rules after them (they adjust the
+/// pushdown rules it must precede) with [`filter_estimates::FilterEstimates`] (before the join
+/// selection that reads its estimates), Lakegate's rules after them (they adjust the
 /// pushdown and execution order DataFusion's rules have settled).
 fn physical_rules()
 -> Vec<Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>> {
     let mut rules: Vec<
         Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>,
-    > = vec![Arc::new(prune_only::PruneOnly)];
+    > = vec![
+        Arc::new(prune_only::PruneOnly),
+        Arc::new(filter_estimates::FilterEstimates),
+    ];
     for rule in datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules {
         // Before the dynamic filters are pushed (see shared_subplans).
         if rule.name() == "FilterPushdown(Post)" {
