@@ -2,6 +2,7 @@
 //! functions, type names), expands stored views, and maps PostgreSQL column types to Arrow.
 //! Uses `catalog`; knows nothing of the wire.
 
+pub mod compact_views;
 pub mod deferred_build;
 pub mod describe;
 pub mod dialect;
@@ -135,6 +136,7 @@ fn physical_rules()
     }
     rules.push(Arc::new(prune_only::DynamicRowFilter));
     rules.push(Arc::new(deferred_build::DeferBuildSides));
+    rules.push(Arc::new(compact_views::CompactViews));
     rules
 }
 
