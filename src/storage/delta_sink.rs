@@ -48,18 +48,14 @@ impl DeltaAppend {
     }
 
     /// The physical plan that appends the rows of `input` to the table in one commit and
-    /// answers the row count (a [`DataSinkExec`], as DataFusion's INSERT expects). With a
-    /// sort order ([`super::sort_order`]) the sink requires its input so ordered, and
-    /// DataFusion's physical optimizer sorts it (spilling under the memory limit).
+    /// answers the row count (a [`DataSinkExec`], as DataFusion's INSERT expects).
     pub fn plan(&self, input: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
-        let keys = super::sort_order::of_configuration(self.snapshot.metadata().configuration());
-        let ordering = super::sort_order::requirement(&keys, &input.schema());
         let sink = AppendSink {
             schema: self.snapshot.read_schema(),
             target: self.clone(),
             metrics: ExecutionPlanMetricsSet::new(),
         };
-        Arc::new(DataSinkExec::new(input, Arc::new(sink), ordering))
+        Arc::new(DataSinkExec::new(input, Arc::new(sink), None))
     }
 }
 
@@ -97,7 +93,7 @@ impl DataSink for AppendSink {
     async fn write_all(
         &self,
         mut data: SendableRecordBatchStream,
-        _context: &Arc<TaskContext>,
+        context: &Arc<TaskContext>,
     ) -> DfResult<u64> {
         let snapshot = &self.target.snapshot;
         let target_schema = snapshot.input_schema();
@@ -116,10 +112,11 @@ impl DataSink for AppendSink {
                 .as_ref()
                 .map(|c| c.iter().map(|c| c.to_string()).collect()),
         );
-        let mut writer = DeltaWriter::new(
-            self.target.log_store.object_store(Some(operation_id)),
-            config,
-        );
+        let store = self.target.log_store.object_store(Some(operation_id));
+        let keys = super::sort_order::of_configuration(snapshot.metadata().configuration());
+        let mut runs = super::sort_order::Runs::new(&keys, &target_schema, context);
+        let mut writer = DeltaWriter::new(store.clone(), config.clone());
+        let mut adds = Vec::new();
         let rows_metric = MetricBuilder::new(&self.metrics).counter("total_rows", 0);
         let mut rows = 0u64;
         while let Some(batch) = data.next().await {
@@ -132,9 +129,21 @@ impl DataSink for AppendSink {
             .map_err(external)?;
             rows += batch.num_rows() as u64;
             rows_metric.add(batch.num_rows());
-            writer.write(&batch).await.map_err(external)?;
+            let Some(runs) = runs.as_mut() else {
+                writer.write(&batch).await.map_err(external)?;
+                continue;
+            };
+            // A sorted run is written to files of its own.
+            if let Some(run) = runs.push(batch)? {
+                let mut w = DeltaWriter::new(store.clone(), config.clone());
+                w.write(&run).await.map_err(external)?;
+                adds.extend(w.close().await.map_err(external)?);
+            }
         }
-        let adds = writer.close().await.map_err(external)?;
+        if let Some(run) = runs.as_mut().and_then(|r| r.finish().transpose()) {
+            writer.write(&run?).await.map_err(external)?;
+        }
+        adds.extend(writer.close().await.map_err(external)?);
         let actions = adds.into_iter().map(Action::Add).collect();
         let operation = DeltaOperation::Write {
             mode: SaveMode::Append,
