@@ -1,11 +1,12 @@
 """TPC-H through Lakegate's wire beside DataFusion in process and DuckDB on the same files.
 
-    python3 bench/tpch.py --sf 1 [--runs 3] [--engines lakegate,lakegate-parquet,datafusion,duckdb]
+    python3 bench/tpch.py --sf 1 [--runs 3] [--engines lakegate,lakegate-parquet,datafusion,duckdb,duckdb-delta]
                           [--data DIR] [--out docs/bench-results] [--memory-limit 4GiB]
 
 Generates TPC-H at the scale factor with tpchgen-cli (once, into --data), starts a release
 lakegate on an ephemeral port and loads the tables as Delta (CREATE TABLE with the files'
-columns, NOT NULL as in the specification's DDL, then INSERT ... SELECT from the Parquet files;
+columns, NOT NULL as in the specification's DDL, `lineitem` and `orders` with a sort order on
+their date column (SORT_ORDER below), then INSERT ... SELECT from the Parquet files;
 `--iceberg` also as Iceberg, CREATE TABLE AS), and runs the 22 queries:
 - lakegate: through the wire (psycopg, text results) on the Delta tables, with the result cache
   and materialized-view rewrite turned off for the session (every run computes its answer);
@@ -13,7 +14,9 @@ columns, NOT NULL as in the specification's DDL, then INSERT ... SELECT from the
 - lakegate-iceberg: through the wire on the Iceberg tables (with --iceberg);
 - datafusion: DataFusion in process (datafusion-python of Lakegate's DataFusion major) on the
   Parquet files;
-- duckdb: DuckDB in process on the Parquet files.
+- duckdb: DuckDB in process on the generator's Parquet files;
+- duckdb-delta: DuckDB in process on the Parquet files of Lakegate's Delta tables
+  (the same rows in the same layout: what the layout gives DuckDB too).
 Each query runs once as a warm-up, then --runs times, the engines interleaved (q1 on every
 engine, then q2 ...), and the median is kept. Every engine's answer is compared with DuckDB's
 (numbers to 6 significant digits). Writes tpch-sfN.json (all timings), tpch-sfN.md (the table:
@@ -100,12 +103,12 @@ class DataFusionEngine:
 class DuckDBEngine:
     name = "duckdb"
 
-    def __init__(self, data):
+    def __init__(self, files):
+        """`files(t)`: the Parquet file (or glob) of table t."""
         import duckdb
         self.con = duckdb.connect()
         for t in common.TABLES:
-            self.con.execute(
-                f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{os.path.join(data, t)}.parquet')")
+            self.con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{files(t)}')")
 
     def run(self, sql):
         return self.con.execute(sql).fetchall()
@@ -136,6 +139,13 @@ def table_columns(parquet_path):
                      for f in schema)
 
 
+# The sort order of the Delta tables' writes (CREATE TABLE ... WITH (sort_order = ...)): the
+# fact tables by their date, the layout a lakehouse usually gives them (and TPC-H's clause
+# 1.5.4 allows: clustering by a date column). The generator writes them in key order, and so
+# DuckDB, DataFusion and lakegate-parquet read them; duckdb-delta reads Lakegate's files.
+SORT_ORDER = {"lineitem": "l_shipdate", "orders": "o_orderdate"}
+
+
 def load_lakegate(url, data, iceberg):
     import psycopg
     with psycopg.connect(url, autocommit=True) as c:
@@ -145,7 +155,8 @@ def load_lakegate(url, data, iceberg):
             path = os.path.join(data, f"{t}.parquet")
             c.execute(f"CREATE EXTERNAL TABLE tpch_files.{t} STORED AS PARQUET LOCATION '{path}'")
             started = time.monotonic()
-            c.execute(f"CREATE TABLE tpch.{t} ({table_columns(path)})")
+            sort = f" WITH (sort_order = '{SORT_ORDER[t]}')" if t in SORT_ORDER else ""
+            c.execute(f"CREATE TABLE tpch.{t} ({table_columns(path)}){sort}")
             c.execute(f"INSERT INTO tpch.{t} SELECT * FROM tpch_files.{t}")
             common.log(f"  loaded tpch.{t} (Delta) in {time.monotonic() - started:.1f} s")
             if iceberg:
@@ -158,7 +169,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sf", default="1")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--engines", default="lakegate,lakegate-parquet,datafusion,duckdb")
+    ap.add_argument("--engines", default="lakegate,lakegate-parquet,datafusion,duckdb,duckdb-delta")
     ap.add_argument("--iceberg", action="store_true", help="also load and query Iceberg tables")
     ap.add_argument("--queries", default="", help="e.g. 1,3,6 (default: all 22)")
     ap.add_argument("--data", default=os.path.join(common.ROOT, "bench-data"))
@@ -176,7 +187,7 @@ def main():
     work = common.workdir("tpch")
     env = {"LAKEGATE__ENGINE__MEMORY_LIMIT": args.memory_limit} if args.memory_limit else {}
     runners = {}
-    if any(e.startswith("lakegate") for e in engines):
+    if any(e.startswith("lakegate") or e == "duckdb-delta" for e in engines):
         server = common.Lakegate(work, env)
         started = time.monotonic()
         load_lakegate(server.url, data, "lakegate-iceberg" in engines)
@@ -190,7 +201,11 @@ def main():
     if "datafusion" in engines:
         runners["datafusion"] = DataFusionEngine(data)
     if "duckdb" in engines:
-        runners["duckdb"] = DuckDBEngine(data)
+        runners["duckdb"] = DuckDBEngine(lambda t: os.path.join(data, f"{t}.parquet"))
+    if "duckdb-delta" in engines:
+        # (a freshly loaded Delta table's folder holds exactly its current files)
+        warehouse = os.path.join(server.dir, "warehouse", "tpch")
+        runners["duckdb-delta"] = DuckDBEngine(lambda t: os.path.join(warehouse, f"{t}-*", "*.parquet"))
     times = {e: {q: [] for q in queries} for e in runners}
     answers = {e: {} for e in runners}
     errors = {e: {} for e in runners}
@@ -235,9 +250,11 @@ def main():
 
 def markdown(r, engines, queries):
     med = r["median_ms"]
-    base = [e for e in ("datafusion", "duckdb") if e in engines]
-    head = ["query"] + [f"{e} ms" for e in engines] + [
-        f"{e} / {b}" for e in engines if e.startswith("lakegate") for b in base]
+    base = [e for e in ("datafusion", "duckdb", "duckdb-delta") if e in engines]
+    # (duckdb-delta reads the Delta tables' files: a base for the Delta engine only)
+    pairs = [(e, b) for e in engines if e.startswith("lakegate") for b in base
+             if b != "duckdb-delta" or e == "lakegate"]
+    head = ["query"] + [f"{e} ms" for e in engines] + [f"{e} / {b}" for e, b in pairs]
     lines = [f"### TPC-H SF{r['sf']} ({r['date']}, median of {r['runs']} runs after a warm-up)", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
@@ -248,19 +265,15 @@ def markdown(r, engines, queries):
 
     for q in queries:
         row = [f"q{q}"] + [cell(e, q) for e in engines]
-        for e in engines:
-            if e.startswith("lakegate"):
-                for b in base:
-                    row.append(f"{med[e][q] / med[b][q]:.2f}" if med[e][q] and med[b][q] else "")
+        for e, b in pairs:
+            row.append(f"{med[e][q] / med[b][q]:.2f}" if med[e][q] and med[b][q] else "")
         lines.append("| " + " | ".join(row) + " |")
     gm = {e: common.geomean([med[e][q] for q in queries if q not in r["errors"][e]]) for e in engines}
     row = ["geomean"] + [f"{gm[e]:.0f}" for e in engines]
-    for e in engines:
-        if e.startswith("lakegate"):
-            for b in base:
-                both = [q for q in queries if q not in r["errors"][e] and q not in r["errors"][b]]
-                ratio = common.geomean([med[e][q] / med[b][q] for q in both if med[b][q]])
-                row.append(f"**{ratio:.2f}**")
+    for e, b in pairs:
+        both = [q for q in queries if q not in r["errors"][e] and q not in r["errors"][b]]
+        ratio = common.geomean([med[e][q] / med[b][q] for q in both if med[b][q]])
+        row.append(f"**{ratio:.2f}**")
     lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     for e in engines:
