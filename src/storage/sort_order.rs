@@ -9,6 +9,13 @@
 //! (`"l_shipdate" ASC NULLS LAST`), so it travels with the table; other engines ignore a key
 //! outside `delta.*`.
 
+use datafusion::arrow::compute::{
+    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
+};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -76,7 +83,8 @@ pub fn parse(text: &str) -> Result<Vec<SortKey>> {
     Ok(keys)
 }
 
-/// The stored text of a sort order (what [`parse`] reads back).
+/// The stored text of a sort order (what [`parse`] reads back). Names are quoted here rather
+/// than by `planner::names`, which storage does not depend on.
 pub fn text(keys: &[SortKey]) -> String {
     keys.iter()
         .map(|k| {
@@ -111,28 +119,23 @@ const MAX_RUN_BYTES: usize = 1 << 30;
 /// skips their other row groups (and other runs' files) about as well as one sorted table.
 pub struct Runs {
     /// (column index, order) of the sort order's columns the table has.
-    columns: Vec<(usize, datafusion::arrow::compute::SortOptions)>,
-    schema: datafusion::arrow::datatypes::SchemaRef,
-    batches: Vec<datafusion::arrow::record_batch::RecordBatch>,
-    reservation: datafusion::execution::memory_pool::MemoryReservation,
+    columns: Vec<(usize, SortOptions)>,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    reservation: MemoryReservation,
 }
 
 impl Runs {
     /// Runs for a write of `schema`'s rows; `None` when the sort order names none of its
     /// columns (a column dropped since is left out).
-    pub fn new(
-        keys: &[SortKey],
-        schema: &datafusion::arrow::datatypes::SchemaRef,
-        context: &datafusion::execution::TaskContext,
-    ) -> Option<Self> {
-        use datafusion::execution::memory_pool::MemoryConsumer;
+    pub fn new(keys: &[SortKey], schema: &SchemaRef, context: &TaskContext) -> Option<Self> {
         let columns: Vec<_> = keys
             .iter()
             .filter_map(|k| {
                 let index = schema.index_of(&k.column).ok()?;
                 Some((
                     index,
-                    datafusion::arrow::compute::SortOptions {
+                    SortOptions {
                         descending: k.descending,
                         nulls_first: k.nulls_first,
                     },
@@ -153,10 +156,7 @@ impl Runs {
     }
 
     /// Add a batch; answers the run before it, sorted, when the batch does not fit in it.
-    pub fn push(
-        &mut self,
-        batch: datafusion::arrow::record_batch::RecordBatch,
-    ) -> datafusion::error::Result<Option<datafusion::arrow::record_batch::RecordBatch>> {
+    pub fn push(&mut self, batch: RecordBatch) -> datafusion::error::Result<Option<RecordBatch>> {
         let need = 2 * batch.get_array_memory_size();
         let fits = self.reservation.size() + need <= MAX_RUN_BYTES
             && self.reservation.try_grow(need).is_ok();
@@ -171,12 +171,7 @@ impl Runs {
     }
 
     /// The rows gathered so far, sorted; `None` when there are none.
-    pub fn finish(
-        &mut self,
-    ) -> datafusion::error::Result<Option<datafusion::arrow::record_batch::RecordBatch>> {
-        use datafusion::arrow::compute::{
-            SortColumn, concat_batches, lexsort_to_indices, take_record_batch,
-        };
+    pub fn finish(&mut self) -> datafusion::error::Result<Option<RecordBatch>> {
         if self.batches.is_empty() {
             return Ok(None);
         }

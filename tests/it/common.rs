@@ -39,6 +39,17 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// The defaults, with the warehouse in `dir` (which outlives the server: restarts, files
+    /// read by the test).
+    pub fn in_dir(dir: &Path) -> Self {
+        Options {
+            dir: Some(dir.to_path_buf()),
+            ..Default::default()
+        }
+    }
+}
+
 pub fn config(opts: &Options, dir: &Path) -> Config {
     let mut c = Config::default();
     c.server.listen = "127.0.0.1:0".into();

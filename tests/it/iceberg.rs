@@ -63,11 +63,7 @@ async fn iceberg_time_travel_by_snapshot_and_timestamp() {
 async fn iceberg_tables_survive_a_restart_and_default_format_applies() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("wh");
-    let s = TestServer::start(Options {
-        dir: Some(dir.clone()),
-        ..Default::default()
-    })
-    .await;
+    let s = TestServer::start(Options::in_dir(&dir)).await;
     let c = s.connect().await;
     c.batch_execute(
         "CREATE TABLE keep (id BIGINT, d DATE, j JSONB) USING iceberg; \
@@ -79,9 +75,8 @@ async fn iceberg_tables_survive_a_restart_and_default_format_applies() {
     s.stop().await;
 
     let s = TestServer::start(Options {
-        dir: Some(dir.clone()),
         default_format: Some("iceberg".into()),
-        ..Default::default()
+        ..Options::in_dir(&dir)
     })
     .await;
     let c = s.connect().await;

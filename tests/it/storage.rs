@@ -6,11 +6,7 @@ use crate::common::{Options, TestServer};
 async fn data_survives_a_restart() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("wh");
-    let s = TestServer::start(Options {
-        dir: Some(dir.clone()),
-        ..Default::default()
-    })
-    .await;
+    let s = TestServer::start(Options::in_dir(&dir)).await;
     let c = s.connect().await;
     c.batch_execute(
         "CREATE SCHEMA sales; \
@@ -23,11 +19,7 @@ async fn data_survives_a_restart() {
     drop(c);
     s.stop().await;
 
-    let s = TestServer::start(Options {
-        dir: Some(dir.clone()),
-        ..Default::default()
-    })
-    .await;
+    let s = TestServer::start(Options::in_dir(&dir)).await;
     let c = s.connect().await;
     let rows = c
         .query(
@@ -473,11 +465,7 @@ fn parquet_files(dir: &std::path::Path) -> Vec<(i64, usize, i64)> {
 async fn create_table_as_and_insert_write_row_groups_of_122880_rows_with_page_indexes() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("wh");
-    let s = TestServer::start(Options {
-        dir: Some(dir.clone()),
-        ..Default::default()
-    })
-    .await;
+    let s = TestServer::start(Options::in_dir(&dir)).await;
     let c = s.connect().await;
     c.batch_execute(
         "CREATE SCHEMA rg; \
@@ -510,10 +498,7 @@ async fn create_table_as_and_insert_write_row_groups_of_122880_rows_with_page_in
 async fn another_writers_commit_is_seen_by_the_next_execution() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("wh");
-    let opts = || Options {
-        dir: Some(dir.clone()),
-        ..Default::default()
-    };
+    let opts = || Options::in_dir(&dir);
     let a = TestServer::start(opts()).await;
     let ca = a.connect().await;
     ca.batch_execute("CREATE TABLE w (id BIGINT); INSERT INTO w VALUES (1), (2)")
@@ -613,18 +598,14 @@ fn sorted_by<K: Ord>(files: &[Vec<Vec<String>>], key: impl Fn(&[String]) -> K) -
 }
 
 /// A table's sort order (`WITH (sort_order = ...)`, `ALTER TABLE ... SET (sort_order = ...)`):
-/// every write (INSERT, CREATE TABLE AS, the rewrite of ALTER TABLE ... RENAME/DROP COLUMN)
-/// writes its rows in that order, so a filter on the first column skips row groups by their
-/// statistics; the answers are the same.
+/// INSERT and CREATE TABLE AS write their rows in that order, so a filter on the first column
+/// skips row groups by their statistics; the order follows RENAME COLUMN and leaves with DROP
+/// COLUMN; the answers are the same.
 #[tokio::test]
 async fn writes_follow_the_tables_sort_order() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("wh");
-    let s = TestServer::start(Options {
-        dir: Some(dir.clone()),
-        ..Default::default()
-    })
-    .await;
+    let s = TestServer::start(Options::in_dir(&dir)).await;
     let c = s.connect().await;
     // 250,000 rows in a scrambled order: three row groups of 122,880 or fewer.
     c.batch_execute(
@@ -730,13 +711,9 @@ async fn writes_follow_the_tables_sort_order() {
 async fn a_sorted_write_larger_than_the_memory_limit_is_written_in_sorted_runs() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("wh");
-    let s = TestServer::start_with(
-        Options {
-            dir: Some(dir.clone()),
-            ..Default::default()
-        },
-        |c| c.engine.memory_limit = Some("16MiB".into()),
-    )
+    let s = TestServer::start_with(Options::in_dir(&dir), |c| {
+        c.engine.memory_limit = Some("16MiB".into())
+    })
     .await;
     let c = s.connect().await;
     c.batch_execute(
