@@ -6,6 +6,7 @@ pub mod compact_views;
 pub mod deferred_build;
 pub mod describe;
 pub mod dialect;
+pub mod dynamic_filter;
 pub mod filter_estimates;
 pub mod functions;
 pub mod known_queries;
