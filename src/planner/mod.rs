@@ -3,6 +3,7 @@
 //! Uses `catalog`; knows nothing of the wire.
 
 pub mod compact_views;
+pub mod decimal_arith;
 pub mod deferred_build;
 pub mod describe;
 pub mod dialect;
@@ -138,6 +139,7 @@ fn physical_rules()
     rules.push(Arc::new(prune_only::DynamicRowFilter));
     rules.push(Arc::new(deferred_build::DeferBuildSides));
     rules.push(Arc::new(compact_views::CompactViews));
+    rules.push(Arc::new(decimal_arith::DecimalArithmetic));
     rules
 }
 
