@@ -2,6 +2,7 @@
 //! functions, type names), expands stored views, and maps PostgreSQL column types to Arrow.
 //! Uses `catalog`; knows nothing of the wire.
 
+pub mod adaptive_filter;
 pub mod compact_views;
 pub mod decimal_arith;
 pub mod deferred_build;
@@ -140,6 +141,7 @@ fn physical_rules()
     rules.push(Arc::new(deferred_build::DeferBuildSides));
     rules.push(Arc::new(compact_views::CompactViews));
     rules.push(Arc::new(decimal_arith::DecimalArithmetic));
+    rules.push(Arc::new(adaptive_filter::AdaptiveFilters));
     rules
 }
 
