@@ -21,6 +21,7 @@ pub mod pg_shape;
 pub mod pg_static;
 pub mod pg_text;
 pub mod prune_only;
+pub mod semi_join;
 pub mod shared_subplans;
 pub mod time_travel;
 pub mod types;
@@ -133,6 +134,7 @@ fn physical_rules()
     for rule in datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules {
         // Before the dynamic filters are pushed (see shared_subplans).
         if rule.name() == "FilterPushdown(Post)" {
+            rules.push(Arc::new(semi_join::SemiJoinAsInner));
             rules.push(Arc::new(shared_subplans::ShareSubplans));
         }
         rules.push(rule);

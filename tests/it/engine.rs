@@ -233,3 +233,62 @@ async fn a_joins_key_set_filters_the_rows_under_an_aggregation() {
     assert_eq!(got, expected.into_iter().collect::<Vec<_>>());
     s.stop().await;
 }
+
+/// `IN (SELECT k ... GROUP BY k HAVING ...)` (TPC-H q18's shape): the subquery's keys are
+/// distinct, so its semi join is computed as an inner join (`planner::semi_join`), whose key
+/// set filters the scans of the other side. Each row is kept once, as by the semi join; a
+/// subquery with repeated keys keeps its semi join.
+#[tokio::test]
+async fn a_semi_join_on_distinct_keys_filters_the_other_sides_scans() {
+    let s = TestServer::start_with(Options::default(), |c| {
+        c.engine.target_partitions = Some(2);
+    })
+    .await;
+    let c = s.connect().await;
+    c.batch_execute(
+        "CREATE TABLE ord_s (k bigint NOT NULL, v bigint NOT NULL);
+         INSERT INTO ord_s SELECT x, x * 10 FROM generate_series(1, 20000) t(x);
+         CREATE TABLE line_s (k bigint NOT NULL, q bigint NOT NULL);
+         INSERT INTO line_s SELECT x % 20000 + 1, x % 13 FROM generate_series(1, 200000) t(x);",
+    )
+    .await
+    .expect("tables");
+    let sql = "SELECT o.k, o.v, sum(l.q) FROM ord_s o JOIN line_s l ON o.k = l.k \
+               WHERE o.k IN (SELECT k FROM line_s GROUP BY k HAVING sum(q) >= 70) \
+               GROUP BY o.k, o.v ORDER BY o.k";
+    let plan = physical_plan(&c, sql).await;
+    assert!(!plan.contains("Semi"), "{plan}");
+    let rows = c
+        .query(&format!("EXPLAIN ANALYZE {sql}"), &[])
+        .await
+        .expect("explain analyze");
+    let analyzed: String = rows.iter().map(|r| r.get::<_, String>(1)).collect();
+    let orders = analyzed
+        .lines()
+        .find(|l| l.contains("DataSourceExec") && l.contains("ord_s"))
+        .unwrap_or_else(|| panic!("no scan of ord_s in {analyzed}"));
+    assert!(orders.contains("DynamicFilter"), "{orders}");
+    let mut sums = vec![0i64; 20_001];
+    for x in 1..=200_000i64 {
+        sums[(x % 20_000 + 1) as usize] += x % 13;
+    }
+    let expected: Vec<(i64, i64, i64)> = (1..=20_000i64)
+        .filter(|k| sums[*k as usize] >= 70)
+        .map(|k| (k, k * 10, sums[k as usize]))
+        .collect();
+    assert!(!expected.is_empty() && expected.len() < 20_000);
+    let rows = c.query(sql, &[]).await.expect("query");
+    let got: Vec<(i64, i64, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(got, expected);
+    // Repeated keys: a semi join still, each row once.
+    let sql = "SELECT count(*), count(DISTINCT k) FROM ord_s WHERE k IN (SELECT k FROM line_s)";
+    let row = c.query_one(sql, &[]).await.expect("semi join");
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+        (20_000, 20_000)
+    );
+    s.stop().await;
+}
