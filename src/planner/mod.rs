@@ -132,12 +132,21 @@ fn physical_rules()
         Arc::new(filter_estimates::FilterEstimates),
     ];
     for rule in datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules {
-        // Before the dynamic filters are pushed (see shared_subplans).
-        if rule.name() == "FilterPushdown(Post)" {
-            rules.push(Arc::new(semi_join::SemiJoinAsInner));
-            rules.push(Arc::new(shared_subplans::ShareSubplans));
+        let name = rule.name().to_owned();
+        match name.as_str() {
+            // Before the dynamic filters are pushed (see semi_join, shared_subplans).
+            "FilterPushdown(Post)" => {
+                rules.push(Arc::new(semi_join::SemiJoinAsInner));
+                rules.push(Arc::new(shared_subplans::ShareSubplans));
+            }
+            // Semi joins' estimates, for join selection only (see semi_join).
+            "join_selection" => rules.push(Arc::new(semi_join::SemiJoinEstimates)),
+            _ => {}
         }
         rules.push(rule);
+        if name == "join_selection" {
+            rules.push(Arc::new(semi_join::SemiJoinEstimatesDone));
+        }
     }
     rules.push(Arc::new(prune_only::DynamicRowFilter));
     rules.push(Arc::new(deferred_build::DeferBuildSides));
