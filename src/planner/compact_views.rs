@@ -20,7 +20,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::config::ConfigOptions;
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::joins::HashJoinExec;
@@ -29,6 +29,8 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, Statistics,
 };
 use futures::StreamExt;
+
+use crate::storage::nodes::only_child;
 
 #[derive(Debug, Default)]
 pub struct CompactViews;
@@ -132,17 +134,13 @@ impl ExecutionPlan for CompactViewsExec {
     }
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(Arc::new(Self {
-                properties: input.properties().clone(),
-                input,
-            })),
-            _ => Err(DataFusionError::Internal(
-                "CompactViewsExec takes exactly one child".into(),
-            )),
-        }
+        let input = only_child(children, "CompactViewsExec")?;
+        Ok(Arc::new(Self {
+            properties: input.properties().clone(),
+            input,
+        }))
     }
     fn partition_statistics(&self, partition: Option<usize>) -> Result<Statistics> {
         self.input.partition_statistics(partition)

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::config::ConfigOptions;
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
@@ -30,6 +30,8 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, Statistics,
 };
 use futures::{StreamExt, TryStreamExt};
+
+use crate::storage::nodes::only_child;
 
 #[derive(Debug, Default)]
 pub struct DeferBuildSides;
@@ -105,17 +107,13 @@ impl ExecutionPlan for DeferredExec {
     }
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(Arc::new(DeferredExec {
-                properties: Arc::clone(input.properties()),
-                input,
-            })),
-            _ => Err(DataFusionError::Internal(
-                "DeferredExec takes exactly one child".into(),
-            )),
-        }
+        let input = only_child(children, "DeferredExec")?;
+        Ok(Arc::new(DeferredExec {
+            properties: Arc::clone(input.properties()),
+            input,
+        }))
     }
     fn execute(
         &self,

@@ -21,7 +21,7 @@ use datafusion::arrow::array::{Array, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::{filter_record_batch, prep_null_mask_filter};
 use datafusion::common::ScalarValue;
 use datafusion::common::cast::as_boolean_array;
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{DynamicFilterPhysicalExpr, Literal};
@@ -34,6 +34,8 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, Statistics,
 };
 use futures::StreamExt;
+
+use crate::storage::nodes::only_child;
 
 /// Rows a stream filters before judging whether the filters are worth their cost.
 const SAMPLE_ROWS: usize = 65_536;
@@ -93,14 +95,10 @@ impl ExecutionPlan for DynamicFilterExec {
     }
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(Arc::new(Self::new(input, self.filters.clone()))),
-            _ => Err(DataFusionError::Internal(
-                "DynamicFilterExec takes exactly one child".into(),
-            )),
-        }
+        let input = only_child(children, "DynamicFilterExec")?;
+        Ok(Arc::new(Self::new(input, self.filters.clone())))
     }
     /// A reset plan (a recursive query's next round) gets new filters from its joins, which
     /// this node would not see: it forgets its filters rather than apply stale ones.

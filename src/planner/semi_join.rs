@@ -18,7 +18,7 @@ use std::sync::Arc;
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::config::ConfigOptions;
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::JoinType;
 use datafusion::physical_expr::expressions::Column;
@@ -30,6 +30,8 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, Statistics,
 };
+
+use crate::storage::nodes::only_child;
 
 #[derive(Debug, Default)]
 pub struct SemiJoinAsInner;
@@ -271,17 +273,13 @@ impl ExecutionPlan for EstimateExec {
     }
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(Arc::new(Self {
-                properties: input.properties().clone(),
-                input,
-            })),
-            _ => Err(DataFusionError::Internal(
-                "SemiJoinEstimateExec takes exactly one child".into(),
-            )),
-        }
+        let input = only_child(children, "SemiJoinEstimateExec")?;
+        Ok(Arc::new(Self {
+            properties: input.properties().clone(),
+            input,
+        }))
     }
     fn partition_statistics(&self, partition: Option<usize>) -> Result<Statistics> {
         let mut stats = self.input.partition_statistics(partition)?;

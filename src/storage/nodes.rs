@@ -166,18 +166,14 @@ impl ExecutionPlan for FilesExec {
     }
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(Arc::new(FilesExec {
-                properties: input.properties().clone(),
-                input,
-                ..self.as_ref().clone()
-            })),
-            _ => Err(datafusion::error::DataFusionError::Internal(
-                "TableFilesExec takes exactly one child".into(),
-            )),
-        }
+        let input = only_child(children, "TableFilesExec")?;
+        Ok(Arc::new(FilesExec {
+            properties: input.properties().clone(),
+            input,
+            ..self.as_ref().clone()
+        }))
     }
     fn execute(
         &self,
@@ -227,6 +223,20 @@ impl ExecutionPlan for FilesExec {
     }
 }
 
+/// The one child a single-input node is given in `with_new_children`; an internal error
+/// naming `node` for any other number.
+pub fn only_child(
+    mut children: Vec<Arc<dyn ExecutionPlan>>,
+    node: &str,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    match (children.pop(), children.is_empty()) {
+        (Some(input), true) => Ok(input),
+        _ => Err(datafusion::error::DataFusionError::Internal(format!(
+            "{node} takes exactly one child"
+        ))),
+    }
+}
+
 /// Wrap `input` so that no optimizer rewrite moves anything across it (`name` shows in EXPLAIN:
 /// `WriteInputExec` below a write, `SecureScanExec` above a governed scan).
 pub fn fence(input: Arc<dyn ExecutionPlan>, name: &'static str) -> Arc<dyn ExecutionPlan> {
@@ -268,15 +278,9 @@ impl ExecutionPlan for Fence {
     }
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(fence(input, self.name)),
-            _ => Err(datafusion::error::DataFusionError::Internal(format!(
-                "{} takes exactly one child",
-                self.name
-            ))),
-        }
+        Ok(fence(only_child(children, self.name)?, self.name))
     }
     /// The input's statistics, inexact: they guide the planning of joins above a governed
     /// scan, and no rule answers a query from them (as it may from exact ones, e.g. `count(*)`

@@ -43,6 +43,23 @@ async fn physical_plan(c: &tokio_postgres::Client, sql: &str) -> String {
         .collect()
 }
 
+/// A server computing on two partitions, as on a 2-core machine.
+async fn two_partitions() -> TestServer {
+    TestServer::start_with(Options::default(), |c| {
+        c.engine.target_partitions = Some(2);
+    })
+    .await
+}
+
+/// The text of `EXPLAIN ANALYZE sql`: the plan as it ran, with its metrics.
+async fn analyzed_plan(c: &tokio_postgres::Client, sql: &str) -> String {
+    let rows = c
+        .query(&format!("EXPLAIN ANALYZE {sql}"), &[])
+        .await
+        .expect("explain analyze");
+    rows.iter().map(|r| r.get::<_, String>(1)).collect()
+}
+
 /// A Delta table's scan reports its columns' min/max, null counts and sizes from the Delta log
 /// (deltalake itself only min/max for the columns a filter names), which the join planner needs;
 /// and
@@ -102,10 +119,7 @@ async fn delta_scans_report_column_statistics_from_the_log() {
 /// filters they push into it. The answer is the join's.
 #[tokio::test]
 async fn build_sides_are_deferred_until_their_join_asks() {
-    let s = TestServer::start_with(Options::default(), |c| {
-        c.engine.target_partitions = Some(2);
-    })
-    .await;
+    let s = two_partitions().await;
     let c = s.connect().await;
     c.batch_execute(
         "CREATE TABLE dim_n (k bigint NOT NULL, name text NOT NULL);
@@ -139,10 +153,7 @@ async fn build_sides_are_deferred_until_their_join_asks() {
 /// places; one computing a volatile expression is not shared (two draws stay two draws).
 #[tokio::test]
 async fn an_aggregation_used_twice_is_computed_once() {
-    let s = TestServer::start_with(Options::default(), |c| {
-        c.engine.target_partitions = Some(2);
-    })
-    .await;
+    let s = two_partitions().await;
     let c = s.connect().await;
     c.batch_execute(
         "CREATE TABLE sales_s (k bigint NOT NULL, v bigint NOT NULL);
@@ -192,10 +203,7 @@ async fn an_aggregation_used_twice_is_computed_once() {
 /// The answer is the join's.
 #[tokio::test]
 async fn a_joins_key_set_filters_the_rows_under_an_aggregation() {
-    let s = TestServer::start_with(Options::default(), |c| {
-        c.engine.target_partitions = Some(2);
-    })
-    .await;
+    let s = two_partitions().await;
     let c = s.connect().await;
     c.batch_execute(
         "CREATE TABLE fact_k (k bigint NOT NULL, d date NOT NULL, v bigint NOT NULL);
@@ -210,11 +218,7 @@ async fn a_joins_key_set_filters_the_rows_under_an_aggregation() {
                JOIN (SELECT k, sum(v) AS total FROM fact_k WHERE d >= DATE '2024-03-01' \
                      GROUP BY k) a ON a.k = d.k \
                WHERE d.name LIKE 'n12%' ORDER BY d.k";
-    let rows = c
-        .query(&format!("EXPLAIN ANALYZE {sql}"), &[])
-        .await
-        .expect("explain analyze");
-    let plan: String = rows.iter().map(|r| r.get::<_, String>(1)).collect();
+    let plan = analyzed_plan(&c, sql).await;
     let filter = plan
         .lines()
         .find(|l| l.contains("DynamicFilterExec"))
@@ -240,10 +244,7 @@ async fn a_joins_key_set_filters_the_rows_under_an_aggregation() {
 /// subquery with repeated keys keeps its semi join.
 #[tokio::test]
 async fn a_semi_join_on_distinct_keys_filters_the_other_sides_scans() {
-    let s = TestServer::start_with(Options::default(), |c| {
-        c.engine.target_partitions = Some(2);
-    })
-    .await;
+    let s = two_partitions().await;
     let c = s.connect().await;
     c.batch_execute(
         "CREATE TABLE ord_s (k bigint NOT NULL, v bigint NOT NULL);
@@ -258,11 +259,7 @@ async fn a_semi_join_on_distinct_keys_filters_the_other_sides_scans() {
                GROUP BY o.k, o.v ORDER BY o.k";
     let plan = physical_plan(&c, sql).await;
     assert!(!plan.contains("Semi"), "{plan}");
-    let rows = c
-        .query(&format!("EXPLAIN ANALYZE {sql}"), &[])
-        .await
-        .expect("explain analyze");
-    let analyzed: String = rows.iter().map(|r| r.get::<_, String>(1)).collect();
+    let analyzed = analyzed_plan(&c, sql).await;
     let orders = analyzed
         .lines()
         .find(|l| l.contains("DataSourceExec") && l.contains("ord_s"))
@@ -299,10 +296,7 @@ async fn a_semi_join_on_distinct_keys_filters_the_other_sides_scans() {
 /// scan of the aggregated side.
 #[tokio::test]
 async fn a_semi_join_with_a_filtered_table_is_estimated_small() {
-    let s = TestServer::start_with(Options::default(), |c| {
-        c.engine.target_partitions = Some(2);
-    })
-    .await;
+    let s = two_partitions().await;
     let c = s.connect().await;
     c.batch_execute(
         "CREATE TABLE part_e (pk bigint NOT NULL, name text NOT NULL);
@@ -320,11 +314,7 @@ async fn a_semi_join_with_a_filtered_table_is_estimated_small() {
                WHERE pk IN (SELECT pk FROM part_e WHERE name LIKE 'forest%') \
                AND avail > (SELECT sum(q) FROM li_e WHERE li_e.pk = ps_e.pk AND li_e.sk = ps_e.sk \
                             AND d >= DATE '2024-03-01' AND d < DATE '2024-07-01')";
-    let rows = c
-        .query(&format!("EXPLAIN ANALYZE {sql}"), &[])
-        .await
-        .expect("explain analyze");
-    let plan: String = rows.iter().map(|r| r.get::<_, String>(1)).collect();
+    let plan = analyzed_plan(&c, sql).await;
     let filter = plan
         .lines()
         .find(|l| l.contains("DynamicFilterExec"))
