@@ -56,6 +56,7 @@ pub fn annotate(
         scanned,
         metrics,
         table_stats,
+        statistics: Default::default(),
     })
 }
 
@@ -76,6 +77,11 @@ struct FilesExec {
     scanned: usize,
     metrics: ExecutionPlanMetricsSet,
     table_stats: Option<Arc<TableStats>>,
+    /// The whole scan's statistics, computed once: DataFusion's physical optimizer asks every
+    /// join and projection above for theirs, each asking its inputs, down to the table
+    /// format's scan, whose answer (per file, projected) was a twentieth of planning a
+    /// seven-table join.
+    statistics: std::sync::OnceLock<Statistics>,
 }
 
 impl FilesExec {
@@ -172,6 +178,7 @@ impl ExecutionPlan for FilesExec {
         Ok(Arc::new(FilesExec {
             properties: input.properties().clone(),
             input,
+            statistics: Default::default(),
             ..self.as_ref().clone()
         }))
     }
@@ -186,7 +193,14 @@ impl ExecutionPlan for FilesExec {
         Some(self.metrics.clone_inner())
     }
     fn partition_statistics(&self, partition: Option<usize>) -> DfResult<Statistics> {
-        Ok(self.complete(self.input.partition_statistics(partition)?))
+        if partition.is_some() {
+            return Ok(self.complete(self.input.partition_statistics(partition)?));
+        }
+        if let Some(s) = self.statistics.get() {
+            return Ok(s.clone());
+        }
+        let s = self.complete(self.input.partition_statistics(None)?);
+        Ok(self.statistics.get_or_init(|| s).clone())
     }
     fn supports_limit_pushdown(&self) -> bool {
         true
