@@ -9,7 +9,7 @@ pub mod attached;
 mod provider;
 pub mod versions;
 
-pub use provider::{LakegateCatalog, ViewExpander, pinned_version};
+pub use provider::{LakegateCatalog, ViewExpander, pinned, pinned_version};
 /// The listing filter type, for the planner's session values.
 pub mod provider_visible {
     pub use super::provider::{Hidden, SessionCatalog, Visible};

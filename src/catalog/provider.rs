@@ -293,9 +293,14 @@ impl SchemaProvider for SessionSchema {
 
 /// The table version a session's provider reads, when it reads one fixed version.
 pub fn pinned_version(p: &dyn TableProvider) -> Option<i64> {
+    pinned(p).map(|v| v.version)
+}
+
+/// The table and version a session's provider reads, when it reads one fixed version.
+pub fn pinned(p: &dyn TableProvider) -> Option<&crate::storage::Pinned> {
     match p.as_any().downcast_ref::<HiddenColumns>() {
-        Some(h) => crate::storage::pinned_version(h.inner.as_ref()),
-        None => crate::storage::pinned_version(p),
+        Some(h) => crate::storage::pinned(h.inner.as_ref()),
+        None => crate::storage::pinned(p),
     }
 }
 

@@ -112,6 +112,16 @@ pub struct Planner {
     memory_gate: Arc<tokio::sync::RwLock<()>>,
 }
 
+/// A query's logical plan for [`Planner::execute`].
+#[derive(Debug, Clone)]
+pub enum Logical {
+    /// As planned from the statement: DataFusion's analyzer and optimizer run on it.
+    AsWritten(LogicalPlan),
+    /// Already through them (`SessionState::optimize`, maybe for an earlier run of the same
+    /// statement): only the physical planning is left.
+    Optimized(LogicalPlan),
+}
+
 /// How a query holds the memory gate while its rows are computed and sent.
 #[derive(Debug)]
 enum Gate {
@@ -252,18 +262,29 @@ impl Planner {
     pub async fn execute(
         &self,
         ctx: &SessionContext,
-        plan: LogicalPlan,
+        plan: Logical,
     ) -> Result<datafusion::execution::SendableRecordBatchStream> {
         use futures::StreamExt;
         async fn run(
             ctx: &SessionContext,
-            plan: LogicalPlan,
+            plan: Logical,
         ) -> Result<datafusion::execution::SendableRecordBatchStream> {
-            Ok(ctx
-                .execute_logical_plan(plan)
-                .await?
-                .execute_stream()
-                .await?)
+            match plan {
+                Logical::AsWritten(plan) => Ok(ctx
+                    .execute_logical_plan(plan)
+                    .await?
+                    .execute_stream()
+                    .await?),
+                Logical::Optimized(plan) => {
+                    let state = ctx.state();
+                    let physical = state
+                        .query_planner()
+                        .create_physical_plan(&plan, &state)
+                        .await?;
+                    let task = Arc::new(datafusion::execution::TaskContext::from(&state));
+                    Ok(datafusion::physical_plan::execute_stream(physical, task)?)
+                }
+            }
         }
         if !self.memory_limited {
             return run(ctx, plan).await;

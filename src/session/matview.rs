@@ -925,35 +925,38 @@ impl Session {
         Ok(())
     }
 
-    /// The cache key of a planned query, when its result may be cached: every table it reads
-    /// is read at one known version, and it calls nothing whose value could change between two
-    /// runs of the same plan (now(), random(), session functions).
-    /// The result cache's key of a governed plan, with the tables it reads at their versions;
-    /// None when its result may not be cached.
-    pub(super) fn cache_key(
+    /// The identity of a governed plan, with the tables it reads at their versions, when two
+    /// runs of the same identity compute the same rows: every table it reads is read at one
+    /// known version, and it calls nothing whose value could change between two runs of the
+    /// same plan (now(), random(), session functions). None otherwise. The result cache's key
+    /// and the session's optimized plans (`Session::optimized`) are by it.
+    pub(super) fn plan_identity(
         &self,
         plan: &LogicalPlan,
     ) -> Option<(crate::mv::cache::Key, Vec<(String, i64)>)> {
         use datafusion::common::tree_node::TreeNodeRecursion;
         use datafusion::logical_expr::Volatility;
-        if !self.engine.cache.enabled() || !self.setting_on("lakegate.result_cache") {
-            return None;
-        }
         let mut versions = vec![];
+        // The same with each table's location: a table dropped and created again under its
+        // name reaches the version numbers the old one had.
+        let mut located = vec![];
         let mut cacheable = true;
         let _ = plan.apply_with_subqueries(|p| {
             if let LogicalPlan::TableScan(scan) = p {
-                match datafusion::datasource::source_as_provider(&scan.source)
-                    .ok()
-                    .and_then(|pr| crate::catalog::pinned_version(pr.as_ref()))
+                let provider = datafusion::datasource::source_as_provider(&scan.source).ok();
+                match provider
+                    .as_ref()
+                    .and_then(|pr| crate::catalog::pinned(pr.as_ref()))
                 {
-                    // Resolved (schema.table): the plan's text may name the table as written,
-                    // and `nation` on another search_path is another table.
-                    Some(v) => versions.push((
-                        self.with_names(|n| n.object(&scan.table_name))
-                            .unwrap_or_else(|| object_name(&scan.table_name)),
-                        v,
-                    )),
+                    Some(v) => {
+                        // Resolved (schema.table): the plan's text may name the table as
+                        // written, and `nation` on another search_path is another table.
+                        let name = self
+                            .with_names(|n| n.object(&scan.table_name))
+                            .unwrap_or_else(|| object_name(&scan.table_name));
+                        located.push((format!("{name} {}", v.location), v.version));
+                        versions.push((name, v.version));
+                    }
                     None => cacheable = false,
                 }
             }
@@ -980,8 +983,9 @@ impl Session {
             return None;
         }
         versions.sort();
+        located.sort();
         let text = plan.display_indent_schema().to_string();
-        let key = crate::mv::cache::Key::new(&text, &self.engine.policies().version, &versions);
+        let key = crate::mv::cache::Key::new(&text, &self.engine.policies().version, &located);
         Some((key, versions))
     }
 }

@@ -38,9 +38,11 @@ const SETTABLE: &[(&str, &str)] = &[
     ("default_table_access_method", "heap"),
     ("transaction_isolation", "read committed"),
     ("default_transaction_isolation", "read committed"),
-    // Materialized-view rewrite and the result cache, on unless a session turns them off.
+    // Materialized-view rewrite, the result cache and the reuse of optimized plans, on unless
+    // a session turns them off.
     ("lakegate.mv_rewrite", "on"),
     ("lakegate.result_cache", "on"),
+    ("lakegate.plan_cache", "on"),
     ("transaction_read_only", "off"),
     ("default_transaction_read_only", "off"),
     ("bytea_output", "hex"),
@@ -202,7 +204,7 @@ impl Settings {
                 }
                 v
             }
-            "lakegate.mv_rewrite" | "lakegate.result_cache" => {
+            "lakegate.mv_rewrite" | "lakegate.result_cache" | "lakegate.plan_cache" => {
                 match value.to_ascii_lowercase().as_str() {
                     "on" | "true" | "yes" | "1" => "on".into(),
                     "off" | "false" | "no" | "0" => "off".into(),

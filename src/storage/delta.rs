@@ -314,7 +314,13 @@ pub async fn provider(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
             }
         }
     }
-    let version = table.version().and_then(|v| i64::try_from(v).ok());
+    let version = table
+        .version()
+        .and_then(|v| i64::try_from(v).ok())
+        .map(|version| super::Pinned {
+            location: table.table_url().to_string(),
+            version,
+        });
     let column_stats = Some(Arc::new(column_statistics(table, &inner.schema())));
     Ok(super::decorate(
         inner,

@@ -463,10 +463,20 @@ pub fn with_pg_types(
     )
 }
 
-/// The table version a provider reads, when it reads one fixed version (a Delta table's
-/// provider is opened on one version); None when it cannot say.
-pub fn pinned_version(p: &dyn TableProvider) -> Option<i64> {
-    p.as_any().downcast_ref::<Typed>().and_then(|t| t.version)
+/// The one version of one table a provider reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Pinned {
+    /// Where the table lives: each table created has its own, even under a name used before.
+    pub location: String,
+    pub version: i64,
+}
+
+/// What a provider reads, when it reads one fixed version (a Delta table's provider is opened
+/// on one version); None when it cannot say.
+pub fn pinned(p: &dyn TableProvider) -> Option<&Pinned> {
+    p.as_any()
+        .downcast_ref::<Typed>()
+        .and_then(|t| t.version.as_ref())
 }
 
 /// What [`decorate`] adds to a provider.
@@ -479,7 +489,7 @@ pub struct Decoration {
     /// INSERT input behind [`nodes::fence`].
     pub fence_writes: bool,
     /// The one version the provider reads.
-    pub version: Option<i64>,
+    pub version: Option<Pinned>,
     /// A Delta table's appends, written with Lakegate's Parquet writer properties.
     pub delta_append: Option<Arc<delta_sink::DeltaAppend>>,
     /// Table-wide column statistics that scans report where their own are missing.
@@ -554,8 +564,8 @@ struct Typed {
     schema: SchemaRef,
     total_files: Option<usize>,
     fence_writes: bool,
-    /// The table version the inner provider reads (see `pinned_version`).
-    version: Option<i64>,
+    /// The table version the inner provider reads (see `pinned`).
+    version: Option<Pinned>,
     /// The inner columns shown, when some are hidden ([`HIDDEN_PREFIX`]).
     visible: Option<Vec<usize>>,
     delta_append: Option<Arc<delta_sink::DeltaAppend>>,
