@@ -382,7 +382,7 @@ const OPTIMIZED_PLANS: usize = 32;
 /// What an optimized plan was made of: the governed plan's identity (`plan_identity`) and the
 /// catalog's generation (after a DDL statement a name may stand for another table, of the same
 /// version number).
-type Optimized = (crate::mv::cache::Key, u64);
+type OptimizedKey = (crate::mv::cache::Key, u64);
 
 /// One client connection's state.
 pub struct Session {
@@ -416,7 +416,7 @@ pub struct Session {
     /// Cached results of this session's queries, found without planning (see [`Memo`]).
     memo: std::sync::Mutex<HashMap<u64, Memo>>,
     /// This session's queries through DataFusion's optimizer (see [`Session::optimized`]).
-    optimized: std::sync::Mutex<std::collections::VecDeque<(Optimized, LogicalPlan)>>,
+    optimized: std::sync::Mutex<std::collections::VecDeque<(OptimizedKey, LogicalPlan)>>,
     /// The last statement text audited, and its redaction.
     redacted: std::sync::Mutex<Option<(String, String)>>,
     /// The statement being executed (whose hash the memo takes from it).
@@ -1705,7 +1705,8 @@ impl Session {
         let plan = bind(plan, params)?;
         let schema = crate::planner::describe::result_schema(&plan, &self.current_schema());
         let names = output_names(stmt, &schema);
-        // The result cache: by governed plan, policy version and table versions (mv::cache).
+        // The result cache: by governed plan, policy version, table locations and versions
+        // (mv::cache); the session's optimized plans by the same identity.
         let identity = if command == "SELECT" {
             self.plan_identity(&plan)
         } else {
