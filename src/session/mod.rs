@@ -2194,6 +2194,9 @@ fn show_name(variable: &[ast::Ident]) -> String {
         "time zone" => "timezone".into(),
         "transaction isolation level" => "transaction_isolation".into(),
         "session authorization" => "session_authorization".into(),
+        // `SHOW lakegate.plan_cache`: the parser gives a dotted name's parts (PostgreSQL's
+        // custom parameters have two); no other two-word name is a parameter.
+        other if variable.len() == 2 => other.replace(' ', "."),
         other => other.replace(' ', "_"),
     }
 }
