@@ -341,6 +341,16 @@ async fn a_semi_join_with_a_filtered_table_is_estimated_small() {
     s.stop().await;
 }
 
+/// The first column of `sql`'s one row, a bigint sum (None for the sum of no rows).
+async fn first_sum(
+    c: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Option<i64> {
+    let rows = c.query(sql, params).await.expect(sql);
+    rows[0].get::<_, Option<i64>>(0)
+}
+
 /// A session runs a repeated query on the plan DataFusion's optimizer made of it the first
 /// time, and only while that plan still stands for the same thing: a write (a new table
 /// version), a table dropped and created again under the same name, another search_path,
@@ -360,44 +370,39 @@ async fn a_repeated_query_reuses_its_optimized_plan_only_while_it_stands() {
     .await
     .expect("setup");
     let q = "SELECT sum(a) FROM pc.t WHERE a > 0";
-    let total = |rows: Vec<tokio_postgres::Row>| rows[0].get::<_, Option<i64>>(0);
     for _ in 0..3 {
-        assert_eq!(total(c.query(q, &[]).await.expect(q)), Some(3));
+        assert_eq!(first_sum(&c, q, &[]).await, Some(3));
     }
     c.batch_execute("INSERT INTO pc.t VALUES (3, 'z')")
         .await
         .expect("insert");
-    assert_eq!(total(c.query(q, &[]).await.expect(q)), Some(6));
+    assert_eq!(first_sum(&c, q, &[]).await, Some(6));
     c.batch_execute(
         "DROP TABLE pc.t; CREATE TABLE pc.t (a bigint, b text);
          INSERT INTO pc.t VALUES (10, 'x'); INSERT INTO pc.t VALUES (20, 'y');",
     )
     .await
     .expect("drop and create (to the version the dropped table was read at)");
-    assert_eq!(total(c.query(q, &[]).await.expect(q)), Some(30));
+    assert_eq!(first_sum(&c, q, &[]).await, Some(30));
     let unqualified = "SELECT sum(a) FROM t";
     for (path, want) in [("pc", 30), ("pc2", 100), ("pc", 30)] {
         c.batch_execute(&format!("SET search_path = {path}"))
             .await
             .expect("search_path");
         assert_eq!(
-            total(c.query(unqualified, &[]).await.expect(unqualified)),
+            first_sum(&c, unqualified, &[]).await,
             Some(want),
             "search_path {path}"
         );
     }
     let param = "SELECT sum(a) FROM pc.t WHERE a > $1";
     for (bound, want) in [(5i64, Some(30)), (15, Some(20)), (25, None), (5, Some(30))] {
-        assert_eq!(
-            total(c.query(param, &[&bound]).await.expect(param)),
-            want,
-            "a > {bound}"
-        );
+        assert_eq!(first_sum(&c, param, &[&bound]).await, want, "a > {bound}");
     }
     c.batch_execute("SET lakegate.plan_cache = off; INSERT INTO pc.t VALUES (5, 'w')")
         .await
         .expect("off");
-    assert_eq!(total(c.query(q, &[]).await.expect(q)), Some(35));
+    assert_eq!(first_sum(&c, q, &[]).await, Some(35));
     let e = c
         .batch_execute("SET lakegate.plan_cache = maybe")
         .await
@@ -413,23 +418,22 @@ async fn a_table_created_again_under_its_name_is_not_answered_from_the_old_ones_
     let s = TestServer::start(Options::default()).await;
     let c = s.connect().await;
     let q = "SELECT sum(a) FROM rc.t";
-    let total = |rows: Vec<tokio_postgres::Row>| rows[0].get::<_, Option<i64>>(0);
     c.batch_execute(
         "CREATE SCHEMA rc; CREATE TABLE rc.t (a bigint);
          INSERT INTO rc.t VALUES (1); INSERT INTO rc.t VALUES (2);",
     )
     .await
     .expect("setup");
-    assert_eq!(total(c.query(q, &[]).await.expect(q)), Some(3));
-    assert_eq!(total(c.query(q, &[]).await.expect(q)), Some(3));
+    assert_eq!(first_sum(&c, q, &[]).await, Some(3));
+    assert_eq!(first_sum(&c, q, &[]).await, Some(3));
     c.batch_execute(
         "DROP TABLE rc.t; CREATE TABLE rc.t (a bigint);
          INSERT INTO rc.t VALUES (10); INSERT INTO rc.t VALUES (20);",
     )
     .await
     .expect("drop and create");
-    assert_eq!(total(c.query(q, &[]).await.expect(q)), Some(30));
+    assert_eq!(first_sum(&c, q, &[]).await, Some(30));
     let other = s.connect().await;
-    assert_eq!(total(other.query(q, &[]).await.expect(q)), Some(30));
+    assert_eq!(first_sum(&other, q, &[]).await, Some(30));
     s.stop().await;
 }
