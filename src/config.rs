@@ -466,6 +466,9 @@ pub struct Settings {
     pub s3: crate::storage::S3Settings,
     pub catalogs: Vec<crate::storage::iceberg::RestSpec>,
     pub policy_dir: PathBuf,
+    /// The policy folder was named in the configuration (not the default `policies`): when it
+    /// is missing nothing is allowed, never the built-in defaults.
+    pub policy_dir_configured: bool,
     pub audit_sync: AuditSync,
     /// The key of `hash` masks (redacted in Debug).
     pub mask_key: Option<Secret>,
@@ -640,6 +643,7 @@ impl Config {
             metadata_dir: self.storage.metadata_dir,
             s3,
             catalogs,
+            policy_dir_configured: self.policy.dir != PolicyConfig::default().dir,
             policy_dir: self.policy.dir,
             audit_sync: self.policy.audit_sync,
             mask_key: match &self.policy.mask_key_file {

@@ -95,6 +95,12 @@ impl From<DataFusionError> for Error {
     }
 }
 
+impl From<datafusion::parquet::errors::ParquetError> for Error {
+    fn from(e: datafusion::parquet::errors::ParquetError) -> Self {
+        Error::from(DataFusionError::ParquetError(Box::new(e)))
+    }
+}
+
 impl From<ArrowError> for Error {
     fn from(e: ArrowError) -> Self {
         Error::from(DataFusionError::from(e))

@@ -73,11 +73,16 @@ impl Server {
             .map(|u| u.name.clone())
             .collect();
         let mask_key = settings.mask_key.as_ref().map(|k| k.0.as_bytes().to_vec());
-        let policies = crate::policy::PolicySet::load(&settings.policy_dir)
-            .await?
-            .with_mask_key(mask_key.clone());
-        let watch =
-            crate::policy::PolicyWatch::new(settings.policy_dir.clone(), mask_key, &policies);
+        let policies =
+            crate::policy::PolicySet::load(&settings.policy_dir, settings.policy_dir_configured)
+                .await?
+                .with_mask_key(mask_key.clone());
+        let watch = crate::policy::PolicyWatch::new(
+            settings.policy_dir.clone(),
+            mask_key,
+            &policies,
+            settings.policy_dir_configured,
+        );
         tracing::info!(source = %policies.source, "policies loaded");
         let audit = crate::policy::audit::AuditLog::open(
             planner.catalog().warehouse().meta_path("audit"),

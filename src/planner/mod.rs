@@ -84,7 +84,10 @@ impl datafusion::physical_planner::ExtensionPlanner for SecureScanPlanner {
             return Ok(None);
         }
         match physical_inputs {
-            [input] => Ok(Some(crate::storage::fence(input.clone(), "SecureScanExec"))),
+            [input] => Ok(Some(crate::storage::fence(
+                input.clone(),
+                crate::policy::explain::SECURE_SCAN_EXEC,
+            ))),
             _ => Err(datafusion::error::DataFusionError::Internal(
                 "a secure scan has one input".into(),
             )),
@@ -589,10 +592,18 @@ impl ViewExpander for Planner {
             cancel_backend: None,
         };
         let ctx = self.new_context(&values);
-        let stmt = parse_sql(sql)?
+        let mut stmt = parse_sql(sql)?
             .into_iter()
             .next()
             .ok_or_else(|| Error::internal("empty view definition"))?;
+        // Its names mean what they meant in its own schema (views made before their
+        // definitions were stored qualified).
+        if let DFStatement::Statement(st) = &mut stmt
+            && let ast::Statement::Query(q) = st.as_mut()
+        {
+            let catalog = &self.catalog;
+            names::qualify_relations(q, schema, &|t| catalog.relation(schema, t).is_some());
+        }
         let plan = Self::plan_statement(&ctx, &stmt).await?;
         if columns.is_empty() {
             return Ok(plan);

@@ -163,3 +163,88 @@ mod tests {
         assert_eq!(name_of("a[1]").as_deref(), Some("a"));
     }
 }
+
+/// Qualify the bare table names of `query` that name a relation of `schema` (`exists`) with
+/// that schema, leaving the names of its CTEs and table functions alone: a view's definition is
+/// bound to what its names meant when it was created (as PostgreSQL stores it), never to the
+/// search_path of whoever reads it later.
+pub fn qualify_relations(query: &mut ast::Query, schema: &str, exists: &dyn Fn(&str) -> bool) {
+    use datafusion::sql::sqlparser::ast::{Visit, VisitMut, Visitor, VisitorMut};
+    use std::ops::ControlFlow;
+
+    struct Ctes(std::collections::HashSet<String>);
+    impl Visitor for Ctes {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &ast::Query) -> ControlFlow<()> {
+            if let Some(with) = &q.with {
+                for cte in &with.cte_tables {
+                    self.0.insert(ident(&cte.alias.name));
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    struct Qualify<'a> {
+        ctes: std::collections::HashSet<String>,
+        schema: &'a str,
+        exists: &'a dyn Fn(&str) -> bool,
+    }
+    impl VisitorMut for Qualify<'_> {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, t: &mut ast::TableFactor) -> ControlFlow<()> {
+            if let ast::TableFactor::Table {
+                name, args: None, ..
+            } = t
+                && let [ObjectNamePart::Identifier(i)] = name.0.as_slice()
+            {
+                let bare = ident(i);
+                if !self.ctes.contains(&bare) && (self.exists)(&bare) {
+                    name.0.insert(
+                        0,
+                        ObjectNamePart::Identifier(ast::Ident::with_quote('"', self.schema)),
+                    );
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut ctes = Ctes(Default::default());
+    let _ = Visit::visit(&*query, &mut ctes);
+    let _ = VisitMut::visit(
+        query,
+        &mut Qualify {
+            ctes: ctes.0,
+            schema,
+            exists,
+        },
+    );
+}
+
+#[cfg(test)]
+mod qualify_tests {
+    use super::*;
+
+    fn query(sql: &str) -> ast::Query {
+        let dialect = super::super::dialect::LakegateDialect::default();
+        let mut p = datafusion::sql::sqlparser::parser::Parser::new(&dialect)
+            .try_with_sql(sql)
+            .expect("sql");
+        *p.parse_query().expect("query")
+    }
+
+    #[test]
+    fn bare_names_of_the_schema_are_qualified_ctes_and_functions_not() {
+        let mut q = query(
+            "WITH c AS (SELECT * FROM emp) SELECT * FROM c JOIN dept ON true \
+             JOIN other.x ON true, generate_series(1, 3) WHERE id IN (SELECT id FROM emp)",
+        );
+        qualify_relations(&mut q, "hr", &|t| matches!(t, "emp" | "dept" | "c"));
+        let text = q.to_string();
+        assert!(text.contains("FROM \"hr\".emp"), "{text}");
+        assert!(text.contains("JOIN \"hr\".dept"), "{text}");
+        assert!(text.contains("FROM c JOIN"), "{text}");
+        assert!(text.contains("other.x"), "{text}");
+        assert!(text.contains("generate_series(1, 3)"), "{text}");
+        assert!(!text.contains("\"hr\".c"), "{text}");
+    }
+}

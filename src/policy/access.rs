@@ -19,6 +19,10 @@ const VERSIONS_SCHEMA: &str = "__lakegate_versions";
 /// The catalog a COPY FROM's incoming rows are read from (session::copy): not a table of anyone's.
 pub const COPY_SOURCE_CATALOG: &str = "__lakegate_copy";
 
+/// The catalogs through which UPDATE, DELETE and MERGE read their target's rows with their row
+/// identity start so (`__lakegate_dml_<id>.schema.table` reads `schema.table`).
+pub const DML_CATALOG: &str = "__lakegate_dml";
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Access {
     pub reads: BTreeSet<String>,
@@ -39,6 +43,15 @@ pub struct Names<'a> {
 }
 
 impl Names<'_> {
+    /// The policy name of the table a scan reads, or None for a system table or a recursive
+    /// CTE's work table (the CTE's own rows, which its terms' scans govern).
+    pub fn scan(&self, scan: &datafusion::logical_expr::TableScan) -> Option<String> {
+        if is_work_table(scan) {
+            return None;
+        }
+        self.object(&scan.table_name)
+    }
+
     /// The policy name of a table reference, or None for a system table.
     pub fn object(&self, r: &TableReference) -> Option<String> {
         // A table function's scan (`generate_series(1, 3)`, `unnest(...)`) reads no table; table
@@ -62,6 +75,9 @@ impl Names<'_> {
         if matches!(schema, "information_schema" | "pg_catalog") || catalog == COPY_SOURCE_CATALOG {
             return None;
         }
+        if catalog.starts_with(DML_CATALOG) {
+            return Some(format!("{schema}.{table}"));
+        }
         if schema == VERSIONS_SCHEMA {
             // `schema.table@v3` reads schema.table.
             let base = table.rsplit_once('@').map(|(b, _)| b).unwrap_or(table);
@@ -73,6 +89,20 @@ impl Names<'_> {
             format!("{catalog}.{schema}.{table}")
         })
     }
+}
+
+/// Whether a table reference reads an older version of a table (time travel).
+pub fn is_time_travel(r: &TableReference) -> bool {
+    r.schema() == Some(VERSIONS_SCHEMA)
+}
+
+/// Whether a scan reads a recursive CTE's work table.
+pub fn is_work_table(scan: &datafusion::logical_expr::TableScan) -> bool {
+    source_as_provider(&scan.source).is_ok_and(|p| {
+        p.as_any()
+            .downcast_ref::<datafusion::catalog::cte_worktable::CteWorkTable>()
+            .is_some()
+    })
 }
 
 /// The tables `plan` reads and writes.
@@ -96,7 +126,7 @@ fn collect(plan: &LogicalPlan, names: Names<'_>, access: &mut Access) -> Result<
                     Some(v) => {
                         // Names inside the view resolve in its own schema; unknown: deny-safe
                         // default of the view's schema.
-                        let (schema, name) = match names.object(&scan.table_name) {
+                        let (schema, name) = match names.scan(scan) {
                             Some(o) => match o.split_once('.') {
                                 Some((s, n)) => (s.to_string(), n.to_string()),
                                 None => (names.schema.to_string(), o),
@@ -110,7 +140,7 @@ fn collect(plan: &LogicalPlan, names: Names<'_>, access: &mut Access) -> Result<
                         views.push((v, inner));
                     }
                     None => {
-                        if let Some(o) = names.object(&scan.table_name) {
+                        if let Some(o) = names.scan(scan) {
                             access.reads.insert(o);
                         }
                     }

@@ -359,23 +359,72 @@ fn audit_schema() -> SchemaRef {
 /// and secrets never reach the log).
 pub fn redact_literals(sql: &str) -> String {
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
     match Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() {
         Ok(tokens) => tokens
             .into_iter()
             .map(|t| match t {
-                Token::SingleQuotedString(_)
-                | Token::DoubleQuotedString(_)
-                | Token::DollarQuotedString(_)
-                | Token::EscapedStringLiteral(_)
-                | Token::NationalStringLiteral(_)
-                | Token::HexStringLiteral(_)
-                | Token::Number(..) => "?".to_string(),
+                // Names, placeholders, operators and punctuation stay; comments may carry
+                // values and go.
+                Token::Whitespace(Whitespace::SingleLineComment { .. })
+                | Token::Whitespace(Whitespace::MultiLineComment(_)) => " ".to_string(),
+                Token::Word(_) | Token::Whitespace(_) | Token::Placeholder(_) => t.to_string(),
+                // Every literal form (numbers, '', E'', U&'', B'', X'', N'', $$...$$ and any
+                // other string or literal token the tokenizer knows) is a value.
+                Token::Number(..) | Token::Char(_) => "?".to_string(),
+                other if is_literal(&other) => "?".to_string(),
                 other => other.to_string(),
             })
             .collect(),
         Err(_) => "<statement not shown: it does not tokenize>".into(),
     }
+}
+
+/// Whether a token is a literal of some string form (by its variant: every one of them is
+/// named `...String...` or `...Literal...`, so a form added to the tokenizer later is redacted
+/// too).
+fn is_literal(t: &datafusion::sql::sqlparser::tokenizer::Token) -> bool {
+    let name = format!("{t:?}");
+    let variant = name.split(['(', ' ', '{']).next().unwrap_or("");
+    variant.contains("String") || variant.contains("Literal")
+}
+
+/// An error message as the server log may show it: every quoted or numeric value replaced by
+/// `?` (a message may quote a value of a governed table: `cannot cast string '613-48-2277'`).
+/// Names in double quotes stay.
+pub fn redact_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars().peekable();
+    let mut prev_alnum = false;
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            // up to the closing quote ('' inside is a quote)
+            loop {
+                match chars.next() {
+                    Some('\'') if chars.peek() == Some(&'\'') => {
+                        chars.next();
+                    }
+                    Some('\'') | None => break,
+                    Some(_) => {}
+                }
+            }
+            out.push_str("'?'");
+            prev_alnum = false;
+        } else if c.is_ascii_digit() && !prev_alnum {
+            while chars
+                .peek()
+                .is_some_and(|d| d.is_ascii_alphanumeric() || *d == '.' || *d == '-' || *d == ':')
+            {
+                chars.next();
+            }
+            out.push('?');
+            prev_alnum = false;
+        } else {
+            prev_alnum = c.is_alphanumeric() || c == '_';
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Attributes as one JSON text for the record.
@@ -498,5 +547,34 @@ mod tests {
         let mut synced = log.synced_watch.subscribe();
         let _ = synced.wait_for(|n| *n >= 64).await;
         Ok(())
+    }
+
+    #[test]
+    fn every_literal_form_is_redacted() {
+        let sql = "SELECT 'a', E'b\\n', U&'d\\0061t', B'0101', X'1F', N'n', $$dollar$$, $t$tagged$t$, \
+                   42, 4.5e3, -7, \"Name\" FROM t WHERE x = $1 -- ssn 613-48-2277\n/* 123-45 */";
+        let r = redact_literals(sql);
+        for secret in [
+            "'a'", "b\\n", "0061", "0101", "1F", "'n'", "dollar", "tagged", "42", "4.5e3", "7",
+            "613", "123-45",
+        ] {
+            assert!(!r.contains(secret), "{secret} in {r}");
+        }
+        assert!(
+            r.contains("\"Name\"") && r.contains("$1") && r.contains("FROM t"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn log_messages_lose_their_values() {
+        let m = redact_message(
+            "Cast error: Cannot cast string '613-48-2277' to value of Int32 type (it''s 42) in \"emp\" col2",
+        );
+        assert!(!m.contains("613") && !m.contains("42"), "{m}");
+        assert!(
+            m.contains("\"emp\"") && m.contains("col2") && m.contains("Int32"),
+            "{m}"
+        );
     }
 }

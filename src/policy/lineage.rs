@@ -30,7 +30,7 @@ pub fn tags(
                     .downcast_ref::<ViewTable>()
                     .map(|v| v.logical_plan().clone())
             });
-            let object = names.object(&scan.table_name);
+            let object = names.scan(scan);
             match (view, object) {
                 (Some(v), object) => {
                     let (schema, name) = object

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod explain;
 pub mod lineage;
 pub mod secure;
 
@@ -208,6 +209,9 @@ pub struct PolicySet {
     column_grants: Vec<(String, regex_lite::Regex, Vec<String>)>,
     /// The key of `hash` masks (policy.mask_key_file or LAKEGATE_MASK_KEY).
     mask_key: Option<Vec<u8>>,
+    /// Every grant that lets someone put values into a table: `write`, `admin` and `*` (every
+    /// column), `update` (its columns). Decides the keys of `hash` masks ([`Self::hash_key`]).
+    write_grants: Vec<(regex_lite::Regex, Option<Vec<String>>)>,
     principals: HashMap<String, PrincipalSpec>,
     row_filters: Vec<(regex_lite::Regex, RowFilterSpec)>,
     masks: Vec<(regex_lite::Regex, MaskSpec)>,
@@ -227,28 +231,23 @@ impl std::fmt::Debug for PolicySet {
 }
 
 impl PolicySet {
-    /// Load every `*.toml` of `dir`; without a folder there, the built-in defaults.
-    pub async fn load(dir: &Path) -> Result<PolicySet> {
-        let mut files: Vec<(String, String)> = vec![];
-        if dir.is_dir() {
-            let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-                .map_err(|e| {
-                    Error::Config(format!("cannot read policy folder {}: {e}", dir.display()))
-                })?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect();
-            paths.sort();
-            for p in paths {
-                let text = std::fs::read_to_string(&p).map_err(|e| {
-                    Error::Config(format!("cannot read policy file {}: {e}", p.display()))
-                })?;
-                files.push((p.display().to_string(), text));
+    /// Load every `*.toml` of `dir`. Without a folder there: the built-in defaults when
+    /// `configured` is false (no policy folder was named: the embedded default), else nothing is
+    /// allowed (fail closed: a named folder that is missing never means "allow all").
+    pub async fn load(dir: &Path, configured: bool) -> Result<PolicySet> {
+        match read_folder(dir)? {
+            Some(files) => Self::from_texts(&files, dir.display().to_string()).await,
+            None if configured => {
+                tracing::error!(
+                    folder = %dir.display(),
+                    "the policy folder does not exist: nothing is allowed until it does"
+                );
+                Self::from_texts(&[], format!("{} (missing: nothing allowed)", dir.display())).await
             }
-            Self::from_texts(&files, dir.display().to_string()).await
-        } else {
-            files.push(("built-in default policies".into(), DEFAULT_POLICIES.into()));
-            Self::from_texts(&files, "built-in default policies".into()).await
+            None => {
+                let files = [("built-in default policies".into(), DEFAULT_POLICIES.into())];
+                Self::from_texts(&files, "built-in default policies".into()).await
+            }
         }
     }
 
@@ -319,6 +318,7 @@ impl PolicySet {
             .map_err(|e| Error::Config(format!("policy engine: {e}")))?;
         let fail = |e: casbin::Error| Error::Config(format!("policy engine: {e}"));
         let mut column_grants = vec![];
+        let mut write_grants = vec![];
         for g in &merged.grant {
             for a in &g.actions {
                 let a = a.to_ascii_lowercase();
@@ -345,6 +345,11 @@ impl PolicySet {
                             g.to, g.on
                         )));
                     }
+                    _ => {}
+                }
+                match a.as_str() {
+                    "write" | "admin" | "*" => write_grants.push((compile(&g.on)?, None)),
+                    "update" => write_grants.push((compile(&g.on)?, g.columns.clone())),
                     _ => {}
                 }
                 enforcer
@@ -392,6 +397,7 @@ impl PolicySet {
             system_grants,
             column_grants,
             mask_key: None,
+            write_grants,
             principals,
             row_filters,
             masks,
@@ -399,6 +405,34 @@ impl PolicySet {
             enforcer,
             source,
         })
+    }
+
+    /// The key a `hash` mask uses on column `m.column` of `object`, derived from the server's
+    /// mask key so that tokens join only where the policies mean them to:
+    ///
+    /// - a column that some grant lets a non-administrator write (INSERT, UPDATE of it, COPY,
+    ///   or any DDL through `admin`) gets a key of its own (`column:<schema.table>.<column>`):
+    ///   whoever can put chosen values there and read them back as tokens holds a dictionary of
+    ///   guesses, which must not match the tokens of any other column;
+    /// - any other column shares the key of its mask's tag (`tag:PII.ssn`) or of its column
+    ///   name (`column:ssn`): its values come only from administrators, so its tokens join with
+    ///   those of the same tag in every table the policies name (and of the copies
+    ///   administrators make with CREATE TABLE AS, whose tags follow the data).
+    fn hash_key(&self, m: &MaskSpec, object: &str) -> Option<Vec<u8>> {
+        use hmac::{Hmac, Mac};
+        let master = self.mask_key.as_deref()?;
+        let writable = self.write_grants.iter().any(|(on, columns)| {
+            on.is_match(object) && columns.as_ref().is_none_or(|c| c.contains(&m.column))
+        });
+        let domain = match (&m.tag, writable) {
+            (_, true) => format!("column:{object}.{}", m.column),
+            (Some(tag), false) => format!("tag:{tag}"),
+            (None, false) => format!("column:{}", m.column),
+        };
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(master).ok()?;
+        mac.update(b"lakegate hash mask\0");
+        mac.update(domain.as_bytes());
+        Some(mac.finalize().into_bytes().to_vec())
     }
 
     /// Set the key `hash` masks use (without one, a hash mask denies).
@@ -522,6 +556,88 @@ impl PolicySet {
         out
     }
 
+    /// The columns of `object` the policy files name for that table exactly (masks by column,
+    /// tags, a mask's `unless` column, `update` grants' columns), with the policy naming each:
+    /// the table must have them, else its policies cannot be what their authors meant and it is
+    /// not readable past them (fail closed). Patterns with `*` name no table exactly.
+    pub fn named_columns(&self, object: &str) -> Vec<(String, String)> {
+        let exact = |glob: &str| !glob.contains('*') && glob == object;
+        let mut out = vec![];
+        for (_, m) in &self.masks {
+            if !exact(&m.table) {
+                continue;
+            }
+            let name = m
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("mask on {}", m.table));
+            if m.tag.is_none() {
+                out.push((name.clone(), m.column.clone()));
+            }
+            if let Some(u) = &m.unless {
+                out.push((name, u.clone()));
+            }
+        }
+        for (_, t) in &self.tags {
+            if exact(&t.table) {
+                out.push((
+                    format!("tag {} on {}", t.tags.join(", "), t.table),
+                    t.column.clone(),
+                ));
+            }
+        }
+        out
+    }
+
+    /// The columns of `object` some policy relies on by name, wherever its pattern matches:
+    /// masked or tagged columns, a mask's `unless` column, the columns a row filter reads
+    /// (names in its predicate), those `update` grants name. Renaming one would
+    /// silently unbind its policy: refused until the policy files follow.
+    pub fn governed_columns(&self, object: &str) -> Vec<(String, String)> {
+        let mut out = vec![];
+        for (re, m) in &self.masks {
+            if !re.is_match(object) {
+                continue;
+            }
+            let name = m
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("mask on {}", m.table));
+            // (By tag: the policy files' tags are below; tags the catalog keeps move with
+            // their column.)
+            if m.tag.is_none() {
+                out.push((name.clone(), m.column.clone()));
+            }
+            if let Some(u) = &m.unless {
+                out.push((name, u.clone()));
+            }
+        }
+        for (re, f) in &self.row_filters {
+            if re.is_match(object) {
+                let name = f
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("row filter on {}", f.table));
+                for c in filter_columns(&f.filter) {
+                    out.push((name.clone(), c));
+                }
+            }
+        }
+        for (re, t) in &self.tags {
+            if re.is_match(object) {
+                out.push((format!("tag {}", t.tags.join(", ")), t.column.clone()));
+            }
+        }
+        for (to, on, columns) in &self.column_grants {
+            if on.is_match(object) {
+                for c in columns {
+                    out.push((format!("update grant to {to}"), c.clone()));
+                }
+            }
+        }
+        out
+    }
+
     /// The classification tags of `object.column` (policy files and `stored`).
     pub fn tags_of(&self, object: &str, column: &str, stored: &StoredTags) -> Vec<String> {
         let mut out: Vec<String> = self
@@ -536,28 +652,36 @@ impl PolicySet {
         out
     }
 
-    /// Who `subject` is for grants, row filters and masks: its name, every role the policies
-    /// give it, and (for the user itself, not a role it took) the roles its token claimed.
+    /// Who `subject` is for grants, row filters and masks: the user, every role the policies
+    /// give it, the roles its token claimed, and the role it took with SET ROLE (with that
+    /// role's roles). Restrictions follow the person: a row filter or mask that names the user
+    /// (or any role it holds) binds it whatever role the session took; SET ROLE only adds.
     fn identities(&self, subject: &Subject) -> Vec<String> {
-        let mut out = vec![subject.name.clone()];
-        out.extend(self.roles_of(&subject.name));
-        if subject.name == subject.user
-            && let Some(c) = &subject.claimed
-        {
+        let mut out = vec![subject.user.clone()];
+        out.extend(self.roles_of(&subject.user));
+        if let Some(c) = &subject.claimed {
             for r in &c.roles {
                 out.push(r.clone());
                 out.extend(self.roles_of(r));
             }
+        }
+        if subject.name != subject.user {
+            out.push(subject.name.clone());
+            out.extend(self.roles_of(&subject.name));
         }
         out.sort();
         out.dedup();
         out
     }
 
-    /// Every role `subject` holds (from the policies or its token), for SET ROLE.
+    /// Every role `subject`'s user holds (from the policies or its token), for SET ROLE.
     pub fn roles_held(&self, subject: &Subject) -> Vec<String> {
-        let mut out = self.identities(subject);
-        out.retain(|r| r != &subject.name);
+        let user = Subject {
+            name: subject.user.clone(),
+            ..subject.clone()
+        };
+        let mut out = self.identities(&user);
+        out.retain(|r| r != &subject.user);
         out
     }
 
@@ -659,7 +783,8 @@ impl PolicySet {
                     continue;
                 };
                 let col = Expr::Column(datafusion::common::Column::new(q.clone(), field.name()));
-                let masked = mask_expr(m, col.clone(), field.data_type(), self.mask_key.as_deref())
+                let key = self.hash_key(m, object);
+                let masked = mask_expr(m, col.clone(), field.data_type(), key.as_deref())
                     .map_err(|e| denied(format!("mask {}: {e}", m.column)))?;
                 let masked = match &m.unless {
                     Some(c) => {
@@ -767,13 +892,28 @@ fn mask_expr(
 pub struct PolicyWatch {
     dir: PathBuf,
     mask_key: Option<Vec<u8>>,
-    seen: std::sync::Mutex<Vec<(PathBuf, Option<std::time::SystemTime>, u64)>>,
+    seen: std::sync::Mutex<Option<Fingerprint>>,
     /// Change notices for the folder (or, while it does not exist, for the folder it is to be
     /// made in), and their count when the files were last looked at: while it is the same, no
     /// file changed and none is read or listed.
     notices: std::sync::Mutex<Notices>,
-    /// `ok: ...` or `error: ...; still in force: ...`
-    pub status: std::sync::Arc<std::sync::RwLock<String>>,
+    /// What `lakegate.policy_status()` answers.
+    pub status: std::sync::Arc<std::sync::RwLock<PolicyStatus>>,
+    /// A policy folder was named in the configuration or has been seen: from then on a
+    /// missing folder keeps the policies in force (never the built-in defaults).
+    named: std::sync::atomic::AtomicBool,
+}
+
+/// `lakegate.policy_status()`: `ok: <source>@<version>`, or `error: ...; still in force: ...`.
+/// What failed (a file's name, line and text) is for administrators only; others learn that
+/// the files do not load and which version is in force.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyStatus {
+    pub full: String,
+    pub public: String,
+    /// Tables the policies in force cannot govern as written (by table), found by statements
+    /// that were refused for it; forgotten when the policies change.
+    pub problems: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default)]
@@ -839,18 +979,26 @@ impl Notices {
 }
 
 impl PolicyWatch {
-    pub fn new(dir: PathBuf, mask_key: Option<Vec<u8>>, loaded: &PolicySet) -> PolicyWatch {
+    /// `configured`: the folder was named in the configuration (see [`PolicySet::load`]).
+    pub fn new(
+        dir: PathBuf,
+        mask_key: Option<Vec<u8>>,
+        loaded: &PolicySet,
+        configured: bool,
+    ) -> PolicyWatch {
         // Watched before the first look: a change made meanwhile is seen by the next one.
         let mut notices = Notices::start(&dir, 0);
         notices.looked = notices.watch.as_ref().and_then(|w| w.count());
+        let named = configured || dir.is_dir();
         let w = PolicyWatch {
             seen: std::sync::Mutex::new(fingerprint(&dir)),
             notices: std::sync::Mutex::new(notices),
             dir,
             mask_key,
-            status: std::sync::Arc::new(std::sync::RwLock::new(String::new())),
+            status: Default::default(),
+            named: std::sync::atomic::AtomicBool::new(named),
         };
-        w.set_status(format!("ok: {}@{}", loaded.source, loaded.version));
+        w.set_ok(loaded);
         w
     }
 
@@ -858,14 +1006,39 @@ impl PolicyWatch {
         self.notices.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn set_status(&self, s: String) {
-        *self.status.write().unwrap_or_else(|p| p.into_inner()) = s;
+    fn set_ok(&self, p: &PolicySet) {
+        let text = format!("ok: {}@{}", p.source, p.version);
+        *self.status.write().unwrap_or_else(|p| p.into_inner()) = PolicyStatus {
+            full: text.clone(),
+            public: text,
+            problems: BTreeMap::new(),
+        };
+    }
+
+    /// A table its policies cannot govern as written (shown to administrators by
+    /// `lakegate.policy_status()` until the policies change).
+    pub fn problem(&self, object: &str, what: String) {
+        self.status
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .problems
+            .insert(object.to_string(), what);
+    }
+
+    fn set_error(&self, detail: &str, current: &PolicySet) {
+        let in_force = format!("still in force: {}@{}", current.source, current.version);
+        let mut status = self.status.write().unwrap_or_else(|p| p.into_inner());
+        status.full = format!("error: {detail}; {in_force}");
+        status.public =
+            format!("error: the policy files do not load (an administrator sees why); {in_force}");
     }
 
     /// When the policy files changed since last seen, load them: the new set, or None (no
     /// change, or they do not load — then the old set stays in force, the error is logged and
-    /// shown by `lakegate.policy_status()`).
+    /// shown by `lakegate.policy_status()`). A policy folder that disappears (or cannot be
+    /// read) keeps the old set too: never the built-in defaults once a folder was named.
     pub async fn changed(&self, current: &PolicySet) -> Option<PolicySet> {
+        use std::sync::atomic::Ordering;
         let (epoch, count) = self.notices().must_look(&self.dir)?;
         let now = fingerprint(&self.dir);
         // Looked at after the count was taken: any later change counts beyond it.
@@ -875,21 +1048,32 @@ impl PolicyWatch {
             if *seen == now {
                 return None;
             }
-            *seen = now;
+            *seen = now.clone();
         }
-        match PolicySet::load(&self.dir).await {
+        if now.is_none() {
+            if self.named.load(Ordering::SeqCst) {
+                tracing::error!(
+                    folder = %self.dir.display(),
+                    "the policy folder is missing; the previous policies stay in force"
+                );
+                self.set_error(
+                    &format!("the policy folder {} is missing", self.dir.display()),
+                    current,
+                );
+            }
+            return None;
+        }
+        self.named.store(true, Ordering::SeqCst);
+        match PolicySet::load(&self.dir, true).await {
             Ok(p) => {
                 let p = p.with_mask_key(self.mask_key.clone());
                 tracing::info!(source = %p.source, version = %p.version, "policies reloaded");
-                self.set_status(format!("ok: {}@{}", p.source, p.version));
+                self.set_ok(&p);
                 Some(p)
             }
             Err(e) => {
                 tracing::error!(error = %e, "policy files do not load; the previous policies stay in force");
-                self.set_status(format!(
-                    "error: {}; still in force: {}@{}",
-                    e, current.source, current.version
-                ));
+                self.set_error(&e.to_string(), current);
                 None
             }
         }
@@ -897,23 +1081,88 @@ impl PolicyWatch {
 }
 
 /// Names, modification times and sizes of the policy files.
-fn fingerprint(dir: &Path) -> Vec<(PathBuf, Option<std::time::SystemTime>, u64)> {
-    let mut out: Vec<_> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
-                .map(|e| {
-                    let md = e.metadata().ok();
-                    (
-                        e.path(),
-                        md.as_ref().and_then(|m| m.modified().ok()),
-                        md.map(|m| m.len()).unwrap_or(0),
-                    )
-                })
-                .collect()
+type Fingerprint = Vec<(PathBuf, Option<std::time::SystemTime>, u64)>;
+
+/// The policy files' [`Fingerprint`]; None when the folder does not exist (or cannot be read).
+fn fingerprint(dir: &Path) -> Option<Fingerprint> {
+    let rd = std::fs::read_dir(dir).ok()?;
+    let mut out: Fingerprint = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
+        .map(|e| {
+            let md = e.metadata().ok();
+            (
+                e.path(),
+                md.as_ref().and_then(|m| m.modified().ok()),
+                md.map(|m| m.len()).unwrap_or(0),
+            )
         })
-        .unwrap_or_default();
+        .collect();
     out.sort();
+    Some(out)
+}
+
+/// The `*.toml` files of a policy folder (name, text), sorted by name; None when the folder
+/// does not exist. A folder or file that cannot be read is an error.
+fn read_folder(dir: &Path) -> Result<Option<Vec<(String, String)>>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Error::Config(format!(
+                "cannot read policy folder {}: {e}",
+                dir.display()
+            )));
+        }
+    };
+    let mut paths = vec![];
+    for e in entries {
+        let e = e.map_err(|e| {
+            Error::Config(format!("cannot read policy folder {}: {e}", dir.display()))
+        })?;
+        if e.path().extension().is_some_and(|x| x == "toml") {
+            paths.push(e.path());
+        }
+    }
+    paths.sort();
+    let mut files = Vec::with_capacity(paths.len());
+    for p in paths {
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| Error::Config(format!("cannot read policy file {}: {e}", p.display())))?;
+        files.push((p.display().to_string(), text));
+    }
+    Ok(Some(files))
+}
+
+/// The names a row filter's predicate uses (unquoted ones folded to lower case): its columns,
+/// and maybe a function name or two, which only make a rename refuse more.
+fn filter_columns(sql: &str) -> Vec<String> {
+    use datafusion::sql::sqlparser::ast::{Expr, visit_expressions};
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    let Ok(mut parser) =
+        datafusion::sql::sqlparser::parser::Parser::new(&PostgreSqlDialect {}).try_with_sql(sql)
+    else {
+        return vec![];
+    };
+    let Ok(expr) = parser.parse_expr() else {
+        return vec![];
+    };
+    let fold = |i: &datafusion::sql::sqlparser::ast::Ident| {
+        if i.quote_style.is_some() {
+            i.value.clone()
+        } else {
+            i.value.to_lowercase()
+        }
+    };
+    let mut out = vec![];
+    let _ = visit_expressions(&expr, |e| {
+        match e {
+            Expr::Identifier(i) => out.push(fold(i)),
+            Expr::CompoundIdentifier(parts) => out.extend(parts.last().map(fold)),
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
     out
 }
 
@@ -1078,18 +1327,24 @@ mod tests {
 
     #[tokio::test]
     async fn the_defaults_load() -> Result<()> {
-        let p = PolicySet::load(Path::new("/nonexistent-policy-dir")).await?;
+        let p = PolicySet::load(Path::new("/nonexistent-policy-dir"), false).await?;
         assert!(p.allows(&Subject::user("anyone"), "demo.orders", Action::Read));
+        // A folder that was named and is missing allows nothing (never the defaults).
+        let p = PolicySet::load(Path::new("/nonexistent-policy-dir"), true).await?;
+        assert!(!p.allows(&Subject::user("anyone"), "demo.orders", Action::Read));
         Ok(())
     }
 }
 
-/// `lakegate.policy_status()`: whether the policy files in force loaded, or what failed.
+/// `lakegate.policy_status()`: whether the policy files in force loaded, or what failed (the
+/// details only for an administrator's session, `admin`).
 pub fn status_udf(
-    status: std::sync::Arc<std::sync::RwLock<String>>,
+    status: std::sync::Arc<std::sync::RwLock<PolicyStatus>>,
+    admin: bool,
 ) -> datafusion::logical_expr::ScalarUDF {
     datafusion::logical_expr::ScalarUDF::new_from_impl(StatusFn {
         status,
+        admin,
         signature: datafusion::logical_expr::Signature::nullary(
             datafusion::logical_expr::Volatility::Volatile,
         ),
@@ -1098,19 +1353,21 @@ pub fn status_udf(
 
 #[derive(Debug)]
 struct StatusFn {
-    status: std::sync::Arc<std::sync::RwLock<String>>,
+    status: std::sync::Arc<std::sync::RwLock<PolicyStatus>>,
+    admin: bool,
     signature: datafusion::logical_expr::Signature,
 }
 
 impl PartialEq for StatusFn {
     fn eq(&self, other: &Self) -> bool {
-        std::sync::Arc::ptr_eq(&self.status, &other.status)
+        std::sync::Arc::ptr_eq(&self.status, &other.status) && self.admin == other.admin
     }
 }
 impl Eq for StatusFn {}
 impl std::hash::Hash for StatusFn {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         std::sync::Arc::as_ptr(&self.status).hash(state);
+        self.admin.hash(state);
     }
 }
 
@@ -1134,11 +1391,15 @@ impl datafusion::logical_expr::ScalarUDFImpl for StatusFn {
         &self,
         _args: datafusion::logical_expr::ScalarFunctionArgs,
     ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
-        let s = self
-            .status
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let status = self.status.read().unwrap_or_else(|p| p.into_inner());
+        let s = if !self.admin {
+            status.public.clone()
+        } else if status.problems.is_empty() {
+            status.full.clone()
+        } else {
+            let problems: Vec<&str> = status.problems.values().map(String::as_str).collect();
+            format!("{}; problems: {}", status.full, problems.join("; "))
+        };
         Ok(datafusion::logical_expr::ColumnarValue::Scalar(
             datafusion::common::ScalarValue::Utf8(Some(s)),
         ))

@@ -31,23 +31,36 @@ pub struct TableRules {
     pub denied: Vec<String>,
 }
 
-/// Rewrite every governed scan of `plan`. `rules_for(object, table schema)` answers the rules of
-/// one table (`schema.table`); an error denies the whole statement.
-pub fn apply(
-    plan: LogicalPlan,
-    names: Names<'_>,
-    rules_for: &dyn Fn(&str, &DFSchemaRef) -> Result<Option<TableRules>>,
-) -> Result<LogicalPlan> {
+/// How a scan reads its table, for the rules of its secure scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// The table as it is now.
+    Current,
+    /// An older version (time travel), whose columns may be named otherwise.
+    Version,
+}
+
+/// The rules of one table (`schema.table`) for one scan: `(object, the scan's table schema,
+/// how it reads)`; an error denies the whole statement.
+pub type RulesFor<'a> = dyn Fn(&str, &DFSchemaRef, Reading) -> Result<Option<TableRules>> + 'a;
+
+/// Rewrite every governed scan of `plan`; an error of `rules_for` denies the whole statement.
+pub fn apply(plan: LogicalPlan, names: Names<'_>, rules_for: &RulesFor<'_>) -> Result<LogicalPlan> {
     let out = plan.transform_up_with_subqueries(|p| {
         let LogicalPlan::TableScan(scan) = &p else {
             return Ok(Transformed::no(p));
         };
-        let Some(object) = names.object(&scan.table_name) else {
+        let Some(object) = names.scan(scan) else {
             return Ok(Transformed::no(p));
         };
         // This runs right after planning, before the optimizer narrows scans: the scan still has
         // every column, so filters and masks can read columns the query does not select.
-        let rules = rules_for(&object, &scan.projected_schema)
+        let reading = if super::access::is_time_travel(&scan.table_name) {
+            Reading::Version
+        } else {
+            Reading::Current
+        };
+        let rules = rules_for(&object, &scan.projected_schema, reading)
             .map_err(datafusion::error::DataFusionError::from)?;
         let Some(rules) = rules else {
             return Ok(Transformed::no(p));
@@ -190,7 +203,7 @@ pub fn attribute_literal(v: &toml::Value) -> Result<ScalarValue> {
 /// rules of the target, over the INSERT source's columns (named as the table's).
 pub fn check_insert(
     plan: LogicalPlan,
-    rules_for: &dyn Fn(&str, &DFSchemaRef) -> Result<Option<TableRules>>,
+    rules_for: &RulesFor<'_>,
     names: Names<'_>,
 ) -> Result<LogicalPlan> {
     use datafusion::logical_expr::dml::WriteOp;
@@ -204,7 +217,7 @@ pub fn check_insert(
         return Ok(plan);
     };
     let input_schema = dml.input.schema().clone();
-    let Some(rules) = rules_for(&object, &input_schema)? else {
+    let Some(rules) = rules_for(&object, &input_schema, Reading::Current)? else {
         return Ok(plan);
     };
     let table = dml.table_name.table().to_string();
@@ -406,26 +419,4 @@ impl datafusion::logical_expr::ScalarUDFImpl for KeyedHash {
             }
         }
     }
-}
-
-/// EXPLAIN as a principal bound by policies sees that a secure scan is there and the names of
-/// the policies, never what is below it (their predicates and masks): drop the lines indented
-/// under a `SecureScan` / `SecureScanExec` line.
-pub fn hide_policy_bodies(plan_text: &str) -> String {
-    let mut out = Vec::new();
-    let mut hidden_below: Option<usize> = None;
-    for line in plan_text.lines() {
-        let indent = line.len() - line.trim_start().len();
-        if let Some(level) = hidden_below {
-            if indent > level {
-                continue;
-            }
-            hidden_below = None;
-        }
-        if line.trim_start().starts_with("SecureScan") {
-            hidden_below = Some(indent);
-        }
-        out.push(line);
-    }
-    out.join("\n")
 }

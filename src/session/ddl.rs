@@ -285,6 +285,24 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
                 new_column_name,
             } => {
                 let (old, new) = (ident(old_column_name), ident(new_column_name));
+                // A policy that names the column by name would stop applying to it.
+                let object = format!("{schema}.{table}");
+                if let Some((policy, _)) = session
+                    .engine
+                    .policies()
+                    .governed_columns(&object)
+                    .into_iter()
+                    .find(|(_, c)| *c == old)
+                {
+                    return Err(Error::Data {
+                        sqlstate: "2BP01",
+                        message: format!(
+                            "cannot rename column \"{old}\" of table \"{table}\": the policy \
+                             \"{policy}\" names it, and would no longer apply to it; change the \
+                             policy files to name \"{new}\" (or no column) first"
+                        ),
+                    });
+                }
                 if find(&columns, &new).is_some() {
                     return Err(Error::Data {
                         sqlstate: "42701",
@@ -702,10 +720,17 @@ pub async fn create_view(session: &mut Session, v: &ast::CreateView) -> Result<O
     if v.if_not_exists && catalog.relation(&schema_name, &name).is_some() {
         return Ok(Outcome::Command(CommandTag::new("CREATE VIEW")));
     }
+    // Bound at creation: bare names that name a relation of the creator's schema are stored
+    // qualified (as PostgreSQL does), so no reader's search_path changes what the view reads.
+    let mut query = v.query.as_ref().clone();
+    let current = session.current_schema();
+    crate::planner::names::qualify_relations(&mut query, &current, &|t| {
+        catalog.relation(&current, t).is_some()
+    });
+    let sql = query.to_string();
     // Check the definition plans now, so a broken view is refused at creation.
-    let sql = v.query.to_string();
     let stmt = datafusion::sql::parser::Statement::Statement(Box::new(ast::Statement::Query(
-        v.query.clone(),
+        Box::new(query),
     )));
     let plan = session.plan(&stmt).await?;
     let columns: Vec<String> = v.columns.iter().map(|c| ident(&c.name)).collect();

@@ -1,172 +1,238 @@
-//! UPDATE and DELETE on Delta tables, each one atomic Delta commit (deltalake's operations);
+//! UPDATE and DELETE on Delta tables (MERGE in `merge.rs`), each one atomic Delta commit;
 //! planned when they are sent, carried out then or, in a transaction block, at COMMIT.
 //!
-//! The WHERE clause and the new values are planned by DataFusion as a SELECT over the table (so
-//! parameters, functions and casts mean what they mean in queries), type-coerced, and handed to
-//! deltalake as expressions over the table's unqualified columns.
+//! One mechanism for every row-level write (`storage::delta_rows`): the statement becomes a
+//! query over its target, read with each row's identity, and whatever else it names (UPDATE
+//! ... FROM, DELETE ... USING, subqueries anywhere), planned by DataFusion and governed like
+//! any query (every table behind its secure scan). Its WHERE picks the target rows and its SET
+//! expressions compute their new values above the barrier, from the values the writer may
+//! see: a predicate or an expression never meets a hidden row or a masked value, so neither its
+//! answer nor its errors can tell one. The query's rows (the changes, by row identity) are then
+//! made in the files by position.
 
-use datafusion::arrow::datatypes::DataType;
-use datafusion::common::ScalarValue;
-use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::optimizer::AnalyzerRule;
-use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::{Column, ScalarValue};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast, col};
+use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{self, AssignmentTarget, FromTable, TableFactor};
-use deltalake::kernel::engine::arrow_conversion::TryIntoArrow;
 
 use super::{CommandTag, Outcome, Session, bind, parse};
 use crate::catalog::TableEntry;
 use crate::error::{Error, Result};
 use crate::planner::names::last_ident;
+use crate::storage::delta_rows::{self, ACTION, FILE, NEW_PREFIX, ROW, Statement};
 
-/// The Delta table a DML statement names, and its quoted SQL name.
-fn target(session: &Session, name: &ast::ObjectName, what: &str) -> Result<(String, TableEntry)> {
-    let (schema, table, entry) = session.delta_target(name, what)?;
-    Ok((format!("\"{schema}\".\"{table}\""), entry))
-}
-
-fn single_table(t: &ast::TableWithJoins) -> Result<&ast::ObjectName> {
-    match &t.relation {
-        TableFactor::Table {
-            name, alias: None, ..
-        } if t.joins.is_empty() => Ok(name),
-        TableFactor::Table { alias: Some(_), .. } => Err(Error::unsupported(
-            "UPDATE/DELETE with a table alias is not supported yet",
-        )),
-        _ => Err(Error::unsupported(
-            "UPDATE/DELETE on more than one table is not supported yet",
-        )),
-    }
-}
-
-/// Plan `SELECT <items> FROM <table> [WHERE <selection>]` with bound parameters and coerced
-/// types; returns the select-list expressions and the predicate.
-async fn plan_parts(
-    session: &Session,
-    table_sql: &str,
-    items: &[String],
-    selection: Option<&ast::Expr>,
-    params: Vec<ScalarValue>,
-) -> Result<(Vec<Expr>, Option<Expr>)> {
-    let list = if items.is_empty() {
-        "*".to_string()
-    } else {
-        items.join(", ")
-    };
-    let sql = match selection {
-        Some(w) => format!("SELECT {list} FROM {table_sql} WHERE {w}"),
-        None => format!("SELECT {list} FROM {table_sql}"),
-    };
-    let stmt = parse(&sql)?
-        .pop()
-        .ok_or_else(|| Error::internal("empty generated statement"))?;
-    let plan = bind(session.plan(&stmt).await?, params)?;
-    let plan = TypeCoercion::new().analyze(plan, &ConfigOptions::default())?;
-    let mut values = vec![];
-    let mut predicate = None;
-    plan.apply(|p| {
-        match p {
-            LogicalPlan::Projection(proj) if values.is_empty() && !items.is_empty() => {
-                values = proj.expr.clone();
-            }
-            LogicalPlan::Filter(f) if predicate.is_none() => predicate = Some(f.predicate.clone()),
-            _ => {}
-        }
-        Ok(TreeNodeRecursion::Continue)
-    })?;
-    let values = values
-        .into_iter()
-        .map(|e| unqualify(e.unalias()))
-        .collect::<Result<_>>()?;
-    Ok((values, predicate.map(unqualify).transpose()?))
-}
-
-/// Column references as deltalake resolves them: by bare name.
-fn unqualify(e: Expr) -> Result<Expr> {
-    Ok(e.transform(|e| match e {
-        Expr::Column(c) if c.relation.is_some() => Ok(Transformed::yes(Expr::Column(
-            datafusion::common::Column::new_unqualified(c.name),
-        ))),
-        other => Ok(Transformed::no(other)),
-    })?
-    .data)
-}
-
-/// A planned UPDATE or DELETE: run now, or at COMMIT inside a transaction block.
+/// A planned row-level write: run now, or at COMMIT inside a transaction block.
 #[derive(Debug, Clone)]
 pub struct RowChange {
+    statement: Statement,
     entry: TableEntry,
-    table_sql: String,
-    /// Empty for DELETE.
-    assignments: Vec<(String, Expr)>,
-    predicate: Option<Expr>,
-    delete: bool,
+    schema: String,
+    table: String,
+    /// The catalog the change list query reads the target's rows with identity from (a name
+    /// of its own: no user statement can name it).
+    catalog: String,
+    /// The change list query (see the module doc).
+    sql: String,
+    params: Vec<ScalarValue>,
+    /// The statement as its commit records it.
+    text: &'static str,
 }
 
 impl RowChange {
     pub fn command(&self) -> &'static str {
-        if self.delete { "DELETE" } else { "UPDATE" }
+        match self.statement {
+            Statement::Update => "UPDATE",
+            Statement::Delete => "DELETE",
+            Statement::Merge => "MERGE",
+        }
+    }
+
+    /// The change list: the rows of the target (at its latest version) and the query's plan,
+    /// governed, with its new values cast to the columns' types and sorted by row identity,
+    /// in the context it runs in.
+    async fn plan(
+        &self,
+        session: &Session,
+    ) -> Result<(Arc<delta_rows::Rows>, LogicalPlan, SessionContext)> {
+        let catalog = session.engine.planner.catalog();
+        let delta = catalog.delta_table(&self.entry).await?;
+        let shown = catalog.table_provider(&self.entry).await?.schema();
+        let rows = delta_rows::Rows::open(&self.table, delta, shown.clone()).await?;
+        let object = format!("{}.{}", self.schema, self.table);
+        let provider = rows.provider(&session.hidden_columns(&object));
+        let ctx = session.context_with_table(&self.catalog, &self.schema, &self.table, provider)?;
+        let stmt = parse(&self.sql)?
+            .pop()
+            .ok_or_else(|| Error::internal("empty change list query"))?;
+        let plan = session.plan_in(&ctx, &stmt).await?;
+        let plan = bind(plan, self.params.clone())?;
+        Ok((rows, sorted_changes(plan, &shown)?, ctx))
+    }
+
+    async fn changes(
+        &self,
+        session: &Session,
+    ) -> Result<(
+        Arc<delta_rows::Rows>,
+        datafusion::execution::SendableRecordBatchStream,
+    )> {
+        let (rows, plan, ctx) = self.plan(session).await?;
+        let stream = session
+            .engine
+            .planner
+            .execute(&ctx, crate::planner::Logical::AsWritten(plan))
+            .await?;
+        Ok((rows, stream))
+    }
+
+    /// Check that it plans (names, types, grants and policies), as when it is sent.
+    pub async fn check(&self, session: &Session) -> Result<()> {
+        self.plan(session).await.map(|_| ())
     }
 
     /// How many rows it would change now (for its tag when it is deferred to COMMIT).
     pub async fn count(&self, session: &Session) -> Result<usize> {
-        let provider = session
-            .engine
-            .planner
-            .catalog()
-            .table_provider(&self.entry)
-            .await?;
-        let mut df = session.context().read_table(provider)?;
-        if let Some(p) = &self.predicate {
-            df = df.filter(p.clone())?;
-        }
-        Ok(df.count().await?)
+        let (_, stream) = self.changes(session).await?;
+        delta_rows::count(stream, self.statement).await
     }
 
     /// Carry it out: one Delta commit. Returns the rows changed.
     pub async fn apply(self, session: &Session) -> Result<usize> {
-        let catalog = session.engine.planner.catalog().clone();
-        if self.delete {
-            // Without a predicate deltalake drops whole files and cannot always count their rows.
-            let before = match &self.predicate {
-                None => Some(session.count_rows(&self.table_sql).await?),
-                Some(_) => None,
-            };
-            let delta = catalog.delta_table(&self.entry).await?;
-            let mut op = delta.delete();
-            if let Some(p) = self.predicate {
-                op = op.with_predicate(p);
-            }
-            let (delta, metrics) = op.await?;
-            catalog.remember(&self.entry, delta).await;
-            return Ok(metrics.num_deleted_rows.or(before).unwrap_or(0));
-        }
-        let delta = catalog.delta_table(&self.entry).await?;
-        let schema = delta.snapshot()?.schema();
-        let mut op = delta.clone().update();
-        for (column, value) in self.assignments {
-            let field = schema.field(&column).ok_or_else(|| {
-                Error::UndefinedColumn(format!(
-                    "column \"{column}\" of relation {} does not exist",
-                    self.table_sql
-                ))
-            })?;
-            let want: DataType = field.data_type().try_into_arrow().map_err(|e| {
-                Error::internal(format!("column \"{column}\" has no Arrow type: {e}"))
-            })?;
-            op = op.with_update(
-                column.as_str(),
-                Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(value), want)),
-            );
-        }
-        if let Some(p) = self.predicate {
-            op = op.with_predicate(p);
-        }
-        let (delta, metrics) = op.await?;
-        catalog.remember(&self.entry, delta).await;
-        Ok(metrics.num_updated_rows)
+        let (rows, stream) = self.changes(session).await?;
+        let (table, changed) = delta_rows::apply(&rows, stream, self.statement, self.text).await?;
+        session
+            .engine
+            .planner
+            .catalog()
+            .remember(&self.entry, table)
+            .await;
+        Ok(changed)
     }
+}
+
+/// `plan`'s change list with each `__lakegate_new_c` cast to column `c`'s type, sorted by row
+/// identity (inserts, which have none, last).
+fn sorted_changes(plan: LogicalPlan, table: &SchemaRef) -> Result<LogicalPlan> {
+    let exprs = plan
+        .schema()
+        .iter()
+        .map(|(q, f)| {
+            let column = Expr::Column(Column::new(q.cloned(), f.name()));
+            let target = f
+                .name()
+                .strip_prefix(NEW_PREFIX)
+                .and_then(|c| table.field_with_name(c).ok());
+            match target {
+                Some(t) => cast(column, t.data_type().clone()).alias(f.name()),
+                None => column.alias(f.name()),
+            }
+        })
+        .collect::<Vec<_>>();
+    Ok(LogicalPlanBuilder::from(plan)
+        .project(exprs)?
+        .sort(vec![
+            col(quoted(FILE)).sort(true, false),
+            col(quoted(ROW)).sort(true, false),
+        ])?
+        .build()?)
+}
+
+/// An identifier quoted for SQL text.
+pub(super) fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A fresh name for the catalog a change list reads its target from.
+pub(super) fn change_catalog() -> String {
+    format!(
+        "{}_{}",
+        crate::policy::access::DML_CATALOG,
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// No statement may name Lakegate's own identity columns or change catalogs: they would tell
+/// where rows sit in their files (and so how many hidden rows lie between visible ones).
+pub(super) fn refuse_internal_names<V: ast::Visit>(stmt: &V) -> Result<()> {
+    use std::ops::ControlFlow;
+    let internal = |s: &str| s.to_ascii_lowercase().starts_with("__lakegate");
+    let mut found = None;
+    let _ = ast::visit_expressions(stmt, |e| {
+        let name = match e {
+            ast::Expr::Identifier(i) => Some(i.value.clone()),
+            ast::Expr::CompoundIdentifier(parts) => parts
+                .iter()
+                .find(|p| internal(&p.value))
+                .map(|p| p.value.clone()),
+            _ => None,
+        };
+        if let Some(n) = name.filter(|n| internal(n)) {
+            found = Some(Error::UndefinedColumn(format!(
+                "column \"{n}\" does not exist"
+            )));
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    let _ = ast::visit_relations(stmt, |r| {
+        if r.0.iter().any(|p| internal(&p.to_string())) {
+            found = Some(Error::UndefinedTable(format!(
+                "relation \"{r}\" does not exist"
+            )));
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    match found {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The target of UPDATE or DELETE: one table, maybe with an alias.
+fn target_of(t: &ast::TableWithJoins) -> Result<(&ast::ObjectName, Option<&ast::TableAlias>)> {
+    match &t.relation {
+        TableFactor::Table { name, alias, .. } if t.joins.is_empty() => Ok((name, alias.as_ref())),
+        _ => Err(Error::unsupported(
+            "UPDATE/DELETE of a join is not supported: name one table, and the others in FROM / USING",
+        )),
+    }
+}
+
+/// The change list query: `SELECT <file>, <row>, <items> FROM <target with identity> [AS
+/// alias] [, others] [WHERE selection]`.
+fn change_query(
+    catalog: &str,
+    (schema, table): (&str, &str),
+    alias: Option<&ast::TableAlias>,
+    items: &[String],
+    others: &[ast::TableWithJoins],
+    selection: Option<&ast::Expr>,
+) -> String {
+    let mut sql = format!("SELECT {}, {}", quoted(FILE), quoted(ROW));
+    for i in items {
+        sql.push_str(", ");
+        sql.push_str(i);
+    }
+    sql.push_str(&format!(
+        " FROM {}.{}.{}",
+        quoted(catalog),
+        quoted(schema),
+        quoted(table)
+    ));
+    if let Some(a) = alias {
+        sql.push_str(&format!(" AS {a}"));
+    }
+    for o in others {
+        sql.push_str(&format!(", {o}"));
+    }
+    if let Some(w) = selection {
+        sql.push_str(&format!(" WHERE {w}"));
+    }
+    sql
 }
 
 pub async fn plan_delete(
@@ -174,29 +240,50 @@ pub async fn plan_delete(
     d: &ast::Delete,
     params: Vec<ScalarValue>,
 ) -> Result<RowChange> {
-    if d.using.is_some() || d.returning.is_some() || d.limit.is_some() || !d.order_by.is_empty() {
+    if d.returning.is_some() || d.limit.is_some() || !d.order_by.is_empty() || !d.tables.is_empty()
+    {
         return Err(Error::unsupported(
-            "DELETE with USING, RETURNING, ORDER BY or LIMIT is not supported yet",
+            "DELETE with RETURNING, ORDER BY, LIMIT or several target tables is not supported yet",
         ));
     }
     let tables = match &d.from {
         FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
     };
-    let [table] = tables.as_slice() else {
+    let [target] = tables.as_slice() else {
         return Err(Error::unsupported(
-            "DELETE from several tables is not supported",
+            "DELETE from several tables is not supported: name one, and the others in USING",
         ));
     };
-    let (table_sql, entry) = target(session, single_table(table)?, "DELETE")?;
-    let (_, predicate) = plan_parts(session, &table_sql, &[], d.selection.as_ref(), params).await?;
-    let predicate = governed(session, &entry, single_table(table)?, &[], predicate).await?;
-    Ok(RowChange {
+    refuse_internal_names(d)?;
+    let (name, alias) = target_of(target)?;
+    let (schema, table, entry) = session.delta_target(name, "DELETE")?;
+    governed(session, &entry, &format!("{schema}.{table}"), &[]).await?;
+    let catalog = change_catalog();
+    let items = [format!(
+        "{} AS {}",
+        delta_rows::ChangeKind::Delete as i64,
+        quoted(ACTION)
+    )];
+    let sql = change_query(
+        &catalog,
+        (&schema, &table),
+        alias,
+        &items,
+        d.using.as_deref().unwrap_or_default(),
+        d.selection.as_ref(),
+    );
+    let change = RowChange {
+        statement: Statement::Delete,
         entry,
-        table_sql,
-        assignments: vec![],
-        predicate,
-        delete: true,
-    })
+        schema,
+        table,
+        catalog,
+        sql,
+        params,
+        text: "DELETE",
+    };
+    change.check(session).await?;
+    Ok(change)
 }
 
 pub async fn plan_update(
@@ -204,14 +291,20 @@ pub async fn plan_update(
     u: &ast::Update,
     params: Vec<ScalarValue>,
 ) -> Result<RowChange> {
-    if u.from.is_some() || u.returning.is_some() || u.limit.is_some() {
+    if u.returning.is_some() || u.limit.is_some() {
         return Err(Error::unsupported(
-            "UPDATE with FROM, RETURNING or LIMIT is not supported yet",
+            "UPDATE with RETURNING or LIMIT is not supported yet",
         ));
     }
-    let (table_sql, entry) = target(session, single_table(&u.table)?, "UPDATE")?;
+    refuse_internal_names(u)?;
+    let (name, alias) = target_of(&u.table)?;
+    let (schema, table, entry) = session.delta_target(name, "UPDATE")?;
     let mut columns = Vec::with_capacity(u.assignments.len());
-    let mut items = Vec::with_capacity(u.assignments.len());
+    let mut items = vec![format!(
+        "{} AS {}",
+        delta_rows::ChangeKind::Update as i64,
+        quoted(ACTION)
+    )];
     for a in &u.assignments {
         let AssignmentTarget::ColumnName(name) = &a.target else {
             return Err(Error::unsupported(
@@ -225,47 +318,83 @@ pub async fn plan_update(
                 message: format!("multiple assignments to same column \"{column}\""),
             });
         }
+        items.push(format!(
+            "({}) AS {}",
+            a.value,
+            quoted(&format!("{NEW_PREFIX}{column}"))
+        ));
         columns.push(column);
-        items.push(a.value.to_string());
     }
-    let (values, predicate) =
-        plan_parts(session, &table_sql, &items, u.selection.as_ref(), params).await?;
-    let predicate = governed(
-        session,
-        &entry,
-        single_table(&u.table)?,
-        &columns,
-        predicate,
-    )
-    .await?;
-    Ok(RowChange {
+    assignable(session, &entry, &table, &columns).await?;
+    governed(session, &entry, &format!("{schema}.{table}"), &columns).await?;
+    let others: Vec<ast::TableWithJoins> = match &u.from {
+        Some(ast::UpdateTableFromKind::BeforeSet(f) | ast::UpdateTableFromKind::AfterSet(f)) => {
+            f.clone()
+        }
+        None => vec![],
+    };
+    let catalog = change_catalog();
+    let sql = change_query(
+        &catalog,
+        (&schema, &table),
+        alias,
+        &items,
+        &others,
+        u.selection.as_ref(),
+    );
+    let change = RowChange {
+        statement: Statement::Update,
         entry,
-        table_sql,
-        assignments: columns.into_iter().zip(values).collect(),
-        predicate,
-        delete: false,
-    })
+        schema,
+        table,
+        catalog,
+        sql,
+        params,
+        text: "UPDATE",
+    };
+    change.check(session).await?;
+    Ok(change)
 }
 
-/// UPDATE/DELETE under the writer's policies: only rows its row filter shows are touched (the
-/// filter joins the predicate), columns it sees masked and columns the filter reads may not be
-/// assigned (so no row can be moved out of its sight), 42501 otherwise.
-async fn governed(
+/// 42703 for an assigned column the table does not have.
+pub(super) async fn assignable(
     session: &Session,
     entry: &TableEntry,
-    name: &ast::ObjectName,
+    table: &str,
     assigned: &[String],
-    predicate: Option<Expr>,
-) -> Result<Option<Expr>> {
-    let (schema, table) = crate::planner::names::qualified(
-        name,
-        &session.current_schema(),
-        session.engine.planner.database(),
-    )?;
-    let object = format!("{schema}.{table}");
-    session.authorize_columns(&object, assigned)?;
-    let Some(rules) = session.write_rules(entry, &object).await? else {
-        return Ok(predicate);
+) -> Result<()> {
+    let schema = session
+        .engine
+        .planner
+        .catalog()
+        .table_provider(entry)
+        .await?
+        .schema();
+    match assigned
+        .iter()
+        .find(|c| schema.field_with_name(c.as_str()).is_err())
+    {
+        Some(c) => Err(Error::UndefinedColumn(format!(
+            "column \"{c}\" of relation \"{table}\" does not exist"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// UPDATE/DELETE under the writer's policies, besides what the secure scan does (only rows its
+/// row filter shows are read, so only they can change): columns it sees masked and columns the
+/// filter reads may not be assigned (no row can be moved out of its sight, and no value it
+/// cannot see is overwritten by one computed from what it sees), 42501 otherwise.
+pub(super) async fn governed(
+    session: &Session,
+    entry: &TableEntry,
+    object: &str,
+    assigned: &[String],
+) -> Result<()> {
+    let table = object.rsplit('.').next().unwrap_or(object);
+    session.authorize_columns(object, assigned)?;
+    let Some(rules) = session.write_rules(entry, object).await? else {
+        return Ok(());
     };
     for c in assigned {
         if rules.masks.iter().any(|(m, _)| m == c) {
@@ -274,23 +403,18 @@ async fn governed(
             )));
         }
     }
-    let Some(filter) = rules.filter else {
-        return Ok(predicate);
-    };
-    let filter = unqualify(filter)?;
-    for c in filter.column_refs() {
-        if assigned.contains(&c.name) {
-            return Err(Error::PermissionDenied(format!(
-                "new row violates row-level security policy for table \"{table}\": \
-                 \"{}\" is used by the policy and may not be changed",
-                c.name
-            )));
+    if let Some(filter) = rules.filter {
+        for c in filter.column_refs() {
+            if assigned.contains(&c.name) {
+                return Err(Error::PermissionDenied(format!(
+                    "new row violates row-level security policy for table \"{table}\": \
+                     \"{}\" is used by the policy and may not be changed",
+                    c.name
+                )));
+            }
         }
     }
-    Ok(Some(match predicate {
-        Some(p) => filter.and(p),
-        None => filter,
-    }))
+    Ok(())
 }
 
 /// UPDATE or DELETE now: one atomic commit, the tag carrying the rows changed.
@@ -298,4 +422,23 @@ pub async fn run(session: &Session, change: RowChange) -> Result<Outcome> {
     let command = change.command();
     let rows = change.apply(session).await?;
     Ok(Outcome::Command(CommandTag::rows(command, rows)))
+}
+
+/// A MERGE's change list, planned by `merge.rs`.
+pub(super) fn merge_change(
+    entry: TableEntry,
+    (schema, table): (String, String),
+    catalog: String,
+    sql: String,
+) -> RowChange {
+    RowChange {
+        statement: Statement::Merge,
+        entry,
+        schema,
+        table,
+        catalog,
+        sql,
+        params: vec![],
+        text: "MERGE",
+    }
 }

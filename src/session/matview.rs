@@ -162,6 +162,13 @@ async fn create(
         )));
     }
     s.authorize(&format!("{schema}.{table}"), Action::Write)?;
+    // Bound at creation: its bare names are stored qualified (as a view's are).
+    let mut query = query.clone();
+    let current = s.current_schema();
+    crate::planner::names::qualify_relations(&mut query, &current, &|t| {
+        catalog.relation(&current, t).is_some()
+    });
+    let query = &query;
     let stmt = DfStatement::Statement(Box::new(ast::Statement::Query(Box::new(query.clone()))));
     // Planned (and governed) as its creator, its owner.
     let plan = s.plan(&stmt).await?;
@@ -387,8 +394,7 @@ async fn refresh_incrementally(
     let mut source_schema = None;
     let _ = plan.apply_with_subqueries(|p| {
         if let LogicalPlan::TableScan(scan) = p
-            && owner.with_names(|n| n.object(&scan.table_name)).as_deref()
-                == Some(src.object.as_str())
+            && owner.with_names(|n| n.scan(scan)).as_deref() == Some(src.object.as_str())
         {
             source_schema = Some(scan.source.schema());
         }
@@ -428,8 +434,7 @@ async fn refresh_incrementally(
     let fresh_rows = plan
         .transform_up_with_subqueries(|p| match p {
             LogicalPlan::TableScan(mut scan)
-                if owner.with_names(|n| n.object(&scan.table_name)).as_deref()
-                    == Some(src.object.as_str()) =>
+                if owner.with_names(|n| n.scan(&scan)).as_deref() == Some(src.object.as_str()) =>
             {
                 scan.source = datafusion::datasource::provider_as_source(new_files.clone());
                 Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
@@ -822,7 +827,7 @@ impl Session {
                     .insert(format!("materialized view {schema}.{name}"));
             }
             // Policies that govern the view itself still apply.
-            let plan = self.secure_plan(plan)?;
+            let plan = self.secure_plan(plan).await?;
             tracing::debug!(view = %format!("{schema}.{name}"), "answered from a materialized view");
             return Ok(Some(plan));
         }
@@ -952,7 +957,7 @@ impl Session {
                         // Resolved (schema.table): the plan's text may name the table as
                         // written, and `nation` on another search_path is another table.
                         let name = self
-                            .with_names(|n| n.object(&scan.table_name))
+                            .with_names(|n| n.scan(scan))
                             .unwrap_or_else(|| object_name(&scan.table_name));
                         located.push((format!("{name} {}", v.location), v.version));
                         versions.push((name, v.version));
@@ -1061,7 +1066,8 @@ pub async fn refresher(engine: std::sync::Weak<super::Engine>) {
                     tracing::info!(view = %format!("{schema}.{name}"), rows, "materialized view refreshed")
                 }
                 Err(e) => {
-                    tracing::warn!(view = %format!("{schema}.{name}"), error = %e, "materialized view refresh failed")
+                    let error = crate::policy::audit::redact_message(&e.to_string());
+                    tracing::warn!(view = %format!("{schema}.{name}"), %error, "materialized view refresh failed")
                 }
             }
         }

@@ -6,6 +6,7 @@ pub mod copy;
 pub mod cursor;
 mod ddl;
 mod dml;
+mod explain;
 mod maintenance;
 pub mod matview;
 mod merge;
@@ -162,6 +163,11 @@ impl Engine {
 
     pub fn is_admin(&self, user: &str) -> bool {
         self.admins.iter().any(|a| a == user)
+    }
+
+    /// A table its policies cannot govern as written (see `PolicyWatch::problem`).
+    pub(crate) fn policy_problem(&self, object: &str, what: String) {
+        self.watch.problem(object, what);
     }
 }
 
@@ -634,7 +640,10 @@ impl Session {
             },
         };
         let ctx = engine.planner.new_context(&values);
-        ctx.register_udf(crate::policy::status_udf(engine.watch.status.clone()));
+        ctx.register_udf(crate::policy::status_udf(
+            engine.watch.status.clone(),
+            p.admin,
+        ));
         ctx
     }
 
@@ -783,8 +792,8 @@ impl Session {
             });
         };
         let (schema, names, param_types) = if returns_rows_from_plan(&stmt) || is_dml(&stmt) {
-            let started = std::time::Instant::now();
-            *self.seen() = Seen::default();
+            // Planned under the policies in force now, as a statement would be.
+            let started = self.begin_statement().await;
             // A statement refused when it is prepared never runs: its record is written now.
             let plan = match self.plan(&stmt).await {
                 Ok(p) => p,
@@ -828,7 +837,17 @@ impl Session {
 
     /// Plan a statement that DataFusion runs (queries, EXPLAIN, INSERT/UPDATE/DELETE).
     async fn plan(&self, stmt: &DfStatement) -> Result<LogicalPlan> {
-        let plan = match Planner::plan_statement(&self.ctx, stmt).await {
+        self.plan_in(&self.ctx, stmt).await
+    }
+
+    /// [`Self::plan`] in another context of this session (one that also knows the tables of a
+    /// statement's own, such as a row-level write's target with row identity).
+    pub(crate) async fn plan_in(
+        &self,
+        ctx: &SessionContext,
+        stmt: &DfStatement,
+    ) -> Result<LogicalPlan> {
+        let plan = match Planner::plan_statement(ctx, stmt).await {
             Ok(p) => p,
             Err(e) => return Err(self.hidden_column_named(e, stmt)),
         };
@@ -839,7 +858,7 @@ impl Session {
             .verify_plan(&plan)?;
         self.authorize_plan(&plan)?;
         self.check_view_reads(&plan)?;
-        self.secure_plan(plan)
+        self.secure_plan(plan).await
     }
 
     /// A column this session may not see, when named, is refused (42501) rather than reported
@@ -902,20 +921,51 @@ impl Session {
 
     /// Put every scan of a table with row filters or masks for this principal behind a secure
     /// scan (crate::policy::secure).
-    fn secure_plan(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+    ///
+    /// Two more checks keep a table's policies meaning what their authors meant (fail closed):
+    /// a table lacking a column its policies name exactly is not readable (42501, and
+    /// `policy_status()` tells administrators); and an older version read through time travel
+    /// shows a bound principal none of the columns the table no longer has under that name (a
+    /// column renamed since, whose policies name it by its new name, is NULL there).
+    async fn secure_plan(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
         if self.principal.admin {
             return Ok(plan);
         }
         let policies = self.engine.policies();
         let subject = self.subject();
         self.refuse_governed_history(&plan, &policies, &subject)?;
+        let current = self.current_columns_of_versions(&plan).await?;
         let ctx = &self.ctx;
-        let rules_for = |object: &str, table: &datafusion::common::DFSchemaRef| {
+        let rules_for = |object: &str,
+                         table: &datafusion::common::DFSchemaRef,
+                         reading: crate::policy::secure::Reading| {
             let parse = |sql: &str| -> Result<datafusion::logical_expr::Expr> {
                 Ok(ctx.parse_sql_expr(sql, table)?)
             };
             let stored = self.stored_tags(object);
-            let rules = policies.rules_for(&subject, object, table, &stored, &parse)?;
+            if reading == crate::policy::secure::Reading::Current {
+                self.check_named_columns(&policies, object, table, &stored)?;
+            }
+            let mut rules = policies.rules_for(&subject, object, table, &stored, &parse)?;
+            if reading == crate::policy::secure::Reading::Version
+                && policies.binds(&subject, object, &stored)
+                && let Some(now) = current.get(object)
+            {
+                let r = rules.get_or_insert_with(Default::default);
+                for f in table.fields() {
+                    if !now.contains(f.name()) && !r.masks.iter().any(|(c, _)| c == f.name()) {
+                        r.masks.push((
+                            f.name().clone(),
+                            datafusion::logical_expr::cast(
+                                datafusion::logical_expr::lit(ScalarValue::Null),
+                                f.data_type().clone(),
+                            ),
+                        ));
+                        r.applied
+                            .push(format!("{} not in the current table", f.name()));
+                    }
+                }
+            }
             if let Some(r) = &rules {
                 self.seen().policies.extend(r.applied.iter().cloned());
             }
@@ -925,6 +975,71 @@ impl Session {
             let plan = crate::policy::secure::check_insert(plan, &rules_for, names)?;
             crate::policy::secure::apply(plan, names, &rules_for)
         })
+    }
+
+    /// The columns each table read at an older version in `plan` has now (by name).
+    async fn current_columns_of_versions(
+        &self,
+        plan: &LogicalPlan,
+    ) -> Result<HashMap<String, std::collections::HashSet<String>>> {
+        use datafusion::common::tree_node::TreeNodeRecursion;
+        let mut objects = std::collections::BTreeSet::new();
+        self.with_names(|names| {
+            plan.apply_with_subqueries(|p| {
+                if let LogicalPlan::TableScan(scan) = p
+                    && crate::policy::access::is_time_travel(&scan.table_name)
+                    && let Some(o) = names.scan(scan)
+                {
+                    objects.insert(o);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })?;
+        let catalog = self.engine.planner.catalog();
+        let mut out = HashMap::new();
+        for object in objects {
+            let Some((schema, table)) = object.split_once('.') else {
+                continue;
+            };
+            if let Some(crate::catalog::Relation::Table(entry)) = catalog.relation(schema, table) {
+                let provider = catalog.table_provider(&entry).await?;
+                let names = provider
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
+                out.insert(object, names);
+            }
+        }
+        Ok(out)
+    }
+
+    /// 42501 when `object` lacks a column its policies name exactly (`PolicySet::named_columns`;
+    /// a column hidden from this principal is there, only not shown).
+    fn check_named_columns(
+        &self,
+        policies: &PolicySet,
+        object: &str,
+        table: &datafusion::common::DFSchemaRef,
+        stored: &crate::policy::StoredTags,
+    ) -> Result<()> {
+        let hidden = policies.denied_columns(&self.subject(), object, stored);
+        for (policy, column) in policies.named_columns(object) {
+            if table.fields().iter().any(|f| f.name() == &column) || hidden.contains(&column) {
+                continue;
+            }
+            let problem = format!(
+                "{object}: the policy \"{policy}\" names column \"{column}\", which the table does not have"
+            );
+            tracing::error!("{problem}: the table is not readable past its policies");
+            self.engine.policy_problem(object, problem);
+            return Err(Error::PermissionDenied(format!(
+                "permission denied for table {}: its policies name a column it does not have",
+                object.rsplit('.').next().unwrap_or(object)
+            )));
+        }
+        Ok(())
     }
 
     /// A table's history (`table_history`: operations, their parameters, row and file counts)
@@ -941,7 +1056,7 @@ impl Session {
             plan.apply_with_subqueries(|p| {
                 if let LogicalPlan::TableScan(scan) = p
                     && scan.table_name.table().ends_with("@history")
-                    && let Some(object) = names.object(&scan.table_name)
+                    && let Some(object) = names.scan(scan)
                     && policies.binds(subject, &object, &self.stored_tags(&object))
                 {
                     refused = Some(object);
@@ -1036,6 +1151,47 @@ impl Session {
             &self.stored_tags(object),
             &parse,
         )
+    }
+
+    /// The columns of `object` this session does not see at all (masks of kind `deny`).
+    pub(crate) fn hidden_columns(&self, object: &str) -> Vec<String> {
+        if self.principal.admin {
+            return vec![];
+        }
+        self.engine
+            .policies()
+            .denied_columns(&self.subject(), object, &self.stored_tags(object))
+    }
+
+    /// This session's context, also knowing `catalog.schema.table` as `provider` (a catalog
+    /// of a statement's own; the session's context is left as it is).
+    pub(crate) fn context_with_table(
+        &self,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+        provider: Arc<dyn datafusion::catalog::TableProvider>,
+    ) -> Result<SessionContext> {
+        use datafusion::catalog::{
+            CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+            MemorySchemaProvider, SchemaProvider,
+        };
+        let state = self.ctx.state();
+        let list = MemoryCatalogProviderList::new();
+        for name in state.catalog_list().catalog_names() {
+            if let Some(c) = state.catalog_list().catalog(&name) {
+                list.register_catalog(name, c);
+            }
+        }
+        let tables = MemorySchemaProvider::new();
+        tables.register_table(table.to_string(), provider)?;
+        let own = MemoryCatalogProvider::new();
+        own.register_schema(schema, Arc::new(tables))?;
+        list.register_catalog(catalog.to_string(), Arc::new(own));
+        let state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
+            .with_catalog_list(Arc::new(list))
+            .build();
+        Ok(SessionContext::new_with_state(state))
     }
 
     /// An UPDATE of `object` assigning `columns`: with only `update` grants (no `write`), each
@@ -1478,10 +1634,10 @@ impl Session {
                 transaction::buffer_insert(self, whole, params).await
             }
             S::Insert(_) => self.dml(whole, params, "INSERT").await,
-            S::Merge(_) if self.in_transaction => Err(Error::unsupported(
-                "MERGE inside a transaction block is not supported yet: run it on its own (it is one atomic commit by itself)",
-            )),
-            S::Merge(m) => merge::merge(self, m).await,
+            S::Merge(m) => {
+                let change = merge::plan(self, m).await?;
+                self.run_or_defer(change).await
+            }
             S::Update(u) => {
                 let change = dml::plan_update(self, u, params).await?;
                 self.run_or_defer(change).await
@@ -1761,7 +1917,15 @@ impl Session {
             _ => crate::planner::Logical::AsWritten(plan),
         };
         let turn = self.engine.planner.admit().await;
-        let stream = self.engine.planner.execute(&self.ctx, plan).await?;
+        let stream = match plan {
+            // What a user's EXPLAIN shows stops at every secure scan, whatever its format.
+            crate::planner::Logical::AsWritten(plan)
+                if command == "EXPLAIN" && !self.principal.admin =>
+            {
+                self.explain_for_user(plan).await?
+            }
+            plan => self.engine.planner.execute(&self.ctx, plan).await?,
+        };
         let stream = match turn {
             Some(turn) => crate::planner::hold(stream, turn),
             None => stream,
@@ -1769,11 +1933,6 @@ impl Session {
         let stream = match key {
             Some(k) => crate::mv::cache::Filling::wrap(stream, self.engine.cache.clone(), k),
             None => stream,
-        };
-        let stream = if command == "EXPLAIN" && !self.principal.admin {
-            hide_in_explain(stream).await?
-        } else {
-            stream
         };
         Ok(Outcome::Rows {
             schema,
@@ -2009,25 +2168,6 @@ impl Session {
         }
     }
 
-    /// `SELECT count(*)` of a (quoted, qualified) table.
-    pub(crate) async fn count_rows(&self, table_sql: &str) -> Result<usize> {
-        let batches = self
-            .ctx
-            .sql(&format!("SELECT count(*) FROM {table_sql}"))
-            .await?
-            .collect()
-            .await?;
-        Ok(batches
-            .first()
-            .and_then(|b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<datafusion::arrow::array::Int64Array>()
-            })
-            .map(|a| a.value(0) as usize)
-            .unwrap_or(0))
-    }
-
     pub(crate) fn context(&self) -> &SessionContext {
         &self.ctx
     }
@@ -2259,7 +2399,7 @@ fn is_write(stmt: &DfStatement) -> bool {
 
 /// Writes a transaction block holds until COMMIT.
 fn is_deferred(stmt: &DfStatement) -> bool {
-    matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Insert(_) | SqlStatement::Update(_) | SqlStatement::Delete(_)))
+    matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Insert(_) | SqlStatement::Update(_) | SqlStatement::Delete(_) | SqlStatement::Merge(_)))
 }
 
 fn aborted_error() -> Error {
@@ -2518,31 +2658,6 @@ impl Drop for AuditedStream {
     fn drop(&mut self) {
         self.finish(None);
     }
-}
-
-/// EXPLAIN output for a principal bound by policies: no policy bodies (see
-/// `policy::secure::hide_policy_bodies`).
-async fn hide_in_explain(stream: SendableRecordBatchStream) -> Result<SendableRecordBatchStream> {
-    use futures::TryStreamExt;
-    let schema = stream.schema();
-    let batches: Vec<RecordBatch> = stream.try_collect().await?;
-    let mut out = Vec::with_capacity(batches.len());
-    for b in batches {
-        let columns = b
-            .columns()
-            .iter()
-            .map(|c| match c.as_any().downcast_ref::<StringArray>() {
-                Some(s) => Arc::new(
-                    s.iter()
-                        .map(|v| v.map(crate::policy::secure::hide_policy_bodies))
-                        .collect::<StringArray>(),
-                ) as Arc<dyn Array>,
-                None => c.clone(),
-            })
-            .collect();
-        out.push(RecordBatch::try_new(b.schema(), columns)?);
-    }
-    Ok(Box::pin(MemoryStream::try_new(out, schema, None)?))
 }
 
 /// Collect a row stream into memory (for multi-statement messages).

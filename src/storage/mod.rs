@@ -3,6 +3,7 @@
 //! place. Knows nothing of sessions, policies or the wire.
 
 pub mod delta;
+pub mod delta_rows;
 mod delta_sink;
 pub mod files;
 pub mod iceberg;

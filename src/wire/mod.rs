@@ -44,10 +44,13 @@ pub type SessionHandle = Arc<Mutex<Session>>;
 /// Turn our error into the client's ErrorResponse.
 pub fn pg_error(e: Error) -> PgWireError {
     let code = e.sqlstate();
+    // The log never carries values (a message may quote one of a governed table's).
     if code == "XX000" || code == "58030" {
-        tracing::error!(error = %e, "statement failed");
-    } else {
-        tracing::debug!(error = %e, sqlstate = code, "statement failed");
+        let error = crate::policy::audit::redact_message(&e.to_string());
+        tracing::error!(%error, sqlstate = code, "statement failed");
+    } else if tracing::enabled!(tracing::Level::DEBUG) {
+        let error = crate::policy::audit::redact_message(&e.to_string());
+        tracing::debug!(%error, sqlstate = code, "statement failed");
     }
     PgWireError::UserError(Box::new(ErrorInfo::new(
         "ERROR".into(),

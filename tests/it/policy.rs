@@ -112,7 +112,8 @@ async fn grants_decide_and_nothing_else_is_allowed() {
         let e = alice.simple_query(sql).await.expect_err(sql);
         assert_eq!(code(&e), Some("42501"), "{sql}: {e:?}");
     }
-    // SET ROLE to a held role: then that role's grants alone decide; others cannot be taken.
+    // SET ROLE to a held role adds that role's grants and takes none of the user's away;
+    // others cannot be taken.
     let e = alice
         .simple_query("SET ROLE dba")
         .await
@@ -122,11 +123,10 @@ async fn grants_decide_and_nothing_else_is_allowed() {
         .batch_execute("SET ROLE hr_writer; INSERT INTO hr.emp VALUES (2, 'b')")
         .await
         .expect("the role may write");
-    let e = alice
+    alice
         .simple_query("SELECT * FROM hr.emp")
         .await
-        .expect_err("hr_writer has no read grant");
-    assert_eq!(code(&e), Some("42501"));
+        .expect("alice's own read grant still counts under the role");
     alice
         .batch_execute("RESET ROLE")
         .await
@@ -740,7 +740,8 @@ async fn a_changed_policy_file_applies_to_the_next_statement_and_a_broken_one_ke
     let admin = s.connect().await;
     admin
         .batch_execute(
-            "CREATE TABLE t (id BIGINT, region TEXT); INSERT INTO t VALUES (1, 'EU'), (2, 'US')",
+            "CREATE TABLE t (id BIGINT, region TEXT); INSERT INTO t VALUES (1, 'EU'), (2, 'US'); \
+             CREATE SCHEMA other; CREATE TABLE other.t (id BIGINT)",
         )
         .await
         .expect("setup");
@@ -774,6 +775,16 @@ async fn a_changed_policy_file_applies_to_the_next_statement_and_a_broken_one_ke
         .await
         .expect("status")
         .get(0);
+    // A user learns that the files do not load, never what they say.
+    assert!(
+        status.starts_with("error:") && !status.contains("p.toml") && !status.contains("this is"),
+        "{status}"
+    );
+    let status: String = admin
+        .query_one("SELECT lakegate.policy_status()", &[])
+        .await
+        .expect("status")
+        .get(0);
     assert!(
         status.starts_with("error:") && status.contains("p.toml"),
         "{status}"
@@ -788,6 +799,31 @@ async fn a_changed_policy_file_applies_to_the_next_statement_and_a_broken_one_ke
         .expect("status")
         .get(0);
     assert!(status.starts_with("ok:"), "{status}");
+    // The folder disappears: the policies in force stay (never the allow-all defaults).
+    std::fs::write(dir.join("p.toml"), open).expect("grant again");
+    let n: i64 = alice.query_one(&stmt, &[]).await.expect("granted").get(0);
+    assert_eq!(n, 2);
+    std::fs::remove_dir_all(&dir).expect("remove the folder");
+    let n: i64 = alice
+        .query_one(&stmt, &[])
+        .await
+        .expect("still the last policies")
+        .get(0);
+    assert_eq!(n, 2);
+    let e = alice
+        .query_one("SELECT count(*) FROM other.t", &[])
+        .await
+        .expect_err("not granted by the last policies");
+    assert_eq!(code(&e), Some("42501"), "{e:?}");
+    let status: String = admin
+        .query_one("SELECT lakegate.policy_status()", &[])
+        .await
+        .expect("status")
+        .get(0);
+    assert!(
+        status.starts_with("error:") && status.contains("missing"),
+        "{status}"
+    );
     s.stop().await;
 }
 
@@ -896,21 +932,32 @@ async fn a_policy_folder_made_or_swapped_after_start_applies_to_the_next_stateme
         .expect("setup");
     let grant =
         |on: &str| format!("[[grant]]\nto = \"alice\"\non = \"{on}\"\nactions = [\"read\"]\n");
-    // No folder yet: the built-in defaults.
+    // No folder yet, though one is configured: nothing is allowed (never the built-in
+    // allow-all defaults, which only a server with no policy folder configured runs with).
     let alice = s.connect_as("alice", "alice-pw").await.expect("alice");
+    let e = alice
+        .prepare("SELECT count(*) FROM t")
+        .await
+        .expect_err("nothing is allowed without the folder");
+    assert_eq!(code(&e), Some("42501"));
+    // The folder appears, granting alice another table only.
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("p.toml"), grant("public.other")).expect("policy file");
+    let e = alice
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .expect_err("not granted");
+    assert_eq!(code(&e), Some("42501"));
+    std::fs::write(dir.join("p.toml"), grant("public.t")).expect("policy file");
     let stmt = alice
         .prepare("SELECT count(*) FROM t")
         .await
         .expect("prepare");
-    let before = alice
-        .query_one(&stmt, &[])
-        .await
-        .map(|r| r.get::<_, i64>(0));
-    // The folder appears, granting alice another table only.
-    std::fs::create_dir_all(&dir).expect("dir");
+    let n: i64 = alice.query_one(&stmt, &[]).await.expect("granted").get(0);
+    assert_eq!(n, 2);
     std::fs::write(dir.join("p.toml"), grant("public.other")).expect("policy file");
     let e = alice.query_one(&stmt, &[]).await.expect_err("not granted");
-    assert_eq!(code(&e), Some("42501"), "before: {before:?}");
+    assert_eq!(code(&e), Some("42501"));
     // A new folder renamed over it grants t.
     let next = tmp.path().join("policies.next");
     std::fs::create_dir_all(&next).expect("dir");
