@@ -103,6 +103,16 @@ pub struct MatView {
     /// `mv::rewrite::with_avg_state`), so appends refresh its averages incrementally.
     #[serde(default)]
     pub avg_state: bool,
+    /// None when its contents were computed past no policy (its owner was an administrator or
+    /// bound by none of its sources' policies): readers get their own policies on the sources.
+    /// Else the version of the policies that bound its owner when they were computed: then
+    /// they are the owner's alone (a view made before this was recorded: unknown).
+    #[serde(default = "unknown_policies")]
+    pub computed_under: Option<String>,
+}
+
+fn unknown_policies() -> Option<String> {
+    Some("unknown".into())
 }
 
 fn manual() -> String {

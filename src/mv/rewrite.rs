@@ -12,8 +12,8 @@
 //!
 //! The literals of the added filters are free, so a dashboard's tile with another month picked
 //! is answered from the same view. The result is a query over the view's table that plans like
-//! any other; the session adds the asking user's row filters on top (as compensating
-//! predicates over the view's key columns, see `plain_columns`) and checks freshness.
+//! any other; the session checks freshness, and the view's secure scan carries the asking
+//! user's policies on its sources (`policy::matview`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -38,9 +38,6 @@ pub struct Definition {
 pub struct Rewritten {
     /// The query over the view's table.
     pub query: Query,
-    /// The view's columns that are plain columns of its sources: (source column, view column).
-    /// A user's row filter over these columns can be applied to the view's rows.
-    pub plain_columns: Vec<(String, String)>,
 }
 
 const AGGREGATES: &[&str] = &[
@@ -525,7 +522,6 @@ pub fn rewrite(
     let v_group_norms: HashSet<String> = v_groups.iter().map(norm).collect();
     let mut keys = HashMap::new();
     let mut aggregates = HashMap::new();
-    let mut plain_columns = vec![];
     for item in &v.projection {
         let (SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }) = item else {
             return None;
@@ -533,11 +529,6 @@ pub fn rewrite(
         let name = item_name(item)?;
         let n = norm(e);
         if !v_aggregated || v_group_norms.contains(&n) {
-            if let Expr::Identifier(i) = e {
-                plain_columns.push((crate::planner::names::ident(i), name.clone()));
-            } else if let Expr::CompoundIdentifier(parts) = e {
-                plain_columns.push((crate::planner::names::ident(parts.last()?), name.clone()));
-            }
             keys.insert(n, name);
         } else if has_aggregate(e) {
             aggregates.insert(n, name);
@@ -699,7 +690,6 @@ pub fn rewrite(
             order_by,
             ..query.clone()
         },
-        plain_columns,
     })
 }
 

@@ -24,8 +24,46 @@ pub fn apply(plan: LogicalPlan) -> Result<LogicalPlan> {
     let out = plan
         .transform_up_with_subqueries(|p| p.map_expressions(|e| e.transform_up(rewrite_expr)))?
         .data
-        .transform_up_with_subqueries(int4_select_literals)?;
+        .transform_up_with_subqueries(int4_select_literals)?
+        .data
+        .transform_up_with_subqueries(recursive_terms_aligned)?;
     typed_insert(out.data)
+}
+
+/// A recursive CTE's terms of one type again: its work table was typed from the non-recursive
+/// term before that term's integer literals became int4 (`int4_select_literals`), so the
+/// non-recursive term is cast back to the types the recursive one computes (otherwise their
+/// rows meet with different column types: a wrong-type error, or a panic in a repartition).
+fn recursive_terms_aligned(p: LogicalPlan) -> datafusion::common::Result<Transformed<LogicalPlan>> {
+    let LogicalPlan::RecursiveQuery(mut rq) = p else {
+        return Ok(Transformed::no(p));
+    };
+    let wanted = rq.recursive_term.schema().clone();
+    let have = rq.static_term.schema().clone();
+    if have.fields().len() != wanted.fields().len()
+        || have
+            .fields()
+            .iter()
+            .zip(wanted.fields())
+            .all(|(a, b)| a.data_type() == b.data_type())
+    {
+        return Ok(Transformed::no(LogicalPlan::RecursiveQuery(rq)));
+    }
+    let exprs: Vec<Expr> = have
+        .columns()
+        .into_iter()
+        .zip(wanted.fields())
+        .map(|(c, f)| {
+            let name = c.name.clone();
+            Expr::Cast(Cast::new(Box::new(Expr::Column(c)), f.data_type().clone())).alias(name)
+        })
+        .collect();
+    rq.static_term = Arc::new(
+        datafusion::logical_expr::LogicalPlanBuilder::from(rq.static_term.as_ref().clone())
+            .project(exprs)?
+            .build()?,
+    );
+    Ok(Transformed::yes(LogicalPlan::RecursiveQuery(rq)))
 }
 
 /// Wrap the values of an INSERT bound for uuid/json/jsonb columns in the typed cast.

@@ -10,6 +10,7 @@ pub mod access;
 pub mod audit;
 pub mod explain;
 pub mod lineage;
+pub mod matview;
 pub mod secure;
 
 use std::collections::{BTreeMap, HashMap};

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::{Column, ScalarValue};
+use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast, col};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{self, AssignmentTarget, FromTable, TableFactor};
@@ -57,10 +57,25 @@ impl RowChange {
         &self,
         session: &Session,
     ) -> Result<(Arc<delta_rows::Rows>, LogicalPlan, SessionContext)> {
+        let (rows, plan, ctx) = self.governed(session).await?;
+        let plan = sorted_changes(bind(plan, self.params.clone())?)?;
+        Ok((rows, plan, ctx))
+    }
+
+    /// The change list query, governed, its parameters not bound (what a prepared statement's
+    /// parameter types are read from).
+    pub async fn unbound_plan(&self, session: &Session) -> Result<LogicalPlan> {
+        Ok(self.governed(session).await?.1)
+    }
+
+    async fn governed(
+        &self,
+        session: &Session,
+    ) -> Result<(Arc<delta_rows::Rows>, LogicalPlan, SessionContext)> {
         let catalog = session.engine.planner.catalog();
         let delta = catalog.delta_table(&self.entry).await?;
         let shown = catalog.table_provider(&self.entry).await?.schema();
-        let rows = delta_rows::Rows::open(&self.table, delta, shown.clone()).await?;
+        let rows = delta_rows::Rows::open(&self.table, delta, shown).await?;
         let object = format!("{}.{}", self.schema, self.table);
         let provider = rows.provider(&session.hidden_columns(&object));
         let ctx = session.context_with_table(&self.catalog, &self.schema, &self.table, provider)?;
@@ -68,8 +83,8 @@ impl RowChange {
             .pop()
             .ok_or_else(|| Error::internal("empty change list query"))?;
         let plan = session.plan_in(&ctx, &stmt).await?;
-        let plan = bind(plan, self.params.clone())?;
-        Ok((rows, sorted_changes(plan, &shown)?, ctx))
+        let plan = typed_new_values(plan, &rows.shown())?;
+        Ok((rows, plan, ctx))
     }
 
     async fn changes(
@@ -90,7 +105,7 @@ impl RowChange {
 
     /// Check that it plans (names, types, grants and policies), as when it is sent.
     pub async fn check(&self, session: &Session) -> Result<()> {
-        self.plan(session).await.map(|_| ())
+        self.governed(session).await.map(|_| ())
     }
 
     /// How many rows it would change now (for its tag when it is deferred to COMMIT).
@@ -113,26 +128,36 @@ impl RowChange {
     }
 }
 
-/// `plan`'s change list with each `__lakegate_new_c` cast to column `c`'s type, sorted by row
-/// identity (inserts, which have none, last).
-fn sorted_changes(plan: LogicalPlan, table: &SchemaRef) -> Result<LogicalPlan> {
-    let exprs = plan
-        .schema()
-        .iter()
-        .map(|(q, f)| {
-            let column = Expr::Column(Column::new(q.cloned(), f.name()));
-            let target = f
-                .name()
+/// The change list query's new values (`__lakegate_new_c` of its select list) cast to column
+/// `c`'s type where they are computed: what a parameter given as a new value is typed by
+/// (`SET score = $1`), as PostgreSQL types it from the column.
+fn typed_new_values(plan: LogicalPlan, table: &SchemaRef) -> Result<LogicalPlan> {
+    let LogicalPlan::Projection(p) = plan else {
+        return Ok(plan);
+    };
+    let exprs = p
+        .expr
+        .into_iter()
+        .map(|e| match &e {
+            Expr::Alias(a) => match a
+                .name
                 .strip_prefix(NEW_PREFIX)
-                .and_then(|c| table.field_with_name(c).ok());
-            match target {
-                Some(t) => cast(column, t.data_type().clone()).alias(f.name()),
-                None => column.alias(f.name()),
-            }
+                .and_then(|c| table.field_with_name(c).ok())
+            {
+                Some(f) => cast(a.expr.as_ref().clone(), f.data_type().clone()).alias(&a.name),
+                None => e,
+            },
+            _ => e,
         })
         .collect::<Vec<_>>();
-    Ok(LogicalPlanBuilder::from(plan)
+    Ok(LogicalPlanBuilder::from(p.input.as_ref().clone())
         .project(exprs)?
+        .build()?)
+}
+
+/// `plan`'s change list sorted by row identity (inserts, which have none, last).
+fn sorted_changes(plan: LogicalPlan) -> Result<LogicalPlan> {
+    Ok(LogicalPlanBuilder::from(plan)
         .sort(vec![
             col(quoted(FILE)).sort(true, false),
             col(quoted(ROW)).sort(true, false),
@@ -224,7 +249,7 @@ fn change_query(
         quoted(table)
     ));
     if let Some(a) = alias {
-        sql.push_str(&format!(" AS {a}"));
+        sql.push_str(&format!(" AS {}", a.name));
     }
     for o in others {
         sql.push_str(&format!(", {o}"));

@@ -219,6 +219,7 @@ async fn create(
         refresh: crate::mv::RefreshPolicy::Manual.text(),
         max_staleness_secs: None,
         avg_state,
+        computed_under: None,
     };
     let made = async {
         crate::mv::apply_options(&mut mv, options, &[])?;
@@ -391,6 +392,11 @@ async fn refresh_incrementally(
     };
     // The definition, its scan of the source pointed at the new files only.
     let plan = owner.plan(&stmt).await?;
+    // The old rows and the new ones must have been computed under the same policies.
+    let under = computed_under(owner, &plan);
+    if under != mv.computed_under {
+        return Ok(None);
+    }
     let mut source_schema = None;
     let _ = plan.apply_with_subqueries(|p| {
         if let LogicalPlan::TableScan(scan) = p
@@ -600,6 +606,7 @@ async fn recompute(
     let catalog = owner.engine.planner.catalog().clone();
     let stmt = stored_statement(&mv)?;
     let plan = owner.plan(&stmt).await?;
+    let under = computed_under(owner, &plan);
     let sources = owner.with_names(|names| crate::policy::access::of_plan(&plan, names))?;
     // The version of each source as read: a Delta source's provider is opened on one version
     // (pinned in the plan); of any other the version before the read starts (never newer than
@@ -644,12 +651,29 @@ async fn recompute(
         crate::storage::delta::rewrite(delta, input, vec![], "REFRESH MATERIALIZED VIEW").await?;
     catalog.remember(entry, delta).await;
     mv.sources = versions;
+    mv.computed_under = under;
     mv.populated = true;
     mv.incremental = false;
     mv.refreshed_at_ms = Some(chrono::Utc::now().timestamp_millis());
     mv.refresh_ms = Some(started.elapsed().as_millis() as u64);
     catalog.set_matview(schema, table, *mv).await?;
     Ok(counted.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+/// Whether a view's contents computed by `plan` (its owner's, governed) passed any policy:
+/// the policy version that bound the owner, or None (computed past none: every reader's own
+/// policies on the sources then apply to them).
+fn computed_under(owner: &Session, plan: &LogicalPlan) -> Option<String> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut bound = false;
+    let _ = plan.apply_with_subqueries(|p| {
+        if matches!(p, LogicalPlan::Extension(e) if e.node.name() == "SecureScan") {
+            bound = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    bound.then(|| owner.engine.policies().version.clone())
 }
 
 fn parse_query(sql: &str) -> Result<DfStatement> {
@@ -765,6 +789,14 @@ impl Session {
             if !crate::mv::usable(mv, &current, now) {
                 continue;
             }
+            // Contents computed under the policies that bound its owner answer the owner alone,
+            // under those same policies (an administrator's query included: it would miss rows).
+            if let Some(under) = &mv.computed_under
+                && !self.engine.is_admin(&mv.owner)
+                && (self.principal.name != mv.owner || *under != self.engine.policies().version)
+            {
+                continue;
+            }
             // The user reads the sources, not the view: their grants decide.
             if mv
                 .sources
@@ -772,21 +804,6 @@ impl Session {
                 .any(|src| self.authorize(&src.object, Action::Read).is_err())
             {
                 return Ok(None);
-            }
-            // The user's row filters on the sources, over the view's key columns.
-            let mut compensation = vec![];
-            let mut eligible = true;
-            if !self.principal.admin {
-                for src in &mv.sources {
-                    match self.source_filter(&src.object, &rw.plain_columns).await? {
-                        SourceRules::None => {}
-                        SourceRules::Filter(f) => compensation.push(f),
-                        SourceRules::NotExpressible => eligible = false,
-                    }
-                }
-            }
-            if !eligible {
-                continue;
             }
             let new_query =
                 DfStatement::Statement(Box::new(ast::Statement::Query(Box::new(rw.query.clone()))));
@@ -802,22 +819,16 @@ impl Session {
             else {
                 continue;
             };
-            let view_ref =
-                datafusion::common::TableReference::partial(schema.as_str(), name.as_str());
-            let plan = match compensation.into_iter().reduce(|a, b| a.and(b)) {
-                None => plan,
-                Some(filter) => {
-                    plan.transform_up_with_subqueries(|p| match &p {
-                        LogicalPlan::TableScan(scan) if scan.table_name.resolved_eq(&view_ref) => {
-                            let qualified = requalify(filter.clone(), &scan.table_name);
-                            Ok(Transformed::yes(
-                                LogicalPlanBuilder::from(p).filter(qualified)?.build()?,
-                            ))
-                        }
-                        _ => Ok(Transformed::no(p)),
-                    })?
-                    .data
+            // The view's secure scan carries this user's policies on its sources (and any on
+            // the view itself); a view that cannot carry them does not answer (guard.rs).
+            let before = self.seen().clone();
+            let plan = match self.secure_plan(plan).await {
+                Ok(p) => p,
+                Err(Error::PermissionDenied(_)) => {
+                    *self.seen() = before;
+                    continue;
                 }
+                Err(e) => return Err(e),
             };
             {
                 let mut seen = self.seen();
@@ -826,73 +837,13 @@ impl Session {
                 seen.policies
                     .insert(format!("materialized view {schema}.{name}"));
             }
-            // Policies that govern the view itself still apply.
-            let plan = self.secure_plan(plan).await?;
             tracing::debug!(view = %format!("{schema}.{name}"), "answered from a materialized view");
             return Ok(Some(plan));
         }
         Ok(None)
     }
 
-    /// This user's row filter on a view's source, over the view's columns.
-    async fn source_filter(
-        &self,
-        object: &str,
-        plain_columns: &[(String, String)],
-    ) -> Result<SourceRules> {
-        let stored = self.stored_tags(object);
-        let policies = self.engine.policies();
-        let subject = self.subject();
-        if !policies.binds(&subject, object, &stored) {
-            return Ok(SourceRules::None);
-        }
-        let Some((schema, table)) = object.split_once('.') else {
-            return Ok(SourceRules::NotExpressible);
-        };
-        let provider = self
-            .ctx
-            .table_provider(datafusion::common::TableReference::partial(schema, table))
-            .await?;
-        let df_schema = Arc::new(datafusion::common::DFSchema::try_from_qualified_schema(
-            datafusion::common::TableReference::partial(schema, table),
-            &provider.schema(),
-        )?);
-        let parse = |sql: &str| -> Result<Expr> { Ok(self.ctx.parse_sql_expr(sql, &df_schema)?) };
-        let Some(rules) = policies.rules_for(&subject, object, &df_schema, &stored, &parse)? else {
-            return Ok(SourceRules::None);
-        };
-        if !rules.masks.is_empty() || !rules.denied.is_empty() {
-            return Ok(SourceRules::NotExpressible);
-        }
-        let Some(filter) = rules.filter else {
-            return Ok(SourceRules::None);
-        };
-        self.seen().policies.extend(rules.applied.iter().cloned());
-        let mut ok = true;
-        let mapped = filter
-            .transform(|e| match e {
-                Expr::Column(c) => match plain_columns.iter().find(|(src, _)| *src == c.name) {
-                    Some((_, view_col)) => Ok(Transformed::yes(Expr::Column(
-                        datafusion::common::Column::new_unqualified(view_col.clone()),
-                    ))),
-                    None => {
-                        ok = false;
-                        Ok(Transformed::no(Expr::Column(c)))
-                    }
-                },
-                other => Ok(Transformed::no(other)),
-            })?
-            .data;
-        Ok(if ok {
-            SourceRules::Filter(mapped)
-        } else {
-            SourceRules::NotExpressible
-        })
-    }
-
-    /// A direct read of a materialized view's table: refused when it is not populated, and to a
-    /// user bound by policies on its sources (the view was computed past them) unless a policy
-    /// governs the view itself.
+    /// A direct read of a materialized view's table: refused when it is not populated.
     pub(super) fn check_view_reads(&self, plan: &LogicalPlan) -> Result<()> {
         let catalog = self.engine.planner.catalog();
         let reads = self.with_names(|names| crate::policy::access::of_plan(plan, names))?;
@@ -912,20 +863,7 @@ impl Session {
                     ),
                 });
             }
-            if self.principal.admin || self.principal.name == mv.owner {
-                continue;
-            }
-            let policies = self.engine.policies();
-            let subject = self.subject();
-            let bound = mv
-                .sources
-                .iter()
-                .any(|s| policies.binds(&subject, &s.object, &self.stored_tags(&s.object)));
-            if bound && !policies.binds(&subject, object, &self.stored_tags(object)) {
-                return Err(Error::PermissionDenied(format!(
-                    "permission denied for materialized view {table}: it is computed past policies on its sources that bind you; query the sources (a view may still answer), or have a policy govern the view"
-                )));
-            }
+            // What its sources' policies owe each reader is in its secure scan (guard.rs).
         }
         Ok(())
     }
@@ -993,24 +931,6 @@ impl Session {
         let key = crate::mv::cache::Key::new(&text, &self.engine.policies().version, &located);
         Some((key, versions))
     }
-}
-
-enum SourceRules {
-    None,
-    Filter(Expr),
-    NotExpressible,
-}
-
-/// `e`'s unqualified columns qualified by `table`.
-fn requalify(e: Expr, table: &datafusion::common::TableReference) -> Expr {
-    e.transform(|x| match x {
-        Expr::Column(c) if c.relation.is_none() => Ok(Transformed::yes(Expr::Column(
-            datafusion::common::Column::new(Some(table.clone()), c.name),
-        ))),
-        other => Ok(Transformed::no(other)),
-    })
-    .map(|t| t.data)
-    .unwrap_or_else(|_| Expr::Literal(datafusion::common::ScalarValue::Boolean(Some(false)), None))
 }
 
 /// The server's refresher: views with `refresh = 'auto'` are refreshed soon after a source

@@ -139,13 +139,7 @@ pub async fn plan(session: &Session, m: &ast::Merge) -> Result<dml::RowChange> {
         ));
     }
     let catalog = dml::change_catalog();
-    let source = match &m.source {
-        TableFactor::Table { name, alias, .. } => match alias {
-            Some(a) => format!("{name} AS {a}"),
-            None => format!("{name}"),
-        },
-        other => other.to_string(),
-    };
+    let source = m.source.to_string();
     let sql = format!(
         "SELECT {}, {}, {} FROM {source} LEFT JOIN {}.{}.{} AS {target_alias} ON {}",
         quoted(FILE),

@@ -7,6 +7,7 @@ pub mod cursor;
 mod ddl;
 mod dml;
 mod explain;
+mod guard;
 mod maintenance;
 pub mod matview;
 mod merge;
@@ -49,6 +50,10 @@ pub struct Engine {
     backends: Arc<std::sync::Mutex<HashMap<i32, Backend>>>,
     /// Query results by governed plan and table versions (mv::cache).
     pub cache: Arc<crate::mv::cache::ResultCache>,
+    /// The lineage of each materialized view's definition, by view and its text, with the
+    /// catalog generation it was planned at (see `guard::view_rules`).
+    view_lineage:
+        std::sync::Mutex<HashMap<String, (u64, Arc<crate::policy::matview::ViewLineage>)>>,
 }
 
 /// One connection, as `pg_cancel_backend` finds it.
@@ -98,6 +103,7 @@ impl Engine {
             audit,
             backends: Arc::default(),
             cache,
+            view_lineage: Default::default(),
         })
     }
 
@@ -795,7 +801,7 @@ impl Session {
             // Planned under the policies in force now, as a statement would be.
             let started = self.begin_statement().await;
             // A statement refused when it is prepared never runs: its record is written now.
-            let plan = match self.plan(&stmt).await {
+            let plan = match self.plan_to_describe(&stmt).await {
                 Ok(p) => p,
                 Err(e) => {
                     return match self.audit(sql, started, Err(e)) {
@@ -833,6 +839,25 @@ impl Session {
             schema,
             names,
         })
+    }
+
+    /// The plan a prepared statement's parameters and result are described from: a row-level
+    /// write's is its change list query (`dml.rs`), anything else's its own.
+    async fn plan_to_describe(&self, stmt: &DfStatement) -> Result<LogicalPlan> {
+        use SqlStatement as S;
+        let change = match stmt {
+            DfStatement::Statement(s) => match s.as_ref() {
+                S::Update(u) => Some(dml::plan_update(self, u, vec![]).await?),
+                S::Delete(d) => Some(dml::plan_delete(self, d, vec![]).await?),
+                S::Merge(m) => Some(merge::plan(self, m).await?),
+                _ => None,
+            },
+            _ => None,
+        };
+        match change {
+            Some(c) => c.unbound_plan(self).await,
+            None => self.plan(stmt).await,
+        }
     }
 
     /// Plan a statement that DataFusion runs (queries, EXPLAIN, INSERT/UPDATE/DELETE).
@@ -935,6 +960,7 @@ impl Session {
         let subject = self.subject();
         self.refuse_governed_history(&plan, &policies, &subject)?;
         let current = self.current_columns_of_versions(&plan).await?;
+        let views = self.view_rules(&plan).await?;
         let ctx = &self.ctx;
         let rules_for = |object: &str,
                          table: &datafusion::common::DFSchemaRef,
@@ -947,6 +973,10 @@ impl Session {
                 self.check_named_columns(&policies, object, table, &stored)?;
             }
             let mut rules = policies.rules_for(&subject, object, table, &stored, &parse)?;
+            if let Some(view) = views.get(object) {
+                let owed = self.rules_of_view(&policies, object, table, view)?;
+                rules = guard::both(rules, owed, table);
+            }
             if reading == crate::policy::secure::Reading::Version
                 && policies.binds(&subject, object, &stored)
                 && let Some(now) = current.get(object)
@@ -975,71 +1005,6 @@ impl Session {
             let plan = crate::policy::secure::check_insert(plan, &rules_for, names)?;
             crate::policy::secure::apply(plan, names, &rules_for)
         })
-    }
-
-    /// The columns each table read at an older version in `plan` has now (by name).
-    async fn current_columns_of_versions(
-        &self,
-        plan: &LogicalPlan,
-    ) -> Result<HashMap<String, std::collections::HashSet<String>>> {
-        use datafusion::common::tree_node::TreeNodeRecursion;
-        let mut objects = std::collections::BTreeSet::new();
-        self.with_names(|names| {
-            plan.apply_with_subqueries(|p| {
-                if let LogicalPlan::TableScan(scan) = p
-                    && crate::policy::access::is_time_travel(&scan.table_name)
-                    && let Some(o) = names.scan(scan)
-                {
-                    objects.insert(o);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        })?;
-        let catalog = self.engine.planner.catalog();
-        let mut out = HashMap::new();
-        for object in objects {
-            let Some((schema, table)) = object.split_once('.') else {
-                continue;
-            };
-            if let Some(crate::catalog::Relation::Table(entry)) = catalog.relation(schema, table) {
-                let provider = catalog.table_provider(&entry).await?;
-                let names = provider
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .collect();
-                out.insert(object, names);
-            }
-        }
-        Ok(out)
-    }
-
-    /// 42501 when `object` lacks a column its policies name exactly (`PolicySet::named_columns`;
-    /// a column hidden from this principal is there, only not shown).
-    fn check_named_columns(
-        &self,
-        policies: &PolicySet,
-        object: &str,
-        table: &datafusion::common::DFSchemaRef,
-        stored: &crate::policy::StoredTags,
-    ) -> Result<()> {
-        let hidden = policies.denied_columns(&self.subject(), object, stored);
-        for (policy, column) in policies.named_columns(object) {
-            if table.fields().iter().any(|f| f.name() == &column) || hidden.contains(&column) {
-                continue;
-            }
-            let problem = format!(
-                "{object}: the policy \"{policy}\" names column \"{column}\", which the table does not have"
-            );
-            tracing::error!("{problem}: the table is not readable past its policies");
-            self.engine.policy_problem(object, problem);
-            return Err(Error::PermissionDenied(format!(
-                "permission denied for table {}: its policies name a column it does not have",
-                object.rsplit('.').next().unwrap_or(object)
-            )));
-        }
-        Ok(())
     }
 
     /// A table's history (`table_history`: operations, their parameters, row and file counts)
@@ -2426,7 +2391,7 @@ fn returns_rows_from_plan(stmt: &DfStatement) -> bool {
 }
 
 fn is_dml(stmt: &DfStatement) -> bool {
-    matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Insert(_) | SqlStatement::Update(_) | SqlStatement::Delete(_)))
+    matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Insert(_) | SqlStatement::Update(_) | SqlStatement::Delete(_) | SqlStatement::Merge(_)))
 }
 
 /// Parameter types: the client's where given, else what DataFusion inferred, else unknown (Null).

@@ -173,6 +173,11 @@ impl Rows {
         }))
     }
 
+    /// The columns a reader sees.
+    pub fn shown(&self) -> SchemaRef {
+        self.shown.clone()
+    }
+
     /// A provider of the rows with their identity, without the `hidden` columns (those the
     /// reader may not see at all).
     pub fn provider(self: &Arc<Self>, hidden: &[String]) -> Arc<dyn TableProvider> {

@@ -6,6 +6,7 @@ mod binary;
 mod common;
 mod config;
 mod engine;
+mod governance;
 mod iceberg;
 mod jwt;
 mod layout;

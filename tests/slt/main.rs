@@ -2,7 +2,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may stop at the first surprise
 //! protocol and once with the extended protocol. A file names its user in a `# user: NAME` line,
 //! and may run against a config of the repository with `# config: examples/hr/lakegate.toml`
-//! (its users, policies and setup SQL; users' passwords are in its files).
+//! (its users, policies and setup SQL; users' passwords are in its files). A file that plays
+//! several users switches between their sessions with a statement `\connect NAME` (each user's
+//! session is opened once and kept; without a config, `# users: a, b` creates them, password
+//! `NAME-pw`, and `lakegate` is the administrator).
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +26,17 @@ enum Protocol {
 struct Db {
     client: Client,
     protocol: Protocol,
+    /// The connection string of a user, for `\connect`.
+    url_of: std::sync::Arc<dyn Fn(&str) -> String + Send + Sync>,
+    /// Sessions opened by `\connect`, by user (the current one is `client`).
+    others: std::collections::HashMap<String, Client>,
+    current: String,
+}
+
+async fn open(url: &str) -> Result<Client, DbError> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.map_err(err)?;
+    tokio::spawn(conn);
+    Ok(client)
 }
 
 #[derive(Debug)]
@@ -48,6 +62,19 @@ impl AsyncDB for Db {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
+        if let Some(user) = sql.trim().strip_prefix("\\connect ") {
+            let user = user.trim().to_string();
+            if user != self.current {
+                let next = match self.others.remove(&user) {
+                    Some(c) => c,
+                    None => open(&(self.url_of)(&user)).await?,
+                };
+                let previous = std::mem::replace(&mut self.client, next);
+                self.others
+                    .insert(std::mem::replace(&mut self.current, user), previous);
+            }
+            return Ok(DBOutput::StatementComplete(0));
+        }
         match self.protocol {
             Protocol::Simple => {
                 let msgs = self.client.simple_query(sql).await.map_err(err)?;
@@ -146,6 +173,23 @@ fn user_of(path: &Path) -> String {
         .unwrap_or_else(|| "lakegate".into())
 }
 
+/// The users a file without a config plays besides its `# user:` (`# users: a, b`).
+fn users_of(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("# users:").map(|u| {
+                    u.split(',')
+                        .map(|x| x.trim().to_string())
+                        .filter(|x| !x.is_empty())
+                        .collect()
+                })
+            })
+        })
+        .unwrap_or_default()
+}
+
 /// The `# config:` a file names, loaded with its paths made absolute (repository root).
 fn config_of(path: &Path) -> Option<Config> {
     let text = std::fs::read_to_string(path).ok()?;
@@ -208,19 +252,24 @@ async fn main() {
                 c.demo.orders = 400;
             }
             let user = user_of(file);
-            let password = if example {
-                user.clone()
-            } else {
-                password_of(&user)
-            };
-            if user != "lakegate" && !example {
-                c.auth.users = vec![UserConfig {
-                    name: user.clone(),
-                    password_file: Some(tmp.path().join("pw")),
-                    password_env: None,
-                    admin: false,
-                }];
-                std::fs::write(tmp.path().join("pw"), password_of(&user)).expect("pw file");
+            if !example {
+                let mut users: Vec<String> = users_of(file);
+                if user != "lakegate" && !users.contains(&user) {
+                    users.push(user.clone());
+                }
+                c.auth.users = users
+                    .iter()
+                    .map(|u| {
+                        let pw = tmp.path().join(format!("{u}.pw"));
+                        std::fs::write(&pw, password_of(u)).expect("pw file");
+                        UserConfig {
+                            name: u.clone(),
+                            password_file: Some(pw),
+                            password_env: None,
+                            admin: false,
+                        }
+                    })
+                    .collect();
             }
             let server = Server::bind(c.validate().expect("config"))
                 .await
@@ -230,15 +279,30 @@ async fn main() {
             let task = tokio::spawn(server.run(async {
                 let _ = stopped.await;
             }));
-            let url = format!(
-                "host=127.0.0.1 port={port} user={user} password={password} dbname=lakegate"
-            );
+            let url_of: std::sync::Arc<dyn Fn(&str) -> String + Send + Sync> =
+                std::sync::Arc::new(move |u: &str| {
+                    let password = if example {
+                        u.to_string()
+                    } else {
+                        password_of(u)
+                    };
+                    format!(
+                        "host=127.0.0.1 port={port} user={u} password={password} dbname=lakegate"
+                    )
+                });
+            let first = user.clone();
             let mut runner = sqllogictest::Runner::new(move || {
-                let url = url.clone();
+                let url_of = url_of.clone();
+                let first = first.clone();
                 async move {
-                    let (client, conn) = tokio_postgres::connect(&url, NoTls).await.map_err(err)?;
-                    tokio::spawn(conn);
-                    Ok(Db { client, protocol })
+                    let client = open(&url_of(&first)).await?;
+                    Ok(Db {
+                        client,
+                        protocol,
+                        url_of,
+                        others: Default::default(),
+                        current: first,
+                    })
                 }
             });
             match runner.run_file_async(file).await {
