@@ -346,8 +346,21 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
             }
             | Op::SetOptionsParens { options } => {
                 let set = table_properties(options)?;
+                let stored = session.stored_tags(&format!("{schema}.{table}"));
                 for (column, list) in set.tags {
                     find(&columns, &column).ok_or_else(|| missing(&column))?;
+                    // Tags only mask more; taking one away unmasks a column, which is for
+                    // administrators of the server, not of the table.
+                    if !session.principal.admin
+                        && let Some(gone) = stored
+                            .get(&column)
+                            .and_then(|had| had.iter().find(|t| !list.contains(t)))
+                    {
+                        return Err(Error::PermissionDenied(format!(
+                            "permission denied to remove classification tag {gone} from column \
+                             \"{column}\" of table \"{table}\": only an administrator may"
+                        )));
+                    }
                     tags.insert(column, list);
                 }
                 sort_order = set.sort_order.or(sort_order);

@@ -1022,7 +1022,10 @@ impl Session {
                 if let LogicalPlan::TableScan(scan) = p
                     && scan.table_name.table().ends_with("@history")
                     && let Some(object) = names.scan(scan)
-                    && policies.binds(subject, &object, &self.stored_tags(&object))
+                    && self
+                        .governing_objects(&object)
+                        .iter()
+                        .any(|o| policies.binds(subject, o, &self.stored_tags(o)))
                 {
                     refused = Some(object);
                     return Ok(TreeNodeRecursion::Stop);
@@ -1037,6 +1040,20 @@ impl Session {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// The tables whose policies govern what `object` shows: itself, and for a materialized
+    /// view its sources (whose policies its readers' secure scans carry).
+    fn governing_objects(&self, object: &str) -> Vec<String> {
+        let mut out = vec![object.to_string()];
+        if let Some((schema, table)) = object.split_once('.')
+            && let Some(crate::catalog::Relation::Table(t)) =
+                self.engine.planner.catalog().relation(schema, table)
+            && let Some(mv) = t.matview
+        {
+            out.extend(mv.sources.into_iter().map(|s| s.object));
+        }
+        out
     }
 
     /// Who decides for this session: the role it took, else the user.
