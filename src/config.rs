@@ -32,16 +32,19 @@ pub struct Config {
     pub catalogs: Vec<CatalogConfig>,
     pub policy: PolicyConfig,
     pub engine: EngineConfig,
+    /// Per-user and per-role limits (`[[limits]]`).
+    pub limits: Vec<LimitConfig>,
 }
 
 /// How queries execute (DataFusion's runtime, shared by all sessions).
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
-    /// Memory all running queries may use together, e.g. "4GiB" or "512MiB" (unset: no limit).
-    /// Past it, sorts, joins and aggregations spill to `spill_dir`; a query whose hash join
-    /// (which cannot spill) runs short is computed again with sort-merge joins; what still
-    /// does not fit fails with 53200.
+    /// Memory all running queries may use together, e.g. "4GiB" or "512MiB"; "0" for no
+    /// limit. Unset: half of the machine's memory (or of the container's memory limit, when
+    /// the cgroup sets one). Past it, sorts, joins and aggregations spill to `spill_dir`; a
+    /// query whose hash join (which cannot spill) runs short is computed again with sort-merge
+    /// joins; what still does not fit fails with 53200.
     #[serde(deserialize_with = "size_text")]
     pub memory_limit: Option<String>,
     /// Where spilled data goes (default: the system's temporary folder).
@@ -53,10 +56,15 @@ pub struct EngineConfig {
     /// Memory for the result cache, e.g. "256MiB" ("0": no cache). Default 128MiB.
     #[serde(deserialize_with = "size_text")]
     pub result_cache: Option<String>,
-    /// Queries computing at once; the next ones wait their turn (first come, first served).
-    /// Default (or 0): no bound. (Measured with 16 TPC-H clients under a 4GiB limit on 2 cores,
-    /// a bound of 2 cut the memory peak by half and throughput by three: docs/benchmarks.md.)
+    /// Queries computing at once, all users together; the next ones wait their turn (first
+    /// come, first served). Default: 4 per core; 0: no bound. (Measured with 16 TPC-H clients
+    /// under a 4GiB limit on 2 cores, a bound of 2 cut the memory peak by half and throughput
+    /// by three: docs/benchmarks.md.)
     pub max_running_queries: Option<usize>,
+    /// How long a query waits for its turn before it fails (57014), e.g. "60s" (the default).
+    pub queue_timeout: Option<String>,
+    /// How many queries may wait for a turn; one more fails at once (53300). Default 1000.
+    pub max_queued: Option<usize>,
     /// DataFusion options for every query, by their name without the `datafusion.` prefix,
     /// e.g. `[engine.datafusion.optimizer] repartition_joins = true` or
     /// `LAKEGATE__ENGINE__DATAFUSION__EXECUTION__BATCH_SIZE=16384`. They apply after
@@ -76,6 +84,8 @@ pub struct EngineSettings {
     pub batch_size: Option<usize>,
     /// None: no bound.
     pub max_running_queries: Option<usize>,
+    pub queue_timeout: std::time::Duration,
+    pub max_queued: usize,
     /// DataFusion options (full names, values as text), each checked by DataFusion.
     pub datafusion: Vec<(String, String)>,
 }
@@ -453,6 +463,81 @@ pub struct UserSpec {
     pub admin: bool,
 }
 
+/// Limits for some users: a user, a role of the policy files (every user holding it), or `*`.
+/// Where several name a user, the lowest of each applies.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitConfig {
+    pub to: String,
+    /// Queries one such user may compute at once (the next wait their turn).
+    pub max_running_queries: Option<usize>,
+    /// The longest a statement of theirs may run, e.g. "5min": the default of their sessions'
+    /// `statement_timeout`, and its ceiling (SET may lower it, not raise or turn it off).
+    pub statement_timeout: Option<String>,
+}
+
+/// A [`LimitConfig`], validated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limit {
+    pub to: String,
+    pub max_running_queries: Option<usize>,
+    pub statement_timeout: Option<std::time::Duration>,
+}
+
+/// A duration as PostgreSQL settings write them: a number with an optional unit (ms, s, min,
+/// h, d; none: milliseconds).
+pub fn parse_duration(v: &str) -> Option<std::time::Duration> {
+    let v = v.trim().trim_matches('\'');
+    let split = v
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" => 1.0,
+        "s" => 1000.0,
+        "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
+        _ => return None,
+    };
+    (n >= 0.0).then(|| std::time::Duration::from_millis((n * factor) as u64))
+}
+
+/// The cores the server may use.
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+/// Half of the memory this process may have: the machine's, or the container's limit when its
+/// cgroup sets a lower one (the default `engine.memory_limit`).
+pub fn default_memory_limit() -> usize {
+    let machine = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        })
+        .map(|kib| kib * 1024);
+    let cgroup = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .find_map(|f| std::fs::read_to_string(f).ok())
+    .and_then(|v| v.trim().parse::<usize>().ok());
+    let total = match (machine, cgroup) {
+        (Some(m), Some(c)) => m.min(c),
+        (Some(m), None) => m,
+        (None, Some(c)) => c,
+        (None, None) => 4 << 30,
+    };
+    total / 2
+}
+
 /// The validated configuration the server runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -479,6 +564,7 @@ pub struct Settings {
     pub tls_required: bool,
     pub demo: DemoConfig,
     pub engine: EngineSettings,
+    pub limits: Vec<Limit>,
 }
 
 impl Config {
@@ -661,10 +747,23 @@ impl Config {
             demo: self.demo,
             engine: EngineSettings {
                 memory_limit: match &self.engine.memory_limit {
-                    Some(m) => Some(parse_size(m)?),
-                    None => None,
+                    Some(m) => Some(parse_size(m)?).filter(|n| *n > 0),
+                    None => Some(default_memory_limit()),
                 },
-                max_running_queries: self.engine.max_running_queries.filter(|n| *n > 0),
+                max_running_queries: match self.engine.max_running_queries {
+                    Some(0) => None,
+                    Some(n) => Some(n),
+                    None => Some(4 * cores()),
+                },
+                queue_timeout: match &self.engine.queue_timeout {
+                    Some(t) => parse_duration(t).ok_or_else(|| {
+                        Error::Config(format!(
+                            "engine.queue_timeout {t:?}: a duration such as \"60s\" or \"5min\""
+                        ))
+                    })?,
+                    None => std::time::Duration::from_secs(60),
+                },
+                max_queued: self.engine.max_queued.unwrap_or(1000),
                 spill_dir: self.engine.spill_dir,
                 result_cache: match &self.engine.result_cache {
                     Some(c) => parse_size(c)?,
@@ -674,8 +773,38 @@ impl Config {
                 batch_size: self.engine.batch_size.filter(|n| *n > 0),
                 datafusion: datafusion_options(&self.engine.datafusion)?,
             },
+            limits: limits(&self.limits)?,
         })
     }
+}
+
+/// `[[limits]]`, validated.
+fn limits(configured: &[LimitConfig]) -> Result<Vec<Limit>> {
+    configured
+        .iter()
+        .map(|l| {
+            if l.to.is_empty() {
+                return Err(Error::Config(
+                    "a [[limits]] entry names whom it limits: to = \"user\", \"role\" or \"*\""
+                        .into(),
+                ));
+            }
+            Ok(Limit {
+                to: l.to.clone(),
+                max_running_queries: l.max_running_queries.filter(|n| *n > 0),
+                statement_timeout: match &l.statement_timeout {
+                    Some(t) => Some(parse_duration(t).ok_or_else(|| {
+                        Error::Config(format!(
+                            "limits for {}: statement_timeout {t:?} is not a duration (\"30s\", \"5min\")",
+                            l.to
+                        ))
+                    })?)
+                    .filter(|d| !d.is_zero()),
+                    None => None,
+                },
+            })
+        })
+        .collect()
 }
 
 /// A REST catalog's properties, with its secret read from the environment or a file.

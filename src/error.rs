@@ -59,6 +59,12 @@ pub enum Error {
     OutOfMemory(String),
     #[error("{0}")]
     TooManyConnections(String),
+    /// A statement nested too deeply to handle (PostgreSQL's `stack depth limit exceeded`).
+    #[error("{0}")]
+    StackDepth(String),
+    /// A statement or value beyond what the server handles (PostgreSQL's program limits).
+    #[error("{0}")]
+    ProgramLimit(String),
     /// Configuration could not be loaded or is invalid; not a client error.
     #[error("{0}")]
     Config(String),
@@ -109,8 +115,20 @@ impl From<ArrowError> for Error {
 
 impl From<ParserError> for Error {
     fn from(e: ParserError) -> Self {
-        Error::Syntax(strip_parser_prefix(&e.to_string()))
+        match e {
+            ParserError::RecursionLimitExceeded => crate::error::stack_depth(),
+            other => Error::Syntax(strip_parser_prefix(&other.to_string())),
+        }
     }
+}
+
+/// PostgreSQL's error for a statement nested too deeply.
+pub fn stack_depth() -> Error {
+    Error::StackDepth(
+        "stack depth limit exceeded: the statement nests too deeply (parentheses, subqueries, \
+         chains of operators, UNION or JOIN); split it or nest it less"
+            .into(),
+    )
 }
 
 impl From<deltalake::DeltaTableError> for Error {
@@ -226,6 +244,8 @@ impl Error {
             Error::Cancelled | Error::StatementTimeout => "57014",
             Error::OutOfMemory(_) => "53200",
             Error::TooManyConnections(_) => "53300",
+            Error::StackDepth(_) => "54001",
+            Error::ProgramLimit(_) => "54000",
             Error::Config(_) => "F0000",
             Error::Io(_) => "58030",
             Error::Storage(_) => "58030",
@@ -246,6 +266,9 @@ impl Error {
 fn datafusion_message(e: &DataFusionError) -> String {
     let root = e.find_root();
     let msg = match root {
+        DataFusionError::SQL(p, _) if matches!(p.as_ref(), ParserError::RecursionLimitExceeded) => {
+            crate::error::stack_depth().to_string()
+        }
         DataFusionError::SQL(p, _) => strip_parser_prefix(&p.to_string()),
         DataFusionError::Plan(m) if system_catalog(m).is_some() => format!(
             "system catalog {} is not available yet (psql's \\d commands and driver metadata need it)",
@@ -361,6 +384,9 @@ fn lowercase_first(s: &str) -> String {
 
 fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
     match e.find_root() {
+        DataFusionError::SQL(p, _) if matches!(p.as_ref(), ParserError::RecursionLimitExceeded) => {
+            "54001"
+        }
         DataFusionError::SQL(_, _) => "42601",
         DataFusionError::NotImplemented(_) => "0A000",
         DataFusionError::ResourcesExhausted(_) => "53200",

@@ -48,6 +48,67 @@ pub struct Server {
     handlers: Arc<Handlers>,
     tls: Option<pgwire::tokio::TlsAcceptor>,
     settings: Settings,
+    runtimes: Runtimes,
+}
+
+/// The stack of every thread that parses, plans or computes statements: room for the deepest
+/// statement `planner::limits` lets through (a debug build's frames included), many times
+/// over. It is reserved address space; only what a statement uses is ever touched.
+const STACK_BYTES: usize = 256 << 20;
+
+/// The runtimes a server serves on, apart from its caller's: `connections` (the wire, sessions,
+/// parsing and planning, cached answers) and `compute` (queries' execution, as many threads as
+/// cores). A heavy query keeps the compute threads busy, never the connection ones, so others
+/// still connect and get cheap answers at once (the split InfluxDB 3 and GreptimeDB use).
+pub struct Runtimes {
+    connections: Option<tokio::runtime::Runtime>,
+    compute: Option<tokio::runtime::Runtime>,
+}
+
+impl Runtimes {
+    fn new() -> Result<Runtimes> {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let build = |name: &str, threads: usize| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name(name)
+                .thread_stack_size(STACK_BYTES)
+                .enable_all()
+                .build()
+                .map_err(|e| Error::internal(format!("cannot start the {name} runtime: {e}")))
+        };
+        Ok(Runtimes {
+            connections: Some(build("lakegate-conn", cores.clamp(2, 4))?),
+            compute: Some(build("lakegate-compute", cores)?),
+        })
+    }
+
+    fn connections(&self) -> Result<&tokio::runtime::Runtime> {
+        self.connections
+            .as_ref()
+            .ok_or_else(|| Error::internal("the connection runtime is gone"))
+    }
+
+    fn compute(&self) -> Result<tokio::runtime::Handle> {
+        self.compute
+            .as_ref()
+            .map(|r| r.handle().clone())
+            .ok_or_else(|| Error::internal("the compute runtime is gone"))
+    }
+}
+
+impl Drop for Runtimes {
+    /// Dropped inside an async context too (a test's server): without blocking.
+    fn drop(&mut self) {
+        for r in [self.connections.take(), self.compute.take()]
+            .into_iter()
+            .flatten()
+        {
+            r.shutdown_background();
+        }
+    }
 }
 
 impl Server {
@@ -65,7 +126,13 @@ impl Server {
             catalog.attach(crate::catalog::attached::AttachedCatalog::connect(spec).await?);
         }
         refresh_attached(&catalog).await;
-        let planner = Planner::new(catalog, &settings.database, &settings.engine)?;
+        let runtimes = Runtimes::new()?;
+        let planner = Planner::new(
+            catalog,
+            &settings.database,
+            &settings.engine,
+            runtimes.compute()?,
+        )?;
         let admins = settings
             .users
             .iter()
@@ -101,14 +168,23 @@ impl Server {
                 },
             }),
         );
+        let admission = crate::session::admission::Admission::new(
+            settings.engine.max_running_queries,
+            settings.engine.max_queued,
+            settings.engine.queue_timeout,
+            settings.limits.clone(),
+        );
         let engine = Engine::new(
             planner,
             settings.max_connections,
             admins,
-            policies,
-            watch,
-            audit,
+            crate::session::Governance {
+                policies,
+                watch,
+                audit,
+            },
             cache,
+            admission,
         );
         // Materialized views that refresh by themselves (after source commits, or on a schedule).
         tokio::spawn(crate::session::matview::refresher(Arc::downgrade(&engine)));
@@ -139,6 +215,7 @@ impl Server {
             handlers,
             tls,
             settings,
+            runtimes,
         })
     }
 
@@ -169,12 +246,14 @@ impl Server {
                     let handlers = self.handlers.for_connection(reject);
                     let tls = self.tls.clone();
                     let active = active.clone();
-                    tokio::spawn(async move {
+                    self.runtimes.connections()?.spawn(async move {
                         let span = tracing::info_span!("connection", %peer);
                         let _e = span.enter();
                         drop(_e);
                         if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                            // One line per connection refused or broken off (a malformed
+                            // message, a failed handshake, a client gone mid-message).
+                            tracing::info!(%peer, error = %e, "connection ended with an error");
                         }
                         active.fetch_sub(1, Ordering::SeqCst);
                     });

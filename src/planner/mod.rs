@@ -12,6 +12,7 @@ pub mod dynamic_filter;
 pub mod filter_estimates;
 pub mod functions;
 pub mod known_queries;
+pub mod limits;
 pub mod names;
 pub mod not_null;
 pub mod pg_cast;
@@ -25,6 +26,7 @@ pub mod semi_join;
 pub mod shared_subplans;
 pub mod time_travel;
 pub mod types;
+pub mod value_limits;
 
 use std::sync::Arc;
 
@@ -106,13 +108,14 @@ pub struct Planner {
     batch_size: Option<usize>,
     /// engine.datafusion, validated at startup.
     datafusion_options: Vec<(String, String)>,
-    /// Turns to compute a query (engine.max_running_queries); None: no bound.
-    admission: Option<Arc<tokio::sync::Semaphore>>,
     /// engine.memory_limit is set (see [`Planner::execute`]).
     memory_limited: bool,
     /// Under a memory limit, queries compute sharing it; one computed again after running
     /// out of memory computes alone (see [`Planner::execute`]).
     memory_gate: Arc<tokio::sync::RwLock<()>>,
+    /// The runtime queries compute on, apart from the one connections are served on: a heavy
+    /// query never keeps another session from connecting and being answered.
+    compute: tokio::runtime::Handle,
 }
 
 /// A query's logical plan for [`Planner::execute`].
@@ -179,6 +182,112 @@ fn out_of_memory(e: &datafusion::error::DataFusionError) -> bool {
     )
 }
 
+/// Whether a plan reads a table (a table function or a catalog table counts).
+pub fn reads_tables(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|p| {
+        if matches!(p, LogicalPlan::TableScan(_)) {
+            found = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// The rows of the stream `start` makes, made and computed on `runtime` (DataFusion's own
+/// tasks spawn there too) and handed over in batches: the caller's runtime only passes them
+/// on. The computation stops when the returned stream is dropped (a cancel, a client gone); a
+/// panic in it ends the stream with an XX000 error, never with rows silently missing.
+pub async fn computed_on<F>(
+    runtime: &tokio::runtime::Handle,
+    start: F,
+) -> Result<datafusion::execution::SendableRecordBatchStream>
+where
+    F: std::future::Future<Output = Result<datafusion::execution::SendableRecordBatchStream>>
+        + Send
+        + 'static,
+{
+    use futures::StreamExt;
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    let (tx, rx) = tokio::sync::mpsc::channel::<datafusion::error::Result<RecordBatchOf>>(2);
+    let task = runtime.spawn(async move {
+        let mut stream = match start.await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = first_tx.send(Err(e));
+                return;
+            }
+        };
+        if first_tx.send(Ok(stream.schema())).is_err() {
+            return;
+        }
+        while let Some(batch) = stream.next().await {
+            if tx.send(batch).await.is_err() {
+                return;
+            }
+        }
+    });
+    let abort = AbortOnDrop(task.abort_handle());
+    let schema = match first_rx.await {
+        Ok(r) => r?,
+        Err(_) => return Err(stopped(task).await),
+    };
+    let state = (rx, Some(task), abort);
+    let stream = futures::stream::unfold(state, |(mut rx, task, abort)| async move {
+        match rx.recv().await {
+            Some(batch) => Some((batch, (rx, task, abort))),
+            None => match task {
+                // The computation ended: normally (the end of the rows), or on a panic.
+                Some(t) => match t.await {
+                    Err(e) if e.is_panic() => Some((
+                        Err(datafusion::error::DataFusionError::from(Error::internal(
+                            format!("the query's computation failed on a bug: {}", panic_of(e)),
+                        ))),
+                        (rx, None, abort),
+                    )),
+                    _ => None,
+                },
+                None => None,
+            },
+        }
+    });
+    Ok(Box::pin(
+        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream),
+    ))
+}
+
+type RecordBatchOf = datafusion::arrow::record_batch::RecordBatch;
+
+/// Aborts a computation when its rows are no longer wanted.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Why a computation stopped before its first rows: a panic (XX000), else it was stopped.
+async fn stopped(task: tokio::task::JoinHandle<()>) -> Error {
+    match task.await {
+        Err(e) if e.is_panic() => Error::internal(format!(
+            "the query's computation failed on a bug: {}",
+            panic_of(e)
+        )),
+        _ => Error::Cancelled,
+    }
+}
+
+fn panic_of(e: tokio::task::JoinError) -> String {
+    let p = e.into_panic();
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 /// `stream`, holding `guard` until it is dropped.
 pub fn hold<G: Send + 'static>(
     stream: datafusion::execution::SendableRecordBatchStream,
@@ -195,10 +304,12 @@ pub fn hold<G: Send + 'static>(
 
 impl Planner {
     /// Create the planner and hook it into the catalog for view expansion.
+    /// `compute`: the runtime queries compute on (see [`Planner::execute`]).
     pub fn new(
         catalog: Arc<Catalog>,
         database: &str,
         engine: &crate::config::EngineSettings,
+        compute: tokio::runtime::Handle,
     ) -> Result<Arc<Planner>> {
         use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
         use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -221,32 +332,12 @@ impl Planner {
             target_partitions: engine.target_partitions,
             batch_size: engine.batch_size,
             datafusion_options: engine.datafusion.clone(),
-            admission: engine
-                .max_running_queries
-                .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
             memory_limited: engine.memory_limit.is_some(),
             memory_gate: Arc::new(tokio::sync::RwLock::new(())),
+            compute,
         });
         catalog.set_view_expander(p.clone());
         Ok(p)
-    }
-
-    /// A turn to compute a query, held until its rows are all sent (dropped with its stream).
-    /// Turns are given first come, first served. A query that waited a minute runs without
-    /// one: a turn can be held by a client that stopped reading (a suspended portal), and a
-    /// connection must never wait forever on itself.
-    pub async fn admit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let turns = self.admission.clone()?;
-        match tokio::time::timeout(std::time::Duration::from_secs(60), turns.acquire_owned()).await
-        {
-            Ok(Ok(turn)) => Some(turn),
-            _ => {
-                tracing::warn!(
-                    "a query waited a minute for a turn (engine.max_running_queries) and runs without one"
-                );
-                None
-            }
-        }
     }
 
     /// The rows of `plan`, computed in `ctx`. Under a memory limit, a query that runs out of
@@ -263,6 +354,28 @@ impl Planner {
     /// to [`MEMORY_TRIES`] tries. An error after the first row (rows already sent) is the
     /// query's answer as before.
     pub async fn execute(
+        &self,
+        ctx: &SessionContext,
+        plan: Logical,
+    ) -> Result<datafusion::execution::SendableRecordBatchStream> {
+        let tables = match &plan {
+            Logical::AsWritten(p) | Logical::Optimized(p) => reads_tables(p),
+        };
+        // A statement that reads no table (`SELECT 1`, `SELECT version()`) computes where it
+        // is asked: it never waits behind the queries computing.
+        if !tables {
+            return self.execute_here(ctx, plan).await;
+        }
+        computed_on(&self.compute, {
+            let me = self.clone();
+            let ctx = ctx.clone();
+            async move { me.execute_here(&ctx, plan).await }
+        })
+        .await
+    }
+
+    /// [`Self::execute`] on the runtime it is called on.
+    async fn execute_here(
         &self,
         ctx: &SessionContext,
         plan: Logical,
@@ -413,7 +526,11 @@ impl Planner {
                 "datafusion.execution.parquet.schema_force_view_types",
                 false,
             )
-            .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false);
+            .set_bool("datafusion.sql_parser.map_string_types_to_utf8view", false)
+            .set_usize(
+                "datafusion.sql_parser.recursion_limit",
+                PARSER_RECURSION_LIMIT,
+            );
         let config = match self.target_partitions {
             Some(n) => config.with_target_partitions(n),
             None => config,
@@ -474,6 +591,9 @@ impl Planner {
             Err(e) => tracing::error!(error = %e, "pg_catalog is not available"),
         }
         for f in functions::session_functions(values) {
+            ctx.register_udf(f);
+        }
+        for f in value_limits::functions(&ctx) {
             ctx.register_udf(f);
         }
         let timezone = values
@@ -544,12 +664,19 @@ fn with_time_travel(stmt: DFStatement, schema: &str, database: &str) -> Result<D
     })
 }
 
+/// How deep the parser recurses (parentheses, subqueries): DataFusion's default of 50 refuses
+/// a few dozen nested parentheses that PostgreSQL takes; the parser's recursion is guarded
+/// (it grows its stack on the heap), and `limits::check` bounds the depth of everything after.
+const PARSER_RECURSION_LIMIT: usize = 1000;
+
 /// Parse SQL text (PostgreSQL dialect plus table versions) into statements.
 pub fn parse_sql(sql: &str) -> Result<Vec<DFStatement>> {
+    limits::check(sql)?;
     let dialect = dialect::LakegateDialect::default();
     let sql = dialect::normalize(known_queries::replace(sql).unwrap_or(sql))?;
     let mut parser = datafusion::sql::parser::DFParserBuilder::new(sql.as_str())
         .with_dialect(&dialect)
+        .with_recursion_limit(PARSER_RECURSION_LIMIT)
         .build()?;
     let stmts: Vec<DFStatement> = parser
         .parse_statements()?

@@ -2,6 +2,7 @@
 //! state, and what each statement does. Uses `planner` and `catalog`; the wire layer talks to a
 //! [`Session`] only, never to DataFusion directly.
 
+pub mod admission;
 pub mod copy;
 pub mod cursor;
 mod ddl;
@@ -50,6 +51,8 @@ pub struct Engine {
     backends: Arc<std::sync::Mutex<HashMap<i32, Backend>>>,
     /// Query results by governed plan and table versions (mv::cache).
     pub cache: Arc<crate::mv::cache::ResultCache>,
+    /// Turns to compute queries (`engine.max_running_queries`, per-user limits).
+    pub admission: admission::Admission,
     /// The lineage of each materialized view's definition, by view and its text, with the
     /// catalog generation it was planned at (see `guard::view_rules`).
     view_lineage:
@@ -83,17 +86,29 @@ impl Drop for BackendRegistration {
     }
 }
 
+/// What governs an engine: the policies loaded, their folder's watch, the audit log.
+pub struct Governance {
+    pub policies: PolicySet,
+    pub watch: crate::policy::PolicyWatch,
+    pub audit: Arc<crate::policy::audit::AuditLog>,
+}
+
 impl Engine {
     pub fn new(
         planner: Arc<Planner>,
         max_connections: usize,
         admins: Vec<String>,
-        policies: PolicySet,
-        watch: crate::policy::PolicyWatch,
-        audit: Arc<crate::policy::audit::AuditLog>,
+        governance: Governance,
         cache: Arc<crate::mv::cache::ResultCache>,
+        admission: admission::Admission,
     ) -> Arc<Engine> {
+        let Governance {
+            policies,
+            watch,
+            audit,
+        } = governance;
         Arc::new(Engine {
+            admission,
             watch,
             planner,
             max_connections,
@@ -515,7 +530,7 @@ impl Session {
             backend_pid,
             &pending_settings,
         );
-        Session {
+        let mut session = Session {
             pending_settings,
             engine,
             principal,
@@ -537,7 +552,11 @@ impl Session {
             optimized: Default::default(),
             redacted: Default::default(),
             running: None,
+        };
+        if let Some(ceiling) = session.limits().statement_timeout {
+            session.settings.limit_statement_timeout(ceiling);
         }
+        session
     }
 
     pub fn principal(&self) -> &Principal {
@@ -673,6 +692,18 @@ impl Session {
         self.recovered
     }
 
+    /// The `[[limits]]` that apply to this session's user (by name and every role it holds).
+    pub fn limits(&self) -> crate::config::Limit {
+        let roles = self.engine.policies().roles_held(&self.subject());
+        self.engine.admission.limits(&self.principal.name, &roles)
+    }
+
+    /// How long this session's statements may run: its `statement_timeout`, which its user's
+    /// limit bounds (`[[limits]] statement_timeout`, also the default; `Settings`).
+    pub fn statement_timeout(&self) -> Option<std::time::Duration> {
+        self.settings.statement_timeout()
+    }
+
     /// The schema unqualified names resolve to.
     pub fn current_schema(&self) -> String {
         crate::planner::default_schema_and_catalog(&self.ctx).0
@@ -773,6 +804,7 @@ impl Session {
 
     /// Parse and describe a statement for the extended protocol.
     pub async fn prepare(&self, sql: &str, client_types: &[Option<DataType>]) -> Result<Prepared> {
+        crate::planner::limits::check(sql)?;
         if let Some(kind) = unparsed(sql)? {
             return Ok(Prepared {
                 sql: sql.into(),
@@ -1250,6 +1282,41 @@ impl Session {
     /// Run the statements of one simple-query message, stopping at the first error.
     /// `aborted`: the transaction already failed, so only COMMIT/ROLLBACK are accepted.
     pub async fn execute_simple(&mut self, sql: &str, aborted: bool) -> Vec<Result<Outcome>> {
+        let mut batch = self.begin_simple(sql, aborted);
+        let several = batch.len() > 1;
+        let mut out = vec![];
+        while let Some(results) = self.next_simple(&mut batch).await {
+            for r in results {
+                // With several statements kept together, each is complete before the next.
+                out.push(match r {
+                    Ok(o) if several => materialize(o).await,
+                    other => other,
+                });
+            }
+        }
+        out
+    }
+
+    /// The statements of one simple-query message, to run one at a time with
+    /// [`Session::next_simple`]: the wire layer sends each statement's answer (rows streamed)
+    /// before the next one runs, so a message of thousands of statements is held in memory one
+    /// answer at a time.
+    pub fn begin_simple(&self, sql: &str, aborted: bool) -> SimpleBatch {
+        let items = self.simple_items(sql);
+        SimpleBatch {
+            items: items.into(),
+            aborted,
+            failed: false,
+        }
+    }
+
+    fn simple_items(&self, sql: &str) -> Vec<SimpleItem> {
+        if let Err(e) = crate::planner::limits::check(sql) {
+            return vec![SimpleItem::Refused(
+                e,
+                "<statement not shown: beyond the server's limits>".into(),
+            )];
+        }
         // Several statements in one message: each on its own, so the ones DataFusion's parser
         // does not take (COPY, MOVE, materialized views, maintenance) work there too.
         let pieces = split_statements(sql);
@@ -1258,58 +1325,57 @@ impl Session {
                 .iter()
                 .any(|p| matches!(unparsed(p), Ok(Some(_)) | Err(_)))
         {
-            let mut aborted = aborted;
-            let mut out = Vec::with_capacity(pieces.len());
-            for piece in &pieces {
-                let mut r = Box::pin(self.execute_simple(piece, aborted)).await;
-                let failed = r.iter().any(|x| x.is_err());
-                for x in r.drain(..) {
-                    let x = match x {
-                        Ok(o) => materialize(o).await,
-                        e => e,
-                    };
-                    out.push(x);
-                }
-                if failed {
-                    break;
-                }
-                aborted = false;
-            }
-            return out;
+            return pieces
+                .iter()
+                .map(|p| SimpleItem::Piece(p.to_string()))
+                .collect();
         }
         match unparsed(sql) {
-            Ok(Some(kind)) => return vec![self.run_unparsed(&kind, sql, aborted).await],
+            Ok(Some(kind)) => return vec![SimpleItem::Unparsed(Box::new(kind), sql.into())],
             Ok(None) => {}
-            Err(e) => {
+            Err(e) => return vec![SimpleItem::Refused(e, sql.into())],
+        }
+        match parse(sql) {
+            Ok(stmts) => stmts
+                .into_iter()
+                .map(|s| SimpleItem::Statement(Parsed::new(s)))
+                .collect(),
+            Err(e) => vec![SimpleItem::Failed(e)],
+        }
+    }
+
+    /// The answers of the batch's next statement (None: all done, or one failed). Rows are a
+    /// stream, computed as they are read: read them all before the next call.
+    pub async fn next_simple(&mut self, batch: &mut SimpleBatch) -> Option<Vec<Result<Outcome>>> {
+        if batch.failed {
+            return None;
+        }
+        let item = batch.items.pop_front()?;
+        let aborted = batch.aborted;
+        let out = match item {
+            SimpleItem::Refused(e, shown) => {
                 let started = self.begin_statement().await;
-                return vec![self.audit(sql, started, Err(e))];
+                vec![self.audit(&shown, started, Err(e))]
             }
-        }
-        let stmts = match parse(sql) {
-            Ok(s) => s,
-            Err(e) => return vec![Err(e)],
+            SimpleItem::Failed(e) => vec![Err(e)],
+            SimpleItem::Unparsed(kind, sql) => vec![self.run_unparsed(&kind, &sql, aborted).await],
+            SimpleItem::Piece(piece) => {
+                let r = Box::pin(self.execute_simple(&piece, aborted)).await;
+                batch.aborted = false;
+                r
+            }
+            SimpleItem::Statement(stmt) => {
+                let r = self.execute_one(&stmt, vec![], aborted).await;
+                if ends_transaction(&stmt.stmt) {
+                    batch.aborted = false;
+                }
+                vec![r]
+            }
         };
-        let several = stmts.len() > 1;
-        let mut aborted = aborted;
-        let mut out = Vec::with_capacity(stmts.len());
-        for stmt in stmts {
-            let stmt = Parsed::new(stmt);
-            let r = self.execute_one(&stmt, vec![], aborted).await;
-            if ends_transaction(&stmt.stmt) {
-                aborted = false;
-            }
-            // With several statements, each must be complete before the next starts.
-            let r = match r {
-                Ok(o) if several => materialize(o).await,
-                other => other,
-            };
-            let failed = r.is_err();
-            out.push(r);
-            if failed {
-                break;
-            }
+        if out.iter().any(|r| r.is_err()) {
+            batch.failed = true;
         }
-        out
+        Some(out)
     }
 
     /// The end of a COPY FROM STDIN (`failed`: the client's CopyFail message): the tag, with
@@ -1898,7 +1964,22 @@ impl Session {
             }
             _ => crate::planner::Logical::AsWritten(plan),
         };
-        let turn = self.engine.planner.admit().await;
+        // A turn for what computes over tables; `SELECT 1`, `SHOW`, settings answer at once
+        // however busy the server is.
+        let reads = match &plan {
+            crate::planner::Logical::AsWritten(p) | crate::planner::Logical::Optimized(p) => {
+                crate::planner::reads_tables(p)
+            }
+        };
+        let turn = match reads {
+            true => Some(
+                self.engine
+                    .admission
+                    .admit(&self.principal.name, self.limits().max_running_queries)
+                    .await?,
+            ),
+            false => None,
+        };
         let stream = match plan {
             // What a user's EXPLAIN shows stops at every secure scan, whatever its format.
             crate::planner::Logical::AsWritten(plan)
@@ -1908,10 +1989,7 @@ impl Session {
             }
             plan => self.engine.planner.execute(&self.ctx, plan).await?,
         };
-        let stream = match turn {
-            Some(turn) => crate::planner::hold(stream, turn),
-            None => stream,
-        };
+        let stream = crate::planner::hold(stream, turn);
         let stream = match key {
             Some(k) => crate::mv::cache::Filling::wrap(stream, self.engine.cache.clone(), k),
             None => stream,
@@ -2643,6 +2721,38 @@ impl Drop for AuditedStream {
 }
 
 /// Collect a row stream into memory (for multi-statement messages).
+/// The statements of one simple-query message still to run ([`Session::begin_simple`]).
+pub struct SimpleBatch {
+    items: std::collections::VecDeque<SimpleItem>,
+    /// Whether the transaction block is failed (statements other than its end are refused).
+    aborted: bool,
+    /// A statement failed: the rest of the message does not run.
+    failed: bool,
+}
+
+impl SimpleBatch {
+    /// Statements left.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+enum SimpleItem {
+    /// Refused before it was parsed (audited with the text shown).
+    Refused(Error, String),
+    /// Did not parse.
+    Failed(Error),
+    /// A statement DataFusion's parser does not take.
+    Unparsed(Box<PreparedKind>, String),
+    /// One statement's text, of a message mixing both kinds.
+    Piece(String),
+    Statement(Arc<Parsed>),
+}
+
 async fn materialize(o: Outcome) -> Result<Outcome> {
     match o {
         Outcome::Rows {

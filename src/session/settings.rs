@@ -76,6 +76,9 @@ pub struct Settings {
     /// restored from a copy (a rolled-back SET LOCAL) get their old number back, never
     /// another state's.
     generation: u64,
+    /// The user's `[[limits]] statement_timeout`: the default and the ceiling of
+    /// `statement_timeout` (a SET beyond it, or to 0, keeps the ceiling).
+    timeout_ceiling: Option<std::time::Duration>,
 }
 
 fn next_generation() -> u64 {
@@ -121,6 +124,7 @@ impl Settings {
             values,
             fixed,
             generation: next_generation(),
+            timeout_ceiling: None,
         }
     }
 
@@ -186,7 +190,7 @@ impl Settings {
                 "UTF8".into()
             }
             "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => {
-                if parse_duration_ms(value).is_none() {
+                if crate::config::parse_duration(value).is_none() {
                     return Err(Error::InvalidParameter(format!(
                         "invalid value for parameter \"{name}\": \"{value}\""
                     )));
@@ -220,11 +224,32 @@ impl Settings {
         if self.values.contains_key(&key) || key.contains('.') {
             self.values.insert(key, value);
             self.generation = next_generation();
+            self.clamp_timeout();
             Ok(())
         } else {
             Err(Error::UndefinedObject(format!(
                 "unrecognized configuration parameter \"{name}\""
             )))
+        }
+    }
+
+    /// Bound `statement_timeout` by the user's limit (see `timeout_ceiling`).
+    pub fn limit_statement_timeout(&mut self, ceiling: std::time::Duration) {
+        self.timeout_ceiling = Some(ceiling);
+        self.clamp_timeout();
+    }
+
+    fn clamp_timeout(&mut self) {
+        let Some(ceiling) = self.timeout_ceiling else {
+            return;
+        };
+        let within = self
+            .statement_timeout()
+            .is_some_and(|current| current <= ceiling);
+        if !within {
+            self.values
+                .insert("statement_timeout".into(), duration_text(ceiling));
+            self.generation = next_generation();
         }
     }
 
@@ -234,6 +259,7 @@ impl Settings {
             Some((_, v)) => {
                 self.values.insert(key, v.to_string());
                 self.generation = next_generation();
+                self.clamp_timeout();
                 Ok(())
             }
             None if key.contains('.') => {
@@ -253,6 +279,7 @@ impl Settings {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        self.clamp_timeout();
     }
 
     /// The session time zone, for rendering `timestamptz` values.
@@ -266,9 +293,7 @@ impl Settings {
     /// `statement_timeout` (milliseconds, or with a unit: ms, s, min, h, d); `None` when 0.
     pub fn statement_timeout(&self) -> Option<std::time::Duration> {
         let v = self.values.get("statement_timeout")?;
-        parse_duration_ms(v)
-            .filter(|ms| *ms > 0)
-            .map(std::time::Duration::from_millis)
+        crate::config::parse_duration(v).filter(|d| !d.is_zero())
     }
 
     /// The first existing schema of the search path.
@@ -281,22 +306,19 @@ impl Settings {
     }
 }
 
-fn parse_duration_ms(v: &str) -> Option<u64> {
-    let v = v.trim().trim_matches('\'');
-    let split = v
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let factor = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "ms" => 1.0,
-        "s" => 1000.0,
-        "min" => 60_000.0,
-        "h" => 3_600_000.0,
-        "d" => 86_400_000.0,
-        _ => return None,
-    };
-    Some((n * factor) as u64)
+/// A duration as PostgreSQL shows a time setting: in its largest whole unit ("20s", "5min").
+fn duration_text(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "min"),
+        (1000, "s"),
+    ]
+    .iter()
+    .find(|(unit, _)| ms.is_multiple_of(*unit))
+    .map(|(unit, name)| format!("{}{name}", ms / unit))
+    .unwrap_or_else(|| format!("{ms}ms"))
 }
 
 fn version_num(v: &str) -> String {

@@ -45,7 +45,7 @@ use datafusion::physical_plan::{
 };
 use deltalake::DeltaTable;
 use deltalake::delta_datafusion::DataFusionMixins as _;
-use deltalake::kernel::transaction::CommitBuilder;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Remove};
 use deltalake::logstore::ObjectStoreRef;
 use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
@@ -602,7 +602,9 @@ pub async fn apply(
             not_matched_by_source_predicates: vec![],
         },
     };
-    CommitBuilder::default()
+    // A checkpoint every `delta.checkpointInterval` commits (as deltalake's own operations
+    // write), so that loading the table reads a bounded tail of its log.
+    CommitBuilder::from(CommitProperties::default())
         .with_actions(actions)
         .with_operation_id(operation_id)
         .with_app_metadata(HashMap::from([(

@@ -6,6 +6,7 @@ pub mod delta;
 pub mod delta_rows;
 mod delta_sink;
 pub mod files;
+pub mod group_commit;
 pub mod iceberg;
 pub mod nodes;
 pub mod sort_order;

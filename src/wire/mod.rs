@@ -191,7 +191,7 @@ impl QueryHandler {
         use futures::{FutureExt, SinkExt};
         let _running = self.engine.statement_guard();
         let mut session = state.session.lock().await;
-        let token = state.slot.begin(session.settings.statement_timeout());
+        let token = state.slot.begin(session.statement_timeout());
         let opts = TextOptions {
             timezone: session.settings.timezone(),
         };
@@ -325,7 +325,19 @@ where
     S: futures::Stream<Item = PgWireResult<T>> + Send + 'static,
     T: Send + 'static,
 {
-    let rows = Box::pin(rows);
+    // A panic while a row is computed or encoded (a bug) fails the statement with XX000, never
+    // the connection; the stream ends after it.
+    let rows = Box::pin(
+        std::panic::AssertUnwindSafe(rows)
+            .catch_unwind()
+            .map(|r| match r {
+                Ok(item) => item,
+                Err(panic) => Err(pg_error(Error::internal(format!(
+                    "the statement failed on a bug: {}",
+                    panic_text(panic.as_ref())
+                )))),
+            }),
+    );
     stream::unfold(Some((rows, slot, guard)), |state| async move {
         let (mut rows, slot, guard) = state?;
         let token = slot.token();
@@ -665,11 +677,13 @@ impl SimpleQueryHandler for QueryHandler {
         {
             client.set_transaction_status(TransactionStatus::Transaction);
         }
-        self._on_query(client, query).await?;
+        self.each_statement(client, query.query).await?;
         self.recovered_status(client).await;
         Ok(())
     }
 
+    /// Not called: [`QueryHandler::each_statement`] answers every simple query, one statement at
+    /// a time. This gives the same answers all at once.
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -688,28 +702,141 @@ impl SimpleQueryHandler for QueryHandler {
             )
             .await;
         send_notices(client, notices).await?;
-        let mut out = Vec::with_capacity(results.len());
-        for r in results {
-            match r.map_err(pg_error).and_then(|o| {
-                // A BINARY cursor's rows go out in binary over the simple protocol.
-                let format = match &o {
-                    Outcome::Rows { schema, .. }
-                        if schema
-                            .metadata()
-                            .contains_key(crate::session::cursor::BINARY_ROWS) =>
-                    {
-                        Format::UnifiedBinary
+        results
+            .into_iter()
+            .map(|r| self.response(r, &state, &opts))
+            .collect()
+    }
+}
+
+impl QueryHandler {
+    /// A statement's outcome as pgwire's response (an error as an error response).
+    fn response(
+        &self,
+        r: crate::error::Result<Outcome>,
+        state: &ConnState,
+        opts: &TextOptions,
+    ) -> PgWireResult<Response> {
+        match r.map_err(pg_error).and_then(|o| {
+            // A BINARY cursor's rows go out in binary over the simple protocol.
+            let format = match &o {
+                Outcome::Rows { schema, .. }
+                    if schema
+                        .metadata()
+                        .contains_key(crate::session::cursor::BINARY_ROWS) =>
+                {
+                    Format::UnifiedBinary
+                }
+                _ => Format::UnifiedText,
+            };
+            outcome_response(o, &format, state, opts.clone(), &self.engine)
+        }) {
+            Ok(resp) => Ok(resp),
+            Err(PgWireError::UserError(info)) => Ok(Response::Error(info)),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// A simple-query message (pgwire's `_on_query`), its statements run and answered one at a
+    /// time: each statement's rows are streamed to the client before the next statement
+    /// starts, so a message of thousands of statements holds one answer at a time.
+    async fn each_statement<C>(&self, client: &mut C, sql: String) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        use futures::SinkExt;
+        use pgwire::api::PgWireConnectionState as Conn;
+        use pgwire::messages::response::EmptyQueryResponse;
+        if !matches!(client.state(), Conn::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        let mut status = client.transaction_status();
+        client.set_state(Conn::QueryInProgress);
+        if sql.chars().all(|c| c == ';' || c.is_whitespace()) {
+            client
+                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ))
+                .await?;
+        } else {
+            let state = self.state(client);
+            let mut batch = state
+                .session
+                .lock()
+                .await
+                .begin_simple(&sql, status == TransactionStatus::Error);
+            drop(sql);
+            loop {
+                let (results, opts, notices) = self
+                    .run(
+                        client,
+                        &state,
+                        async |s| s.next_simple(&mut batch).await,
+                        |e| Some(vec![Err(e)]),
+                    )
+                    .await;
+                let Some(results) = results else { break };
+                send_notices(client, notices).await?;
+                let mut failed = false;
+                for r in results {
+                    match self.response(r, &state, &opts)? {
+                        Response::EmptyQuery => {
+                            client
+                                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                                    EmptyQueryResponse::new(),
+                                ))
+                                .await?;
+                        }
+                        Response::Query(rows) => {
+                            pgwire::api::query::send_query_response(client, rows, true).await?;
+                        }
+                        Response::Execution(tag) => {
+                            pgwire::api::query::send_execution_response(client, tag).await?;
+                        }
+                        Response::TransactionStart(tag) => {
+                            pgwire::api::query::send_execution_response(client, tag).await?;
+                            status = status.to_in_transaction_state();
+                        }
+                        Response::TransactionEnd(tag) => {
+                            pgwire::api::query::send_execution_response(client, tag).await?;
+                            status = status.to_idle_state();
+                        }
+                        Response::Error(e) => {
+                            client
+                                .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
+                                .await?;
+                            status = status.to_error_state();
+                            failed = true;
+                        }
+                        Response::CopyIn(r) => {
+                            pgwire::api::copy::send_copy_in_response(client, r).await?;
+                            client.set_state(Conn::CopyInProgress(false));
+                        }
+                        Response::CopyOut(r) => {
+                            pgwire::api::copy::send_copy_out_response(client, r).await?;
+                        }
+                        Response::CopyBoth(r) => {
+                            pgwire::api::copy::send_copy_both_response(client, r).await?;
+                            client.set_state(Conn::CopyInProgress(false));
+                        }
                     }
-                    _ => Format::UnifiedText,
-                };
-                outcome_response(o, &format, &state, opts.clone(), &self.engine)
-            }) {
-                Ok(resp) => out.push(resp),
-                Err(PgWireError::UserError(info)) => out.push(Response::Error(info)),
-                Err(other) => return Err(other),
+                }
+                // A COPY FROM STDIN takes the connection over: the rest of the message is
+                // not run (as in PostgreSQL, COPY FROM STDIN ends a simple-query message).
+                if failed || matches!(client.state(), Conn::CopyInProgress(_)) {
+                    break;
+                }
             }
         }
-        Ok(out)
+        if !matches!(client.state(), Conn::CopyInProgress(_)) {
+            client.set_state(Conn::ReadyForQuery);
+            client.set_transaction_status(status);
+            pgwire::api::query::send_ready_for_query(client, status).await?;
+        }
+        Ok(())
     }
 }
 
@@ -842,6 +969,29 @@ fn param_pg_type(f: &datafusion::arrow::datatypes::Field) -> Type {
     }
 }
 
+/// Prepared statements, and portals, one session may hold at once: past it Parse (Bind) of a
+/// new name answers 53400. PostgreSQL has no such bound, but each one holds a plan here; drivers
+/// cache far fewer (pgjdbc 256, Npgsql 256).
+const MAX_PREPARED_PER_SESSION: usize = 1000;
+
+/// How many statements and portals a connection holds (pgwire's in-memory store).
+fn stored<S: PortalStore>(store: &S) -> (usize, usize) {
+    store
+        .as_any()
+        .downcast_ref::<pgwire::api::store::MemPortalStore<Prepared>>()
+        .map(|s| (s.statement_count(), s.portal_count()))
+        .unwrap_or((0, 0))
+}
+
+fn too_many(what: &str, hint: &str) -> PgWireError {
+    pg_error(Error::Data {
+        sqlstate: "53400",
+        message: format!(
+            "too many {what} in this session: {MAX_PREPARED_PER_SESSION} at most; {hint}"
+        ),
+    })
+}
+
 #[async_trait]
 impl ExtendedQueryHandler for QueryHandler {
     type Statement = Prepared;
@@ -910,6 +1060,10 @@ impl ExtendedQueryHandler for QueryHandler {
             .name
             .clone()
             .unwrap_or_else(|| pgwire::api::DEFAULT_NAME.to_owned());
+        let store = client.portal_store();
+        if store.get_statement(&name).is_none() && stored(store).0 >= MAX_PREPARED_PER_SESSION {
+            return Err(too_many("prepared statements", "DEALLOCATE (Close) some"));
+        }
         let parser = self.query_parser();
         match StoredStatement::parse(client, &message, parser).await? {
             Some(stmt) => client.portal_store().put_statement(Arc::new(stmt)),
@@ -987,7 +1141,8 @@ impl ExtendedQueryHandler for QueryHandler {
         feed_describe_response(client, &description).await
     }
 
-    /// pgwire's, with BindComplete queued rather than flushed (see [`feed_describe_response`]).
+    /// pgwire's, with BindComplete queued rather than flushed (see [`feed_describe_response`]),
+    /// and the session's bound on portals.
     async fn on_bind<C>(
         &self,
         client: &mut C,
@@ -1008,6 +1163,10 @@ impl ExtendedQueryHandler for QueryHandler {
             .portal_name
             .as_deref()
             .unwrap_or(pgwire::api::DEFAULT_NAME);
+        let store = client.portal_store();
+        if store.get_portal(portal_name).is_none() && stored(store).1 >= MAX_PREPARED_PER_SESSION {
+            return Err(too_many("portals", "close some, or end the transaction"));
+        }
         match client.portal_store().get_statement(statement_name) {
             Some(Entry::Value(statement)) => {
                 let portal = Portal::try_new(&message, statement)?;

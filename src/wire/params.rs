@@ -139,6 +139,7 @@ fn decode_binary(mut b: &[u8], t: &Type) -> Result<ScalarValue> {
             Err(bad(t, "wrong length"))
         }
     };
+    let out_of_range = || Error::data("22008", format!("{} out of range", t.name()));
     if let Some(elem) = array_element(t) {
         return decode_binary_array(b, &elem);
     }
@@ -173,7 +174,11 @@ fn decode_binary(mut b: &[u8], t: &Type) -> Result<ScalarValue> {
         }
         Type::DATE => {
             need(4, b)?;
-            ScalarValue::Date32(Some(b.get_i32() + PG_EPOCH_DAYS))
+            ScalarValue::Date32(Some(
+                b.get_i32()
+                    .checked_add(PG_EPOCH_DAYS)
+                    .ok_or_else(out_of_range)?,
+            ))
         }
         Type::TIME => {
             need(8, b)?;
@@ -181,12 +186,23 @@ fn decode_binary(mut b: &[u8], t: &Type) -> Result<ScalarValue> {
         }
         Type::TIMESTAMP => {
             need(8, b)?;
-            ScalarValue::TimestampMicrosecond(Some(b.get_i64() + PG_EPOCH_MICROS), None)
+            ScalarValue::TimestampMicrosecond(
+                Some(
+                    b.get_i64()
+                        .checked_add(PG_EPOCH_MICROS)
+                        .ok_or_else(out_of_range)?,
+                ),
+                None,
+            )
         }
         Type::TIMESTAMPTZ => {
             need(8, b)?;
             ScalarValue::TimestampMicrosecond(
-                Some(b.get_i64() + PG_EPOCH_MICROS),
+                Some(
+                    b.get_i64()
+                        .checked_add(PG_EPOCH_MICROS)
+                        .ok_or_else(out_of_range)?,
+                ),
                 Some(Arc::from(UTC)),
             )
         }
@@ -198,7 +214,7 @@ fn decode_binary(mut b: &[u8], t: &Type) -> Result<ScalarValue> {
             ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(
                 months,
                 days,
-                micros * 1000,
+                micros.checked_mul(1000).ok_or_else(out_of_range)?,
             )))
         }
         Type::UUID => {
@@ -228,7 +244,7 @@ fn decode_numeric(mut b: &[u8]) -> Result<ScalarValue> {
     if b.len() < 8 {
         return Err(bad(&t, "too short"));
     }
-    let ndigits = b.get_i16() as usize;
+    let ndigits = usize::try_from(b.get_i16()).map_err(|_| bad(&t, "negative digit count"))?;
     let weight = b.get_i16() as i32;
     let sign = b.get_u16();
     let dscale = b.get_i16().clamp(0, 38) as i32;
@@ -253,11 +269,15 @@ fn decode_numeric(mut b: &[u8]) -> Result<ScalarValue> {
     let frac_digits = (ndigits as i32 - weight - 1) * 4;
     let shift = dscale - frac_digits;
     if shift >= 0 {
-        v = v
-            .checked_mul(10i128.pow(shift as u32))
+        v = 10i128
+            .checked_pow(shift as u32)
+            .and_then(|p| v.checked_mul(p))
             .ok_or_else(overflow)?;
     } else {
-        v /= 10i128.pow((-shift) as u32);
+        // More fractional digits than the scale keeps: dropped (all of them past 10^38).
+        v = 10i128
+            .checked_pow(shift.unsigned_abs())
+            .map_or(0, |p| v / p);
     }
     if sign == 0x4000 {
         v = -v;
@@ -313,7 +333,9 @@ fn decode_binary_array(mut b: &[u8], elem: &Type) -> Result<ScalarValue> {
     }
     let n = b.get_i32().max(0) as usize;
     let _lower = b.get_i32();
-    let mut values = Vec::with_capacity(n);
+    // Each element takes at least its 4-byte length: no more than that many are reserved,
+    // whatever count the client claims.
+    let mut values = Vec::with_capacity(n.min(b.len() / 4));
     for _ in 0..n {
         if b.len() < 4 {
             return Err(bad(&t, "array element too short"));

@@ -100,5 +100,14 @@ catalog_matrix() {
 }
 check "catalog matrix vs PostgreSQL 15: SQLAlchemy, pandas, asyncpg, psycopg, psqlODBC, pgjdbc, node-postgres, psql, tool replays" catalog_matrix
 
+# A hostile client: malformed, truncated, oversized and random protocol messages before and
+# after authentication (tests/clients/protocol_fuzz.py), against a server of its own with a
+# memory limit; it must keep serving fresh connections and stay under the limit plus overhead.
+start_lakegate fuzz LAKEGATE__DEMO__ENABLED=false LAKEGATE__ENGINE__MEMORY_LIMIT=512MiB
+fuzz_pid="${pids[-1]}"
+check "protocol fuzzer (${FUZZ_SECONDS:-60} s of random messages)" python3 "$here/protocol_fuzz.py" \
+  --port "$port" --user lakegate --password "$LAKEGATE_PASSWORD" --seconds "${FUZZ_SECONDS:-60}" \
+  --seed "${FUZZ_SEED:-$RANDOM}" --pid "$fuzz_pid" --max-rss-mib 1536
+
 echo "clients: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -14,4 +14,5 @@ mod matviews;
 mod object_stores;
 mod policy;
 mod protocol;
+mod robustness;
 mod storage;

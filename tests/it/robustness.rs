@@ -1,0 +1,211 @@
+//! No statement crashes or freezes the server: nesting beyond the server's depth answers 54001,
+//! values too large 54000, and the connection (and every other) goes on; queries wait their
+//! turn under the configured limits, and what reads no table never waits.
+
+use crate::common::{Options, TestServer};
+use lakegate::config::LimitConfig;
+use tokio_postgres::error::SqlState;
+
+async fn code(c: &tokio_postgres::Client, sql: &str) -> String {
+    match c.simple_query(sql).await {
+        Ok(_) => "ok".into(),
+        Err(e) => e
+            .code()
+            .map(|c| c.code().to_string())
+            .unwrap_or_else(|| format!("no sqlstate: {e}")),
+    }
+}
+
+async fn one(c: &tokio_postgres::Client, sql: &str) -> String {
+    let rows = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.into_iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(String::from),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn nesting_beyond_the_limit_answers_54001_and_the_session_goes_on() {
+    let s = TestServer::start(Options::default()).await;
+    let c = s.connect().await;
+    let n = 20_000;
+    let cases = [
+        format!("SELECT {}1{}", "(".repeat(n), ")".repeat(n)),
+        format!("SELECT 1{}", "+1".repeat(n)),
+        format!("SELECT {}1{}", "ARRAY[".repeat(n), "]".repeat(n)),
+        format!(
+            "SELECT * FROM {}(SELECT 1 AS x){}",
+            "(SELECT * FROM ".repeat(n),
+            " AS t)".repeat(n)
+        ),
+        format!("SELECT 1{}", " UNION ALL SELECT 1".repeat(n)),
+        format!(
+            "SELECT {}1{}",
+            "CASE WHEN true THEN ".repeat(n),
+            " END".repeat(n)
+        ),
+        format!("SELECT {}", "NOT ".repeat(n) + "true"),
+        format!("SELECT {}", "- ".repeat(n) + "1"),
+        format!("SELECT 'a'{}", " || 'a'".repeat(n)),
+    ];
+    for sql in &cases {
+        assert_eq!(code(&c, sql).await, "54001", "{}", &sql[..60]);
+        // The extended protocol refuses the same way.
+        let e = c.prepare(sql).await.expect_err("too deep");
+        assert_eq!(
+            e.code(),
+            Some(&SqlState::STATEMENT_TOO_COMPLEX),
+            "{}",
+            &sql[..60]
+        );
+        assert_eq!(one(&c, "SELECT 41 + 1").await, "42");
+    }
+    // Long but flat statements are fine: a 20,000-value IN list, a 2,000-row VALUES.
+    let list = (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    assert_eq!(
+        one(
+            &c,
+            &format!("SELECT count(*) FROM (VALUES (1), (19999)) v(x) WHERE x IN ({list})")
+        )
+        .await,
+        "2"
+    );
+    let values = (0..2000)
+        .map(|i| format!("({i})"))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert_eq!(
+        one(&c, &format!("SELECT sum(x) FROM (VALUES {values}) v(x)")).await,
+        "1999000"
+    );
+    // Modest nesting still works.
+    assert_eq!(
+        one(
+            &c,
+            &format!("SELECT {}7{}", "(".repeat(200), ")".repeat(200))
+        )
+        .await,
+        "7"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn values_larger_than_postgresql_allows_answer_54000() {
+    let s = TestServer::start(Options::default()).await;
+    let c = s.connect().await;
+    for sql in [
+        "SELECT lpad('a', 2147483647)",
+        "SELECT rpad('a', 300000000)",
+        "SELECT repeat('abc', 400000000)",
+        "SELECT length(repeat(x, 1000000000)) FROM (VALUES ('ab'), ('c')) v(x)",
+    ] {
+        assert_eq!(code(&c, sql).await, "54000", "{sql}");
+    }
+    assert_eq!(one(&c, "SELECT length(repeat('ab', 1000))").await, "2000");
+    assert_eq!(one(&c, "SELECT lpad('7', 3, '0')").await, "007");
+    // A statement over the size limit is refused before it is read further.
+    let big = format!("SELECT 1 /*{}*/", " ".repeat(65 << 20));
+    assert_eq!(code(&c, &big).await, "54000");
+    assert_eq!(one(&c, "SELECT 1").await, "1");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_over_their_running_limit_waits_and_others_and_table_free_queries_do_not() {
+    let s = TestServer::start_with(Options::default(), |c| {
+        c.engine.queue_timeout = Some("300ms".into());
+        c.limits = vec![LimitConfig {
+            to: "alice".into(),
+            max_running_queries: Some(1),
+            statement_timeout: Some("20s".into()),
+        }];
+    })
+    .await;
+    let admin = s.connect().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE one (x INT); INSERT INTO one VALUES (1); GRANT SELECT ON one TO alice",
+        )
+        .await
+        .ok();
+    let a1 = s.connect_as("alice", "alice-pw").await.unwrap();
+    let a2 = s.connect_as("alice", "alice-pw").await.unwrap();
+    // alice's statement_timeout comes from her limit, and SET cannot lift it.
+    assert_eq!(one(&a2, "SHOW statement_timeout").await, "20s");
+    a2.batch_execute("SET statement_timeout = 0").await.unwrap();
+    assert_eq!(one(&a2, "SHOW statement_timeout").await, "20s");
+    let slow = tokio::spawn(async move {
+        let r = a1.simple_query("SELECT pg_sleep(3) FROM one").await;
+        (a1, r.map(|_| ()))
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // Her second query waits for her first, past the queue timeout: 57014.
+    assert_eq!(code(&a2, "SELECT x FROM one").await, "57014");
+    // What reads no table does not wait; nor does another user.
+    assert_eq!(one(&a2, "SELECT 1 + 1").await, "2");
+    assert_eq!(one(&admin, "SELECT x FROM one").await, "1");
+    let (a1, r) = slow.await.unwrap();
+    r.unwrap();
+    // Her turn is back once the first is done.
+    assert_eq!(one(&a1, "SELECT x FROM one").await, "1");
+    assert_eq!(one(&a2, "SELECT x FROM one").await, "1");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_appends_to_one_table_all_commit_exactly_once() {
+    let s = TestServer::start(Options::default()).await;
+    let admin = s.connect().await;
+    admin
+        .batch_execute("CREATE TABLE app (worker INT, n INT)")
+        .await
+        .unwrap();
+    let workers = 16;
+    let rows = 12;
+    let mut tasks = vec![];
+    for w in 0..workers {
+        let c = s.connect().await;
+        tasks.push(tokio::spawn(async move {
+            for n in 0..rows {
+                match (w % 4, n % 3) {
+                    // A transaction block's INSERTs commit at COMMIT.
+                    (0, 0) => {
+                        c.batch_execute(&format!(
+                            "BEGIN; INSERT INTO app VALUES ({w}, {n}); COMMIT"
+                        ))
+                        .await?;
+                    }
+                    // INSERT ... SELECT, and the extended protocol.
+                    (1, _) => {
+                        c.execute("INSERT INTO app SELECT $1::int, $2::int", &[&w, &n])
+                            .await?;
+                    }
+                    _ => {
+                        c.batch_execute(&format!("INSERT INTO app VALUES ({w}, {n})"))
+                            .await?;
+                    }
+                }
+            }
+            Ok::<_, tokio_postgres::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await
+            .unwrap()
+            .expect("blind appends never fail (no 40001)");
+    }
+    let got = admin
+        .query_one("SELECT count(*), count(DISTINCT (worker, n)) FROM app", &[])
+        .await
+        .unwrap();
+    let want = i64::from(workers * rows);
+    assert_eq!(got.get::<_, i64>(0), want, "every acknowledged row once");
+    assert_eq!(got.get::<_, i64>(1), want, "no row twice");
+    s.stop().await;
+}
