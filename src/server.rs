@@ -80,7 +80,10 @@ impl Runtimes {
                 .map_err(|e| Error::internal(format!("cannot start the {name} runtime: {e}")))
         };
         Ok(Runtimes {
-            connections: Some(build("lakegate-conn", cores.clamp(2, 4))?),
+            // More threads than cores: planning a pathological statement (a 2,000-term
+            // expression plans for seconds) holds one, and the others keep answering; the
+            // operating system shares the cores among them.
+            connections: Some(build("lakegate-conn", (cores * 4).clamp(8, 64))?),
             compute: Some(build("lakegate-compute", cores)?),
         })
     }

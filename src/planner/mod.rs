@@ -182,12 +182,18 @@ fn out_of_memory(e: &datafusion::error::DataFusionError) -> bool {
     )
 }
 
-/// Whether a plan reads a table (a table function or a catalog table counts).
+/// Whether a plan reads a table (a table function counts; pg_catalog and information_schema,
+/// in memory, do not: a BI tool browsing them never waits behind heavy queries).
 pub fn reads_tables(plan: &LogicalPlan) -> bool {
     use datafusion::common::tree_node::TreeNodeRecursion;
     let mut found = false;
     let _ = plan.apply_with_subqueries(|p| {
-        if matches!(p, LogicalPlan::TableScan(_)) {
+        if let LogicalPlan::TableScan(scan) = p
+            && !matches!(
+                scan.table_name.schema(),
+                Some("pg_catalog" | "information_schema")
+            )
+        {
             found = true;
             return Ok(TreeNodeRecursion::Stop);
         }
@@ -701,6 +707,11 @@ fn with_pg_casts(stmt: DFStatement) -> DFStatement {
     }
 }
 
+tokio::task_local! {
+    /// The summed depth of the view definitions being expanded around this point.
+    static VIEW_DEPTH: usize;
+}
+
 #[async_trait]
 impl ViewExpander for Planner {
     async fn expand(&self, schema: &str, sql: &str, columns: &[String]) -> Result<LogicalPlan> {
@@ -731,7 +742,16 @@ impl ViewExpander for Planner {
             let catalog = &self.catalog;
             names::qualify_relations(q, schema, &|t| catalog.relation(schema, t).is_some());
         }
-        let plan = Self::plan_statement(&ctx, &stmt).await?;
+        // Views over views: their definitions' depths add up, bounded like one statement's
+        // (each view alone passed the check when it was made; a chain of them must not build a
+        // plan deeper than any statement may).
+        let depth = VIEW_DEPTH.try_with(|d| *d).unwrap_or(0) + limits::depth(sql);
+        if depth > limits::MAX_DEPTH {
+            return Err(crate::error::stack_depth());
+        }
+        let plan = VIEW_DEPTH
+            .scope(depth, Self::plan_statement(&ctx, &stmt))
+            .await?;
         if columns.is_empty() {
             return Ok(plan);
         }

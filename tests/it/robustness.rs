@@ -83,6 +83,37 @@ async fn nesting_beyond_the_limit_answers_54001_and_the_session_goes_on() {
         one(&c, &format!("SELECT sum(x) FROM (VALUES {values}) v(x)")).await,
         "1999000"
     );
+    // Views over views add up their definitions' depths: a chain deeper than one statement
+    // may be answers 54001 (when made, or when read), never overflows.
+    let mut refused = None;
+    for i in 0..6 {
+        let from = match i {
+            0 => "(SELECT 1 AS x) s".to_string(),
+            _ => format!("deep{}", i - 1),
+        };
+        let sql = format!(
+            "CREATE VIEW deep{i} AS SELECT {}x{} + 1 AS x FROM {from}",
+            "(".repeat(600),
+            ")".repeat(600)
+        );
+        let made = code(&c, &sql).await;
+        let read = match made.as_str() {
+            "ok" => code(&c, &format!("SELECT x FROM deep{i}")).await,
+            _ => made,
+        };
+        match read.as_str() {
+            "ok" => assert_eq!(
+                one(&c, &format!("SELECT x FROM deep{i}")).await,
+                (i + 2).to_string()
+            ),
+            other => {
+                assert_eq!(other, "54001", "view {i}");
+                refused = Some(i);
+                break;
+            }
+        }
+    }
+    assert!(refused.is_some_and(|i| i >= 2), "refused at {refused:?}");
     // Modest nesting still works.
     assert_eq!(
         one(
@@ -207,5 +238,56 @@ async fn concurrent_appends_to_one_table_all_commit_exactly_once() {
     let want = i64::from(workers * rows);
     assert_eq!(got.get::<_, i64>(0), want, "every acknowledged row once");
     assert_eq!(got.get::<_, i64>(1), want, "no row twice");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_fresh_connection_is_answered_while_heavy_queries_run() {
+    let s = TestServer::start(Options::default()).await;
+    let heavy = "SELECT sum(a.x * b.x) FROM generate_series(1, 100000) a(x), \
+                 generate_series(1, 100000) b(x)";
+    let mut running = vec![];
+    for _ in 0..2 {
+        let c = s.connect().await;
+        let token = c.cancel_token();
+        let task = tokio::spawn(async move { c.simple_query(heavy).await.map(|_| ()) });
+        running.push((token, task));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Both cores are busy with the heavy queries; a new session logs in and is answered.
+    for _ in 0..3 {
+        let fresh = s.connect().await;
+        assert_eq!(one(&fresh, "SELECT 1").await, "1");
+        assert!(!one(&fresh, "SHOW server_version").await.is_empty());
+    }
+    assert!(
+        running.iter().all(|(_, t)| !t.is_finished()),
+        "the heavy queries were still running"
+    );
+    // And cancel reaches them under that load.
+    for (token, task) in running {
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+        let e = task.await.unwrap().expect_err("cancelled");
+        assert_eq!(e.code(), Some(&SqlState::QUERY_CANCELED));
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_query_beyond_the_memory_limit_spills_or_answers_53200() {
+    let s = TestServer::start_with(Options::default(), |c| {
+        c.engine.memory_limit = Some("64MiB".into());
+    })
+    .await;
+    let c = s.connect().await;
+    for sql in [
+        "SELECT count(DISTINCT x::text) FROM generate_series(1, 3000000) t(x)",
+        "SELECT max(s) FROM (SELECT x::text || 'padding-padding' AS s FROM generate_series(1, 2000000) t(x) ORDER BY s) q",
+        "SELECT x, string_agg(y::text, ',') FROM (SELECT x % 1000 AS x, x AS y FROM generate_series(1, 2000000) t(x)) q GROUP BY x ORDER BY x LIMIT 1",
+    ] {
+        let got = code(&c, sql).await;
+        assert!(got == "ok" || got == "53200", "{sql}: {got}");
+    }
+    assert_eq!(one(&c, "SELECT 1").await, "1");
     s.stop().await;
 }
