@@ -602,6 +602,9 @@ impl Planner {
         for f in value_limits::functions(&ctx) {
             ctx.register_udf(f);
         }
+        for f in value_limits::aggregates(&ctx) {
+            ctx.register_udaf(f);
+        }
         let timezone = values
             .settings
             .iter()

@@ -11,8 +11,10 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::{Result as DfResult, ScalarValue};
 use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ReturnFieldArgs, ReversedUDAF,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
 };
 
 use crate::error::Error;
@@ -22,6 +24,110 @@ pub const MAX_VALUE_BYTES: i64 = 0x3fff_ffff;
 
 /// The longest a character can be in UTF-8 (PostgreSQL counts lpad/rpad lengths so).
 const MAX_CHAR_BYTES: i64 = 4;
+
+/// `string_agg` with the check, in place of DataFusion's (same name): a group whose text grows
+/// past 1 GB fails with 54000, as PostgreSQL's does, instead of growing the server.
+pub fn aggregates(ctx: &datafusion::prelude::SessionContext) -> Vec<AggregateUDF> {
+    ["string_agg"]
+        .iter()
+        .filter_map(|name| ctx.udaf(name).ok())
+        .map(|inner| AggregateUDF::new_from_impl(BoundedAgg { inner }))
+        .collect()
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct BoundedAgg {
+    inner: Arc<AggregateUDF>,
+}
+
+impl AggregateUDFImpl for BoundedAgg {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+    fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
+        self.inner.return_type(args)
+    }
+    fn state_fields(
+        &self,
+        args: StateFieldsArgs,
+    ) -> DfResult<Vec<datafusion::arrow::datatypes::FieldRef>> {
+        self.inner.state_fields(args)
+    }
+    fn accumulator(&self, args: AccumulatorArgs) -> DfResult<Box<dyn Accumulator>> {
+        Ok(Box::new(BoundedAccumulator {
+            inner: self.inner.accumulator(args)?,
+        }))
+    }
+    fn reverse_expr(&self) -> ReversedUDAF {
+        match self.inner.reverse_udf() {
+            // The reversed function is DataFusion's own again: keep the check on it.
+            ReversedUDAF::Reversed(r) => {
+                ReversedUDAF::Reversed(Arc::new(AggregateUDF::new_from_impl(BoundedAgg {
+                    inner: r,
+                })))
+            }
+            other => other,
+        }
+    }
+    fn coerce_types(&self, args: &[DataType]) -> DfResult<Vec<DataType>> {
+        self.inner.inner().coerce_types(args)
+    }
+    fn documentation(&self) -> Option<&datafusion::logical_expr::Documentation> {
+        self.inner.documentation()
+    }
+}
+
+#[derive(Debug)]
+struct BoundedAccumulator {
+    inner: Box<dyn Accumulator>,
+}
+
+impl BoundedAccumulator {
+    fn checked(&self) -> DfResult<()> {
+        if self.inner.size() as i64 > MAX_VALUE_BYTES {
+            return Err(Error::ProgramLimit(
+                "out of memory: string_agg's result would be larger than 1 GB".into(),
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
+impl Accumulator for BoundedAccumulator {
+    fn update_batch(&mut self, values: &[datafusion::arrow::array::ArrayRef]) -> DfResult<()> {
+        self.inner.update_batch(values)?;
+        self.checked()
+    }
+    fn evaluate(&mut self) -> DfResult<ScalarValue> {
+        self.inner.evaluate()
+    }
+    fn size(&self) -> usize {
+        self.inner.size()
+    }
+    fn state(&mut self) -> DfResult<Vec<ScalarValue>> {
+        self.inner.state()
+    }
+    fn merge_batch(&mut self, states: &[datafusion::arrow::array::ArrayRef]) -> DfResult<()> {
+        self.inner.merge_batch(states)?;
+        self.checked()
+    }
+    fn retract_batch(&mut self, values: &[datafusion::arrow::array::ArrayRef]) -> DfResult<()> {
+        self.inner.retract_batch(values)
+    }
+    fn supports_retract_batch(&self) -> bool {
+        self.inner.supports_retract_batch()
+    }
+}
 
 /// `repeat`, `lpad` and `rpad` with the check, in place of DataFusion's (same names).
 pub fn functions(ctx: &datafusion::prelude::SessionContext) -> Vec<ScalarUDF> {

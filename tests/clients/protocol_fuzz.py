@@ -218,6 +218,7 @@ def statement_cases():
         "100000-term sum": q("SELECT 1" + "+1" * 100000),
         "lpad to 2 GB": q("SELECT lpad('a', 2147483647)"),
         "repeat to 1.2 GB": q("SELECT repeat('abc', 400000000)"),
+        "string_agg to 1.1 GB": q("SELECT length(string_agg(repeat('x', 1000000), ',')) FROM generate_series(1, 1100)"),
         "cross join count": q("SET statement_timeout = '20s'; SELECT count(*) FROM generate_series(1,100000) a, generate_series(1,100000) b"),
         "5000 statements in one message": q(";".join(["SELECT repeat('x', 100000)"] * 5000)),
         "10000-value IN list": q("SELECT 1 WHERE 1 IN (" + ",".join(str(i) for i in range(10000)) + ")"),
