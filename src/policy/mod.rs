@@ -557,17 +557,14 @@ impl PolicySet {
         out
     }
 
-    /// The columns of `object` the policy files name for that table exactly (masks by column,
-    /// tags, a mask's `unless` column, `update` grants' columns), with the policy naming each:
-    /// the table must have them, else its policies cannot be what their authors meant and it is
-    /// not readable past them (fail closed). Patterns with `*` name no table exactly.
-    pub fn named_columns(&self, object: &str) -> Vec<(String, String)> {
-        let exact = |glob: &str| !glob.contains('*') && glob == object;
+    /// The columns masks of `which` name (a mask by column: its column; any mask: its `unless`
+    /// column), with the mask naming each.
+    fn mask_columns(
+        &self,
+        which: impl Fn(&regex_lite::Regex, &MaskSpec) -> bool,
+    ) -> Vec<(String, String)> {
         let mut out = vec![];
-        for (_, m) in &self.masks {
-            if !exact(&m.table) {
-                continue;
-            }
+        for (_, m) in self.masks.iter().filter(|(re, m)| which(re, m)) {
             let name = m
                 .name
                 .clone()
@@ -579,6 +576,16 @@ impl PolicySet {
                 out.push((name, u.clone()));
             }
         }
+        out
+    }
+
+    /// The columns of `object` the policy files name for that table exactly (masks by column,
+    /// tags, a mask's `unless` column, `update` grants' columns), with the policy naming each:
+    /// the table must have them, else its policies cannot be what their authors meant and it is
+    /// not readable past them (fail closed). Patterns with `*` name no table exactly.
+    pub fn named_columns(&self, object: &str) -> Vec<(String, String)> {
+        let exact = |glob: &str| !glob.contains('*') && glob == object;
+        let mut out = self.mask_columns(|_, m| exact(&m.table));
         for (_, t) in &self.tags {
             if exact(&t.table) {
                 out.push((
@@ -595,24 +602,9 @@ impl PolicySet {
     /// (names in its predicate), those `update` grants name. Renaming one would
     /// silently unbind its policy: refused until the policy files follow.
     pub fn governed_columns(&self, object: &str) -> Vec<(String, String)> {
-        let mut out = vec![];
-        for (re, m) in &self.masks {
-            if !re.is_match(object) {
-                continue;
-            }
-            let name = m
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("mask on {}", m.table));
-            // (By tag: the policy files' tags are below; tags the catalog keeps move with
-            // their column.)
-            if m.tag.is_none() {
-                out.push((name.clone(), m.column.clone()));
-            }
-            if let Some(u) = &m.unless {
-                out.push((name, u.clone()));
-            }
-        }
+        // (Masks by tag: the policy files' tags are below; tags the catalog keeps move with
+        // their column.)
+        let mut out = self.mask_columns(|re, _| re.is_match(object));
         for (re, f) in &self.row_filters {
             if re.is_match(object) {
                 let name = f

@@ -142,6 +142,29 @@ pub(super) fn writer_properties() -> deltalake::parquet::file::properties::Write
         .build()
 }
 
+/// How Lakegate's own writers (INSERT's sink, UPDATE/DELETE/MERGE's file rewrites) write files
+/// of the table at `snapshot`: its schema and partitions, [`writer_properties`], and the
+/// table's target file size and statistics columns.
+pub(super) fn writer_config(
+    snapshot: &deltalake::kernel::EagerSnapshot,
+) -> deltalake::operations::write::writer::WriterConfig {
+    use deltalake::delta_datafusion::DataFusionMixins as _;
+    use deltalake::table::config::TablePropertiesExt as _;
+    let props = snapshot.table_configuration().table_properties();
+    deltalake::operations::write::writer::WriterConfig::new(
+        snapshot.read_schema(),
+        snapshot.metadata().partition_columns().to_vec(),
+        Some(writer_properties()),
+        Some(props.target_file_size()),
+        None,
+        props.num_indexed_cols(),
+        props
+            .data_skipping_stats_columns
+            .as_ref()
+            .map(|c| c.iter().map(|c| c.to_string()).collect()),
+    )
+}
+
 /// Append the rows of `plan` to the table in one commit.
 pub async fn append(
     table: DeltaTable,

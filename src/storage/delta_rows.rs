@@ -48,9 +48,8 @@ use deltalake::delta_datafusion::DataFusionMixins as _;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Remove};
 use deltalake::logstore::ObjectStoreRef;
-use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
+use deltalake::operations::write::writer::DeltaWriter;
 use deltalake::protocol::DeltaOperation;
-use deltalake::table::config::TablePropertiesExt as _;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::error::{Error, Result};
@@ -497,19 +496,7 @@ pub async fn apply(
     operation_text: &str,
 ) -> Result<(DeltaTable, usize)> {
     let snapshot = rows.table.snapshot()?.snapshot().clone();
-    let props = snapshot.table_configuration().table_properties();
-    let config = WriterConfig::new(
-        snapshot.read_schema(),
-        rows.partition_columns.clone(),
-        Some(super::delta::writer_properties()),
-        Some(props.target_file_size()),
-        None,
-        props.num_indexed_cols(),
-        props
-            .data_skipping_stats_columns
-            .as_ref()
-            .map(|c| c.iter().map(|c| c.to_string()).collect()),
-    );
+    let config = super::delta::writer_config(&snapshot);
     let operation_id = uuid::Uuid::new_v4();
     let store = rows.table.log_store().object_store(Some(operation_id));
     let mut writer = Writer {

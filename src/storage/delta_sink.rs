@@ -26,8 +26,7 @@ use deltalake::DeltaTable;
 use deltalake::delta_datafusion::DataFusionMixins as _;
 use deltalake::kernel::EagerSnapshot;
 use deltalake::logstore::LogStoreRef;
-use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
-use deltalake::table::config::TablePropertiesExt as _;
+use deltalake::operations::write::writer::DeltaWriter;
 use futures::StreamExt as _;
 
 /// What an append to one Delta table version needs; `None` when the table has no loaded
@@ -98,21 +97,8 @@ impl DataSink for AppendSink {
     ) -> DfResult<u64> {
         let snapshot = &self.target.snapshot;
         let target_schema = snapshot.input_schema();
-        let props = snapshot.table_configuration().table_properties();
-        let partition_columns = snapshot.metadata().partition_columns().to_vec();
         let operation_id = uuid::Uuid::new_v4();
-        let config = WriterConfig::new(
-            snapshot.read_schema(),
-            partition_columns.clone(),
-            Some(super::delta::writer_properties()),
-            Some(props.target_file_size()),
-            None,
-            props.num_indexed_cols(),
-            props
-                .data_skipping_stats_columns
-                .as_ref()
-                .map(|c| c.iter().map(|c| c.to_string()).collect()),
-        );
+        let config = super::delta::writer_config(snapshot);
         let store = self.target.log_store.object_store(Some(operation_id));
         let keys = super::sort_order::of_configuration(snapshot.metadata().configuration());
         let mut runs = super::sort_order::Runs::new(&keys, &target_schema, context);
