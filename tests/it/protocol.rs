@@ -186,7 +186,10 @@ async fn rows_stream_before_an_error_part_way() {
     };
     assert_eq!(code(&error), "22012", "{error}");
     assert!(before > 0, "no row before the error");
-    assert!(before < 300000, "{before} rows before the error");
+    // Not every row: the error ends the stream. (Rows past x = 300000 may come first: the
+    // series is computed in partitions on the compute runtime, one of which can run ahead of
+    // the one that fails.)
+    assert!(before < 400000, "{before} rows before the error");
     let mut simple = c.simple_query(sql).await;
     assert!(simple.is_err(), "the simple protocol failed too");
     simple = c.simple_query("SELECT 1").await;
