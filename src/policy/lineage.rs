@@ -20,7 +20,7 @@ use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Expr, JoinType, LogicalPlan};
 
 use super::access::Names;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 type Tags = BTreeSet<String>;
 
@@ -48,13 +48,6 @@ impl Origin {
 
 /// How deep a plan this walks (a deeper one answers 54001).
 const MAX_DEPTH: usize = 2000;
-
-fn too_deep() -> Error {
-    Error::Data {
-        sqlstate: "54001",
-        message: "stack depth limit exceeded: the statement nests too deeply".into(),
-    }
-}
 
 /// The tags of each output column of `plan`; `tags_of(object, column)` answers a table's.
 pub fn tags(
@@ -108,7 +101,7 @@ fn computed_in(
     out: &mut BTreeSet<Source>,
 ) -> Result<()> {
     if depth > MAX_DEPTH {
-        return Err(too_deep());
+        return Err(crate::error::stack_depth());
     }
     if let LogicalPlan::TableScan(scan) = plan
         && let Some((v, inner)) = view_of(scan, names)
@@ -207,7 +200,7 @@ fn view_of(
 
 fn walk(plan: &LogicalPlan, names: Names<'_>, depth: usize) -> Result<Vec<Origin>> {
     if depth > MAX_DEPTH {
-        return Err(too_deep());
+        return Err(crate::error::stack_depth());
     }
     let width = plan.schema().fields().len();
     let next = depth + 1;
