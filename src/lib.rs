@@ -21,8 +21,10 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod mv;
+pub mod pg;
 pub mod planner;
 pub mod policy;
 pub mod server;

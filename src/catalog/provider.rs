@@ -41,7 +41,7 @@ pub struct LakegateCatalog {
     inner: Arc<Catalog>,
     visible: Option<Visible>,
     hidden: Option<Hidden>,
-    /// The session's `pg_catalog` and `information_schema` (planner::pg_shape), by name, set
+    /// The session's `pg_catalog` and `information_schema` (pg::pg_shape), by name, set
     /// once its context exists.
     pg_schemas: PgSchemas,
 }

@@ -120,7 +120,7 @@ fn norm_from(s: &Select, default_schema: &str, database: &str) -> String {
                     .0
                     .iter()
                     .map(|p| match p {
-                        ObjectNamePart::Identifier(i) => crate::planner::names::ident(i),
+                        ObjectNamePart::Identifier(i) => crate::pg::names::ident(i),
                         other => other.to_string(),
                     })
                     .collect();
@@ -192,11 +192,11 @@ fn and_all(mut es: Vec<Expr>) -> Option<Expr> {
 /// The name PostgreSQL gives a select item's column.
 pub fn item_name(item: &SelectItem) -> Option<String> {
     match item {
-        SelectItem::ExprWithAlias { alias, .. } => Some(crate::planner::names::ident(alias)),
+        SelectItem::ExprWithAlias { alias, .. } => Some(crate::pg::names::ident(alias)),
         SelectItem::UnnamedExpr(e) => Some(match e {
-            Expr::Identifier(i) => crate::planner::names::ident(i),
-            Expr::CompoundIdentifier(parts) => crate::planner::names::ident(parts.last()?),
-            other => crate::planner::names::pg_column_name(other)?,
+            Expr::Identifier(i) => crate::pg::names::ident(i),
+            Expr::CompoundIdentifier(parts) => crate::pg::names::ident(parts.last()?),
+            other => crate::pg::names::pg_column_name(other)?,
         }),
         _ => None,
     }
@@ -670,7 +670,7 @@ pub fn rewrite(
             if let ast::OrderByKind::Expressions(exprs) = &mut o.kind {
                 for x in exprs {
                     let keep = match &x.expr {
-                        Expr::Identifier(i) => output.contains(&crate::planner::names::ident(i)),
+                        Expr::Identifier(i) => output.contains(&crate::pg::names::ident(i)),
                         Expr::Value(v) => matches!(v.value, Value::Number(..)),
                         _ => false,
                     };

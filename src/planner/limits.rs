@@ -46,7 +46,7 @@ pub fn check(sql: &str) -> Result<()> {
 /// The nesting depth of a statement's text (see the module doc); text that does not tokenize
 /// counts as flat (the parser then refuses it).
 pub fn depth(sql: &str) -> usize {
-    let dialect = super::dialect::LakegateDialect::default();
+    let dialect = crate::pg::dialect::LakegateDialect::default();
     let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize() else {
         return 0;
     };

@@ -2,31 +2,9 @@
 //! functions, type names), expands stored views, and maps PostgreSQL column types to Arrow.
 //! Uses `catalog`; knows nothing of the wire.
 
-pub mod adaptive_filter;
-pub mod compact_views;
-pub mod decimal_arith;
-pub mod deferred_build;
-pub mod describe;
-pub mod dialect;
-pub mod dynamic_filter;
-pub mod filter_estimates;
-pub mod functions;
-pub mod known_queries;
 pub mod limits;
-pub mod names;
 pub mod not_null;
-pub mod pg_cast;
-pub mod pg_catalog;
-pub mod pg_semantics;
-pub mod pg_shape;
-pub mod pg_static;
-pub mod pg_text;
-pub mod prune_only;
-pub mod semi_join;
-pub mod shared_subplans;
 pub mod time_travel;
-pub mod types;
-pub mod value_limits;
 
 use std::sync::Arc;
 
@@ -41,7 +19,15 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast;
 
 use crate::catalog::{Catalog, LakegateCatalog, ViewExpander};
+use crate::engine::{
+    adaptive_filter, compact_views, decimal_arith, deferred_build, filter_estimates, prune_only,
+    semi_join, shared_subplans,
+};
 use crate::error::{Error, Result};
+use crate::pg::{
+    dialect, functions, known_queries, names, pg_cast, pg_catalog, pg_semantics, types,
+    value_limits,
+};
 use functions::SessionValues;
 
 /// DataFusion's physical planner, knowing Lakegate's own plan nodes: a secure scan becomes a

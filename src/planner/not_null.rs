@@ -35,7 +35,7 @@ pub fn enforce(plan: LogicalPlan) -> Result<LogicalPlan> {
         || (0..target.fields().len()).all(|i| {
             target.field(i).is_nullable()
                 && input_schema.field(i).is_nullable()
-                && super::types::field_max_length(target.field(i)).is_none()
+                && crate::pg::types::field_max_length(target.field(i)).is_none()
         })
     {
         return Ok(plan);
@@ -46,7 +46,7 @@ pub fn enforce(plan: LogicalPlan) -> Result<LogicalPlan> {
             let (q, f) = input_schema.qualified_field(i);
             let column = Expr::Column(Column::from((q, f)));
             let t = target.field(i);
-            let max_length = super::types::field_max_length(t);
+            let max_length = crate::pg::types::field_max_length(t);
             if t.is_nullable() == f.is_nullable() && t.is_nullable() && max_length.is_none() {
                 column
             } else {
@@ -160,9 +160,9 @@ pub async fn explain_values_error(
     let ast::TableObject::TableName(name) = &ins.table else {
         return e;
     };
-    let relation = super::names::last_ident(name).unwrap_or_default();
+    let relation = crate::pg::names::last_ident(name).unwrap_or_default();
     let column = match ins.columns.get(k.wrapping_sub(1)) {
-        Some(c) => Some(super::names::ident(c)),
+        Some(c) => Some(crate::pg::names::ident(c)),
         None => match ctx.table_provider(name.to_string()).await {
             Ok(t) => t
                 .schema()

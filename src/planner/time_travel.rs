@@ -37,7 +37,7 @@ struct Rewriter<'a> {
 
 impl Rewriter<'_> {
     fn qualify(&self, name: &ObjectName) -> Result<(String, String)> {
-        super::names::qualified(name, self.current_schema, self.database)
+        crate::pg::names::qualified(name, self.current_schema, self.database)
     }
 
     fn rewrite(&self, t: &mut TableFactor) -> Result<()> {
@@ -81,7 +81,7 @@ impl Rewriter<'_> {
                     "table_history takes one argument: the table name as a string".into(),
                 ));
             }
-            let parsed = super::names::parse_object_name(&target)?;
+            let parsed = crate::pg::names::parse_object_name(&target)?;
             let (schema, table) = self.qualify(&parsed)?;
             *name = hidden(&schema, &table, &At::History);
         }

@@ -638,7 +638,7 @@ impl super::Session {
             .register_catalog(SOURCE_CATALOG, std::sync::Arc::new(catalog));
         let cols = columns
             .iter()
-            .map(|c| crate::planner::names::quote(c))
+            .map(|c| crate::pg::names::quote(c))
             .collect::<Vec<_>>()
             .join(", ");
         let insert = format!(

@@ -193,8 +193,8 @@ fn missing(name: &str) -> Error {
 
 fn number(v: &Value) -> Result<i64> {
     match v {
-        Value::Placeholder(p) if p.starts_with(crate::planner::dialect::NEGATIVE_COUNT) => p
-            [crate::planner::dialect::NEGATIVE_COUNT.len()..]
+        Value::Placeholder(p) if p.starts_with(crate::pg::dialect::NEGATIVE_COUNT) => p
+            [crate::pg::dialect::NEGATIVE_COUNT.len()..]
             .parse::<i64>()
             .map(|n| -n)
             .map_err(|_| Error::Syntax(format!("invalid FETCH count {p}"))),
@@ -404,7 +404,7 @@ pub fn parse_move(sql: &str) -> Option<Result<(String, FetchDirection)>> {
     if !head.eq_ignore_ascii_case("move") || !t[4..].starts_with(char::is_whitespace) {
         return None;
     }
-    let fetch = match crate::planner::dialect::normalize(&format!("FETCH {}", &t[4..])) {
+    let fetch = match crate::pg::dialect::normalize(&format!("FETCH {}", &t[4..])) {
         Ok(f) => f,
         Err(e) => return Some(Err(Error::Syntax(e.to_string()))),
     };

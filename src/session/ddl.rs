@@ -8,8 +8,8 @@ use datafusion::sql::sqlparser::ast::{self, ColumnOption, ObjectName, ObjectType
 use super::{CommandTag, Outcome, Session};
 use crate::catalog::{RelationKind, TableSpec, ViewEntry};
 use crate::error::{Error, Result};
-use crate::planner::names::{ident, qualified};
-use crate::planner::types::{PG_TYPE_KEY, UTC, column_type, declared_pg_type, field_pg_type};
+use crate::pg::names::{ident, qualified};
+use crate::pg::types::{PG_TYPE_KEY, UTC, column_type, declared_pg_type, field_pg_type};
 use crate::policy::Action;
 
 fn resolve(session: &Session, name: &ObjectName) -> Result<(String, String)> {
@@ -20,7 +20,7 @@ fn resolve(session: &Session, name: &ObjectName) -> Result<(String, String)> {
     )
 }
 
-use crate::planner::names::quote;
+use crate::pg::names::quote;
 
 pub async fn create_schema(
     session: &Session,
@@ -737,7 +737,7 @@ pub async fn create_view(session: &mut Session, v: &ast::CreateView) -> Result<O
     // qualified (as PostgreSQL does), so no reader's search_path changes what the view reads.
     let mut query = v.query.as_ref().clone();
     let current = session.current_schema();
-    crate::planner::names::qualify_relations(&mut query, &current, &|t| {
+    crate::pg::names::qualify_relations(&mut query, &current, &|t| {
         catalog.relation(&current, t).is_some()
     });
     let sql = query.to_string();

@@ -21,7 +21,7 @@ use datafusion::sql::sqlparser::ast::{self, AssignmentTarget, FromTable, TableFa
 use super::{CommandTag, Outcome, Session, bind, parse};
 use crate::catalog::TableEntry;
 use crate::error::{Error, Result};
-use crate::planner::names::last_ident;
+use crate::pg::names::last_ident;
 use crate::storage::delta_rows::{self, ACTION, FILE, NEW_PREFIX, ROW, Statement};
 
 /// A planned row-level write: run now, or at COMMIT inside a transaction block.

@@ -12,8 +12,8 @@ use deltalake::operations::optimize::OptimizeType;
 
 use super::{CommandTag, Outcome, Session};
 use crate::error::{Error, Result};
-use crate::planner::dialect::LakegateDialect;
-use crate::planner::names::ident;
+use crate::pg::dialect::LakegateDialect;
+use crate::pg::names::ident;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Maintenance {
@@ -195,7 +195,7 @@ pub async fn run(session: &mut Session, m: &Maintenance) -> Result<Outcome> {
         Maintenance::Optimize { .. } => "OPTIMIZE",
         Maintenance::Vacuum { .. } => "VACUUM",
     };
-    let (schema, table) = crate::planner::names::qualified(
+    let (schema, table) = crate::pg::names::qualified(
         name,
         &session.current_schema(),
         session.engine.planner.database(),

@@ -165,7 +165,7 @@ async fn create(
     // Bound at creation: its bare names are stored qualified (as a view's are).
     let mut query = query.clone();
     let current = s.current_schema();
-    crate::planner::names::qualify_relations(&mut query, &current, &|t| {
+    crate::pg::names::qualify_relations(&mut query, &current, &|t| {
         catalog.relation(&current, t).is_some()
     });
     let query = &query;
@@ -191,7 +191,7 @@ async fn create(
     let mut fields = Vec::with_capacity(stored_names.len());
     for (n, f) in stored_names.iter().zip(stored.schema().fields()) {
         let mut field = Field::new(n, super::ddl::storable(f.data_type())?, true);
-        if let Some(t) = crate::planner::types::field_pg_type(f) {
+        if let Some(t) = crate::pg::types::field_pg_type(f) {
             field = field
                 .with_metadata([(crate::storage::PG_TYPE_KEY.to_string(), t.to_string())].into());
         }
@@ -711,11 +711,7 @@ fn object_name(t: &datafusion::common::TableReference) -> String {
 
 impl Session {
     fn resolve(&self, name: &ast::ObjectName) -> Result<(String, String)> {
-        crate::planner::names::qualified(
-            name,
-            &self.current_schema(),
-            self.engine.planner.database(),
-        )
+        crate::pg::names::qualified(name, &self.current_schema(), self.engine.planner.database())
     }
 
     pub(super) fn setting_on(&self, name: &str) -> bool {

@@ -18,7 +18,7 @@ use datafusion::sql::sqlparser::ast::{
 use super::Session;
 use super::dml::{self, quoted};
 use crate::error::{Error, Result};
-use crate::planner::names::last_ident;
+use crate::pg::names::last_ident;
 use crate::storage::delta_rows::{ACTION, ChangeKind, FILE, NEW_PREFIX, ROW, SET_PREFIX};
 
 /// One clause: its kind, condition, and the (column, value) pairs it sets or inserts.

@@ -31,8 +31,8 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Statement as SqlStatement};
 
 use crate::error::{Error, Result};
+use crate::pg::functions::SessionValues;
 use crate::planner::Planner;
-use crate::planner::functions::SessionValues;
 use crate::policy::{Action, PolicySet};
 use settings::Settings;
 
@@ -414,7 +414,7 @@ type OptimizedKey = (crate::mv::cache::Key, u64);
 /// One client connection's state.
 pub struct Session {
     /// What `set_config()` calls of the last statement asked for, applied after it.
-    pending_settings: crate::planner::functions::PendingSettings,
+    pending_settings: crate::pg::functions::PendingSettings,
     engine: Arc<Engine>,
     principal: Principal,
     ctx: SessionContext,
@@ -522,7 +522,7 @@ impl Session {
             claimed,
         };
         let settings = Settings::new(user, principal.admin, engine.max_connections);
-        let pending_settings = crate::planner::functions::PendingSettings::default();
+        let pending_settings = crate::pg::functions::PendingSettings::default();
         let ctx = Self::build_context(
             &engine,
             &principal,
@@ -572,7 +572,7 @@ impl Session {
         p: &Principal,
         settings: &Settings,
         pid: i32,
-        pending_settings: &crate::planner::functions::PendingSettings,
+        pending_settings: &crate::pg::functions::PendingSettings,
     ) -> SessionContext {
         let catalog = engine.planner.catalog();
         let schema = settings
@@ -609,7 +609,7 @@ impl Session {
                 policies.denied_columns(&subject, &object, &stored)
             }))
         };
-        let privilege: Option<crate::planner::functions::Privilege> = if p.admin {
+        let privilege: Option<crate::pg::functions::Privilege> = if p.admin {
             None
         } else {
             let in_force = engine.policies.clone();
@@ -843,11 +843,11 @@ impl Session {
                 }
             };
             let mut params = param_types_of(&plan, client_types)?;
-            crate::planner::types::mark_oid_params(&stmt, &mut params);
+            crate::pg::types::mark_oid_params(&stmt, &mut params);
             if is_dml(&stmt) {
                 (None, vec![], params)
             } else {
-                let schema = crate::planner::describe::result_schema(&plan, &self.current_schema());
+                let schema = crate::pg::describe::result_schema(&plan, &self.current_schema());
                 let names = output_names(&stmt, &schema);
                 (Some(schema), names, params)
             }
@@ -1907,7 +1907,7 @@ impl Session {
             None => (self.plan(stmt).await?, false),
         };
         let plan = bind(plan, params)?;
-        let schema = crate::planner::describe::result_schema(&plan, &self.current_schema());
+        let schema = crate::pg::describe::result_schema(&plan, &self.current_schema());
         let names = output_names(stmt, &schema);
         // The result cache: by governed plan, policy version, table locations and versions
         // (mv::cache); the session's optimized plans by the same identity.
@@ -2166,7 +2166,7 @@ impl Session {
         name: &ast::ObjectName,
         what: &str,
     ) -> Result<(String, String, crate::catalog::TableEntry)> {
-        let (schema, table) = crate::planner::names::qualified(
+        let (schema, table) = crate::pg::names::qualified(
             name,
             &self.current_schema(),
             self.engine.planner.database(),
@@ -2417,7 +2417,7 @@ fn set_value(e: &ast::Expr) -> String {
 /// comments); empty ones left out.
 fn split_statements(sql: &str) -> Vec<String> {
     use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-    let dialect = crate::planner::dialect::LakegateDialect::default();
+    let dialect = crate::pg::dialect::LakegateDialect::default();
     let Ok(tokens) = Tokenizer::new(&dialect, sql).tokenize() else {
         return vec![sql.to_string()];
     };
@@ -2579,7 +2579,7 @@ fn bind(plan: LogicalPlan, params: Vec<ScalarValue>) -> Result<LogicalPlan> {
 /// Column names as PostgreSQL would show them for a top-level SELECT list
 /// (`count` for `count(*)`, `?column?` for an unnamed expression); DataFusion's names otherwise.
 fn output_names(stmt: &DfStatement, schema: &Schema) -> Vec<String> {
-    // Names the catalog rewrites made distinct for DataFusion (planner::pg_catalog) are
+    // Names the catalog rewrites made distinct for DataFusion (pg::pg_catalog) are
     // PostgreSQL's again: `n.oid, n.*` has two `oid` columns, `NULL, NULL` two `?column?`.
     select_names(stmt, schema)
         .into_iter()
@@ -2612,9 +2612,7 @@ fn select_names(stmt: &DfStatement, schema: &Schema) -> Vec<String> {
         match item {
             ast::SelectItem::UnnamedExpr(e) => {
                 if let Some(d) = df_names.get(i) {
-                    names.push(
-                        crate::planner::names::pg_column_name(e).unwrap_or_else(|| d.clone()),
-                    );
+                    names.push(crate::pg::names::pg_column_name(e).unwrap_or_else(|| d.clone()));
                 }
                 i += 1;
             }

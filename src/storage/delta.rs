@@ -482,7 +482,7 @@ pub async fn raw_provider(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> 
 /// filter pushdown on, the only way deltalake 0.32 hands a scan's filter to its Parquet source
 /// (for row-group, page-index and bloom-filter pruning: a point lookup reads one page, not the
 /// table). The row-by-row part of that pushdown is turned off again in the physical plan
-/// ([`crate::planner::prune_only`]): with it the filter ran twice and TPC-H q6 took twice as
+/// ([`crate::engine::prune_only`]): with it the filter ran twice and TPC-H q6 took twice as
 /// long; the filter above the scan gives the exact answer.
 fn scan_defaults() -> Arc<datafusion::execution::SessionState> {
     static STATE: std::sync::OnceLock<Arc<datafusion::execution::SessionState>> =

@@ -84,7 +84,7 @@ pub fn parse(text: &str) -> Result<Vec<SortKey>> {
 }
 
 /// The stored text of a sort order (what [`parse`] reads back). Names are quoted here rather
-/// than by `planner::names`, which storage does not depend on.
+/// than by `pg::names`, which storage does not depend on.
 pub fn text(keys: &[SortKey]) -> String {
     keys.iter()
         .map(|k| {

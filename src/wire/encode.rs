@@ -1,5 +1,5 @@
 //! Arrow columns to PostgreSQL values on the wire: type OIDs, and text and binary encodings
-//! written straight into DataRow buffers (the text forms come from `planner::pg_text`).
+//! written straight into DataRow buffers (the text forms come from `pg::pg_text`).
 //!
 //! Written by hand on purpose: pgwire's per-value `ToSql` path boxes and dispatches per field
 //! (too slow to stream millions of rows), and `arrow-pg` is built against an older pgwire whose
@@ -23,15 +23,15 @@ use pgwire::api::results::FieldFormat;
 use pgwire::messages::data::DataRow;
 
 use crate::error::{Error, Result};
-pub use crate::planner::pg_text::{TextOptions, canonical};
-use crate::planner::pg_text::{canonical_column, write_date, write_decimal, write_text};
+pub use crate::pg::pg_text::{TextOptions, canonical};
+use crate::pg::pg_text::{canonical_column, write_date, write_decimal, write_text};
 
 /// Days from 1970-01-01 to PostgreSQL's epoch 2000-01-01.
 const PG_EPOCH_DAYS: i32 = 10_957;
 /// Microseconds from 1970-01-01 to 2000-01-01.
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
-pub use crate::planner::types::{pg_type, pg_type_of};
+pub use crate::pg::types::{pg_type, pg_type_of};
 
 /// A column downcast once per batch to the array type its values are written from, so that a
 /// row costs one match per value instead of a dynamic downcast and a `DataType` comparison.
@@ -269,7 +269,7 @@ fn write_value(
     write_field(buf, col, row, binary, opts)
 }
 
-/// The catalog types whose wire form is not their Arrow column's (planner::pg_static): a
+/// The catalog types whose wire form is not their Arrow column's (pg::pg_static): a
 /// `regproc` is shown as the function's name, `int2vector`/`oidvector` as space-separated
 /// numbers, an `xid` is 4 bytes in binary, and a binary array names its announced element type.
 /// Answers whether it wrote the value.
@@ -284,7 +284,7 @@ fn write_catalog_value(
     match (ty, col.data_type(), binary) {
         (&Type::REGPROC, DataType::Int32, false) => {
             let oid = col.as_primitive::<Int32Type>().value(row);
-            let name = crate::planner::pg_static::proc_name(oid)
+            let name = crate::pg::pg_static::proc_name(oid)
                 .map(str::to_string)
                 .unwrap_or_else(|| oid.to_string());
             with_length(buf, name.as_bytes());

@@ -394,7 +394,7 @@ fn field_infos(
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            use crate::planner::describe;
+            use crate::pg::describe;
             let name = names.get(i).cloned().unwrap_or_else(|| f.name().clone());
             let (table, column) = describe::field_origin(f);
             let pg = encode::pg_type_of(f);

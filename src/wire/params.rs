@@ -9,7 +9,7 @@ use datafusion::common::ScalarValue;
 use pgwire::api::Type;
 
 use crate::error::{Error, Result};
-use crate::planner::types::UTC;
+use crate::pg::types::UTC;
 
 const PG_EPOCH_DAYS: i32 = 10_957;
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;

@@ -115,7 +115,7 @@ async fn delta_scans_report_column_statistics_from_the_log() {
 }
 
 /// On two partitions a join's build side is read when the join first asks for it
-/// (`planner::deferred_build`), after the joins above have built theirs and filled the dynamic
+/// (`engine::deferred_build`), after the joins above have built theirs and filled the dynamic
 /// filters they push into it. The answer is the join's.
 #[tokio::test]
 async fn build_sides_are_deferred_until_their_join_asks() {
@@ -198,7 +198,7 @@ async fn an_aggregation_used_twice_is_computed_once() {
 }
 
 /// A join's key set (its dynamic filter) reaches a scan that also has a filter of its own, and
-/// is applied to the rows that filter keeps (`planner::dynamic_filter`), so an aggregation
+/// is applied to the rows that filter keeps (`engine::dynamic_filter`), so an aggregation
 /// between the scan and the join (TPC-H q20's shape) groups only the keys the join can use.
 /// The answer is the join's.
 #[tokio::test]
@@ -239,7 +239,7 @@ async fn a_joins_key_set_filters_the_rows_under_an_aggregation() {
 }
 
 /// `IN (SELECT k ... GROUP BY k HAVING ...)` (TPC-H q18's shape): the subquery's keys are
-/// distinct, so its semi join is computed as an inner join (`planner::semi_join`), whose key
+/// distinct, so its semi join is computed as an inner join (`engine::semi_join`), whose key
 /// set filters the scans of the other side. Each row is kept once, as by the semi join; a
 /// subquery with repeated keys keeps its semi join.
 #[tokio::test]
@@ -291,7 +291,7 @@ async fn a_semi_join_on_distinct_keys_filters_the_other_sides_scans() {
 }
 
 /// A semi join with a filtered table (TPC-H q20's `partsupp` semi-joined with the parts named
-/// "forest...") is estimated at the share of rows the filter keeps (`planner::semi_join`),
+/// "forest...") is estimated at the share of rows the filter keeps (`engine::semi_join`),
 /// not all of `partsupp`; the join above it then builds on it, and its key set filters the
 /// scan of the aggregated side.
 #[tokio::test]

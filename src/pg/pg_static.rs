@@ -1,7 +1,7 @@
 //! The built-in rows of PostgreSQL 15's system catalogs: types, functions, operators, casts,
 //! descriptions, the catalog's own relations and columns, built-in roles, settings and keywords,
 //! dumped from a real cluster of the major Lakegate advertises by `scripts/pg-catalog-data`
-//! into `pg_shape/pg15/*.jsonl`, and served as they are (planner::pg_shape adds Lakegate's own
+//! into `pg_shape/pg15/*.jsonl`, and served as they are (pg::pg_shape adds Lakegate's own
 //! objects beside them). A client that reads pg_type or joins pg_proc on `typreceive` gets what
 //! PostgreSQL 15 answers, not another major's rows.
 //!
@@ -117,7 +117,7 @@ const FILES: &[(&str, &str)] = &[
     ("pg_views", include_str!("pg_shape/pg15/pg_views.jsonl")),
 ];
 
-/// Tables whose rows are the built-in ones beside Lakegate's own objects (which planner::pg_shape
+/// Tables whose rows are the built-in ones beside Lakegate's own objects (which pg::pg_shape
 /// adds); every other dumped table is served as dumped.
 pub const MIXED: &[&str] = &[
     "pg_type",

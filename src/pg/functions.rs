@@ -610,7 +610,7 @@ impl ScalarUDFImpl for JsonBuildObject {
 }
 
 /// `lakegate_like_escape(pattern, c)`: a LIKE pattern escaped with `c` rewritten to escape with
-/// backslash (planner::pg_catalog turns `LIKE p ESCAPE 'c'` into it).
+/// backslash (pg::pg_catalog turns `LIKE p ESCAPE 'c'` into it).
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct LikeEscape {
     signature: Signature,
@@ -784,7 +784,7 @@ impl ScalarUDFImpl for UserById {
 
 /// `'name'::regclass` of a text (a literal, or a parameter SQLAlchemy binds): the relation's
 /// oid. Unqualified names are looked up in pg_catalog first, then in the session's schema, as
-/// PostgreSQL's search path does; oids are derived from names (planner::pg_shape), so a name
+/// PostgreSQL's search path does; oids are derived from names (pg::pg_shape), so a name
 /// answers its oid whether or not the relation exists yet. A number is taken as the oid.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct RegClass {

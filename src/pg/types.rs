@@ -298,7 +298,7 @@ pub fn pg_type(dt: &DataType) -> pgwire::api::Type {
 pub fn pg_type_of(field: &Field) -> pgwire::api::Type {
     use pgwire::api::Type;
     // Object identifiers are stored as integers; a parameter cast to oid says so.
-    // Catalog columns (planner::pg_static) and parameters cast to oid say what they are.
+    // Catalog columns (pg::pg_static) and parameters cast to oid say what they are.
     match (
         field.metadata().get(PG_TYPE_KEY).map(String::as_str),
         field.data_type(),
@@ -314,7 +314,7 @@ pub fn pg_type_of(field: &Field) -> pgwire::api::Type {
         (Some("name[]"), DataType::List(_)) => return Type::NAME_ARRAY,
         _ => {}
     }
-    match crate::planner::types::field_pg_type(field) {
+    match crate::pg::types::field_pg_type(field) {
         Some("uuid") => Type::UUID,
         Some("json") => Type::JSON,
         Some("jsonb") => Type::JSONB,

@@ -30,7 +30,7 @@ fn static_tables() -> Result<Arc<PgCatalogStaticTables>> {
 }
 
 /// The `pg_catalog` and `information_schema` schemas of one session's context, in
-/// PostgreSQL's shape (planner::pg_shape).
+/// PostgreSQL's shape (pg::pg_shape).
 pub fn schemas(ctx: &SessionContext) -> Result<Vec<(&'static str, Arc<dyn SchemaProvider>)>> {
     use super::pg_shape::ShapedSchema;
     let provider: Arc<dyn SchemaProvider> = Arc::new(PgCatalogSchemaProvider::try_new(
@@ -62,7 +62,7 @@ pub fn schemas(ctx: &SessionContext) -> Result<Vec<(&'static str, Arc<dyn Schema
 /// ones (current_schema, current_database, pg_backend_pid, session_user).
 pub fn register_functions(ctx: &SessionContext) -> Result<()> {
     use datafusion_pg_catalog::pg_catalog::{has_privilege_udf, quote_ident_udf};
-    // Table privileges are the policies' (planner::functions); these are always held.
+    // Table privileges are the policies' (pg::functions); these are always held.
     for name in ["has_schema_privilege", "has_database_privilege"] {
         ctx.register_udf(lenient(has_privilege_udf::create_has_privilege_udf(name)));
     }
@@ -765,7 +765,7 @@ fn signatures() -> &'static Signatures {
     SIGS.get_or_init(|| build_signatures().unwrap_or_default())
 }
 
-/// (oid, typname, typarray) of every built-in type (planner::pg_static).
+/// (oid, typname, typarray) of every built-in type (pg::pg_static).
 fn static_types() -> Option<Vec<(i32, String, i32)>> {
     use super::pg_static::{ints, strings, table};
     let t = table("pg_type")?;
@@ -1237,7 +1237,7 @@ impl datafusion::logical_expr::ScalarUDFImpl for ExpandArray {
 
 /// `obj_description(oid, catalog)`, `col_description(table, column)` and
 /// `shobj_description(oid, catalog)`: the comments of built-in objects (pg_description and
-/// pg_shdescription as dumped, planner::pg_static). Lakegate's own objects have none.
+/// pg_shdescription as dumped, pg::pg_static). Lakegate's own objects have none.
 #[derive(Debug, PartialEq, Eq, Hash, Clone, Copy)]
 enum DescriptionKind {
     Object,
@@ -1388,7 +1388,7 @@ impl datafusion::logical_expr::ScalarUDFImpl for Description {
 }
 
 /// `'name'::regclass` and `$1::regclass` (a name given as text) are `lakegate_regclass(name)`,
-/// the named relation's oid (planner::functions); likewise `'array_in'::regproc` the function's
+/// the named relation's oid (pg::functions); likewise `'array_in'::regproc` the function's
 /// oid and `'int4'::regtype` the type's. A cast of anything else (an oid column) stays a cast to
 /// an integer oid.
 #[derive(Debug)]
@@ -1782,7 +1782,7 @@ impl datafusion::logical_expr::ScalarUDFImpl for RegProc {
     }
 }
 
-/// `pg_get_keywords()`: PostgreSQL 15's keywords (planner::pg_static).
+/// `pg_get_keywords()`: PostgreSQL 15's keywords (pg::pg_static).
 #[derive(Debug)]
 struct Keywords;
 

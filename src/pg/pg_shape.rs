@@ -55,7 +55,7 @@ fn relations_of(schema: &str) -> Vec<String> {
     names
 }
 
-/// The fields of a relation of PostgreSQL's shape: the dumped table's (planner::pg_static) when
+/// The fields of a relation of PostgreSQL's shape: the dumped table's (pg::pg_static) when
 /// it has built-in rows, else from its columns' PostgreSQL types. Each carries the PostgreSQL
 /// type RowDescription announces.
 fn target_fields(schema: &str, name: &str, columns: &Columns) -> Vec<Field> {
@@ -84,7 +84,7 @@ fn target_fields(schema: &str, name: &str, columns: &Columns) -> Vec<Field> {
 /// The PostgreSQL type RowDescription announces for a column of a catalog relation when its
 /// Arrow type does not say it (`name`, `"char"`, `oid`, `regproc` ...). The relations' rows
 /// carry no such metadata themselves: DataFusion does not keep field metadata through every
-/// plan node, so the wire learns it from where a result column comes from (planner::describe).
+/// plan node, so the wire learns it from where a result column comes from (pg::describe).
 pub fn column_pg_type(schema: &str, relation: &str, column: &str) -> Option<String> {
     let columns = shapes().get(&(schema.to_string(), relation.to_string()))?;
     target_fields(schema, relation, columns)
@@ -149,7 +149,7 @@ const COLUMNS: &str = "lakegate$columns";
 
 /// Where datafusion-pg-catalog's own table of a name is reached from our views.
 const RAW_PREFIX: &str = "lakegate$raw$";
-/// Where the built-in rows of a catalog table (planner::pg_static) are reached.
+/// Where the built-in rows of a catalog table (pg::pg_static) are reached.
 const STATIC_PREFIX: &str = "lakegate$static$";
 
 /// The oid of a namespace: PostgreSQL's fixed ones (pg_type and pg_proc, static, refer to
