@@ -14,6 +14,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
+use super::{CommandTag, Outcome, Parsed, Session};
 use crate::error::{Error, Result};
 
 /// The COPY formats.
@@ -804,6 +805,45 @@ async fn send_rows(run: &mut CopyInRun) -> Result<()> {
             .await
             .map_err(|_| Error::internal("COPY's insert stopped reading")),
         None => Ok(()),
+    }
+}
+
+impl Session {
+    /// The end of a COPY FROM STDIN (`failed`: the client's CopyFail message): the tag, with
+    /// the statement's audit record written.
+    pub async fn copy_in_done(&mut self, failed: Option<String>) -> Result<CommandTag> {
+        let (r, statement, started) = self.copy_in_finish(failed).await;
+        let r = r.map(|n| Outcome::Command(CommandTag::rows("COPY", n)));
+        match self.audit(&statement, started, r)? {
+            Outcome::Command(t) => Ok(t),
+            _ => Err(Error::internal("COPY did not end with a tag")),
+        }
+    }
+
+    /// COPY ... TO STDOUT: its rows are those of the SELECT it stands for, planned, governed
+    /// and audited like one.
+    pub(super) async fn copy_out(
+        &mut self,
+        c: CopyOut,
+        sql: &str,
+        aborted: bool,
+    ) -> Result<Outcome> {
+        let mut stmts = super::parse(&c.query)?;
+        let (Some(stmt), true) = (stmts.pop(), stmts.is_empty()) else {
+            return Err(Error::Syntax("COPY takes one query".into()));
+        };
+        match self
+            .execute_one_as(&Parsed::new(stmt), vec![], aborted, Some(sql))
+            .await?
+        {
+            rows @ Outcome::Rows { .. } => Ok(Outcome::CopyOut {
+                rows: Box::new(rows),
+                format: c.format,
+            }),
+            _ => Err(Error::Syntax(
+                "COPY (query) needs a query that returns rows".into(),
+            )),
+        }
     }
 }
 

@@ -16,8 +16,12 @@ use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::sql::sqlparser::ast::{FetchDirection, Value};
 use futures::StreamExt;
 
-use super::Outcome;
+use super::Session;
+use super::{CommandTag, Outcome};
 use crate::error::{Error, Result};
+use datafusion::common::ScalarValue;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast;
 
 /// Schema metadata of a FETCH result whose rows go out in binary format (a BINARY cursor's).
 pub const BINARY_ROWS: &str = "lakegate.binary_rows";
@@ -422,4 +426,53 @@ pub fn parse_move(sql: &str) -> Option<Result<(String, FetchDirection)>> {
         Ok(_) => Err(Error::Syntax("MOVE takes one cursor".into())),
         Err(e) => Err(Error::Syntax(e.to_string())),
     })
+}
+
+impl Session {
+    /// The rows' schema of the open SQL cursor `name`.
+    pub fn cursor_schema(&self, name: &str) -> Option<SchemaRef> {
+        self.cursors.schema_of(name)
+    }
+
+    /// DECLARE name [BINARY] [SCROLL] CURSOR [WITH HOLD] FOR query: the query runs (planned,
+    /// governed and audited as this statement) and its rows wait in the cursor.
+    pub(super) async fn declare(
+        &mut self,
+        stmts: &[ast::Declare],
+        params: Vec<ScalarValue>,
+    ) -> Result<Outcome> {
+        let [d] = stmts else {
+            return Err(Error::unsupported("DECLARE one cursor at a time"));
+        };
+        let (Some(query), Some(name)) = (&d.for_query, d.names.first()) else {
+            return Err(Error::unsupported(
+                "DECLARE is supported for cursors: DECLARE name CURSOR FOR query",
+            ));
+        };
+        let hold = d.hold == Some(true);
+        if !hold && !self.in_transaction {
+            return Err(Error::Data {
+                sqlstate: "25P01",
+                message: "DECLARE CURSOR can only be used in transaction blocks".into(),
+            });
+        }
+        let q = DfStatement::Statement(Box::new(ast::Statement::Query(query.clone())));
+        let rows = self.query(&q, params, "SELECT").await?;
+        let options = Options {
+            scroll: d.scroll == Some(true),
+            binary: d.binary == Some(true),
+            hold,
+        };
+        self.cursors.declare(&name.value, rows, options)?;
+        Ok(Outcome::Command(CommandTag::new("DECLARE CURSOR")))
+    }
+
+    /// CLOSE name | CLOSE ALL.
+    pub(super) fn close_cursor(&mut self, cursor: &ast::CloseCursor) -> Result<Outcome> {
+        match cursor {
+            ast::CloseCursor::All => self.cursors.close(None)?,
+            ast::CloseCursor::Specific { name } => self.cursors.close(Some(&name.value))?,
+        }
+        Ok(Outcome::Command(CommandTag::new("CLOSE CURSOR")))
+    }
 }

@@ -10,6 +10,7 @@
 //! answer nor its errors can tell one. The query's rows (the changes, by row identity) are then
 //! made in the files by position.
 
+use datafusion::arrow::array::UInt64Array;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -18,11 +19,15 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast, col}
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{self, AssignmentTarget, FromTable, TableFactor};
 
-use super::{CommandTag, Outcome, Session, bind, parse};
+use super::{CommandTag, Outcome, Session, parse, query::bind};
 use crate::catalog::TableEntry;
 use crate::error::{Error, Result};
 use crate::pg::names::last_ident;
 use crate::storage::delta_rows::{self, ACTION, FILE, NEW_PREFIX, ROW, Statement};
+use datafusion::sql::parser::Statement as DfStatement;
+
+use super::transaction;
+use crate::policy::Action;
 
 /// A planned row-level write: run now, or at COMMIT inside a transaction block.
 #[derive(Debug, Clone)]
@@ -465,5 +470,159 @@ pub(super) fn merge_change(
         sql,
         params: vec![],
         text: "MERGE",
+    }
+}
+
+impl Session {
+    /// UPDATE: the rows it changes are read through the governed path, now or at COMMIT.
+    pub(super) async fn update(
+        &mut self,
+        u: &ast::Update,
+        params: Vec<ScalarValue>,
+    ) -> Result<Outcome> {
+        let change = plan_update(self, u, params).await?;
+        self.run_or_defer(change).await
+    }
+
+    /// DELETE: the rows it removes are read through the governed path, now or at COMMIT.
+    pub(super) async fn delete(
+        &mut self,
+        d: &ast::Delete,
+        params: Vec<ScalarValue>,
+    ) -> Result<Outcome> {
+        let change = plan_delete(self, d, params).await?;
+        self.run_or_defer(change).await
+    }
+
+    /// MERGE: source and target read through the governed path.
+    pub(super) async fn merge(&mut self, m: &ast::Merge) -> Result<Outcome> {
+        let change = super::merge::plan(self, m).await?;
+        self.run_or_defer(change).await
+    }
+
+    /// An UPDATE/DELETE now, or at COMMIT inside a transaction block.
+    pub(super) async fn run_or_defer(&mut self, change: RowChange) -> Result<Outcome> {
+        if self.in_transaction {
+            transaction::defer_change(self, change).await
+        } else {
+            run(self, change).await
+        }
+    }
+
+    /// INSERT / UPDATE / DELETE through DataFusion; the tag carries the affected row count.
+    pub(super) async fn dml(
+        &self,
+        stmt: &DfStatement,
+        params: Vec<ScalarValue>,
+        command: &str,
+    ) -> Result<Outcome> {
+        let plan = self.plan(stmt).await?;
+        let plan = bind(plan, params)?;
+        let batches = match self.ctx.execute_logical_plan(plan).await {
+            Ok(df) => df.collect().await,
+            Err(e) => Err(e),
+        };
+        let batches = match batches {
+            Ok(b) => b,
+            Err(e) => {
+                return Err(crate::planner::not_null::explain_values_error(
+                    &self.ctx,
+                    stmt,
+                    e.into(),
+                )
+                .await);
+            }
+        };
+        let mut rows = 0usize;
+        for b in &batches {
+            if let Some(c) = b
+                .columns()
+                .first()
+                .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+            {
+                rows += c.iter().flatten().sum::<u64>() as usize;
+            }
+        }
+        Ok(Outcome::Command(CommandTag::rows(command, rows)))
+    }
+
+    pub(crate) async fn run_sql_command(&self, sql: &str, command: &str) -> Result<usize> {
+        let mut stmts = parse(sql)?;
+        let stmt = stmts
+            .pop()
+            .ok_or_else(|| Error::internal("empty generated statement"))?;
+        match self.dml(&stmt, vec![], command).await? {
+            Outcome::Command(t) => Ok(t.rows.unwrap_or(0)),
+            _ => Ok(0),
+        }
+    }
+
+    /// The Delta table (ours or registered) that a write or maintenance statement names:
+    /// (schema, table, entry). Views and external file tables are refused.
+    pub(crate) fn delta_target(
+        &self,
+        name: &ast::ObjectName,
+        what: &str,
+    ) -> Result<(String, String, crate::catalog::TableEntry)> {
+        let (schema, table) = crate::pg::names::qualified(
+            name,
+            &self.current_schema(),
+            self.engine.planner.database(),
+        )?;
+        self.delta_target_named(&schema, &table, what)
+            .map(|e| (schema, table, e))
+    }
+
+    pub(crate) fn delta_target_named(
+        &self,
+        schema: &str,
+        table: &str,
+        what: &str,
+    ) -> Result<crate::catalog::TableEntry> {
+        let t = self.writable_target_named(schema, table, what)?;
+        if t.format == "iceberg" {
+            return Err(Error::unsupported(format!(
+                "{what} is not supported on Iceberg table \"{table}\": iceberg-rust 0.10 writes \
+                 appends only (INSERT, CREATE TABLE AS), not the row-level delete files {what} needs"
+            )));
+        }
+        Ok(t)
+    }
+
+    /// A table that this warehouse may change: a Delta or Iceberg table (ours or a registered
+    /// Delta location); views and external files or Iceberg metadata files are refused.
+    pub(crate) fn writable_target_named(
+        &self,
+        schema: &str,
+        table: &str,
+        what: &str,
+    ) -> Result<crate::catalog::TableEntry> {
+        use crate::catalog::Relation;
+        let action = match what {
+            "OPTIMIZE" | "VACUUM" | "ALTER TABLE" => Action::Admin,
+            // Which columns it may assign is checked with the assignments (governed).
+            "UPDATE" => Action::Update,
+            _ => Action::Write,
+        };
+        self.seen().writes.insert(format!("{schema}.{table}"));
+        self.authorize(&format!("{schema}.{table}"), action)?;
+        match self.engine.planner.catalog().relation(schema, table) {
+            Some(Relation::Table(t))
+                if t.format == "delta" || (t.format == "iceberg" && !t.external) =>
+            {
+                Ok(t)
+            }
+            Some(Relation::Table(t)) => Err(Error::unsupported(format!(
+                "{what} needs a Delta or Iceberg table of this warehouse; \"{table}\" is an external {} table (read-only)",
+                t.format
+            ))),
+            Some(Relation::View(_)) => Err(Error::Data {
+                sqlstate: "55000",
+                message: format!("{what}: \"{table}\" is a view, views are read-only"),
+            }),
+            None => Err(Error::UndefinedTable(format!(
+                "relation \"{table}\" does not exist"
+            ))),
+        }
     }
 }

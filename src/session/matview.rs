@@ -172,7 +172,7 @@ async fn create(
     let stmt = DfStatement::Statement(Box::new(ast::Statement::Query(Box::new(query.clone()))));
     // Planned (and governed) as its creator, its owner.
     let plan = s.plan(&stmt).await?;
-    let names = super::output_names(&stmt, plan.schema().as_arrow());
+    let names = super::query::output_names(&stmt, plan.schema().as_arrow());
     for (i, n) in names.iter().enumerate() {
         if names[..i].contains(n) {
             return Err(Error::Data {
@@ -273,7 +273,7 @@ async fn avg_state_plan(
     }
     let stmt = DfStatement::Statement(Box::new(ast::Statement::Query(Box::new(with_state))));
     let stored = s.plan(&stmt).await.ok()?;
-    let names = super::output_names(&stmt, stored.schema().as_arrow());
+    let names = super::query::output_names(&stmt, stored.schema().as_arrow());
     Some((stored, names))
 }
 

@@ -3,8 +3,17 @@
 
 use std::collections::BTreeMap;
 
+use super::{CommandTag, Outcome, Session};
 use crate::config::PG_VERSION;
 use crate::error::{Error, Result};
+use datafusion::arrow::array::{Array, StringArray};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use std::sync::Arc;
 
 /// Parameters whose value the server owns; `SET` on them is refused like PostgreSQL does.
 const READ_ONLY: &[&str] = &[
@@ -375,6 +384,222 @@ fn normalize_datestyle(v: &str) -> Result<String> {
         })
         .unwrap_or("MDY");
     Ok(format!("ISO, {order}"))
+}
+
+impl Session {
+    pub(super) fn set(&mut self, set: &ast::Set) -> Result<Outcome> {
+        use ast::Set as S;
+        match set {
+            S::SingleAssignment {
+                variable, values, ..
+            } => {
+                let name = variable.to_string();
+                let value = values.iter().map(set_value).collect::<Vec<_>>().join(", ");
+                if name.eq_ignore_ascii_case("role")
+                    || name.eq_ignore_ascii_case("session_authorization")
+                {
+                    return self.set_role(&value);
+                }
+                if value.eq_ignore_ascii_case("default") {
+                    self.settings.reset(&name)?;
+                } else {
+                    self.settings.set(&name, &value)?;
+                }
+            }
+            S::SetTimeZone { value, .. } => {
+                self.settings.set("timezone", &set_value(value))?;
+            }
+            S::SetNames { charset_name, .. } => {
+                self.settings.set("client_encoding", &charset_name.value)?;
+            }
+            S::SetRole { role_name, .. } => {
+                return self.set_role(
+                    &role_name
+                        .as_ref()
+                        .map(|r| r.value.clone())
+                        .unwrap_or_default(),
+                );
+            }
+            S::SetSessionAuthorization(p) => {
+                return self.set_role(&p.to_string());
+            }
+            // The isolation level asked for is recorded (SHOW TRANSACTION ISOLATION LEVEL says
+            // it); every statement reads one committed snapshot of each table whatever it is.
+            S::SetTransaction { modes, session, .. } => {
+                for m in modes {
+                    if let ast::TransactionMode::IsolationLevel(level) = m {
+                        let level = super::transaction::isolation_name(level);
+                        if *session {
+                            self.settings.set("default_transaction_isolation", level)?;
+                        }
+                        if *session && !self.in_transaction || !*session && self.in_transaction {
+                            self.settings.set("transaction_isolation", level)?;
+                        }
+                    }
+                }
+            }
+            S::SetSessionParam(_) => {}
+            other => return Err(Error::unsupported(format!("{other} is not supported"))),
+        }
+        self.rebuild_context();
+        Ok(Outcome::Command(CommandTag::new("SET")))
+    }
+
+    /// SET ROLE / SESSION AUTHORIZATION: to oneself, back to none, or to a role the policies
+    /// grant this user; then that role's grants decide.
+    pub(super) fn set_role(&mut self, role: &str) -> Result<Outcome> {
+        let r = role.trim().trim_matches('\'').trim_matches('"');
+        let r_lower = r.to_ascii_lowercase();
+        if r.is_empty() || r_lower == "none" || r_lower == "default" || r == self.principal.name {
+            self.principal.role = None;
+            self.rebuild_context();
+            Ok(Outcome::Command(CommandTag::new("SET")))
+        } else if self
+            .engine
+            .policies()
+            .roles_held(&crate::policy::Subject {
+                name: self.principal.name.clone(),
+                ..self.principal.subject()
+            })
+            .iter()
+            .any(|g| g == r)
+        {
+            self.principal.role = Some(r.to_string());
+            self.rebuild_context();
+            Ok(Outcome::Command(CommandTag::new("SET")))
+        } else {
+            Err(Error::PermissionDenied(format!(
+                "permission denied to set role \"{r}\""
+            )))
+        }
+    }
+
+    pub(super) fn show(&self, variable: &[ast::Ident]) -> Result<Outcome> {
+        let name = show_name(variable);
+        let (schema, columns): (SchemaRef, Vec<Arc<dyn Array>>) = if name == "all" {
+            let all = self.settings.all();
+            let schema = self
+                .utility_schema(&show_stmt(variable))
+                .ok_or_else(|| Error::internal("show schema"))?;
+            let names = StringArray::from_iter_values(all.iter().map(|(k, _)| k.as_str()));
+            let values = StringArray::from_iter_values(all.iter().map(|(_, v)| v.as_str()));
+            (schema, vec![Arc::new(names), Arc::new(values)])
+        } else {
+            let value = self.settings.get(&name)?;
+            let schema = self
+                .utility_schema(&show_stmt(variable))
+                .ok_or_else(|| Error::internal("show schema"))?;
+            (schema, vec![Arc::new(StringArray::from(vec![value]))])
+        };
+        let names = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        let stream = MemoryStream::try_new(vec![batch], schema.clone(), None)?;
+        Ok(Outcome::Rows {
+            schema,
+            names,
+            stream: Box::pin(stream),
+            command: "SHOW",
+        })
+    }
+
+    /// `SELECT set_config(name, value, is_local)`: the statement answered the value; the
+    /// setting changes as `SET` would change it (a role through the same checks as SET ROLE).
+    pub(super) fn apply_pending_settings(&mut self) -> Result<()> {
+        let pending = self.pending_settings.take();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        for (name, value) in pending {
+            if name.eq_ignore_ascii_case("role")
+                || name.eq_ignore_ascii_case("session_authorization")
+            {
+                self.set_role(&value)?;
+            } else {
+                self.settings.set(&name, &value)?;
+            }
+        }
+        self.rebuild_context();
+        Ok(())
+    }
+
+    /// RESET name | RESET ALL (a role too).
+    pub(super) fn reset(&mut self, r: &datafusion::sql::parser::ResetStatement) -> Result<Outcome> {
+        use datafusion::sql::parser::ResetStatement;
+        match r {
+            ResetStatement::Variable(name) => {
+                let n = name.to_string();
+                if n.eq_ignore_ascii_case("all") {
+                    self.settings.reset_all();
+                    self.principal.role = None;
+                } else if n.eq_ignore_ascii_case("role")
+                    || n.eq_ignore_ascii_case("session_authorization")
+                {
+                    self.principal.role = None;
+                } else {
+                    self.settings.reset(&n)?;
+                }
+            }
+        }
+        self.rebuild_context();
+        Ok(Outcome::Command(CommandTag::new("RESET")))
+    }
+
+    /// DISCARD ALL: cursors closed, settings and role reset. (Nothing else is kept.)
+    pub(super) fn discard(&mut self, object_type: ast::DiscardObject) -> Result<Outcome> {
+        if object_type == ast::DiscardObject::ALL {
+            let _ = self.cursors.close(None);
+            self.settings.reset_all();
+            self.principal.role = None;
+            self.rebuild_context();
+        }
+        Ok(Outcome::Command(CommandTag::new(&format!(
+            "DISCARD {object_type}"
+        ))))
+    }
+}
+
+pub(super) fn show_stmt(variable: &[ast::Ident]) -> DfStatement {
+    DfStatement::Statement(Box::new(SqlStatement::ShowVariable {
+        variable: variable.to_vec(),
+    }))
+}
+
+pub(super) fn show_name(variable: &[ast::Ident]) -> String {
+    let joined = variable
+        .iter()
+        .map(|i| i.value.to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    match joined.as_str() {
+        "time zone" => "timezone".into(),
+        "transaction isolation level" => "transaction_isolation".into(),
+        "session authorization" => "session_authorization".into(),
+        // `SHOW lakegate.plan_cache`: the parser gives a dotted name's parts (PostgreSQL's
+        // custom parameters have two); no other two-word name is a parameter.
+        other if variable.len() == 2 => other.replace(' ', "."),
+        other => other.replace(' ', "_"),
+    }
+}
+
+pub(super) fn set_value(e: &ast::Expr) -> String {
+    match e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        ast::Expr::Identifier(i) => i.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// DEALLOCATE [ALL]: SQL-level prepared statements are not kept (PREPARE is refused), so there
+/// is nothing to free; drivers send DEALLOCATE ALL when they reset (psycopg).
+pub(super) fn deallocate(name: &str) -> Outcome {
+    Outcome::Command(CommandTag::new(if name.eq_ignore_ascii_case("all") {
+        "DEALLOCATE ALL"
+    } else {
+        "DEALLOCATE"
+    }))
 }
 
 #[cfg(test)]

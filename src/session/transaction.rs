@@ -14,9 +14,11 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DfStatement;
 
-use super::{CommandTag, Outcome, Session, bind};
+use super::{CommandTag, Outcome, Session, query::bind};
 use crate::catalog::TableEntry;
 use crate::error::{Error, Result};
+
+use datafusion::sql::sqlparser::ast::{self};
 
 /// A write waiting for COMMIT.
 #[derive(Debug)]
@@ -214,4 +216,122 @@ async fn append(
     .build()?;
     ctx.execute_logical_plan(plan).await?.collect().await?;
     Ok(())
+}
+
+impl Session {
+    /// The newest savepoint called `name` (3B001 if none; 25P01 outside a block).
+    /// The end of a transaction block (COMMIT, ROLLBACK): its savepoints and cursors without
+    /// HOLD go, and the next transaction's isolation level is the session's default again.
+    pub(super) fn close_block(&mut self) {
+        self.in_transaction = false;
+        self.savepoints.clear();
+        self.cursors.end_of_block();
+        if let Ok(level) = self.settings.get("default_transaction_isolation") {
+            let _ = self.settings.set("transaction_isolation", &level);
+        }
+    }
+
+    pub(super) fn find_savepoint(&self, name: &str, what: &str) -> Result<usize> {
+        if !self.in_transaction {
+            return Err(Error::Data {
+                sqlstate: "25P01",
+                message: format!("{what} can only be used in transaction blocks"),
+            });
+        }
+        self.savepoints
+            .iter()
+            .rposition(|(n, _)| n == name)
+            .ok_or_else(|| Error::Data {
+                sqlstate: "3B001",
+                message: format!("savepoint \"{name}\" does not exist"),
+            })
+    }
+
+    /// BEGIN / START TRANSACTION (a warning when a block is already open).
+    pub(super) fn begin(&mut self, modes: &[ast::TransactionMode]) -> Result<Outcome> {
+        for m in modes {
+            if let ast::TransactionMode::IsolationLevel(level) = m {
+                self.settings
+                    .set("transaction_isolation", isolation_name(level))?;
+            }
+        }
+        if self.in_transaction {
+            self.warn("25001", "there is already a transaction in progress".into());
+        } else {
+            self.writes_in_transaction = 0;
+            self.pending.clear();
+        }
+        self.in_transaction = true;
+        self.savepoints.clear();
+        Ok(Outcome::Begin)
+    }
+
+    /// SAVEPOINT name: how much of the block's pending writes is there now.
+    pub(super) fn savepoint(&mut self, name: &str) -> Result<Outcome> {
+        if !self.in_transaction {
+            return Err(Error::Data {
+                sqlstate: "25P01",
+                message: "SAVEPOINT can only be used in transaction blocks".into(),
+            });
+        }
+        let m = mark(&self.pending);
+        self.savepoints.push((name.to_string(), m));
+        Ok(Outcome::Command(CommandTag::new("SAVEPOINT")))
+    }
+
+    /// RELEASE SAVEPOINT name: it and the later ones go, their writes stay.
+    pub(super) fn release_savepoint(&mut self, name: &str) -> Result<Outcome> {
+        let i = self.find_savepoint(name, "RELEASE SAVEPOINT")?;
+        self.savepoints.truncate(i);
+        Ok(Outcome::Command(CommandTag::new("RELEASE")))
+    }
+
+    /// ROLLBACK TO SAVEPOINT name: the writes sent since it are dropped; it stays.
+    pub(super) fn rollback_to_savepoint(&mut self, name: &str) -> Result<Outcome> {
+        let i = self.find_savepoint(name, "ROLLBACK TO SAVEPOINT")?;
+        let m = self.savepoints[i].1;
+        rollback_to(&mut self.pending, m);
+        self.savepoints.truncate(i + 1);
+        Ok(Outcome::RolledBack)
+    }
+
+    /// COMMIT: the block's pending writes are carried out, in order.
+    pub(super) async fn commit(&mut self) -> Result<Outcome> {
+        if !self.in_transaction {
+            self.warn("25P01", "there is no transaction in progress".into());
+        }
+        self.close_block();
+        commit(self).await?;
+        Ok(Outcome::Commit(CommandTag::new("COMMIT")))
+    }
+
+    /// ROLLBACK: the block's pending writes are dropped (a warning names the writes that
+    /// committed when they ran).
+    pub(super) fn rollback(&mut self) -> Result<Outcome> {
+        if !self.in_transaction {
+            self.warn("25P01", "there is no transaction in progress".into());
+        } else if self.writes_in_transaction > 0 {
+            let n = self.writes_in_transaction;
+            self.warn(
+                "01000",
+                format!(
+                    "ROLLBACK discarded this transaction's INSERT, UPDATE and DELETE statements but \
+                     cannot undo its {n} other write statement(s): those committed when they ran"
+                ),
+            );
+        }
+        self.pending.clear();
+        self.close_block();
+        Ok(Outcome::Commit(CommandTag::new("ROLLBACK")))
+    }
+}
+
+/// An isolation level as `transaction_isolation` spells it.
+pub(super) fn isolation_name(level: &ast::TransactionIsolationLevel) -> &'static str {
+    match level {
+        ast::TransactionIsolationLevel::ReadUncommitted => "read uncommitted",
+        ast::TransactionIsolationLevel::ReadCommitted => "read committed",
+        ast::TransactionIsolationLevel::RepeatableRead => "repeatable read",
+        _ => "serializable",
+    }
 }
