@@ -9,6 +9,80 @@ use datafusion::sql::sqlparser::parser::ParserError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Every SQLSTATE Lakegate answers, by PostgreSQL's condition name (Appendix A of its manual):
+/// the one table of codes. An error or notice names one of these; nothing else spells a code.
+macro_rules! sqlstates {
+    ($($name:ident = $code:literal),* $(,)?) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum SqlState { $($name),* }
+        impl SqlState {
+            /// The five-character code sent to the client.
+            pub const fn code(self) -> &'static str {
+                match self { $(SqlState::$name => $code),* }
+            }
+            /// Every state, for tests.
+            pub const ALL: &'static [SqlState] = &[$(SqlState::$name),*];
+        }
+    };
+}
+
+sqlstates! {
+    SuccessfulCompletion = "00000",
+    Warning = "01000",
+    ProtocolViolation = "08P01",
+    FeatureNotSupported = "0A000",
+    CardinalityViolation = "21000",
+    DataException = "22000",
+    StringDataRightTruncation = "22001",
+    NumericValueOutOfRange = "22003",
+    DatetimeFieldOverflow = "22008",
+    DivisionByZero = "22012",
+    CharacterNotInRepertoire = "22021",
+    InvalidParameterValue = "22023",
+    InvalidTextRepresentation = "22P02",
+    InvalidBinaryRepresentation = "22P03",
+    BadCopyFileFormat = "22P04",
+    NotNullViolation = "23502",
+    ActiveSqlTransaction = "25001",
+    NoActiveSqlTransaction = "25P01",
+    InFailedSqlTransaction = "25P02",
+    InvalidAuthorizationSpecification = "28000",
+    InvalidPassword = "28P01",
+    DependentObjectsStillExist = "2BP01",
+    InvalidCursorName = "34000",
+    InvalidSavepointSpecification = "3B001",
+    InvalidSchemaName = "3F000",
+    SerializationFailure = "40001",
+    InsufficientPrivilege = "42501",
+    SyntaxError = "42601",
+    InvalidName = "42602",
+    DuplicateColumn = "42701",
+    AmbiguousColumn = "42702",
+    UndefinedColumn = "42703",
+    UndefinedObject = "42704",
+    GroupingError = "42803",
+    DatatypeMismatch = "42804",
+    WrongObjectType = "42809",
+    UndefinedFunction = "42883",
+    UndefinedTable = "42P01",
+    DuplicateCursor = "42P03",
+    DuplicateSchema = "42P06",
+    DuplicateTable = "42P07",
+    InvalidTableDefinition = "42P16",
+    OutOfMemory = "53200",
+    TooManyConnections = "53300",
+    ConfigurationLimitExceeded = "53400",
+    ProgramLimitExceeded = "54000",
+    StatementTooComplex = "54001",
+    ObjectNotInPrerequisiteState = "55000",
+    CantChangeRuntimeParam = "55P02",
+    QueryCanceled = "57014",
+    AdminShutdown = "57P01",
+    IoError = "58030",
+    ConfigFileError = "F0000",
+    InternalError = "XX000",
+}
+
 /// Errors by domain. Messages are lowercase, name the object and suggest a fix when one is known.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -35,10 +109,7 @@ pub enum Error {
     DependentObjects(String),
     /// A value does not fit the type or is malformed (SQLSTATE class 22).
     #[error("{message}")]
-    Data {
-        sqlstate: &'static str,
-        message: String,
-    },
+    Data { sqlstate: SqlState, message: String },
     /// NOT NULL violated.
     #[error("{0}")]
     NotNull(String),
@@ -163,7 +234,7 @@ fn ours_from_text(m: &str) -> Option<Error> {
         return tail("null value in column").map(Error::NotNull);
     }
     if m.contains("value too long for type") {
-        return tail("value too long").map(|t| Error::data("22001", t));
+        return tail("value too long").map(|t| Error::data(SqlState::StringDataRightTruncation, t));
     }
     if m.contains("violates row-level security policy") {
         return tail("new row violates").map(Error::PermissionDenied);
@@ -216,40 +287,45 @@ impl Error {
     pub fn unsupported(msg: impl Into<String>) -> Self {
         Error::Unsupported(msg.into())
     }
-    pub fn data(sqlstate: &'static str, msg: impl Into<String>) -> Self {
+    pub fn data(sqlstate: SqlState, msg: impl Into<String>) -> Self {
         Error::Data {
             sqlstate,
             message: msg.into(),
         }
     }
 
-    /// The one mapping from an error to its PostgreSQL SQLSTATE.
+    /// The code of [`Self::state`], as sent to the client.
     pub fn sqlstate(&self) -> &'static str {
+        self.state().code()
+    }
+
+    /// The one mapping from an error to its PostgreSQL SQLSTATE.
+    pub fn state(&self) -> SqlState {
         match self {
-            Error::Syntax(_) => "42601",
-            Error::UndefinedTable(_) => "42P01",
-            Error::UndefinedSchema(_) => "3F000",
-            Error::UndefinedColumn(_) => "42703",
-            Error::UndefinedFunction(_) => "42883",
-            Error::UndefinedObject(_) => "42704",
-            Error::DuplicateTable(_) => "42P07",
-            Error::DuplicateSchema(_) => "42P06",
-            Error::DependentObjects(_) => "2BP01",
-            Error::Data { sqlstate, .. } => sqlstate,
-            Error::NotNull(_) => "23502",
-            Error::InvalidParameter(_) => "22023",
-            Error::Unsupported(_) => "0A000",
-            Error::PermissionDenied(_) => "42501",
-            Error::WriteConflict(_) => "40001",
-            Error::Cancelled | Error::StatementTimeout => "57014",
-            Error::OutOfMemory(_) => "53200",
-            Error::TooManyConnections(_) => "53300",
-            Error::StackDepth(_) => "54001",
-            Error::ProgramLimit(_) => "54000",
-            Error::Config(_) => "F0000",
-            Error::Io(_) => "58030",
-            Error::Storage(_) => "58030",
-            Error::Internal(_) => "XX000",
+            Error::Syntax(_) => SqlState::SyntaxError,
+            Error::UndefinedTable(_) => SqlState::UndefinedTable,
+            Error::UndefinedSchema(_) => SqlState::InvalidSchemaName,
+            Error::UndefinedColumn(_) => SqlState::UndefinedColumn,
+            Error::UndefinedFunction(_) => SqlState::UndefinedFunction,
+            Error::UndefinedObject(_) => SqlState::UndefinedObject,
+            Error::DuplicateTable(_) => SqlState::DuplicateTable,
+            Error::DuplicateSchema(_) => SqlState::DuplicateSchema,
+            Error::DependentObjects(_) => SqlState::DependentObjectsStillExist,
+            Error::Data { sqlstate, .. } => *sqlstate,
+            Error::NotNull(_) => SqlState::NotNullViolation,
+            Error::InvalidParameter(_) => SqlState::InvalidParameterValue,
+            Error::Unsupported(_) => SqlState::FeatureNotSupported,
+            Error::PermissionDenied(_) => SqlState::InsufficientPrivilege,
+            Error::WriteConflict(_) => SqlState::SerializationFailure,
+            Error::Cancelled | Error::StatementTimeout => SqlState::QueryCanceled,
+            Error::OutOfMemory(_) => SqlState::OutOfMemory,
+            Error::TooManyConnections(_) => SqlState::TooManyConnections,
+            Error::StackDepth(_) => SqlState::StatementTooComplex,
+            Error::ProgramLimit(_) => SqlState::ProgramLimitExceeded,
+            Error::Config(_) => SqlState::ConfigFileError,
+            Error::Io(_) => SqlState::IoError,
+            Error::Storage(_) => SqlState::IoError,
+            Error::Internal(_) => SqlState::InternalError,
             Error::DataFusion(e) => datafusion_sqlstate(e),
         }
     }
@@ -308,7 +384,9 @@ fn relation_not_found(m: &str) -> Option<String> {
     let name = m.strip_prefix("table '")?.strip_suffix("' not found")?;
     let parts: Vec<&str> = name.split('.').collect();
     Some(match parts.as_slice() {
-        [_, s, t] if *s == crate::catalog::DEFAULT_SCHEMA => t.to_string(),
+        // PostgreSQL names a relation of its default schema bare (the catalog's default
+        // schema is PostgreSQL's, `public`; this layer is below the catalog's).
+        [_, "public", t] => t.to_string(),
         [_, s, t] => format!("{s}.{t}"),
         _ => name.to_string(),
     })
@@ -332,16 +410,19 @@ fn pg_type_word(arrow: &str) -> &str {
 
 /// Arrow's cast failures in PostgreSQL's words: `Can't cast value 40000 to type Int16` is
 /// "smallint out of range"; `Cannot cast string 'x' to value of Int16 type` is invalid input.
-fn cast_failure(m: &str) -> Option<(&'static str, String)> {
+fn cast_failure(m: &str) -> Option<(SqlState, String)> {
     if let Some(rest) = m.strip_prefix("Can't cast value ") {
         let ty = rest.split(" to type ").nth(1)?;
-        return Some(("22003", format!("{} out of range", pg_type_word(ty))));
+        return Some((
+            SqlState::NumericValueOutOfRange,
+            format!("{} out of range", pg_type_word(ty)),
+        ));
     }
     if let Some(rest) = m.strip_prefix("Cannot cast string '") {
         let (value, tail) = rest.rsplit_once("' to value of ")?;
         let ty = tail.strip_suffix(" type")?;
         return Some((
-            "22P02",
+            SqlState::InvalidTextRepresentation,
             format!(
                 "invalid input syntax for type {}: \"{value}\"",
                 pg_type_word(ty)
@@ -382,55 +463,57 @@ fn lowercase_first(s: &str) -> String {
     }
 }
 
-fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
+fn datafusion_sqlstate(e: &DataFusionError) -> SqlState {
     match e.find_root() {
         DataFusionError::SQL(p, _) if matches!(p.as_ref(), ParserError::RecursionLimitExceeded) => {
-            "54001"
+            SqlState::StatementTooComplex
         }
-        DataFusionError::SQL(_, _) => "42601",
-        DataFusionError::NotImplemented(_) => "0A000",
-        DataFusionError::ResourcesExhausted(_) => "53200",
+        DataFusionError::SQL(_, _) => SqlState::SyntaxError,
+        DataFusionError::NotImplemented(_) => SqlState::FeatureNotSupported,
+        DataFusionError::ResourcesExhausted(_) => SqlState::OutOfMemory,
         DataFusionError::SchemaError(s, _) => {
             use datafusion::common::SchemaError as S;
             match s.as_ref() {
-                S::FieldNotFound { .. } => "42703",
-                S::AmbiguousReference { .. } => "42702",
-                S::DuplicateQualifiedField { .. } | S::DuplicateUnqualifiedField { .. } => "42701",
+                S::FieldNotFound { .. } => SqlState::UndefinedColumn,
+                S::AmbiguousReference { .. } => SqlState::AmbiguousColumn,
+                S::DuplicateQualifiedField { .. } | S::DuplicateUnqualifiedField { .. } => {
+                    SqlState::DuplicateColumn
+                }
             }
         }
         DataFusionError::ArrowError(a, _) => arrow_sqlstate(a),
         DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
-            Some(ours) => ours.sqlstate(),
+            Some(ours) => ours.state(),
             None => match inner.downcast_ref::<ArrowError>() {
                 Some(a) => arrow_sqlstate(a),
-                None => "XX000",
+                None => SqlState::InternalError,
             },
         },
         DataFusionError::Plan(m) => plan_sqlstate(m),
         DataFusionError::Execution(m) => execution_sqlstate(m),
-        DataFusionError::Configuration(_) => "22023",
-        _ => "XX000",
+        DataFusionError::Configuration(_) => SqlState::InvalidParameterValue,
+        _ => SqlState::InternalError,
     }
 }
 
-fn arrow_sqlstate(a: &ArrowError) -> &'static str {
+fn arrow_sqlstate(a: &ArrowError) -> SqlState {
     match a {
-        ArrowError::DivideByZero => "22012",
-        ArrowError::ArithmeticOverflow(_) => "22003",
-        ArrowError::CastError(m) if cast_failure(m).is_some() => {
-            cast_failure(m).map(|(code, _)| code).unwrap_or("22P02")
-        }
+        ArrowError::DivideByZero => SqlState::DivisionByZero,
+        ArrowError::ArithmeticOverflow(_) => SqlState::NumericValueOutOfRange,
+        ArrowError::CastError(m) if cast_failure(m).is_some() => cast_failure(m)
+            .map(|(code, _)| code)
+            .unwrap_or(SqlState::InvalidTextRepresentation),
         ArrowError::CastError(m) | ArrowError::ParseError(m) => {
             if m.contains("overflow") || m.contains("too large") || m.contains("out of range") {
-                "22003"
+                SqlState::NumericValueOutOfRange
             } else if m.contains("Can't cast")
                 || m.contains("Cannot cast")
                 || m.contains("parse")
                 || m.contains("Parse")
             {
-                "22P02"
+                SqlState::InvalidTextRepresentation
             } else {
-                "22000"
+                SqlState::DataException
             }
         }
         ArrowError::ComputeError(m) | ArrowError::InvalidArgumentError(m)
@@ -438,83 +521,195 @@ fn arrow_sqlstate(a: &ArrowError) -> &'static str {
                 || m.contains("overflow")
                 || m.contains("too large to store") =>
         {
-            "22003"
+            SqlState::NumericValueOutOfRange
         }
         ArrowError::InvalidArgumentError(m) if m.contains("non-nullable") || m.contains("null") => {
-            "23502"
+            SqlState::NotNullViolation
         }
-        _ => "XX000",
+        _ => SqlState::InternalError,
     }
 }
 
-fn plan_sqlstate(m: &str) -> &'static str {
+/// A guess of a SQLSTATE from the text of a DataFusion error, which carries no code: the
+/// message (lowercased) holds one word of each group. The first matching row wins. `example`
+/// is a message DataFusion sends that the row is for (the unit tests check each row with it).
+struct Guess {
+    words: &'static [&'static [&'static str]],
+    state: SqlState,
+    #[cfg_attr(not(test), allow(dead_code))]
+    example: &'static str,
+}
+
+const fn guess(
+    words: &'static [&'static [&'static str]],
+    state: SqlState,
+    example: &'static str,
+) -> Guess {
+    Guess {
+        words,
+        state,
+        example,
+    }
+}
+
+/// The guesses for planning errors (`DataFusionError::Plan`); otherwise 42601.
+const PLAN_GUESSES: &[Guess] = &[
+    guess(
+        &[
+            &["table"],
+            &["not found", "doesn't exist", "does not exist"],
+        ],
+        SqlState::UndefinedTable,
+        "table 'lakegate.public.nope' not found",
+    ),
+    guess(
+        &[&["schema"], &["not found", "doesn't exist"]],
+        SqlState::InvalidSchemaName,
+        "schema 'nope' doesn't exist",
+    ),
+    guess(
+        &[&["invalid function", "no function matches"]],
+        SqlState::UndefinedFunction,
+        "Invalid function 'nope'.",
+    ),
+    guess(
+        &[&["function"], &["not found"]],
+        SqlState::UndefinedFunction,
+        "function 'nope' not found",
+    ),
+    guess(
+        &[&["no field named"]],
+        SqlState::UndefinedColumn,
+        "Schema error: No field named nope.",
+    ),
+    guess(
+        &[&["does not support"], &["type"]],
+        SqlState::UndefinedFunction,
+        "Function 'abs' does not support type Utf8",
+    ),
+    guess(
+        &[&["cannot be cast", "cannot infer common", "coercion"]],
+        SqlState::DatatypeMismatch,
+        "Cannot infer common argument type for comparison operation Int64 = Utf8",
+    ),
+    guess(
+        &[&["type"], &["mismatch"]],
+        SqlState::DatatypeMismatch,
+        "Data type mismatch in UNION",
+    ),
+    guess(
+        &[&["already exists"]],
+        SqlState::DuplicateTable,
+        "Table 't' already exists",
+    ),
+    guess(
+        &[&["not supported", "unsupported"]],
+        SqlState::FeatureNotSupported,
+        "Unsupported ast node in sqltorel",
+    ),
+    guess(
+        &[&["aggregate", "group by"]],
+        SqlState::GroupingError,
+        "Column in SELECT must be in GROUP BY or an aggregate function",
+    ),
+];
+
+/// The guesses for execution errors (`DataFusionError::Execution`); otherwise XX000.
+const EXECUTION_GUESSES: &[Guess] = &[
+    guess(
+        &[&["non-nullable", "null value"]],
+        SqlState::NotNullViolation,
+        "Invalid batch column at '0' has null but schema specifies non-nullable",
+    ),
+    guess(
+        &[&["divide by zero", "division by zero"]],
+        SqlState::DivisionByZero,
+        "Divide by zero error",
+    ),
+    guess(
+        &[&["overflow", "out of range"]],
+        SqlState::NumericValueOutOfRange,
+        "Arithmetic overflow: Overflow happened on: 9223372036854775807 + 1",
+    ),
+    guess(
+        &[&[
+            "cannot cast",
+            "can't cast",
+            "invalid input",
+            "error parsing",
+        ]],
+        SqlState::InvalidTextRepresentation,
+        "Error parsing 'x' as timestamp",
+    ),
+    guess(
+        &[&["not supported", "unsupported"]],
+        SqlState::FeatureNotSupported,
+        "Unsupported data type Interval",
+    ),
+];
+
+fn guessed(guesses: &[Guess], m: &str, otherwise: SqlState) -> SqlState {
     let l = m.to_ascii_lowercase();
+    guesses
+        .iter()
+        .find(|g| g.words.iter().all(|any| any.iter().any(|w| l.contains(w))))
+        .map_or(otherwise, |g| g.state)
+}
+
+fn plan_sqlstate(m: &str) -> SqlState {
     if system_catalog(m).is_some() {
-        "0A000"
-    } else if l.contains("table")
-        && (l.contains("not found") || l.contains("doesn't exist") || l.contains("does not exist"))
-    {
-        "42P01"
-    } else if l.contains("schema") && (l.contains("not found") || l.contains("doesn't exist")) {
-        "3F000"
-    } else if l.contains("invalid function")
-        || l.contains("no function matches")
-        || l.contains("function") && l.contains("not found")
-    {
-        "42883"
-    } else if l.contains("does not support") && l.contains("type") || l.contains("no field named") {
-        if l.contains("no field named") {
-            "42703"
-        } else {
-            "42883"
-        }
-    } else if l.contains("cannot be cast")
-        || l.contains("cannot infer common")
-        || l.contains("coercion")
-        || l.contains("type") && l.contains("mismatch")
-    {
-        "42804"
-    } else if l.contains("already exists") {
-        "42P07"
-    } else if l.contains("not supported") || l.contains("unsupported") {
-        "0A000"
-    } else if l.contains("aggregate") || l.contains("group by") {
-        "42803"
-    } else {
-        "42601"
+        return SqlState::FeatureNotSupported;
     }
+    guessed(PLAN_GUESSES, m, SqlState::SyntaxError)
 }
 
-fn execution_sqlstate(m: &str) -> &'static str {
-    let l = m.to_ascii_lowercase();
-    if l.contains("non-nullable") || l.contains("null value") {
-        "23502"
-    } else if l.contains("divide by zero") || l.contains("division by zero") {
-        "22012"
-    } else if l.contains("overflow") || l.contains("out of range") {
-        "22003"
-    } else if l.contains("cannot cast")
-        || l.contains("can't cast")
-        || l.contains("invalid input")
-        || l.contains("error parsing")
-    {
-        "22P02"
-    } else if l.contains("not supported") || l.contains("unsupported") {
-        "0A000"
-    } else {
-        "XX000"
-    }
+fn execution_sqlstate(m: &str) -> SqlState {
+    guessed(EXECUTION_GUESSES, m, SqlState::InternalError)
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_message_guess_matches_its_example_and_no_earlier_row() {
+        for (table, otherwise) in [
+            (PLAN_GUESSES, SqlState::SyntaxError),
+            (EXECUTION_GUESSES, SqlState::InternalError),
+        ] {
+            for g in table {
+                assert_eq!(
+                    guessed(table, g.example, otherwise),
+                    g.state,
+                    "{}",
+                    g.example
+                );
+            }
+            assert_eq!(
+                guessed(table, "something else entirely", otherwise),
+                otherwise
+            );
+        }
+        assert_eq!(
+            plan_sqlstate("table 'lakegate.pg_catalog.pg_nope' not found"),
+            SqlState::FeatureNotSupported
+        );
+    }
+
+    #[test]
+    fn every_sqlstate_is_five_characters_and_listed_once() {
+        let mut seen = std::collections::HashSet::new();
+        for s in SqlState::ALL {
+            assert_eq!(s.code().len(), 5, "{s:?}");
+            assert!(seen.insert(s.code()), "{s:?} listed twice");
+        }
+    }
+
     use super::*;
 
     #[test]
     fn our_errors_survive_a_trip_through_datafusion() {
         let df: DataFusionError = Error::Cancelled.into();
         let back = Error::from(df);
-        assert_eq!(back.sqlstate(), "57014");
+        assert_eq!(back.state(), SqlState::QueryCanceled);
     }
 
     #[test]
@@ -522,16 +717,16 @@ mod tests {
         let e = Error::from(DataFusionError::Plan(
             "table 'lakegate.public.nope' not found".into(),
         ));
-        assert_eq!(e.sqlstate(), "42P01");
+        assert_eq!(e.state(), SqlState::UndefinedTable);
         assert_eq!(e.client_message(), "relation \"nope\" does not exist");
         let e = Error::from(DataFusionError::Plan(
             "table 'lakegate.pg_catalog.pg_class' not found".into(),
         ));
-        assert_eq!(e.sqlstate(), "0A000");
+        assert_eq!(e.state(), SqlState::FeatureNotSupported);
         let e = Error::from(DataFusionError::NotImplemented("x".into()));
-        assert_eq!(e.sqlstate(), "0A000");
+        assert_eq!(e.state(), SqlState::FeatureNotSupported);
         let e = Error::from(ArrowError::DivideByZero);
-        assert_eq!(e.sqlstate(), "22012");
+        assert_eq!(e.state(), SqlState::DivisionByZero);
         assert_eq!(e.client_message(), "division by zero");
     }
 
@@ -541,13 +736,13 @@ mod tests {
             "Can't cast value 40000 to type Int16".into(),
         ));
         assert_eq!(
-            (e.sqlstate(), e.client_message().as_str()),
-            ("22003", "smallint out of range")
+            (e.state(), e.client_message().as_str()),
+            (SqlState::NumericValueOutOfRange, "smallint out of range")
         );
         let e = Error::from(ArrowError::CastError(
             "Cannot cast string 'x' to value of Int32 type".into(),
         ));
-        assert_eq!(e.sqlstate(), "22P02");
+        assert_eq!(e.state(), SqlState::InvalidTextRepresentation);
         assert_eq!(
             e.client_message(),
             "invalid input syntax for type integer: \"x\""

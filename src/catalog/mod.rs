@@ -24,7 +24,7 @@ use deltalake::DeltaTable;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::storage::iceberg::IcebergStore;
 use crate::storage::{Warehouse, delta};
 
@@ -533,7 +533,7 @@ impl Catalog {
         // Parentheses are how a table function's scan is named (policy::access).
         if name.contains('(') || name.contains(')') {
             return Err(Error::Data {
-                sqlstate: "42602",
+                sqlstate: SqlState::InvalidName,
                 message: format!("invalid name \"{name}\": parentheses are not allowed in names"),
             });
         }
@@ -672,7 +672,7 @@ impl Catalog {
                     RelationKind::Table => {
                         if s.views.contains_key(name) {
                             return Err(Error::Data {
-                                sqlstate: "42809",
+                                sqlstate: SqlState::WrongObjectType,
                                 message: format!("\"{name}\" is not a table; use DROP VIEW"),
                             });
                         }
@@ -687,7 +687,7 @@ impl Catalog {
                     RelationKind::View => {
                         if s.tables.contains_key(name) {
                             return Err(Error::Data {
-                                sqlstate: "42809",
+                                sqlstate: SqlState::WrongObjectType,
                                 message: format!("\"{name}\" is not a view; use DROP TABLE"),
                             });
                         }
@@ -766,7 +766,7 @@ impl Catalog {
         self.change(|doc| {
             if name.contains('(') || name.contains(')') {
                 return Err(Error::Data {
-                    sqlstate: "42602",
+                    sqlstate: SqlState::InvalidName,
                     message: format!(
                         "invalid name \"{name}\": parentheses are not allowed in names"
                     ),

@@ -20,7 +20,7 @@ use datafusion::sql::sqlparser::ast::{self, Expr};
 use super::functions::map_text;
 use super::pg_text::{TextOptions, text_array};
 use super::types::{PG_TYPE_KEY, text_pg_type};
-use crate::error::Error;
+use crate::error::{Error, SqlState};
 
 pub const FUNCTION: &str = "lakegate_cast_text_type";
 
@@ -169,7 +169,7 @@ impl ScalarUDFImpl for CastTextType {
 pub fn normalize(ty: &str, s: &str) -> DfResult<String> {
     let invalid = |t: &str| -> datafusion::error::DataFusionError {
         Error::data(
-            "22P02",
+            SqlState::InvalidTextRepresentation,
             format!("invalid input syntax for type {t}: \"{s}\""),
         )
         .into()

@@ -18,7 +18,7 @@ use datafusion::logical_expr::{Cast, Expr, LogicalPlan, TryCast, WriteOp};
 
 use super::pg_cast;
 use super::types::field_pg_type;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 pub fn apply(plan: LogicalPlan) -> Result<LogicalPlan> {
     let out = plan
@@ -218,8 +218,13 @@ fn rewrite_expr(e: Expr) -> datafusion::common::Result<Transformed<Expr>> {
 
 /// PostgreSQL's bytea input: hex format `\x...`, or escape format (`\\`, `\ooo`).
 pub fn bytea_input(s: &str) -> Result<Vec<u8>, datafusion::error::DataFusionError> {
-    let invalid =
-        |m: &str| Error::data("22P02", format!("invalid input syntax for type bytea: {m}")).into();
+    let invalid = |m: &str| {
+        Error::data(
+            SqlState::InvalidTextRepresentation,
+            format!("invalid input syntax for type bytea: {m}"),
+        )
+        .into()
+    };
     if let Some(hex) = s.strip_prefix("\\x").or_else(|| s.strip_prefix("\\X")) {
         let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
         if !digits.len().is_multiple_of(2) {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use datafusion::sql::sqlparser::ast::{self, ArrayElemTypeDef, ExactNumberInfo, TimezoneInfo};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 /// The zone name Lakegate stores `timestamptz` values in (Delta's `timestamp` is UTC).
 pub const UTC: &str = "UTC";
@@ -145,7 +145,7 @@ fn numeric(info: &ExactNumberInfo) -> Result<DataType> {
     }
     if s < 0 || s as u64 > p {
         return Err(Error::data(
-            "22023",
+            SqlState::InvalidParameterValue,
             format!("NUMERIC scale {s} must be between 0 and precision {p}"),
         ));
     }
@@ -367,8 +367,8 @@ mod tests {
         assert_eq!(ty("UUID")?, DataType::Utf8);
         assert!(matches!(ty("INTEGER[]")?, DataType::List(_)));
         assert_eq!(
-            ty("INTERVAL").map_err(|e| e.sqlstate()).err(),
-            Some("0A000")
+            ty("INTERVAL").map_err(|e| e.state()).err(),
+            Some(SqlState::FeatureNotSupported)
         );
         Ok(())
     }

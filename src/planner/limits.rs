@@ -148,11 +148,20 @@ mod tests {
         assert!(check(&in_list).is_ok());
         let unions = format!("SELECT 1{}", " UNION ALL SELECT 1".repeat(20_000));
         assert!(depth(&unions) > 20_000);
-        assert_eq!(check(&unions).map_err(|e| e.sqlstate()), Err("54001"));
+        assert_eq!(
+            check(&unions).map_err(|e| e.state()),
+            Err(crate::error::SqlState::StatementTooComplex)
+        );
         let sum = format!("SELECT 1{}", " + 1".repeat(5_000));
-        assert_eq!(check(&sum).map_err(|e| e.sqlstate()), Err("54001"));
+        assert_eq!(
+            check(&sum).map_err(|e| e.state()),
+            Err(crate::error::SqlState::StatementTooComplex)
+        );
         let parens = format!("SELECT {}1{}", "(".repeat(3_000), ")".repeat(3_000));
-        assert_eq!(check(&parens).map_err(|e| e.sqlstate()), Err("54001"));
+        assert_eq!(
+            check(&parens).map_err(|e| e.state()),
+            Err(crate::error::SqlState::StatementTooComplex)
+        );
         // Several statements: each counts on its own.
         let many = "SELECT 1 + 1 + 1;".repeat(10_000);
         assert!(depth(&many) < 10);

@@ -19,7 +19,7 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 /// Wrap the source of an INSERT so that NOT NULL columns are checked; other plans unchanged.
 pub fn enforce(plan: LogicalPlan) -> Result<LogicalPlan> {
@@ -119,9 +119,11 @@ impl ScalarUDFImpl for NotNull {
         if let Some((n, type_name)) = self.max_length
             && too_long(&value, n)
         {
-            return Err(
-                Error::data("22001", format!("value too long for type {type_name}({n})")).into(),
-            );
+            return Err(Error::data(
+                SqlState::StringDataRightTruncation,
+                format!("value too long for type {type_name}({n})"),
+            )
+            .into());
         }
         if has_null && self.check {
             return Err(Error::NotNull(format!(

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Limit;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 #[derive(Debug)]
 pub struct Admission {
@@ -125,7 +125,7 @@ impl Admission {
                 _global: global_turn,
             }),
             Err(_) => Err(Error::Data {
-                sqlstate: "57014",
+                sqlstate: SqlState::QueryCanceled,
                 message: format!(
                     "canceling statement due to queue timeout: it waited {} s for a turn to run \
                      ({} queries run at once (engine.max_running_queries){}); try again later",
@@ -172,12 +172,8 @@ mod tests {
         let a = Admission::new(Some(1), 1, Duration::from_millis(50), vec![]);
         let first = a.admit("u", None).await?;
         // The second waits, and times out (57014).
-        let e = a
-            .admit("v", None)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.sqlstate());
-        assert_eq!(e, Err("57014"));
+        let e = a.admit("v", None).await.map(|_| ()).map_err(|e| e.state());
+        assert_eq!(e, Err(SqlState::QueryCanceled));
         // One waits; a third finds the queue full (53300).
         let waiting = a.admit("v", None);
         tokio::pin!(waiting);
@@ -186,12 +182,8 @@ mod tests {
                 .await
                 .is_err()
         );
-        let full = a
-            .admit("w", None)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.sqlstate());
-        assert_eq!(full, Err("53300"));
+        let full = a.admit("w", None).await.map(|_| ()).map_err(|e| e.state());
+        assert_eq!(full, Err(SqlState::TooManyConnections));
         drop(first);
         assert!(waiting.await.is_ok());
         // A user's own bound.

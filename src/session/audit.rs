@@ -11,7 +11,7 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 
 use super::{CommandTag, Outcome, Parsed, Seen, Session, aborted_error, ends_transaction};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 impl Session {
     pub(super) fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
@@ -86,9 +86,14 @@ impl Session {
                 Ok(o)
             }
             Err(e) => {
-                let code = e.sqlstate();
-                record.decision = if code == "42501" { "denied" } else { "failed" }.into();
-                record.sqlstate = Some(code.to_string());
+                let code = e.state();
+                record.decision = if code == SqlState::InsufficientPrivilege {
+                    "denied"
+                } else {
+                    "failed"
+                }
+                .into();
+                record.sqlstate = Some(code.code().to_string());
                 record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
                 log.write(&record);
                 Err(e)
@@ -175,21 +180,23 @@ pub(super) struct AuditedStream {
 }
 
 impl AuditedStream {
-    fn record(
-        &mut self,
-        sqlstate: Option<&'static str>,
-    ) -> Option<crate::policy::audit::AuditRecord> {
+    fn record(&mut self, sqlstate: Option<SqlState>) -> Option<crate::policy::audit::AuditRecord> {
         let mut r = self.record.take()?;
         r.rows = Some(self.rows);
         r.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         if let Some(code) = sqlstate {
-            r.decision = if code == "42501" { "denied" } else { "failed" }.into();
-            r.sqlstate = Some(code.to_string());
+            r.decision = if code == SqlState::InsufficientPrivilege {
+                "denied"
+            } else {
+                "failed"
+            }
+            .into();
+            r.sqlstate = Some(code.code().to_string());
         }
         Some(r)
     }
 
-    fn finish(&mut self, sqlstate: Option<&'static str>) {
+    fn finish(&mut self, sqlstate: Option<SqlState>) {
         if let Some(r) = self.record(sqlstate) {
             self.log.write(&r);
         }
@@ -219,7 +226,7 @@ impl futures::Stream for AuditedStream {
             }
             Poll::Ready(Some(Err(e))) => {
                 let e = Error::from(e);
-                self.finish(Some(e.sqlstate()));
+                self.finish(Some(e.state()));
                 Poll::Ready(Some(Err(e.into())))
             }
             Poll::Ready(None) => match self.record(None) {

@@ -15,7 +15,7 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
 use super::{CommandTag, Outcome, Parsed, Session};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 /// The COPY formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +150,7 @@ fn format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<CopyFor
     let mut quote = '"';
     let mut escape = None;
     let bad = |m: String| Error::Data {
-        sqlstate: "22023",
+        sqlstate: SqlState::InvalidParameterValue,
         message: m,
     };
     for o in options {
@@ -381,7 +381,7 @@ impl RowParser {
         };
         if fields.len() != self.columns {
             return Err(Error::Data {
-                sqlstate: "22P04",
+                sqlstate: SqlState::BadCopyFileFormat,
                 message: if fields.len() > self.columns {
                     "extra data after last expected column".into()
                 } else {
@@ -395,7 +395,7 @@ impl RowParser {
 
 fn utf8(b: Vec<u8>) -> Result<String> {
     String::from_utf8(b).map_err(|_| Error::Data {
-        sqlstate: "22021",
+        sqlstate: SqlState::CharacterNotInRepertoire,
         message: "invalid byte sequence for encoding \"UTF8\"".into(),
     })
 }
@@ -727,7 +727,7 @@ impl super::Session {
         let started = run.started;
         let mut error = run.failed.take().or_else(|| {
             failed.map(|m| Error::Data {
-                sqlstate: "57014",
+                sqlstate: SqlState::QueryCanceled,
                 message: format!("COPY from stdin failed: {m}"),
             })
         });

@@ -18,7 +18,7 @@ use futures::StreamExt;
 
 use super::Session;
 use super::{CommandTag, Outcome};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use datafusion::common::ScalarValue;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast;
@@ -74,7 +74,7 @@ impl Cursors {
     pub fn declare(&mut self, name: &str, rows: Outcome, options: Options) -> Result<()> {
         if self.open.contains_key(name) {
             return Err(Error::Data {
-                sqlstate: "42P03",
+                sqlstate: SqlState::DuplicateCursor,
                 message: format!("cursor \"{name}\" already exists"),
             });
         }
@@ -190,7 +190,7 @@ fn step(direction: &FetchDirection) -> Result<Step> {
 
 fn missing(name: &str) -> Error {
     Error::Data {
-        sqlstate: "34000",
+        sqlstate: SqlState::InvalidCursorName,
         message: format!("cursor \"{name}\" does not exist"),
     }
 }
@@ -213,7 +213,7 @@ fn number(v: &Value) -> Result<i64> {
 
 fn forward_only() -> Error {
     Error::Data {
-        sqlstate: "55000",
+        sqlstate: SqlState::ObjectNotInPrerequisiteState,
         message: "cursor can only scan forward: declare it with SCROLL to move backward".into(),
     }
 }
@@ -452,7 +452,7 @@ impl Session {
         let hold = d.hold == Some(true);
         if !hold && !self.in_transaction {
             return Err(Error::Data {
-                sqlstate: "25P01",
+                sqlstate: SqlState::NoActiveSqlTransaction,
                 message: "DECLARE CURSOR can only be used in transaction blocks".into(),
             });
         }

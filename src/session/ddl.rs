@@ -7,7 +7,7 @@ use datafusion::sql::sqlparser::ast::{self, ColumnOption, ObjectName, ObjectType
 
 use super::{CommandTag, Outcome, Session};
 use crate::catalog::{RelationKind, TableSpec, ViewEntry};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::pg::names::{ident, qualified};
 use crate::pg::types::{PG_TYPE_KEY, UTC, column_type, declared_pg_type, field_pg_type};
 use crate::policy::Action;
@@ -87,7 +87,7 @@ pub async fn create_table(session: &mut Session, ct: &ast::CreateTable) -> Resul
         let name = ident(&col.name);
         if fields.iter().any(|f: &Field| f.name() == &name) {
             return Err(Error::Data {
-                sqlstate: "42701",
+                sqlstate: SqlState::DuplicateColumn,
                 message: format!("column \"{name}\" specified more than once"),
             });
         }
@@ -248,7 +248,7 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
                         continue;
                     }
                     return Err(Error::Data {
-                        sqlstate: "42701",
+                        sqlstate: SqlState::DuplicateColumn,
                         message: format!(
                             "column \"{name}\" of relation \"{table}\" already exists"
                         ),
@@ -295,7 +295,7 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
                     .find(|(_, c)| *c == old)
                 {
                     return Err(Error::Data {
-                        sqlstate: "2BP01",
+                        sqlstate: SqlState::DependentObjectsStillExist,
                         message: format!(
                             "cannot rename column \"{old}\" of table \"{table}\": the policy \
                              \"{policy}\" names it, and would no longer apply to it; change the \
@@ -305,7 +305,7 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
                 }
                 if find(&columns, &new).is_some() {
                     return Err(Error::Data {
-                        sqlstate: "42701",
+                        sqlstate: SqlState::DuplicateColumn,
                         message: format!("column \"{new}\" of relation \"{table}\" already exists"),
                     });
                 }
@@ -330,7 +330,7 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
                 let to = column_type(data_type)?;
                 if !crate::storage::is_widening(columns[i].data_type(), &to) {
                     return Err(Error::Data {
-                        sqlstate: "42804",
+                        sqlstate: SqlState::DatatypeMismatch,
                         message: format!(
                             "column \"{name}\" cannot be changed to {data_type}: only widening \
                              (smallint/integer to bigint, real to double precision, more decimal digits) \

@@ -21,7 +21,7 @@ use datafusion::sql::sqlparser::ast::{self, AssignmentTarget, FromTable, TableFa
 
 use super::{CommandTag, Outcome, Session, parse, query::bind};
 use crate::catalog::TableEntry;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::pg::names::last_ident;
 use crate::storage::delta_rows::{self, ACTION, FILE, NEW_PREFIX, ROW, Statement};
 use datafusion::sql::parser::Statement as DfStatement;
@@ -344,7 +344,7 @@ pub async fn plan_update(
         let column = last_ident(name)?;
         if columns.contains(&column) {
             return Err(Error::Data {
-                sqlstate: "42601",
+                sqlstate: SqlState::SyntaxError,
                 message: format!("multiple assignments to same column \"{column}\""),
             });
         }
@@ -617,7 +617,7 @@ impl Session {
                 t.format
             ))),
             Some(Relation::View(_)) => Err(Error::Data {
-                sqlstate: "55000",
+                sqlstate: SqlState::ObjectNotInPrerequisiteState,
                 message: format!("{what}: \"{table}\" is a view, views are read-only"),
             }),
             None => Err(Error::UndefinedTable(format!(

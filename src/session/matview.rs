@@ -19,7 +19,7 @@ use datafusion::sql::sqlparser::ast;
 
 use super::{CommandTag, Outcome, Session};
 use crate::catalog::{MatView, Relation, RelationKind, SourceVersion, TableEntry, TableSpec};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::mv::ddl::MvStatement;
 use crate::policy::Action;
 
@@ -117,12 +117,12 @@ fn view_of(s: &Session, schema: &str, table: &str) -> Result<(TableEntry, MatVie
         Some(Relation::Table(entry)) => match entry.matview.clone() {
             Some(mv) => Ok((entry, *mv)),
             None => Err(Error::Data {
-                sqlstate: "42809",
+                sqlstate: SqlState::WrongObjectType,
                 message: format!("\"{table}\" is not a materialized view"),
             }),
         },
         Some(Relation::View(_)) => Err(Error::Data {
-            sqlstate: "42809",
+            sqlstate: SqlState::WrongObjectType,
             message: format!("\"{table}\" is not a materialized view"),
         }),
         None => Err(Error::UndefinedTable(format!(
@@ -176,7 +176,7 @@ async fn create(
     for (i, n) in names.iter().enumerate() {
         if names[..i].contains(n) {
             return Err(Error::Data {
-                sqlstate: "42701",
+                sqlstate: SqlState::DuplicateColumn,
                 message: format!("column \"{n}\" specified more than once: name it with AS"),
             });
         }
@@ -569,7 +569,7 @@ fn cast_to(
 ) -> Result<LogicalPlan> {
     if target.fields().len() != plan.schema().fields().len() {
         return Err(Error::Data {
-            sqlstate: "42P16",
+            sqlstate: SqlState::InvalidTableDefinition,
             message: format!(
                 "the view's query now gives {} columns, its table has {}: drop and create it again",
                 plan.schema().fields().len(),
@@ -853,7 +853,7 @@ impl Session {
             let Some(mv) = &entry.matview else { continue };
             if !mv.populated {
                 return Err(Error::Data {
-                    sqlstate: "55000",
+                    sqlstate: SqlState::ObjectNotInPrerequisiteState,
                     message: format!(
                         "materialized view \"{table}\" has not been populated: use REFRESH MATERIALIZED VIEW"
                     ),

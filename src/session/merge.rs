@@ -17,7 +17,7 @@ use datafusion::sql::sqlparser::ast::{
 
 use super::Session;
 use super::dml::{self, quoted};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::pg::names::last_ident;
 use crate::storage::delta_rows::{ACTION, ChangeKind, FILE, NEW_PREFIX, ROW, SET_PREFIX};
 
@@ -172,7 +172,7 @@ fn clauses(m: &ast::Merge, columns: &[String], source: &ast::Ident) -> Result<Ve
                     let c = last_ident(c)?;
                     if values.iter().any(|(v, _)| v == &c) {
                         return Err(Error::Data {
-                            sqlstate: "42601",
+                            sqlstate: SqlState::SyntaxError,
                             message: format!("multiple assignments to same column \"{c}\""),
                         });
                     }

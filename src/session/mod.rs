@@ -35,7 +35,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Statement as SqlStatement};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::planner::Planner;
 use crate::policy::PolicySet;
 pub use notices::Notice;
@@ -724,7 +724,7 @@ fn is_deferred(stmt: &DfStatement) -> bool {
 
 fn aborted_error() -> Error {
     Error::Data {
-        sqlstate: "25P02",
+        sqlstate: SqlState::InFailedSqlTransaction,
         message: "current transaction is aborted, commands ignored until end of transaction block"
             .into(),
     }

@@ -1,9 +1,10 @@
 //! Notices, warnings and progress messages a statement sends to its client.
 
 use super::Session;
+use crate::error::SqlState;
 
 impl Session {
-    pub(super) fn warn(&mut self, code: &'static str, message: String) {
+    pub(super) fn warn(&mut self, code: SqlState, message: String) {
         self.notices.push(Notice {
             severity: "WARNING",
             code,
@@ -22,7 +23,7 @@ impl Session {
         tracing::info!("{message}");
         let n = Notice {
             severity: "NOTICE",
-            code: "00000",
+            code: SqlState::SuccessfulCompletion,
             message,
         };
         match &self.progress {
@@ -51,7 +52,7 @@ impl Session {
                 tracing::info!("{message}");
                 let n = Notice {
                     severity: "NOTICE",
-                    code: "00000",
+                    code: SqlState::SuccessfulCompletion,
                     message,
                 };
                 if tx.send(n).is_err() {
@@ -65,7 +66,7 @@ impl Session {
     pub(crate) fn notice(&mut self, message: String) {
         self.notices.push(Notice {
             severity: "NOTICE",
-            code: "00000",
+            code: SqlState::SuccessfulCompletion,
             message,
         });
     }
@@ -92,6 +93,6 @@ impl Drop for Heartbeat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
     pub severity: &'static str,
-    pub code: &'static str,
+    pub code: SqlState,
     pub message: String,
 }

@@ -14,7 +14,7 @@ use datafusion::sql::sqlparser::ast::{self, Statement as SqlStatement};
 
 use super::{Outcome, Parsed, Prepared, PreparedKind, Seen, Session, is_dml, parse, unparsed};
 use super::{dml, merge, settings};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::planner::Planner;
 
 impl Session {
@@ -493,7 +493,7 @@ pub(super) fn bind(plan: LogicalPlan, params: Vec<ScalarValue>) -> Result<Logica
         let v = match want {
             Some(t) if t != v.data_type() && !t.is_null() => v.cast_to(&t).map_err(|e| {
                 Error::data(
-                    "22P02",
+                    SqlState::InvalidTextRepresentation,
                     format!(
                         "invalid value for parameter ${}: {}",
                         i + 1,
@@ -507,7 +507,7 @@ pub(super) fn bind(plan: LogicalPlan, params: Vec<ScalarValue>) -> Result<Logica
     }
     if values.len() < inferred.len() {
         return Err(Error::data(
-            "08P01",
+            SqlState::ProtocolViolation,
             format!(
                 "bind message supplies {} parameters, but the statement requires {}",
                 values.len(),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{CommandTag, Outcome, Session};
 use crate::config::PG_VERSION;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use datafusion::arrow::array::{Array, StringArray};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -182,7 +182,7 @@ impl Settings {
         let key = name.to_ascii_lowercase();
         if READ_ONLY.contains(&key.as_str()) {
             return Err(Error::Data {
-                sqlstate: "55P02",
+                sqlstate: SqlState::CantChangeRuntimeParam,
                 message: format!("parameter \"{name}\" cannot be changed"),
             });
         }
@@ -612,7 +612,10 @@ mod tests {
         assert_eq!(s.get("DateStyle")?, "ISO, MDY");
         assert_eq!(s.get("server_version")?, PG_VERSION);
         assert_eq!(s.get("server_version_num")?, "150020");
-        assert_eq!(s.get("nope").err().map(|e| e.sqlstate()), Some("42704"));
+        assert_eq!(
+            s.get("nope").err().map(|e| e.state()),
+            Some(SqlState::UndefinedObject)
+        );
         Ok(())
     }
 

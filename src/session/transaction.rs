@@ -16,7 +16,7 @@ use datafusion::sql::parser::Statement as DfStatement;
 
 use super::{CommandTag, Outcome, Session, query::bind};
 use crate::catalog::TableEntry;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 use datafusion::sql::sqlparser::ast::{self};
 
@@ -234,7 +234,7 @@ impl Session {
     pub(super) fn find_savepoint(&self, name: &str, what: &str) -> Result<usize> {
         if !self.in_transaction {
             return Err(Error::Data {
-                sqlstate: "25P01",
+                sqlstate: SqlState::NoActiveSqlTransaction,
                 message: format!("{what} can only be used in transaction blocks"),
             });
         }
@@ -242,7 +242,7 @@ impl Session {
             .iter()
             .rposition(|(n, _)| n == name)
             .ok_or_else(|| Error::Data {
-                sqlstate: "3B001",
+                sqlstate: SqlState::InvalidSavepointSpecification,
                 message: format!("savepoint \"{name}\" does not exist"),
             })
     }
@@ -256,7 +256,10 @@ impl Session {
             }
         }
         if self.in_transaction {
-            self.warn("25001", "there is already a transaction in progress".into());
+            self.warn(
+                SqlState::ActiveSqlTransaction,
+                "there is already a transaction in progress".into(),
+            );
         } else {
             self.writes_in_transaction = 0;
             self.pending.clear();
@@ -270,7 +273,7 @@ impl Session {
     pub(super) fn savepoint(&mut self, name: &str) -> Result<Outcome> {
         if !self.in_transaction {
             return Err(Error::Data {
-                sqlstate: "25P01",
+                sqlstate: SqlState::NoActiveSqlTransaction,
                 message: "SAVEPOINT can only be used in transaction blocks".into(),
             });
         }
@@ -298,7 +301,10 @@ impl Session {
     /// COMMIT: the block's pending writes are carried out, in order.
     pub(super) async fn commit(&mut self) -> Result<Outcome> {
         if !self.in_transaction {
-            self.warn("25P01", "there is no transaction in progress".into());
+            self.warn(
+                SqlState::NoActiveSqlTransaction,
+                "there is no transaction in progress".into(),
+            );
         }
         self.close_block();
         commit(self).await?;
@@ -309,11 +315,14 @@ impl Session {
     /// committed when they ran).
     pub(super) fn rollback(&mut self) -> Result<Outcome> {
         if !self.in_transaction {
-            self.warn("25P01", "there is no transaction in progress".into());
+            self.warn(
+                SqlState::NoActiveSqlTransaction,
+                "there is no transaction in progress".into(),
+            );
         } else if self.writes_in_transaction > 0 {
             let n = self.writes_in_transaction;
             self.warn(
-                "01000",
+                SqlState::Warning,
                 format!(
                     "ROLLBACK discarded this transaction's INSERT, UPDATE and DELETE statements but \
                      cannot undo its {n} other write statement(s): those committed when they ran"

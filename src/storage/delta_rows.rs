@@ -52,7 +52,7 @@ use deltalake::operations::write::writer::DeltaWriter;
 use deltalake::protocol::DeltaOperation;
 use futures::{StreamExt, TryStreamExt};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 /// The column of a row's file (its path in the table's log).
 pub const FILE: &str = "__lakegate_file";
@@ -452,7 +452,7 @@ pub async fn count(mut changes: SendableRecordBatchStream, statement: Statement)
 
 fn twice() -> Error {
     Error::Data {
-        sqlstate: "21000",
+        sqlstate: SqlState::CardinalityViolation,
         message: "MERGE command cannot affect row a second time: ensure that not more than one \
                   source row matches any one target row"
             .into(),
@@ -775,7 +775,7 @@ impl Writer<'_> {
                 && c.null_count() > 0
             {
                 return Err(Error::Data {
-                    sqlstate: "23502",
+                    sqlstate: SqlState::NotNullViolation,
                     message: format!(
                         "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
                         f.name(),

@@ -25,7 +25,7 @@ use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
 use iceberg_datafusion::{IcebergCatalogProvider, IcebergStaticTableProvider};
 
 use super::PG_TYPE_KEY;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 /// The catalog name rows are stored under (pyiceberg: `SqlCatalog("lakegate", ...)`).
 pub const CATALOG_NAME: &str = "lakegate";
@@ -265,7 +265,7 @@ impl IcebergStore {
                 let ok = super::is_widening(&from, dt);
                 if !ok {
                     return Err(Error::Data {
-                        sqlstate: "42804",
+                        sqlstate: SqlState::DatatypeMismatch,
                         message: format!(
                             "column \"{}\" cannot be changed that way: only widening (int to bigint, real to double precision, more decimal digits) keeps old data readable",
                             f.name

@@ -23,7 +23,7 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use sha2::Sha256;
 
 use crate::config::{PG_VERSION, UserSpec};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 
 /// SCRAM verifiers by user name; passwords are never kept.
 #[derive(Debug)]
@@ -249,10 +249,10 @@ impl ConnectionStartup {
     }
 }
 
-fn fatal(code: &str, message: String) -> PgWireError {
+fn fatal(code: SqlState, message: String) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
         "FATAL".into(),
-        code.into(),
+        code.code().into(),
         message,
     )))
 }
@@ -271,11 +271,11 @@ impl StartupHandler for ConnectionStartup {
     {
         if let PgWireFrontendMessage::Startup(_) = &message {
             if let Some(e) = &self.reject {
-                return Err(fatal(e.sqlstate(), e.client_message()));
+                return Err(fatal(e.state(), e.client_message()));
             }
             if self.shared.tls_required && !client.is_secure() {
                 return Err(fatal(
-                    "28000",
+                    SqlState::InvalidAuthorizationSpecification,
                     "this server requires TLS: connect with sslmode=require".into(),
                 ));
             }
@@ -293,7 +293,7 @@ impl StartupHandler for ConnectionStartup {
             {
                 if !client.is_secure() && !jwt.verifier.allow_without_tls() {
                     return Err(fatal(
-                        "28000",
+                        SqlState::InvalidAuthorizationSpecification,
                         "token logins need TLS: connect with sslmode=require".into(),
                     ));
                 }

@@ -22,7 +22,7 @@ use pgwire::api::Type;
 use pgwire::api::results::FieldFormat;
 use pgwire::messages::data::DataRow;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 pub use crate::pg::pg_text::{TextOptions, canonical};
 use crate::pg::pg_text::{canonical_column, write_date, write_decimal, write_text};
 
@@ -405,7 +405,7 @@ fn write_binary_array(buf: &mut BytesMut, col: &ArrayRef, row: usize, elem: u32)
 fn write_uuid(buf: &mut BytesMut, s: &str) -> Result<()> {
     let u = uuid::Uuid::parse_str(s).map_err(|_| {
         Error::data(
-            "22P02",
+            SqlState::InvalidTextRepresentation,
             format!("invalid input syntax for type uuid: \"{s}\""),
         )
     })?;

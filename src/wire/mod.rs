@@ -33,7 +33,7 @@ use pgwire::messages::extendedquery::{
 use pgwire::messages::response::TransactionStatus;
 use tokio::sync::Mutex;
 
-use crate::error::Error;
+use crate::error::{Error, SqlState};
 use crate::session::{Engine, Outcome, Prepared, Session};
 use cancel::{CancelRegistry, CancelSlot};
 use encode::TextOptions;
@@ -43,18 +43,18 @@ pub type SessionHandle = Arc<Mutex<Session>>;
 
 /// Turn our error into the client's ErrorResponse.
 pub fn pg_error(e: Error) -> PgWireError {
-    let code = e.sqlstate();
+    let code = e.state();
     // The log never carries values (a message may quote one of a governed table's).
-    if code == "XX000" || code == "58030" {
+    if code == SqlState::InternalError || code == SqlState::IoError {
         let error = crate::policy::audit::redact_message(&e.to_string());
-        tracing::error!(%error, sqlstate = code, "statement failed");
+        tracing::error!(%error, sqlstate = code.code(), "statement failed");
     } else if tracing::enabled!(tracing::Level::DEBUG) {
         let error = crate::policy::audit::redact_message(&e.to_string());
-        tracing::debug!(%error, sqlstate = code, "statement failed");
+        tracing::debug!(%error, sqlstate = code.code(), "statement failed");
     }
     PgWireError::UserError(Box::new(ErrorInfo::new(
         "ERROR".into(),
-        code.into(),
+        code.code().into(),
         e.client_message(),
     )))
 }
@@ -365,7 +365,7 @@ where
 {
     use futures::SinkExt;
     for n in notices {
-        let info = ErrorInfo::new(n.severity.into(), n.code.into(), n.message);
+        let info = ErrorInfo::new(n.severity.into(), n.code.code().into(), n.message);
         client
             .feed(PgWireBackendMessage::NoticeResponse(info.into()))
             .await?;
@@ -648,7 +648,7 @@ impl pgwire::api::copy::CopyHandler for QueryHandler {
         match r {
             Err(e) => pg_error(e),
             Ok(_) => pg_error(Error::Data {
-                sqlstate: "57014",
+                sqlstate: SqlState::QueryCanceled,
                 message: format!("COPY from stdin failed: {}", fail.message),
             }),
         }
@@ -985,7 +985,7 @@ fn stored<S: PortalStore>(store: &S) -> (usize, usize) {
 
 fn too_many(what: &str, hint: &str) -> PgWireError {
     pg_error(Error::Data {
-        sqlstate: "53400",
+        sqlstate: SqlState::ConfigurationLimitExceeded,
         message: format!(
             "too many {what} in this session: {MAX_PREPARED_PER_SESSION} at most; {hint}"
         ),
@@ -1176,7 +1176,7 @@ impl ExtendedQueryHandler for QueryHandler {
                 if !message.parameters.is_empty() {
                     return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                         "ERROR".to_owned(),
-                        "08P01".to_owned(),
+                        SqlState::ProtocolViolation.code().to_owned(),
                         format!(
                             "bind message supplies {} parameters, but prepared statement \"{statement_name}\" requires 0",
                             message.parameters.len(),

@@ -8,7 +8,7 @@ use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano};
 use datafusion::common::ScalarValue;
 use pgwire::api::Type;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SqlState};
 use crate::pg::types::UTC;
 
 const PG_EPOCH_DAYS: i32 = 10_957;
@@ -61,7 +61,7 @@ pub fn decode(bytes: Option<&[u8]>, t: &Type, binary: bool) -> Result<ScalarValu
 
 fn bad(t: &Type, what: &str) -> Error {
     Error::data(
-        "22P03",
+        SqlState::InvalidBinaryRepresentation,
         format!(
             "incorrect binary data format in bind parameter of type {}: {what}",
             t.name()
@@ -70,8 +70,12 @@ fn bad(t: &Type, what: &str) -> Error {
 }
 
 fn decode_text(b: &[u8], t: &Type) -> Result<ScalarValue> {
-    let s = std::str::from_utf8(b)
-        .map_err(|_| Error::data("22021", "invalid byte sequence for encoding \"UTF8\""))?;
+    let s = std::str::from_utf8(b).map_err(|_| {
+        Error::data(
+            SqlState::CharacterNotInRepertoire,
+            "invalid byte sequence for encoding \"UTF8\"",
+        )
+    })?;
     if let Some(elem) = array_element(t) {
         let items = parse_text_array(s)?;
         let values = items
@@ -86,21 +90,29 @@ fn decode_text(b: &[u8], t: &Type) -> Result<ScalarValue> {
     let text = ScalarValue::Utf8(Some(s.to_string()));
     match *t {
         Type::BYTEA => {
-            let hex = s
-                .strip_prefix("\\x")
-                .ok_or_else(|| Error::data("22P02", "invalid input syntax for type bytea"))?;
+            let hex = s.strip_prefix("\\x").ok_or_else(|| {
+                Error::data(
+                    SqlState::InvalidTextRepresentation,
+                    "invalid input syntax for type bytea",
+                )
+            })?;
             let bytes = (0..hex.len())
                 .step_by(2)
                 .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("zz"), 16))
                 .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|_| Error::data("22P02", "invalid hexadecimal digit in bytea"))?;
+                .map_err(|_| {
+                    Error::data(
+                        SqlState::InvalidTextRepresentation,
+                        "invalid hexadecimal digit in bytea",
+                    )
+                })?;
             Ok(ScalarValue::Binary(Some(bytes)))
         }
         Type::BOOL => match s.trim().to_ascii_lowercase().as_str() {
             "t" | "true" | "yes" | "y" | "on" | "1" => Ok(ScalarValue::Boolean(Some(true))),
             "f" | "false" | "no" | "n" | "off" | "0" => Ok(ScalarValue::Boolean(Some(false))),
             _ => Err(Error::data(
-                "22P02",
+                SqlState::InvalidTextRepresentation,
                 format!("invalid input syntax for type boolean: \"{s}\""),
             )),
         },
@@ -114,7 +126,7 @@ fn decode_text(b: &[u8], t: &Type) -> Result<ScalarValue> {
                 .cast_to(&DataType::Decimal128(38, scale))
                 .map_err(|_| {
                     Error::data(
-                        "22P02",
+                        SqlState::InvalidTextRepresentation,
                         format!("invalid input syntax for type numeric: \"{s}\""),
                     )
                 })?)
@@ -123,7 +135,7 @@ fn decode_text(b: &[u8], t: &Type) -> Result<ScalarValue> {
             Some(DataType::Utf8) | None => Ok(text),
             Some(dt) => text.cast_to(&dt).map_err(|_| {
                 Error::data(
-                    "22P02",
+                    SqlState::InvalidTextRepresentation,
                     format!("invalid input syntax for type {}: \"{s}\"", t.name()),
                 )
             }),
@@ -139,7 +151,12 @@ fn decode_binary(mut b: &[u8], t: &Type) -> Result<ScalarValue> {
             Err(bad(t, "wrong length"))
         }
     };
-    let out_of_range = || Error::data("22008", format!("{} out of range", t.name()));
+    let out_of_range = || {
+        Error::data(
+            SqlState::DatetimeFieldOverflow,
+            format!("{} out of range", t.name()),
+        )
+    };
     if let Some(elem) = array_element(t) {
         return decode_binary_array(b, &elem);
     }
@@ -235,8 +252,12 @@ fn decode_binary(mut b: &[u8], t: &Type) -> Result<ScalarValue> {
 }
 
 fn utf8(b: &[u8]) -> Result<String> {
-    String::from_utf8(b.to_vec())
-        .map_err(|_| Error::data("22021", "invalid byte sequence for encoding \"UTF8\""))
+    String::from_utf8(b.to_vec()).map_err(|_| {
+        Error::data(
+            SqlState::CharacterNotInRepertoire,
+            "invalid byte sequence for encoding \"UTF8\"",
+        )
+    })
 }
 
 fn decode_numeric(mut b: &[u8]) -> Result<ScalarValue> {
@@ -249,14 +270,22 @@ fn decode_numeric(mut b: &[u8]) -> Result<ScalarValue> {
     let sign = b.get_u16();
     let dscale = b.get_i16().clamp(0, 38) as i32;
     if sign == 0xC000 {
-        return Err(Error::data("22P03", "NaN is not a valid numeric parameter"));
+        return Err(Error::data(
+            SqlState::InvalidBinaryRepresentation,
+            "NaN is not a valid numeric parameter",
+        ));
     }
     if b.len() != ndigits * 2 {
         return Err(bad(&t, "wrong length"));
     }
     // value = sum(d_i * 10000^(weight - i)); scaled by 10^dscale
     let mut v: i128 = 0;
-    let overflow = || Error::data("22003", "numeric parameter out of range");
+    let overflow = || {
+        Error::data(
+            SqlState::NumericValueOutOfRange,
+            "numeric parameter out of range",
+        )
+    };
     for i in 0..ndigits {
         let d = b.get_i16() as i128;
         v = v
@@ -363,7 +392,12 @@ fn parse_text_array(s: &str) -> Result<Vec<Option<String>>> {
         .trim()
         .strip_prefix('{')
         .and_then(|r| r.strip_suffix('}'))
-        .ok_or_else(|| Error::data("22P02", format!("malformed array literal: \"{s}\"")))?;
+        .ok_or_else(|| {
+            Error::data(
+                SqlState::InvalidTextRepresentation,
+                format!("malformed array literal: \"{s}\""),
+            )
+        })?;
     let mut out = Vec::new();
     if inner.trim().is_empty() {
         return Ok(out);
@@ -412,7 +446,7 @@ fn parse_text_array(s: &str) -> Result<Vec<Option<String>>> {
             None => break,
             Some(_) => {
                 return Err(Error::data(
-                    "22P02",
+                    SqlState::InvalidTextRepresentation,
                     format!("malformed array literal: \"{s}\""),
                 ));
             }
