@@ -548,8 +548,8 @@ pub struct Settings {
     pub warehouse: String,
     pub default_format: String,
     pub metadata_dir: Option<String>,
-    pub s3: crate::storage::S3Settings,
-    pub catalogs: Vec<crate::storage::iceberg::RestSpec>,
+    pub s3: S3Settings,
+    pub catalogs: Vec<RestSpec>,
     pub policy_dir: PathBuf,
     /// The policy folder was named in the configuration (not the default `policies`): when it
     /// is missing nothing is allowed, never the built-in defaults.
@@ -652,7 +652,7 @@ impl Config {
             ));
         }
         let s3c = &self.storage.s3;
-        let s3 = crate::storage::S3Settings {
+        let s3 = S3Settings {
             endpoint: s3c.endpoint.clone(),
             region: s3c.region.clone(),
             access_key_id: s3c.access_key_id.clone(),
@@ -662,7 +662,7 @@ impl Config {
             },
             allow_http: s3c.allow_http,
             path_style: s3c.path_style,
-            azure: crate::storage::AzureSettings {
+            azure: AzureSettings {
                 account: self.storage.azure.account.clone(),
                 access_key: match &self.storage.azure.access_key_file {
                     Some(f) => Some(read_secret_file(f)?),
@@ -738,10 +738,9 @@ impl Config {
             },
             users,
             scram_iterations: self.auth.scram_iterations,
-            jwt: match self.auth.jwt {
-                Some(j) => Some(crate::wire::jwt::check_config(j)?),
-                None => None,
-            },
+            // Its keys and algorithms are checked where tokens are verified
+            // (wire::jwt::check_config, when the server starts).
+            jwt: self.auth.jwt,
             tls,
             tls_required: self.tls.required,
             demo: self.demo,
@@ -808,7 +807,7 @@ fn limits(configured: &[LimitConfig]) -> Result<Vec<Limit>> {
 }
 
 /// A REST catalog's properties, with its secret read from the environment or a file.
-fn rest_spec(c: &CatalogConfig, database: &str) -> Result<crate::storage::iceberg::RestSpec> {
+fn rest_spec(c: &CatalogConfig, database: &str) -> Result<RestSpec> {
     let valid = !c.name.is_empty()
         && c.name
             .chars()
@@ -852,7 +851,7 @@ fn rest_spec(c: &CatalogConfig, database: &str) -> Result<crate::storage::iceber
     if let Some(t) = secret(&c.credential_env, &c.credential_file)? {
         props.insert("credential".into(), t);
     }
-    Ok(crate::storage::iceberg::RestSpec {
+    Ok(RestSpec {
         name: c.name.clone(),
         props,
     })
@@ -879,6 +878,79 @@ fn read_secret_file(f: &Path) -> Result<String> {
     let text = std::fs::read_to_string(f)
         .map_err(|e| Error::Config(format!("cannot read secret file {}: {e}", f.display())))?;
     Ok(text.lines().next().unwrap_or_default().to_string())
+}
+
+/// Azure Blob Storage / ADLS settings (unset keys fall back to the `AZURE_*` variables).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AzureSettings {
+    pub account: Option<String>,
+    pub access_key: Option<String>,
+    /// e.g. Azurite's `http://127.0.0.1:10000/devstoreaccount1`.
+    pub endpoint: Option<String>,
+    pub allow_http: bool,
+}
+
+/// Object store settings: S3 (anything unset falls back to `AWS_*` variables), Azure, and
+/// Google Cloud Storage (a service account key file, else `GOOGLE_*` variables).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub allow_http: bool,
+    pub path_style: bool,
+    pub azure: AzureSettings,
+    pub gcs_service_account_file: Option<String>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("allow_http", &self.allow_http)
+            .field("path_style", &self.path_style)
+            .field("azure_account", &self.azure.account)
+            .field("azure_endpoint", &self.azure.endpoint)
+            .field(
+                "azure_access_key",
+                &self.azure.access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("gcs_service_account_file", &self.gcs_service_account_file)
+            .finish()
+    }
+}
+
+/// An Iceberg REST catalog to attach (Polaris, Lakekeeper, Nessie, ...): its name in SQL and
+/// the properties iceberg-rust's RestCatalog takes (`uri`, `warehouse`, `token` or
+/// `credential`, `s3.*` for the data files).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RestSpec {
+    pub name: String,
+    pub props: std::collections::HashMap<String, String>,
+}
+
+impl std::fmt::Debug for RestSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: std::collections::BTreeMap<_, _> = self
+            .props
+            .iter()
+            .map(|(k, v)| {
+                let secret = k == "token" || k == "credential" || k.contains("secret");
+                (k.as_str(), if secret { "<redacted>" } else { v.as_str() })
+            })
+            .collect();
+        f.debug_struct("RestSpec")
+            .field("name", &self.name)
+            .field("props", &shown)
+            .finish()
+    }
 }
 
 #[cfg(test)]

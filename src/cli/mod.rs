@@ -1,6 +1,5 @@
 //! The command line: one file per subcommand.
 
-pub mod demo;
 pub mod serve;
 
 use std::path::PathBuf;

@@ -10,16 +10,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::common::TableReference;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 
-/// Field metadata keys.
-pub const TABLE_OID: &str = "lakegate.table_oid";
+pub use super::types::{TABLE_OID, type_modifier};
 pub const COLUMN_NUMBER: &str = "lakegate.attnum";
-/// Set on the fields of a table's own schema (pg_attribute's rows), where every numeric has
-/// its declared precision.
-const STORED: &str = "lakegate.stored";
 
 /// The result schema of `plan`, each field carrying the table oid and column number it is read
 /// from when it is a plain column of a table. `default_schema` resolves unqualified names.
@@ -133,32 +129,6 @@ fn origin(plan: &LogicalPlan, i: usize) -> Option<(TableReference, i16, String)>
         }
         _ => None,
     }
-}
-
-/// PostgreSQL's type modifier of a column: `(precision << 16 | scale) + 4` for numeric,
-/// `length + 4` for varchar/char, else -1.
-pub fn type_modifier(f: &Field) -> i32 {
-    match f.data_type() {
-        // A computed numeric (`sum(price)`) is unconstrained in PostgreSQL; a column's is not.
-        DataType::Decimal128(..) | DataType::Decimal256(..)
-            if !f.metadata().contains_key(TABLE_OID) && !f.metadata().contains_key(STORED) =>
-        {
-            -1
-        }
-        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => {
-            ((i32::from(*p) << 16) | i32::from(*s as u8)) + 4
-        }
-        _ => super::types::field_max_length(f)
-            .and_then(|(n, _)| i32::try_from(n).ok())
-            .map_or(-1, |n| n + 4),
-    }
-}
-
-/// The type modifier of a table's own column (pg_attribute.atttypmod).
-pub fn column_type_modifier(f: &Field) -> i32 {
-    let mut meta = f.metadata().clone();
-    meta.insert(STORED.into(), String::new());
-    type_modifier(&f.clone().with_metadata(meta))
 }
 
 /// The table oid and column number a field of a result schema carries (0, 0: computed).

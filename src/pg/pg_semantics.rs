@@ -101,7 +101,7 @@ fn typed_insert(plan: LogicalPlan) -> Result<LogicalPlan> {
     if !changed {
         return Ok(plan);
     }
-    crate::policy::secure::reproject_insert(dml, exprs)
+    reproject_insert(dml, exprs)
 }
 
 /// Integer literals are `integer` (int4) in PostgreSQL when they fit, so `SELECT 1`, `SELECT
@@ -264,6 +264,20 @@ pub fn bytea_input(s: &str) -> Result<Vec<u8>, datafusion::error::DataFusionErro
         }
     }
     Ok(out)
+}
+
+/// The same write with its source passed through a projection of `exprs` (the shared step of
+/// every INSERT rewrite: casts, not-null and length checks, row-policy checks).
+pub fn reproject_insert(
+    dml: &datafusion::logical_expr::DmlStatement,
+    exprs: Vec<Expr>,
+) -> Result<LogicalPlan> {
+    let input = datafusion::logical_expr::LogicalPlanBuilder::from(dml.input.as_ref().clone())
+        .project(exprs)?
+        .build()?;
+    let mut dml = dml.clone();
+    dml.input = std::sync::Arc::new(input);
+    Ok(LogicalPlan::Dml(dml))
 }
 
 #[cfg(test)]

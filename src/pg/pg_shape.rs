@@ -523,7 +523,7 @@ impl ShapedSchema {
                     }
                     for (i, f) in fields.iter().enumerate() {
                         let pg = super::types::pg_type_of(f);
-                        let modifier = super::describe::column_type_modifier(f);
+                        let modifier = super::types::column_type_modifier(f);
                         let len = match f.data_type() {
                             DataType::Boolean => 1,
                             DataType::Int16 => 2,

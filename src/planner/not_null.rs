@@ -61,7 +61,7 @@ pub fn enforce(plan: LogicalPlan) -> Result<LogicalPlan> {
             }
         })
         .collect();
-    crate::policy::secure::reproject_insert(dml, exprs)
+    crate::pg::pg_semantics::reproject_insert(dml, exprs)
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]

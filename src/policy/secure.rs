@@ -258,21 +258,7 @@ pub fn check_insert(
             }
         })
         .collect();
-    reproject_insert(dml, exprs)
-}
-
-/// The same write with its source passed through a projection of `exprs` (the shared step of
-/// every INSERT rewrite: casts, not-null and length checks, row-policy checks).
-pub(crate) fn reproject_insert(
-    dml: &datafusion::logical_expr::DmlStatement,
-    exprs: Vec<Expr>,
-) -> Result<LogicalPlan> {
-    let input = LogicalPlanBuilder::from(dml.input.as_ref().clone())
-        .project(exprs)?
-        .build()?;
-    let mut dml = dml.clone();
-    dml.input = Arc::new(input);
-    Ok(LogicalPlan::Dml(dml))
+    crate::pg::pg_semantics::reproject_insert(dml, exprs)
 }
 
 /// Passes its first argument through after checking that every other one is true.

@@ -25,6 +25,7 @@ use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
 use iceberg_datafusion::{IcebergCatalogProvider, IcebergStaticTableProvider};
 
 use super::PG_TYPE_KEY;
+pub use crate::config::RestSpec;
 use crate::error::{Error, Result, SqlState};
 
 /// The catalog name rows are stored under (pyiceberg: `SqlCatalog("lakegate", ...)`).
@@ -369,32 +370,6 @@ fn storage_factory(location: &str) -> Arc<dyn StorageFactory> {
         Arc::new(iceberg_storage_opendal::OpenDalResolvingStorageFactory::new())
     } else {
         Arc::new(LocalFsStorageFactory)
-    }
-}
-
-/// An Iceberg REST catalog to attach (Polaris, Lakekeeper, Nessie, ...): its name in SQL and
-/// the properties iceberg-rust's RestCatalog takes (`uri`, `warehouse`, `token` or
-/// `credential`, `s3.*` for the data files).
-#[derive(Clone, PartialEq, Eq)]
-pub struct RestSpec {
-    pub name: String,
-    pub props: HashMap<String, String>,
-}
-
-impl std::fmt::Debug for RestSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown: std::collections::BTreeMap<_, _> = self
-            .props
-            .iter()
-            .map(|(k, v)| {
-                let secret = k == "token" || k == "credential" || k.contains("secret");
-                (k.as_str(), if secret { "<redacted>" } else { v.as_str() })
-            })
-            .collect();
-        f.debug_struct("RestSpec")
-            .field("name", &self.name)
-            .field("props", &shown)
-            .finish()
     }
 }
 

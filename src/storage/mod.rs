@@ -21,6 +21,7 @@ pub const PG_TYPE_KEY: &str = "lakegate.pg_type";
 /// (SELECT *, the catalogs, COPY) nor readable by name.
 pub const HIDDEN_PREFIX: &str = "lakegate$";
 
+pub use crate::config::{AzureSettings, S3Settings};
 use std::any::Any;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,16 +40,6 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
-/// Azure Blob Storage / ADLS settings (unset keys fall back to the `AZURE_*` variables).
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct AzureSettings {
-    pub account: Option<String>,
-    pub access_key: Option<String>,
-    /// e.g. Azurite's `http://127.0.0.1:10000/devstoreaccount1`.
-    pub endpoint: Option<String>,
-    pub allow_http: bool,
-}
-
 impl AzureSettings {
     fn options(&self) -> HashMap<String, String> {
         let mut o = HashMap::new();
@@ -65,43 +56,6 @@ impl AzureSettings {
             o.insert("azure_allow_http".into(), "true".into());
         }
         o
-    }
-}
-
-/// Object store settings: S3 (anything unset falls back to `AWS_*` variables), Azure, and
-/// Google Cloud Storage (a service account key file, else `GOOGLE_*` variables).
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct S3Settings {
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    pub allow_http: bool,
-    pub path_style: bool,
-    pub azure: AzureSettings,
-    pub gcs_service_account_file: Option<String>,
-}
-
-impl std::fmt::Debug for S3Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Settings")
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id)
-            .field(
-                "secret_access_key",
-                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
-            )
-            .field("allow_http", &self.allow_http)
-            .field("path_style", &self.path_style)
-            .field("azure_account", &self.azure.account)
-            .field("azure_endpoint", &self.azure.endpoint)
-            .field(
-                "azure_access_key",
-                &self.azure.access_key.as_ref().map(|_| "<redacted>"),
-            )
-            .field("gcs_service_account_file", &self.gcs_service_account_file)
-            .finish()
     }
 }
 

@@ -21,7 +21,7 @@ use crate::policy::Claimed;
 
 /// Validate `[auth.jwt]` at startup: an issuer, an audience, exactly one key source that
 /// loads, and asymmetric algorithms only.
-pub fn check_config(c: JwtConfig) -> Result<JwtConfig> {
+pub fn check_config(c: &JwtConfig) -> Result<()> {
     let bad = |m: String| Err(Error::Config(format!("auth.jwt: {m}")));
     if c.issuer.is_empty() || c.audience.is_empty() {
         return bad("issuer and audience are required".into());
@@ -38,8 +38,8 @@ pub fn check_config(c: JwtConfig) -> Result<JwtConfig> {
     if jsonwebtoken::crypto::CryptoProvider::try_get_default().is_none() {
         return bad("no signature backend in this build".into());
     }
-    Keys::load(&c).map_err(|e| Error::Config(format!("auth.jwt: {e}")))?;
-    Ok(c)
+    Keys::load(c).map_err(|e| Error::Config(format!("auth.jwt: {e}")))?;
+    Ok(())
 }
 
 fn algorithm(name: &str) -> std::result::Result<Algorithm, String> {

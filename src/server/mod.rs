@@ -1,5 +1,7 @@
 //! The accept loop: TLS, the connection limit, and graceful shutdown.
 
+pub mod demo;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -117,6 +119,9 @@ impl Drop for Runtimes {
 impl Server {
     /// Open the warehouse, load the catalog, create demo data on first start, and bind the port.
     pub async fn bind(settings: Settings) -> Result<Server> {
+        if let Some(jwt) = &settings.jwt {
+            crate::wire::jwt::check_config(jwt)?;
+        }
         crate::storage::delta::register_object_stores();
         let warehouse = Warehouse::open(
             &settings.warehouse,
@@ -192,9 +197,9 @@ impl Server {
         // Materialized views that refresh by themselves (after source commits, or on a schedule).
         tokio::spawn(crate::session::matview::refresher(Arc::downgrade(&engine)));
         if settings.demo.enabled {
-            crate::cli::demo::ensure_demo_data(&engine, &settings).await?;
+            demo::ensure_demo_data(&engine, &settings).await?;
         }
-        crate::cli::demo::run_setup_sql(&engine, &settings).await?;
+        demo::run_setup_sql(&engine, &settings).await?;
         let (tls, cert_pem) = match &settings.tls {
             Some((cert, key)) => {
                 let (acceptor, pem) = tls_acceptor(cert, key)?;
