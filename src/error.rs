@@ -143,6 +143,9 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("storage: {0}")]
     Storage(String),
+    /// The audit log cannot be written: nothing runs unaudited.
+    #[error("{0}")]
+    AuditLog(String),
     #[error(transparent)]
     DataFusion(Box<DataFusionError>),
     /// A bug: something that should not happen.
@@ -324,7 +327,7 @@ impl Error {
             Error::ProgramLimit(_) => SqlState::ProgramLimitExceeded,
             Error::Config(_) => SqlState::ConfigFileError,
             Error::Io(_) => SqlState::IoError,
-            Error::Storage(_) => SqlState::IoError,
+            Error::Storage(_) | Error::AuditLog(_) => SqlState::IoError,
             Error::Internal(_) => SqlState::InternalError,
             Error::DataFusion(e) => datafusion_sqlstate(e),
         }

@@ -71,6 +71,9 @@ pub struct AuditLog {
     /// Wakes the syncing thread (None when it could not be started: callers sync themselves).
     syncer: Option<Arc<Wake>>,
     mode: AuditSync,
+    /// The log could not be written: statements are refused until it can (logged once each
+    /// way).
+    failing: std::sync::atomic::AtomicBool,
 }
 
 pub use crate::config::AuditSync;
@@ -117,6 +120,7 @@ impl AuditLog {
                 synced_watch: tokio::sync::watch::channel(0).0,
                 syncer: started.ok().map(|_| wake),
                 mode,
+                failing: Default::default(),
             }
         });
         Ok(log)
@@ -153,15 +157,77 @@ impl AuditLog {
         }
     }
 
-    /// Append one record (a line, written whole) and return once it is on disk (or, synced in
-    /// the background, once it is in the file). A failure is logged loudly: the statement has
-    /// happened by then.
-    pub fn write(&self, r: &AuditRecord) {
-        if let Some(mine) = self.append(r) {
-            match (&self.syncer, self.mode) {
-                (Some(wake), AuditSync::Background) => wake.notify(),
-                _ => self.sync_through(mine),
+    /// Whether a statement may start: the audit folder is a writable folder and the file being
+    /// appended to is still in it. A statement that could not leave its record does not run
+    /// (writes commit nothing): SQLSTATE 58030 naming the folder, until it is writable again.
+    /// (A failure of the record's own write, e.g. a full disk, is reported by [`Self::write`].)
+    pub fn ready(&self) -> Result<()> {
+        let problem = match std::fs::metadata(&self.dir) {
+            Err(e) => Some(e.to_string()),
+            Ok(m) if !m.is_dir() => Some("it is not a folder".to_string()),
+            Ok(m) if m.permissions().readonly() => Some("it is not writable".to_string()),
+            Ok(_) => self.current_moved(),
+        };
+        match problem {
+            Some(p) => Err(self.failed(&p)),
+            None => {
+                self.recovered();
+                Ok(())
             }
+        }
+    }
+
+    /// Why the file being appended to is no longer the one at its path (moved, removed,
+    /// replaced); it is let go so the next record opens the file anew.
+    fn current_moved(&self) -> Option<String> {
+        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let c = guard.as_ref()?;
+        let path = self.path(&c.day, c.seq);
+        let same = match (std::fs::metadata(&path), c.file.metadata()) {
+            (Ok(on_disk), Ok(open)) => same_file(&on_disk, &open),
+            _ => false,
+        };
+        if same {
+            return None;
+        }
+        *guard = None;
+        // The folder is writable: the next record starts the file again.
+        None
+    }
+
+    /// The error of a statement that cannot be audited (logged when the log starts failing).
+    fn failed(&self, why: &str) -> Error {
+        use std::sync::atomic::Ordering;
+        if !self.failing.swap(true, Ordering::SeqCst) {
+            tracing::error!(
+                dir = %self.dir.display(),
+                "cannot write the audit log ({why}): every statement is refused until it is writable again"
+            );
+        }
+        Error::AuditLog(format!(
+            "cannot write the audit log in {}: {why}; no statement runs unaudited, so this one \
+             did not run (ask an administrator to make the audit folder writable)",
+            self.dir.display()
+        ))
+    }
+
+    fn recovered(&self) {
+        use std::sync::atomic::Ordering;
+        if self.failing.swap(false, Ordering::SeqCst) {
+            tracing::warn!(dir = %self.dir.display(), "the audit log is writable again: statements run");
+        }
+    }
+
+    /// Append one record (a line, written whole) and return once it is on disk (or, synced in
+    /// the background, once it is in the file). An error (58030) when it could not be written.
+    pub fn write(&self, r: &AuditRecord) -> Result<()> {
+        let mine = self.append(r)?;
+        match (&self.syncer, self.mode) {
+            (Some(wake), AuditSync::Background) => {
+                wake.notify();
+                Ok(())
+            }
+            _ => self.sync_through(mine),
         }
     }
 
@@ -170,33 +236,33 @@ impl AuditLog {
     pub fn write_async(
         self: &Arc<Self>,
         r: &AuditRecord,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
         let mine = self.append(r);
         let log = self.clone();
         async move {
-            let Some(mine) = mine else { return };
+            let mine = mine?;
             let Some(wake) = &log.syncer else {
                 return log.sync_through(mine);
             };
             let mut synced = log.synced_watch.subscribe();
             wake.notify();
             if log.mode == AuditSync::Background {
-                return;
+                return Ok(());
             }
             // The sender lives as long as `log`, which this future holds.
             let _ = synced.wait_for(|n| *n >= mine).await;
+            if log.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(log.failed("its lines could not be synced"));
+            }
+            Ok(())
         }
     }
 
-    /// Append the record's line; its number (1-based, counted since start), None when it could
-    /// not be written.
-    fn append(&self, r: &AuditRecord) -> Option<u64> {
+    /// Append the record's line; its number (1-based, counted since start).
+    fn append(&self, r: &AuditRecord) -> Result<u64> {
         let line = match serde_json::to_string(r) {
             Ok(l) => l + "\n",
-            Err(e) => {
-                tracing::error!(error = %e, "cannot serialize an audit record");
-                return None;
-            }
+            Err(e) => return Err(self.failed(&format!("a record did not serialize: {e}"))),
         };
         let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
         let more = line.len() as u64;
@@ -215,49 +281,51 @@ impl AuditLog {
             }
             match self.open_for(&day, from, more) {
                 Ok(c) => *guard = Some(c),
-                Err(e) => {
-                    tracing::error!(dir = %self.dir.display(), error = %e, "cannot open the audit log");
-                    return None;
-                }
+                Err(e) => return Err(self.failed(&e.to_string())),
             }
         }
-        let c = guard.as_mut()?;
+        let Some(c) = guard.as_mut() else {
+            return Err(self.failed("no file is open"));
+        };
         if let Err(e) = (&*c.file).write_all(line.as_bytes()) {
-            tracing::error!(error = %e, "cannot write the audit log");
-            return None;
+            // The file may hold part of the line now: the next record starts a new one.
+            *guard = None;
+            return Err(self.failed(&e.to_string()));
         }
         c.size += more;
-        Some(
-            self.appended
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-                + 1,
-        )
+        Ok(self
+            .appended
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1)
     }
 
     /// Return once line `mine` is on disk: at once when a sync already covered it, else after
-    /// syncing everything appended so far. A failed sync is logged and not retried (the
-    /// statement has happened; waiting forever would not help it).
-    fn sync_through(&self, mine: u64) {
+    /// syncing everything appended so far. A failed sync is the statement's error (58030).
+    fn sync_through(&self, mine: u64) -> Result<()> {
         let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
         if *synced >= mine {
-            return;
+            return Ok(());
         }
         // The file now being appended to, and how many lines are in it or in the files
         // before it (each synced when it was left): syncing it covers them all.
         let (file, upto) = {
             let guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(c) = guard.as_ref() else { return };
+            let Some(c) = guard.as_ref() else {
+                return Err(self.failed("the file was let go before its lines were synced"));
+            };
             (
                 c.file.clone(),
                 self.appended.load(std::sync::atomic::Ordering::SeqCst),
             )
         };
-        if let Err(e) = file.sync_data() {
-            tracing::error!(error = %e, "cannot sync the audit log");
-        }
+        let r = file
+            .sync_data()
+            .map_err(|e| self.failed(&format!("cannot sync: {e}")));
+        // Waiters wake either way (write_async reads `failing` when they do).
         *synced = upto.max(*synced);
         let done = *synced;
         self.synced_watch.send_modify(|n| *n = (*n).max(done));
+        r
     }
 
     /// Every record so far, as a table.
@@ -312,7 +380,8 @@ fn sync_loop(log: std::sync::Weak<AuditLog>, wake: Arc<Wake>, mode: AuditSync) {
         }
         let Some(strong) = log.upgrade() else { return };
         let appended = strong.appended.load(std::sync::atomic::Ordering::SeqCst);
-        strong.sync_through(appended);
+        // A failure is logged and answered to the statements waiting (write_async).
+        let _ = strong.sync_through(appended);
         drop(strong);
         if mode == AuditSync::Background {
             std::thread::sleep(BACKGROUND_SYNC);
@@ -466,6 +535,18 @@ impl datafusion::catalog::SchemaProvider for SystemSchema {
     }
 }
 
+/// Whether two metadata describe one file (device and inode).
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    a.len() == b.len()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -480,7 +561,7 @@ mod tests {
                 principal: format!("u{i}"),
                 statement: "SELECT ?".into(),
                 ..Default::default()
-            });
+            })?;
         }
         let files = std::fs::read_dir(tmp.path().join("audit"))?.count();
         assert!(files > 2, "rotated into {files} files");
@@ -489,7 +570,7 @@ mod tests {
         }
         // A new log (a restart) appends after the last file, never over one.
         let again = AuditLog::with_max_bytes(tmp.path().join("audit"), 1000, AuditSync::Statement)?;
-        again.write(&AuditRecord::default());
+        again.write(&AuditRecord::default())?;
         let ctx = datafusion::prelude::SessionContext::new();
         let n = ctx.read_table(again.table()?)?.count().await?;
         assert_eq!(n, 41);
@@ -504,9 +585,9 @@ mod tests {
             ..Default::default()
         };
         if i.is_multiple_of(4) {
-            log.write(&r);
+            assert!(log.write(&r).is_ok());
         } else {
-            log.write_async(&r).await;
+            assert!(log.write_async(&r).await.is_ok());
         }
     }
 

@@ -73,6 +73,7 @@ impl Session {
                     started,
                     rows: 0,
                     syncing: None,
+                    ended: false,
                 }),
                 command,
             }),
@@ -82,8 +83,7 @@ impl Session {
                     _ => None,
                 };
                 record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-                log.write(&record);
-                Ok(o)
+                log.write(&record).map(|()| o)
             }
             Err(e) => {
                 let code = e.state();
@@ -95,17 +95,20 @@ impl Session {
                 .into();
                 record.sqlstate = Some(code.code().to_string());
                 record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-                log.write(&record);
+                // Not audited: the audit log's error is the answer.
+                log.write(&record)?;
                 Err(e)
             }
         }
     }
 
     /// A statement starts: nothing seen yet, the policies in force re-read; its start time.
-    pub(super) async fn begin_statement(&self) -> std::time::Instant {
+    /// Refused (58030) when its audit record could not be written: nothing runs unaudited.
+    pub(super) async fn begin_statement(&self) -> Result<std::time::Instant> {
+        self.engine.audit.ready()?;
         *self.seen() = Seen::default();
         self.engine.refresh_policies().await;
-        std::time::Instant::now()
+        Ok(std::time::Instant::now())
     }
 
     /// Execute one statement, refusing all but the end of the transaction once it failed;
@@ -127,7 +130,7 @@ impl Session {
         aborted: bool,
         shown: Option<&str>,
     ) -> Result<Outcome> {
-        let started = self.begin_statement().await;
+        let started = self.begin_statement().await?;
         let aborted = aborted && !self.recovered;
         self.running = Some(stmt.clone());
         let r = self
@@ -176,7 +179,9 @@ pub(super) struct AuditedStream {
     rows: u64,
     /// After the last batch: the record's line on its way to disk (the end is reported once it
     /// is there, without holding a runtime thread while it syncs).
-    syncing: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    syncing: Option<std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>>,
+    /// The rows and the record are done with (nothing more is polled).
+    ended: bool,
 }
 
 impl AuditedStream {
@@ -198,7 +203,9 @@ impl AuditedStream {
 
     fn finish(&mut self, sqlstate: Option<SqlState>) {
         if let Some(r) = self.record(sqlstate) {
-            self.log.write(&r);
+            // The statement already failed or was dropped: the log said why it could not be
+            // written (AuditLog::failed), and the next statement is refused.
+            let _ = self.log.write(&r);
         }
     }
 }
@@ -210,11 +217,17 @@ impl futures::Stream for AuditedStream {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
         use std::task::Poll;
+        if self.ended {
+            return Poll::Ready(None);
+        }
         if let Some(syncing) = self.syncing.as_mut() {
             return match syncing.as_mut().poll(cx) {
-                Poll::Ready(()) => {
+                Poll::Ready(r) => {
                     self.syncing = None;
-                    Poll::Ready(None)
+                    self.ended = true;
+                    // The rows were sent, their record could not be written: the statement
+                    // ends with the audit log's error.
+                    Poll::Ready(r.err().map(|e| Err(e.into())))
                 }
                 Poll::Pending => Poll::Pending,
             };
@@ -234,7 +247,10 @@ impl futures::Stream for AuditedStream {
                     self.syncing = Some(Box::pin(self.log.write_async(&r)));
                     self.as_mut().poll_next(cx)
                 }
-                None => Poll::Ready(None),
+                None => {
+                    self.ended = true;
+                    Poll::Ready(None)
+                }
             },
             Poll::Pending => Poll::Pending,
         }

@@ -812,7 +812,13 @@ impl Session {
     /// The end of a COPY FROM STDIN (`failed`: the client's CopyFail message): the tag, with
     /// the statement's audit record written.
     pub async fn copy_in_done(&mut self, failed: Option<String>) -> Result<CommandTag> {
+        // Rows that could not be audited are not committed.
+        let unaudited = self.engine.audit.ready().err();
+        let failed = failed.or_else(|| unaudited.as_ref().map(|e| e.to_string()));
         let (r, statement, started) = self.copy_in_finish(failed).await;
+        if let Some(e) = unaudited {
+            return Err(e);
+        }
         let r = r.map(|n| Outcome::Command(CommandTag::rows("COPY", n)));
         match self.audit(&statement, started, r)? {
             Outcome::Command(t) => Ok(t),

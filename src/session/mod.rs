@@ -592,7 +592,7 @@ impl Session {
             _ if aborted => return Err(aborted_error()),
             _ => {}
         }
-        let started = self.begin_statement().await;
+        let started = self.begin_statement().await?;
         let r = match kind {
             // Audited when its rows are in (copy_in_done), or now if it cannot start.
             PreparedKind::CopyIn(c) => match self.copy_in_start(c.clone(), sql).await {

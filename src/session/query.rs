@@ -47,7 +47,7 @@ impl Session {
         };
         let (schema, names, param_types) = if returns_rows_from_plan(&stmt) || is_dml(&stmt) {
             // Planned under the policies in force now, as a statement would be.
-            let started = self.begin_statement().await;
+            let started = self.begin_statement().await?;
             // A statement refused when it is prepared never runs: its record is written now.
             let plan = match self.plan_to_describe(&stmt).await {
                 Ok(p) => p,

@@ -82,8 +82,10 @@ impl Session {
         let aborted = batch.aborted;
         let out = match item {
             SimpleItem::Refused(e, shown) => {
-                let started = self.begin_statement().await;
-                vec![self.audit(&shown, started, Err(e))]
+                vec![match self.begin_statement().await {
+                    Ok(started) => self.audit(&shown, started, Err(e)),
+                    Err(unaudited) => Err(unaudited),
+                }]
             }
             SimpleItem::Failed(e) => vec![Err(e)],
             SimpleItem::Unparsed(kind, sql) => vec![self.run_unparsed(&kind, &sql, aborted).await],

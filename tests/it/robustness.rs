@@ -291,3 +291,65 @@ async fn a_query_beyond_the_memory_limit_spills_or_answers_53200() {
     assert_eq!(one(&c, "SELECT 1").await, "1");
     s.stop().await;
 }
+
+/// The audit log fails closed: when a statement's record cannot be written (the audit folder
+/// made unwritable mid-session), the statement is refused with 58030 naming the folder, a write
+/// commits nothing, later statements keep failing so, and all works again once it is writable.
+#[tokio::test]
+async fn an_unwritable_audit_folder_refuses_every_statement_and_writes_commit_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let server = TestServer::start(Options::in_dir(tmp.path())).await;
+    let c = server.connect().await;
+    c.batch_execute("CREATE TABLE audited (id INT); INSERT INTO audited VALUES (1)")
+        .await
+        .expect("setup");
+    let audit = tmp.path().join("_lakegate").join("audit");
+    assert!(audit.is_dir(), "the audit folder is {}", audit.display());
+    std::fs::set_permissions(&audit, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+
+    for sql in [
+        "INSERT INTO audited VALUES (2)",
+        "SELECT count(*) FROM audited",
+        "SELECT 1",
+        "UPDATE audited SET id = 3",
+        "CREATE TABLE not_made (id INT)",
+    ] {
+        let e = c.simple_query(sql).await.expect_err(sql);
+        assert_eq!(e.code(), Some(&SqlState::IO_ERROR), "{sql}: {e}");
+        let message = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_default();
+        assert!(message.contains(&audit.display().to_string()), "{message}");
+    }
+    // The extended protocol too.
+    let e = c
+        .query("SELECT count(*) FROM audited", &[])
+        .await
+        .expect_err("extended");
+    assert_eq!(e.code(), Some(&SqlState::IO_ERROR), "{e}");
+    // A new connection is refused its statements as well.
+    let other = server.connect().await;
+    assert_eq!(code(&other, "SELECT 1").await, "58030");
+
+    std::fs::set_permissions(&audit, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // Nothing of the refused statements happened.
+    assert_eq!(one(&c, "SELECT count(*) FROM audited").await, "1");
+    assert_eq!(one(&c, "SELECT max(id) FROM audited").await, "1");
+    assert_eq!(code(&c, "SELECT * FROM not_made").await, "42P01");
+    c.batch_execute("INSERT INTO audited VALUES (4)")
+        .await
+        .expect("insert again");
+    assert_eq!(one(&other, "SELECT count(*) FROM audited").await, "2");
+    // The statements that ran are in the log; the refused ones are not.
+    let mut log = String::new();
+    for f in std::fs::read_dir(&audit).expect("audit files") {
+        log.push_str(&std::fs::read_to_string(f.expect("entry").path()).expect("read"));
+    }
+    assert!(log.contains("INSERT INTO audited VALUES"), "{log}");
+    assert!(
+        !log.contains("not_made (id"),
+        "a refused statement was audited: {log}"
+    );
+}
