@@ -35,7 +35,7 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use crate::storage::nodes::only_child;
+use crate::engine::nodes::only_child;
 
 /// Rows a stream filters before judging whether the filters are worth their cost.
 const SAMPLE_ROWS: usize = 65_536;

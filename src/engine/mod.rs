@@ -9,7 +9,11 @@ pub mod compact_views;
 pub mod decimal_arith;
 pub mod deferred_build;
 pub mod dynamic_filter;
+pub mod execute;
 pub mod filter_estimates;
+pub mod nodes;
 pub mod prune_only;
 pub mod semi_join;
 pub mod shared_subplans;
+
+pub use execute::{Executor, Logical, computed_on, hold, reads_tables};

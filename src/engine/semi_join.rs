@@ -31,7 +31,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, Statistics,
 };
 
-use crate::storage::nodes::only_child;
+use crate::engine::nodes::only_child;
 
 #[derive(Debug, Default)]
 pub struct SemiJoinAsInner;

@@ -406,3 +406,33 @@ impl datafusion::logical_expr::ScalarUDFImpl for KeyedHash {
         }
     }
 }
+
+/// Plans a [`SecureScan`] as the engine's fence: a barrier no filter, dynamic filter,
+/// projection or limit crosses.
+#[derive(Debug)]
+pub struct SecureScanPlanner;
+
+#[async_trait::async_trait]
+impl datafusion::physical_planner::ExtensionPlanner for SecureScanPlanner {
+    async fn plan_extension(
+        &self,
+        _planner: &dyn datafusion::physical_planner::PhysicalPlanner,
+        node: &dyn datafusion::logical_expr::UserDefinedLogicalNode,
+        _logical_inputs: &[&LogicalPlan],
+        physical_inputs: &[Arc<dyn datafusion::physical_plan::ExecutionPlan>],
+        _session_state: &datafusion::execution::SessionState,
+    ) -> datafusion::error::Result<Option<Arc<dyn datafusion::physical_plan::ExecutionPlan>>> {
+        if node.as_any().downcast_ref::<SecureScan>().is_none() {
+            return Ok(None);
+        }
+        match physical_inputs {
+            [input] => Ok(Some(crate::engine::nodes::fence(
+                input.clone(),
+                crate::policy::explain::SECURE_SCAN_EXEC,
+            ))),
+            _ => Err(datafusion::error::DataFusionError::Internal(
+                "a secure scan has one input".into(),
+            )),
+        }
+    }
+}

@@ -103,7 +103,8 @@ impl RowChange {
         let stream = session
             .engine
             .planner
-            .execute(&ctx, crate::planner::Logical::AsWritten(plan))
+            .executor()
+            .execute(&ctx, crate::engine::Logical::AsWritten(plan))
             .await?;
         Ok((rows, stream))
     }

@@ -47,7 +47,8 @@ impl Session {
                 let stream = self
                     .engine
                     .planner
-                    .execute(&self.ctx, crate::planner::Logical::AsWritten(other))
+                    .executor()
+                    .execute(&self.ctx, crate::engine::Logical::AsWritten(other))
                     .await?;
                 return Ok(stream);
             }

@@ -466,7 +466,7 @@ async fn refresh_incrementally(
                 .await?;
             let input = LogicalPlanBuilder::scan(
                 "refresh",
-                datafusion::datasource::provider_as_source(crate::storage::nodes::stream_table(
+                datafusion::datasource::provider_as_source(crate::engine::nodes::stream_table(
                     stream, counted,
                 )?),
                 None,
@@ -639,7 +639,7 @@ async fn recompute(
         .execute_stream()
         .await?;
     let counted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let source = crate::storage::nodes::stream_table(stream, counted.clone())?;
+    let source = crate::engine::nodes::stream_table(stream, counted.clone())?;
     let input = LogicalPlanBuilder::scan(
         "refresh",
         datafusion::datasource::provider_as_source(source),

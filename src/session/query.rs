@@ -210,15 +210,15 @@ impl Session {
         );
         let plan = match identity {
             Some((k, _)) if plain && self.setting_on("lakegate.plan_cache") => {
-                crate::planner::Logical::Optimized(self.optimized(k, plan)?)
+                crate::engine::Logical::Optimized(self.optimized(k, plan)?)
             }
-            _ => crate::planner::Logical::AsWritten(plan),
+            _ => crate::engine::Logical::AsWritten(plan),
         };
         // A turn for what computes over tables; `SELECT 1`, `SHOW`, settings answer at once
         // however busy the server is.
         let reads = match &plan {
-            crate::planner::Logical::AsWritten(p) | crate::planner::Logical::Optimized(p) => {
-                crate::planner::reads_tables(p)
+            crate::engine::Logical::AsWritten(p) | crate::engine::Logical::Optimized(p) => {
+                crate::engine::reads_tables(p)
             }
         };
         let turn = match reads {
@@ -232,14 +232,20 @@ impl Session {
         };
         let stream = match plan {
             // What a user's EXPLAIN shows stops at every secure scan, whatever its format.
-            crate::planner::Logical::AsWritten(plan)
+            crate::engine::Logical::AsWritten(plan)
                 if command == "EXPLAIN" && !self.principal.admin =>
             {
                 self.explain_for_user(plan).await?
             }
-            plan => self.engine.planner.execute(&self.ctx, plan).await?,
+            plan => {
+                self.engine
+                    .planner
+                    .executor()
+                    .execute(&self.ctx, plan)
+                    .await?
+            }
         };
-        let stream = crate::planner::hold(stream, turn);
+        let stream = crate::engine::hold(stream, turn);
         let stream = match key {
             Some(k) => crate::mv::cache::Filling::wrap(stream, self.engine.cache.clone(), k),
             None => stream,
