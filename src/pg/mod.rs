@@ -10,6 +10,8 @@
 //!
 //! It may use `catalog`, `storage`, `config` and `error` (see `scripts/check-layers`).
 
+pub mod catalog_functions;
+pub mod catalog_names;
 pub mod describe;
 pub mod dialect;
 pub mod functions;

@@ -145,7 +145,7 @@ impl Planner {
         let pg_slot = catalog.pg_schemas_slot();
         ctx.register_catalog(&self.database, Arc::new(catalog));
         match pg_catalog::schemas(&ctx).and_then(|s| {
-            pg_catalog::register_functions(&ctx)?;
+            crate::pg::catalog_functions::register_functions(&ctx)?;
             Ok(s)
         }) {
             Ok(s) => {

@@ -12,9 +12,12 @@ pub mod explain;
 pub mod lineage;
 pub mod matview;
 pub mod secure;
+pub mod watch;
+
+pub use watch::{PolicyStatus, PolicyWatch, status_udf};
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, MgmtApi, RbacApi};
 use serde::Deserialize;
@@ -121,8 +124,7 @@ struct MaskSpec {
     #[serde(default)]
     tag: Option<String>,
     to: String,
-    /// redact | partial | nullify | year | month | round | hash
-    kind: String,
+    kind: MaskKind,
     /// redact: the constant shown (text columns; other types show NULL)
     #[serde(default)]
     value: Option<String>,
@@ -138,6 +140,26 @@ struct MaskSpec {
     /// a boolean column: where it is true the raw value shows
     #[serde(default)]
     unless: Option<String>,
+}
+
+/// What a mask shows in place of a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskKind {
+    /// The column is not there for the user (absent from listings and `*`; NULL elsewhere).
+    Deny,
+    /// A constant (`value`, default `****`) for text; NULL for other types.
+    Redact,
+    /// `prefix` and the last `keep_last` characters.
+    Partial,
+    Nullify,
+    /// Dates and timestamps truncated to the year or month.
+    Year,
+    Month,
+    /// Numbers rounded to `digits`.
+    Round,
+    /// A keyed hash (HMAC) of the text, joinable where the policies mean it to be.
+    Hash,
 }
 
 /// Classification tags the catalog keeps for a table's columns, by column.
@@ -236,7 +258,7 @@ impl PolicySet {
     /// `configured` is false (no policy folder was named: the embedded default), else nothing is
     /// allowed (fail closed: a named folder that is missing never means "allow all").
     pub async fn load(dir: &Path, configured: bool) -> Result<PolicySet> {
-        match read_folder(dir)? {
+        match watch::read_folder(dir)? {
             Some(files) => Self::from_texts(&files, dir.display().to_string()).await,
             None if configured => {
                 tracing::error!(
@@ -254,45 +276,9 @@ impl PolicySet {
 
     /// Parse and merge policy file texts (name, text).
     pub async fn from_texts(files: &[(String, String)], source: String) -> Result<PolicySet> {
-        let mut merged = PolicyFile::default();
-        let version = {
-            use sha2::Digest;
-            let mut h = sha2::Sha256::new();
-            for (name, text) in files {
-                h.update(name.as_bytes());
-                h.update(text.as_bytes());
-            }
-            h.finalize()
-                .iter()
-                .take(6)
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        };
-        for (name, text) in files {
-            let f: PolicyFile = toml::from_str(text)
-                .map_err(|e| Error::Config(format!("policy file {name}: {e}")))?;
-            merged.principal.extend(f.principal);
-            merged.role.extend(f.role);
-            merged.grant.extend(f.grant);
-            merged.row_filter.extend(f.row_filter);
-            merged.mask.extend(f.mask);
-            merged.tag.extend(f.tag);
-        }
-        let compile = |glob: &str| {
-            regex_lite::Regex::new(&pattern(glob))
-                .map_err(|e| Error::Config(format!("policy table pattern {glob:?}: {e}")))
-        };
-        let row_filters = merged
-            .row_filter
-            .iter()
-            .map(|r| Ok((compile(&r.table)?, r.clone())))
-            .collect::<Result<Vec<_>>>()?;
-        let tags = merged
-            .tag
-            .iter()
-            .map(|t| Ok((compile(&t.table)?, t.clone())))
-            .collect::<Result<Vec<_>>>()?;
-        let mut masks = vec![];
+        let merged = merge_files(files)?;
+        let row_filters = compiled(&merged.row_filter, |r| &r.table)?;
+        let tags = compiled(&merged.tag, |t| &t.table)?;
         for m in &merged.mask {
             if m.column.is_empty() == m.tag.is_none() {
                 return Err(Error::Config(format!(
@@ -300,88 +286,16 @@ impl PolicySet {
                     m.table
                 )));
             }
-            if !matches!(
-                m.kind.as_str(),
-                "deny" | "redact" | "partial" | "nullify" | "year" | "month" | "round" | "hash"
-            ) {
-                return Err(Error::Config(format!(
-                    "mask on {}.{}: unknown kind {:?} (deny, redact, partial, nullify, year, month, round, hash)",
-                    m.table, m.column, m.kind
-                )));
-            }
-            masks.push((compile(&m.table)?, m.clone()));
         }
+        let masks = compiled(&merged.mask, |m| &m.table)?;
         let model = DefaultModel::from_str(MODEL)
             .await
             .map_err(|e| Error::Config(format!("policy model: {e}")))?;
         let mut enforcer = Enforcer::new(model, MemoryAdapter::default())
             .await
             .map_err(|e| Error::Config(format!("policy engine: {e}")))?;
-        let fail = |e: casbin::Error| Error::Config(format!("policy engine: {e}"));
-        let mut column_grants = vec![];
-        let mut write_grants = vec![];
-        for g in &merged.grant {
-            for a in &g.actions {
-                let a = a.to_ascii_lowercase();
-                if !matches!(a.as_str(), "read" | "write" | "update" | "admin" | "*") {
-                    return Err(Error::Config(format!(
-                        "grant to {} on {}: unknown action {a:?} (read, write, update, admin)",
-                        g.to, g.on
-                    )));
-                }
-                match (a.as_str(), &g.columns) {
-                    ("update", Some(cols)) if !cols.is_empty() => {
-                        column_grants.push((g.to.clone(), compile(&g.on)?, cols.clone()));
-                    }
-                    ("update", _) => {
-                        return Err(Error::Config(format!(
-                            "grant to {} on {}: update names its columns (columns = [...]); \
-                             write allows every column",
-                            g.to, g.on
-                        )));
-                    }
-                    (_, Some(_)) => {
-                        return Err(Error::Config(format!(
-                            "grant to {} on {}: columns go with the update action only",
-                            g.to, g.on
-                        )));
-                    }
-                    _ => {}
-                }
-                match a.as_str() {
-                    "write" | "admin" | "*" => write_grants.push((compile(&g.on)?, None)),
-                    "update" => write_grants.push((compile(&g.on)?, g.columns.clone())),
-                    _ => {}
-                }
-                enforcer
-                    .add_policy(vec![g.to.clone(), pattern(&g.on), a])
-                    .await
-                    .map_err(fail)?;
-            }
-        }
-        for r in &merged.role {
-            for parent in &r.inherits {
-                enforcer
-                    .add_role_for_user(&r.name, parent, None)
-                    .await
-                    .map_err(fail)?;
-            }
-        }
-        let mut principals = HashMap::new();
-        for p in merged.principal {
-            for role in &p.roles {
-                enforcer
-                    .add_role_for_user(&p.name, role, None)
-                    .await
-                    .map_err(fail)?;
-            }
-            if principals.insert(p.name.clone(), p.clone()).is_some() {
-                return Err(Error::Config(format!(
-                    "principal {} is described twice in the policies",
-                    p.name
-                )));
-            }
-        }
+        let (column_grants, write_grants) = add_grants(&mut enforcer, &merged.grant).await?;
+        let principals = add_roles(&mut enforcer, &merged.role, merged.principal).await?;
         let system_grants = merged
             .grant
             .iter()
@@ -394,7 +308,7 @@ impl PolicySet {
             })
             .collect();
         Ok(PolicySet {
-            version,
+            version: version_of(files),
             system_grants,
             column_grants,
             mask_key: None,
@@ -507,7 +421,7 @@ impl PolicySet {
         let mut out: Vec<String> = self
             .masks
             .iter()
-            .filter(|(re, m)| m.kind == "deny" && re.is_match(object) && applies(&m.to))
+            .filter(|(re, m)| m.kind == MaskKind::Deny && re.is_match(object) && applies(&m.to))
             .flat_map(|(_, m)| match &m.tag {
                 Some(tag) => self.tagged(object, tag, stored),
                 None => vec![m.column.clone()],
@@ -788,7 +702,7 @@ impl PolicySet {
                     }
                     None => masked,
                 };
-                if m.kind == "deny" {
+                if m.kind == MaskKind::Deny {
                     rules.denied.push(m.column.clone());
                 }
                 if let Some(existing) = rules.masks.iter_mut().find(|(c, _)| c == &m.column) {
@@ -811,6 +725,140 @@ impl PolicySet {
     }
 }
 
+/// The policies' version: a digest of the files' names and texts.
+fn version_of(files: &[(String, String)]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for (name, text) in files {
+        h.update(name.as_bytes());
+        h.update(text.as_bytes());
+    }
+    h.finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+}
+
+/// The files' sections, one list of each kind.
+fn merge_files(files: &[(String, String)]) -> Result<PolicyFile> {
+    let mut merged = PolicyFile::default();
+    for (name, text) in files {
+        let f: PolicyFile =
+            toml::from_str(text).map_err(|e| Error::Config(format!("policy file {name}: {e}")))?;
+        merged.principal.extend(f.principal);
+        merged.role.extend(f.role);
+        merged.grant.extend(f.grant);
+        merged.row_filter.extend(f.row_filter);
+        merged.mask.extend(f.mask);
+        merged.tag.extend(f.tag);
+    }
+    Ok(merged)
+}
+
+/// A table pattern (`hr.*`) as a regular expression.
+fn compile(glob: &str) -> Result<regex_lite::Regex> {
+    regex_lite::Regex::new(&pattern(glob))
+        .map_err(|e| Error::Config(format!("policy table pattern {glob:?}: {e}")))
+}
+
+/// Each spec with its table pattern compiled.
+fn compiled<T: Clone>(
+    specs: &[T],
+    table: impl Fn(&T) -> &String,
+) -> Result<Vec<(regex_lite::Regex, T)>> {
+    specs
+        .iter()
+        .map(|s| Ok((compile(table(s))?, s.clone())))
+        .collect()
+}
+
+/// Grants per column of UPDATE, and the patterns some grant lets a user write.
+type WriteGrants = (
+    Vec<(String, regex_lite::Regex, Vec<String>)>,
+    Vec<(regex_lite::Regex, Option<Vec<String>>)>,
+);
+
+/// The grants into the policy engine; the column and write grants they make.
+async fn add_grants(enforcer: &mut Enforcer, grants: &[GrantSpec]) -> Result<WriteGrants> {
+    let fail = |e: casbin::Error| Error::Config(format!("policy engine: {e}"));
+    let mut column_grants = vec![];
+    let mut write_grants = vec![];
+    for g in grants {
+        for a in &g.actions {
+            let a = a.to_ascii_lowercase();
+            if !matches!(a.as_str(), "read" | "write" | "update" | "admin" | "*") {
+                return Err(Error::Config(format!(
+                    "grant to {} on {}: unknown action {a:?} (read, write, update, admin)",
+                    g.to, g.on
+                )));
+            }
+            match (a.as_str(), &g.columns) {
+                ("update", Some(cols)) if !cols.is_empty() => {
+                    column_grants.push((g.to.clone(), compile(&g.on)?, cols.clone()));
+                }
+                ("update", _) => {
+                    return Err(Error::Config(format!(
+                        "grant to {} on {}: update names its columns (columns = [...]); \
+                         write allows every column",
+                        g.to, g.on
+                    )));
+                }
+                (_, Some(_)) => {
+                    return Err(Error::Config(format!(
+                        "grant to {} on {}: columns go with the update action only",
+                        g.to, g.on
+                    )));
+                }
+                _ => {}
+            }
+            match a.as_str() {
+                "write" | "admin" | "*" => write_grants.push((compile(&g.on)?, None)),
+                "update" => write_grants.push((compile(&g.on)?, g.columns.clone())),
+                _ => {}
+            }
+            enforcer
+                .add_policy(vec![g.to.clone(), pattern(&g.on), a])
+                .await
+                .map_err(fail)?;
+        }
+    }
+    Ok((column_grants, write_grants))
+}
+
+/// Roles' inheritance and principals' roles into the policy engine; the principals by name.
+async fn add_roles(
+    enforcer: &mut Enforcer,
+    roles: &[RoleSpec],
+    principals: Vec<PrincipalSpec>,
+) -> Result<HashMap<String, PrincipalSpec>> {
+    let fail = |e: casbin::Error| Error::Config(format!("policy engine: {e}"));
+    for r in roles {
+        for parent in &r.inherits {
+            enforcer
+                .add_role_for_user(&r.name, parent, None)
+                .await
+                .map_err(fail)?;
+        }
+    }
+    let mut by_name = HashMap::new();
+    for p in principals {
+        for role in &p.roles {
+            enforcer
+                .add_role_for_user(&p.name, role, None)
+                .await
+                .map_err(fail)?;
+        }
+        if by_name.insert(p.name.clone(), p.clone()).is_some() {
+            return Err(Error::Config(format!(
+                "principal {} is described twice in the policies",
+                p.name
+            )));
+        }
+    }
+    Ok(by_name)
+}
+
 fn typed_null(dt: &datafusion::arrow::datatypes::DataType) -> datafusion::logical_expr::Expr {
     use datafusion::logical_expr::{Expr, cast};
     cast(
@@ -829,16 +877,17 @@ fn mask_expr(
     use datafusion::arrow::datatypes::DataType as D;
     use datafusion::logical_expr::{Expr, cast, lit};
     let text = matches!(dt, D::Utf8 | D::LargeUtf8 | D::Utf8View);
-    Ok(match m.kind.as_str() {
+    use MaskKind as K;
+    Ok(match m.kind {
         // Hidden from the session's tables (denied_columns); NULL wherever it still reaches a
         // scan (a view's, time travel), never its value.
-        "nullify" | "deny" => typed_null(dt),
-        "redact" if text => cast(
+        K::Nullify | K::Deny => typed_null(dt),
+        K::Redact if text => cast(
             lit(m.value.clone().unwrap_or_else(|| "****".into())),
             dt.clone(),
         ),
-        "redact" => typed_null(dt),
-        "hash" if text => match key {
+        K::Redact => typed_null(dt),
+        K::Hash if text => match key {
             Some(k) => cast(
                 secure::KeyedHash::udf(k).call(vec![cast(col, D::Utf8)]),
                 dt.clone(),
@@ -849,7 +898,7 @@ fn mask_expr(
                 ));
             }
         },
-        "partial" if text => {
+        K::Partial if text => {
             let keep = m.keep_last.unwrap_or(4);
             let prefix = m.prefix.clone().unwrap_or_default();
             cast(
@@ -860,11 +909,14 @@ fn mask_expr(
                 dt.clone(),
             )
         }
-        "year" | "month" if matches!(dt, D::Date32 | D::Date64 | D::Timestamp(..)) => cast(
-            datafusion::functions::datetime::expr_fn::date_trunc(lit(m.kind.clone()), col),
+        K::Year | K::Month if matches!(dt, D::Date32 | D::Date64 | D::Timestamp(..)) => cast(
+            datafusion::functions::datetime::expr_fn::date_trunc(
+                lit(if m.kind == K::Year { "year" } else { "month" }),
+                col,
+            ),
             dt.clone(),
         ),
-        "round" if dt.is_numeric() => cast(
+        K::Round if dt.is_numeric() => cast(
             datafusion::functions::math::expr_fn::round(vec![
                 cast(col, D::Float64),
                 lit(m.digits.unwrap_or(0)),
@@ -873,258 +925,12 @@ fn mask_expr(
         ),
         other => {
             return Err(Error::Config(format!(
-                "a {other} mask does not fit a column of type {dt}"
+                "a {} mask does not fit a column of type {dt}",
+                format!("{other:?}").to_lowercase()
             )));
         }
     })
     .map(|e: Expr| e)
-}
-
-/// What `lakegate.policy_status()` says, and the files' state last seen.
-#[derive(Debug)]
-pub struct PolicyWatch {
-    dir: PathBuf,
-    mask_key: Option<Vec<u8>>,
-    seen: std::sync::Mutex<Option<Fingerprint>>,
-    /// Change notices for the folder (or, while it does not exist, for the folder it is to be
-    /// made in), and their count when the files were last looked at: while it is the same, no
-    /// file changed and none is read or listed.
-    notices: std::sync::Mutex<Notices>,
-    /// What `lakegate.policy_status()` answers.
-    pub status: std::sync::Arc<std::sync::RwLock<PolicyStatus>>,
-    /// A policy folder was named in the configuration or has been seen: from then on a
-    /// missing folder keeps the policies in force (never the built-in defaults).
-    named: std::sync::atomic::AtomicBool,
-}
-
-/// `lakegate.policy_status()`: `ok: <source>@<version>`, or `error: ...; still in force: ...`.
-/// What failed (a file's name, line and text) is for administrators only; others learn that
-/// the files do not load and which version is in force.
-#[derive(Debug, Clone, Default)]
-pub struct PolicyStatus {
-    pub full: String,
-    pub public: String,
-    /// Tables the policies in force cannot govern as written (by table), found by statements
-    /// that were refused for it; forgotten when the policies change.
-    pub problems: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Default)]
-struct Notices {
-    watch: Option<crate::storage::watch::Watch>,
-    /// Whether `watch` is on the policy folder itself (not its parent).
-    on_dir: bool,
-    /// The count when the files were last looked at.
-    looked: Option<u64>,
-    /// How many times watching started again (a count belongs to one watch).
-    epoch: u64,
-}
-
-impl Notices {
-    /// Watch `dir`, or its parent while it does not exist.
-    fn start(dir: &Path, epoch: u64) -> Notices {
-        use crate::storage::watch::Watch;
-        if let Some(w) = Watch::new(dir) {
-            return Notices {
-                watch: Some(w),
-                on_dir: true,
-                looked: None,
-                epoch,
-            };
-        }
-        let parent = match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        Notices {
-            watch: Watch::new(parent),
-            on_dir: false,
-            looked: None,
-            epoch,
-        }
-    }
-
-    /// Whether the files must be looked at (they may have changed since last time), with the
-    /// epoch and count to remember once they have been ([`Self::looked_at`]).
-    fn must_look(&mut self, dir: &Path) -> Option<(u64, Option<u64>)> {
-        let count = self.watch.as_ref().and_then(|w| w.count());
-        if count.is_some() && count == self.looked {
-            return None;
-        }
-        if !self.on_dir || count.is_none() {
-            // Something happened beside the folder (it may exist now), or the notices stopped
-            // (it was removed or moved): watch again from scratch, before looking.
-            *self = Notices::start(dir, self.epoch + 1);
-            let count = self.watch.as_ref().and_then(|w| w.count());
-            return Some((self.epoch, count));
-        }
-        Some((self.epoch, count))
-    }
-
-    /// The files were looked at after `must_look` said `(epoch, count)`.
-    fn looked_at(&mut self, epoch: u64, count: Option<u64>) {
-        if let Some(c) = count
-            && epoch == self.epoch
-        {
-            self.looked = Some(self.looked.map_or(c, |l| l.max(c)));
-        }
-    }
-}
-
-impl PolicyWatch {
-    /// `configured`: the folder was named in the configuration (see [`PolicySet::load`]).
-    pub fn new(
-        dir: PathBuf,
-        mask_key: Option<Vec<u8>>,
-        loaded: &PolicySet,
-        configured: bool,
-    ) -> PolicyWatch {
-        // Watched before the first look: a change made meanwhile is seen by the next one.
-        let mut notices = Notices::start(&dir, 0);
-        notices.looked = notices.watch.as_ref().and_then(|w| w.count());
-        let named = configured || dir.is_dir();
-        let w = PolicyWatch {
-            seen: std::sync::Mutex::new(fingerprint(&dir)),
-            notices: std::sync::Mutex::new(notices),
-            dir,
-            mask_key,
-            status: Default::default(),
-            named: std::sync::atomic::AtomicBool::new(named),
-        };
-        w.set_ok(loaded);
-        w
-    }
-
-    fn notices(&self) -> std::sync::MutexGuard<'_, Notices> {
-        self.notices.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn set_ok(&self, p: &PolicySet) {
-        let text = format!("ok: {}@{}", p.source, p.version);
-        *self.status.write().unwrap_or_else(|p| p.into_inner()) = PolicyStatus {
-            full: text.clone(),
-            public: text,
-            problems: BTreeMap::new(),
-        };
-    }
-
-    /// A table its policies cannot govern as written (shown to administrators by
-    /// `lakegate.policy_status()` until the policies change).
-    pub fn problem(&self, object: &str, what: String) {
-        self.status
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .problems
-            .insert(object.to_string(), what);
-    }
-
-    fn set_error(&self, detail: &str, current: &PolicySet) {
-        let in_force = format!("still in force: {}@{}", current.source, current.version);
-        let mut status = self.status.write().unwrap_or_else(|p| p.into_inner());
-        status.full = format!("error: {detail}; {in_force}");
-        status.public =
-            format!("error: the policy files do not load (an administrator sees why); {in_force}");
-    }
-
-    /// When the policy files changed since last seen, load them: the new set, or None (no
-    /// change, or they do not load — then the old set stays in force, the error is logged and
-    /// shown by `lakegate.policy_status()`). A policy folder that disappears (or cannot be
-    /// read) keeps the old set too: never the built-in defaults once a folder was named.
-    pub async fn changed(&self, current: &PolicySet) -> Option<PolicySet> {
-        use std::sync::atomic::Ordering;
-        let (epoch, count) = self.notices().must_look(&self.dir)?;
-        let now = fingerprint(&self.dir);
-        // Looked at after the count was taken: any later change counts beyond it.
-        self.notices().looked_at(epoch, count);
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            if *seen == now {
-                return None;
-            }
-            *seen = now.clone();
-        }
-        if now.is_none() {
-            if self.named.load(Ordering::SeqCst) {
-                tracing::error!(
-                    folder = %self.dir.display(),
-                    "the policy folder is missing; the previous policies stay in force"
-                );
-                self.set_error(
-                    &format!("the policy folder {} is missing", self.dir.display()),
-                    current,
-                );
-            }
-            return None;
-        }
-        self.named.store(true, Ordering::SeqCst);
-        match PolicySet::load(&self.dir, true).await {
-            Ok(p) => {
-                let p = p.with_mask_key(self.mask_key.clone());
-                tracing::info!(source = %p.source, version = %p.version, "policies reloaded");
-                self.set_ok(&p);
-                Some(p)
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "policy files do not load; the previous policies stay in force");
-                self.set_error(&e.to_string(), current);
-                None
-            }
-        }
-    }
-}
-
-/// Names, modification times and sizes of the policy files.
-type Fingerprint = Vec<(PathBuf, Option<std::time::SystemTime>, u64)>;
-
-/// The policy files' [`Fingerprint`]; None when the folder does not exist (or cannot be read).
-fn fingerprint(dir: &Path) -> Option<Fingerprint> {
-    let rd = std::fs::read_dir(dir).ok()?;
-    let mut out: Fingerprint = rd
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
-        .map(|e| {
-            let md = e.metadata().ok();
-            (
-                e.path(),
-                md.as_ref().and_then(|m| m.modified().ok()),
-                md.map(|m| m.len()).unwrap_or(0),
-            )
-        })
-        .collect();
-    out.sort();
-    Some(out)
-}
-
-/// The `*.toml` files of a policy folder (name, text), sorted by name; None when the folder
-/// does not exist. A folder or file that cannot be read is an error.
-fn read_folder(dir: &Path) -> Result<Option<Vec<(String, String)>>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(Error::Config(format!(
-                "cannot read policy folder {}: {e}",
-                dir.display()
-            )));
-        }
-    };
-    let mut paths = vec![];
-    for e in entries {
-        let e = e.map_err(|e| {
-            Error::Config(format!("cannot read policy folder {}: {e}", dir.display()))
-        })?;
-        if e.path().extension().is_some_and(|x| x == "toml") {
-            paths.push(e.path());
-        }
-    }
-    paths.sort();
-    let mut files = Vec::with_capacity(paths.len());
-    for p in paths {
-        let text = std::fs::read_to_string(&p)
-            .map_err(|e| Error::Config(format!("cannot read policy file {}: {e}", p.display())))?;
-        files.push((p.display().to_string(), text));
-    }
-    Ok(Some(files))
 }
 
 /// The names a row filter's predicate uses (unquoted ones folded to lower case): its columns,
@@ -1326,75 +1132,5 @@ mod tests {
         let p = PolicySet::load(Path::new("/nonexistent-policy-dir"), true).await?;
         assert!(!p.allows(&Subject::user("anyone"), "demo.orders", Action::Read));
         Ok(())
-    }
-}
-
-/// `lakegate.policy_status()`: whether the policy files in force loaded, or what failed (the
-/// details only for an administrator's session, `admin`).
-pub fn status_udf(
-    status: std::sync::Arc<std::sync::RwLock<PolicyStatus>>,
-    admin: bool,
-) -> datafusion::logical_expr::ScalarUDF {
-    datafusion::logical_expr::ScalarUDF::new_from_impl(StatusFn {
-        status,
-        admin,
-        signature: datafusion::logical_expr::Signature::nullary(
-            datafusion::logical_expr::Volatility::Volatile,
-        ),
-    })
-}
-
-#[derive(Debug)]
-struct StatusFn {
-    status: std::sync::Arc<std::sync::RwLock<PolicyStatus>>,
-    admin: bool,
-    signature: datafusion::logical_expr::Signature,
-}
-
-impl PartialEq for StatusFn {
-    fn eq(&self, other: &Self) -> bool {
-        std::sync::Arc::ptr_eq(&self.status, &other.status) && self.admin == other.admin
-    }
-}
-impl Eq for StatusFn {}
-impl std::hash::Hash for StatusFn {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        std::sync::Arc::as_ptr(&self.status).hash(state);
-        self.admin.hash(state);
-    }
-}
-
-impl datafusion::logical_expr::ScalarUDFImpl for StatusFn {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-    fn name(&self) -> &str {
-        "lakegate.policy_status"
-    }
-    fn signature(&self) -> &datafusion::logical_expr::Signature {
-        &self.signature
-    }
-    fn return_type(
-        &self,
-        _: &[datafusion::arrow::datatypes::DataType],
-    ) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
-        Ok(datafusion::arrow::datatypes::DataType::Utf8)
-    }
-    fn invoke_with_args(
-        &self,
-        _args: datafusion::logical_expr::ScalarFunctionArgs,
-    ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
-        let status = self.status.read().unwrap_or_else(|p| p.into_inner());
-        let s = if !self.admin {
-            status.public.clone()
-        } else if status.problems.is_empty() {
-            status.full.clone()
-        } else {
-            let problems: Vec<&str> = status.problems.values().map(String::as_str).collect();
-            format!("{}; problems: {}", status.full, problems.join("; "))
-        };
-        Ok(datafusion::logical_expr::ColumnarValue::Scalar(
-            datafusion::common::ScalarValue::Utf8(Some(s)),
-        ))
     }
 }
