@@ -60,8 +60,11 @@ class Lakegate:
     """A lakegate server on an ephemeral port with its own warehouse; `env` adds settings
     (LAKEGATE__ENGINE__MEMORY_LIMIT=4GiB ...)."""
 
-    def __init__(self, workdir, env=None, config=None):
-        self.dir = os.path.join(workdir, "lakegate")
+    def __init__(self, workdir, env=None, config=None, binary=None, warehouse=None,
+                 name="lakegate"):
+        """`binary`: another build (an A/B baseline); `warehouse`: another server's folder,
+        read by this one too (a baseline on the very same tables)."""
+        self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
         extra = []
@@ -75,8 +78,9 @@ class Lakegate:
         e.update(env or {})
         self.out = open(os.path.join(self.dir, "server.log"), "w")
         self.proc = subprocess.Popen(
-            [lakegate_binary(), "serve", *extra, "--listen", f"127.0.0.1:{self.port}", "--data-dir",
-             os.path.join(self.dir, "warehouse")], stdout=self.out, stderr=subprocess.STDOUT, env=e)
+            [binary or lakegate_binary(), "serve", *extra, "--listen", f"127.0.0.1:{self.port}",
+             "--data-dir", warehouse or os.path.join(self.dir, "warehouse")],
+            stdout=self.out, stderr=subprocess.STDOUT, env=e)
         _procs.append((self.proc, lambda p: (p.terminate(), p.wait(30))))
         self._wait()
         self.url = f"postgresql://lakegate:{PASSWORD}@127.0.0.1:{self.port}/lakegate"

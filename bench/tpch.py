@@ -1,6 +1,7 @@
 """TPC-H through Lakegate's wire beside DataFusion in process and DuckDB on the same files.
 
     python3 bench/tpch.py --sf 1 [--runs 3] [--engines lakegate,lakegate-parquet,datafusion,duckdb,duckdb-delta]
+    BENCH_BASELINE=/path/to/other/lakegate python3 bench/tpch.py ...   (adds lakegate-baseline: A/B)
                           [--data DIR] [--out docs/bench-results] [--memory-limit 4GiB]
 
 Generates TPC-H at the scale factor with tpchgen-cli (once, into --data), starts a release
@@ -196,6 +197,13 @@ def main():
                           ("lakegate-iceberg", "tpch_iceberg")]:
             if e in engines:
                 runners[e] = WireEngine(e, server.url, schema)
+            # An A/B baseline: another build ($BENCH_BASELINE) on the same tables, its runs
+            # interleaved with this build's (q1 on one, then on the other ...).
+            if e == "lakegate" and e in engines and os.environ.get("BENCH_BASELINE"):
+                baseline = common.Lakegate(work, env, binary=os.environ["BENCH_BASELINE"],
+                                           warehouse=os.path.join(server.dir, "warehouse"),
+                                           name="lakegate-baseline")
+                runners["lakegate-baseline"] = WireEngine("lakegate-baseline", baseline.url, schema)
     else:
         server, load_seconds = None, 0.0
     if "datafusion" in engines:

@@ -155,7 +155,7 @@ impl Cursors {
             schema,
             names: c.names.clone(),
             stream: Box::pin(stream),
-            command: "FETCH",
+            command: super::RowsKind::Fetch,
         })
     }
 }
@@ -457,7 +457,7 @@ impl Session {
             });
         }
         let q = DfStatement::Statement(Box::new(ast::Statement::Query(query.clone())));
-        let rows = self.query(&q, params, "SELECT").await?;
+        let rows = self.query(&q, params, super::RowsKind::Select).await?;
         let options = Options {
             scroll: d.scroll == Some(true),
             binary: d.binary == Some(true),

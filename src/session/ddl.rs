@@ -651,13 +651,13 @@ async fn create_table_as(
         format!("CREATE TABLE {schema_name}.{table} AS"),
         std::time::Duration::from_secs(10),
     );
-    let insert = format!(
-        "INSERT INTO {}.{} {}",
-        quote(schema_name),
-        quote(table),
-        query
-    );
-    match session.run_sql_command(&insert, "INSERT").await {
+    let insert = insert_from(schema_name, table, query);
+    let inserted = match session.dml(&insert, vec![], "INSERT").await {
+        Ok(Outcome::Command(t)) => Ok(t.rows.unwrap_or(0)),
+        Ok(_) => Ok(0),
+        Err(e) => Err(e),
+    };
+    match inserted {
         Ok(rows) => Ok(Outcome::Command(CommandTag::rows("SELECT", rows))),
         Err(e) => {
             // CREATE TABLE AS is one statement: no empty table stays behind.
@@ -667,6 +667,43 @@ async fn create_table_as(
             Err(e)
         }
     }
+}
+
+/// `INSERT INTO schema.table <query>` as a statement, the query's syntax tree as it was parsed
+/// (never printed and parsed again).
+fn insert_from(
+    schema: &str,
+    table: &str,
+    query: &ast::Query,
+) -> datafusion::sql::parser::Statement {
+    let name = ObjectName::from(vec![
+        ast::Ident::with_quote('"', schema),
+        ast::Ident::with_quote('"', table),
+    ]);
+    let insert = ast::Insert {
+        insert_token: ast::helpers::attached_token::AttachedToken::empty(),
+        optimizer_hint: None,
+        or: None,
+        ignore: false,
+        into: true,
+        table: ast::TableObject::TableName(name),
+        table_alias: None,
+        columns: vec![],
+        overwrite: false,
+        source: Some(Box::new(query.clone())),
+        assignments: vec![],
+        partitioned: None,
+        after_columns: vec![],
+        has_table_keyword: false,
+        on: None,
+        returning: None,
+        replace_into: false,
+        priority: None,
+        insert_alias: None,
+        settings: None,
+        format_clause: None,
+    };
+    datafusion::sql::parser::Statement::Statement(Box::new(ast::Statement::Insert(insert)))
 }
 
 /// The type a query result column is stored as in a Delta table.

@@ -547,17 +547,6 @@ impl Session {
         Ok(Outcome::Command(CommandTag::rows(command, rows)))
     }
 
-    pub(crate) async fn run_sql_command(&self, sql: &str, command: &str) -> Result<usize> {
-        let mut stmts = parse(sql)?;
-        let stmt = stmts
-            .pop()
-            .ok_or_else(|| Error::internal("empty generated statement"))?;
-        match self.dml(&stmt, vec![], command).await? {
-            Outcome::Command(t) => Ok(t.rows.unwrap_or(0)),
-            _ => Ok(0),
-        }
-    }
-
     /// The Delta table (ours or registered) that a write or maintenance statement names:
     /// (schema, table, entry). Views and external file tables are refused.
     pub(crate) fn delta_target(

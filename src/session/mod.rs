@@ -281,6 +281,29 @@ impl CommandTag {
     }
 }
 
+/// The kind of statement whose rows an [`Outcome::Rows`] holds: its command tag, and what
+/// planning and caching do for it (only a SELECT's results are remembered; EXPLAIN shows a
+/// non-administrator the structure only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowsKind {
+    Select,
+    Explain,
+    Show,
+    Fetch,
+}
+
+impl RowsKind {
+    /// The command tag PostgreSQL sends for it.
+    pub fn tag(self) -> &'static str {
+        match self {
+            RowsKind::Select => "SELECT",
+            RowsKind::Explain => "EXPLAIN",
+            RowsKind::Show => "SHOW",
+            RowsKind::Fetch => "FETCH",
+        }
+    }
+}
+
 /// What a statement produced.
 pub enum Outcome {
     /// Rows to stream; `names` overrides the column names PostgreSQL would show.
@@ -288,7 +311,7 @@ pub enum Outcome {
         schema: SchemaRef,
         names: Vec<String>,
         stream: SendableRecordBatchStream,
-        command: &'static str,
+        command: RowsKind,
     },
     Command(CommandTag),
     Begin,
@@ -636,7 +659,7 @@ impl Session {
     async fn dispatch(&mut self, stmt: &DfStatement, params: Vec<ScalarValue>) -> Result<Outcome> {
         match stmt {
             DfStatement::Statement(s) => self.execute_sql(stmt, s, params).await,
-            DfStatement::Explain(_) => self.query(stmt, params, "EXPLAIN").await,
+            DfStatement::Explain(_) => self.query(stmt, params, RowsKind::Explain).await,
             DfStatement::Reset(r) => self.reset(r),
             DfStatement::CreateExternalTable(ct) => ddl::create_external(self, ct).await,
             DfStatement::CopyTo(_) => Err(Error::unsupported("COPY is not supported yet")),
@@ -651,9 +674,9 @@ impl Session {
     ) -> Result<Outcome> {
         use SqlStatement as S;
         match s {
-            S::Query(_) => self.query(whole, params, "SELECT").await,
+            S::Query(_) => self.query(whole, params, RowsKind::Select).await,
             S::Explain { .. } | S::ExplainTable { .. } => {
-                self.query(whole, params, "EXPLAIN").await
+                self.query(whole, params, RowsKind::Explain).await
             }
             S::Insert(_) if self.in_transaction => {
                 transaction::buffer_insert(self, whole, params).await

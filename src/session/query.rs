@@ -12,7 +12,9 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{self, Statement as SqlStatement};
 
-use super::{Outcome, Parsed, Prepared, PreparedKind, Seen, Session, is_dml, parse, unparsed};
+use super::{
+    Outcome, Parsed, Prepared, PreparedKind, RowsKind, Seen, Session, is_dml, parse, unparsed,
+};
 use super::{dml, merge, settings};
 use crate::error::{Error, Result, SqlState};
 use crate::planner::Planner;
@@ -139,9 +141,9 @@ impl Session {
         &self,
         stmt: &DfStatement,
         params: Vec<ScalarValue>,
-        command: &'static str,
+        command: RowsKind,
     ) -> Result<Outcome> {
-        let memo_key = if command == "SELECT" {
+        let memo_key = if command == RowsKind::Select {
             self.memo_key(stmt, &params)
         } else {
             None
@@ -161,7 +163,7 @@ impl Session {
         let names = output_names(stmt, &schema);
         // The result cache: by governed plan, policy version, table locations and versions
         // (mv::cache); the session's optimized plans by the same identity.
-        let identity = if command == "SELECT" {
+        let identity = if command == RowsKind::Select {
             self.plan_identity(&plan)
         } else {
             None
@@ -233,7 +235,7 @@ impl Session {
         let stream = match plan {
             // What a user's EXPLAIN shows stops at every secure scan, whatever its format.
             crate::engine::Logical::AsWritten(plan)
-                if command == "EXPLAIN" && !self.principal.admin =>
+                if command == RowsKind::Explain && !self.principal.admin =>
             {
                 self.explain_for_user(plan).await?
             }
@@ -337,7 +339,7 @@ impl Session {
     pub(super) async fn remembered_rows(
         &self,
         key: u64,
-        command: &'static str,
+        command: RowsKind,
     ) -> Result<Option<Outcome>> {
         let Some(memo) = self
             .memo

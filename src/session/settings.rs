@@ -498,7 +498,7 @@ impl Session {
             schema,
             names,
             stream: Box::pin(stream),
-            command: "SHOW",
+            command: super::RowsKind::Show,
         })
     }
 

@@ -61,7 +61,7 @@ pub(super) fn rows_response(
         stream::iter(rows)
     });
     let mut resp = QueryResponse::new(Arc::new(fields), rows);
-    resp.set_command_tag(command);
+    resp.set_command_tag(command.tag());
     Ok(Response::Query(resp))
 }
 
