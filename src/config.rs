@@ -623,17 +623,7 @@ impl Config {
                 "tls.required is set but tls.cert and tls.key are not".into(),
             ));
         }
-        let loopback = listen.ip().is_loopback();
-        if !loopback && tls.is_none() {
-            return Err(Error::Config(format!(
-                "refusing to listen on {listen} without TLS: set tls.cert and tls.key (or LAKEGATE__TLS__CERT and LAKEGATE__TLS__KEY), or listen on 127.0.0.1"
-            )));
-        }
-        if !loopback && admin_password.0 == DEFAULT_PASSWORD {
-            return Err(Error::Config(format!(
-                "refusing to listen on {listen} with the default admin password: set LAKEGATE_PASSWORD (or auth.admin_password_file)"
-            )));
-        }
+        exposed_safely(listen, tls.is_some(), &admin_password)?;
         if self.auth.scram_iterations < 4096 {
             return Err(Error::Config(
                 "auth.scram_iterations must be at least 4096".into(),
@@ -651,33 +641,7 @@ impl Config {
                 "server.max_connections must be at least 1".into(),
             ));
         }
-        let s3c = &self.storage.s3;
-        let s3 = S3Settings {
-            endpoint: s3c.endpoint.clone(),
-            region: s3c.region.clone(),
-            access_key_id: s3c.access_key_id.clone(),
-            secret_access_key: match &s3c.secret_access_key_file {
-                Some(f) => Some(read_secret_file(f)?),
-                None => None,
-            },
-            allow_http: s3c.allow_http,
-            path_style: s3c.path_style,
-            azure: AzureSettings {
-                account: self.storage.azure.account.clone(),
-                access_key: match &self.storage.azure.access_key_file {
-                    Some(f) => Some(read_secret_file(f)?),
-                    None => None,
-                },
-                endpoint: self.storage.azure.endpoint.clone(),
-                allow_http: self.storage.azure.allow_http,
-            },
-            gcs_service_account_file: self
-                .storage
-                .gcs
-                .service_account_file
-                .as_ref()
-                .map(|p| p.display().to_string()),
-        };
+        let s3 = self.object_store_settings()?;
         let mut catalogs = Vec::with_capacity(self.catalogs.len());
         for c in &self.catalogs {
             catalogs.push(rest_spec(c, &self.server.database)?);
@@ -692,33 +656,7 @@ impl Config {
                 dup.1.name
             )));
         }
-        let mut users = vec![UserSpec {
-            name: self.auth.admin_user.clone(),
-            password: admin_password,
-            admin: true,
-        }];
-        for u in &self.auth.users {
-            let password = match (&u.password_env, &u.password_file) {
-                (Some(var), _) => Secret(std::env::var(var).map_err(|_| {
-                    Error::Config(format!(
-                        "user {}: environment variable {var} is not set",
-                        u.name
-                    ))
-                })?),
-                (None, Some(f)) => Secret(read_secret_file(f)?),
-                (None, None) => {
-                    return Err(Error::Config(format!(
-                        "user {}: set password_env or password_file",
-                        u.name
-                    )));
-                }
-            };
-            users.push(UserSpec {
-                name: u.name.clone(),
-                password,
-                admin: u.admin,
-            });
-        }
+        let users = self.user_specs(admin_password)?;
         Ok(Settings {
             listen,
             database: self.server.database,
@@ -775,6 +713,69 @@ impl Config {
             limits: limits(&self.limits)?,
         })
     }
+
+    /// The administrator and the configured users, passwords read from where they are kept.
+    fn user_specs(&self, admin_password: Secret) -> Result<Vec<UserSpec>> {
+        let mut users = vec![UserSpec {
+            name: self.auth.admin_user.clone(),
+            password: admin_password,
+            admin: true,
+        }];
+        for u in &self.auth.users {
+            let password = match (&u.password_env, &u.password_file) {
+                (Some(var), _) => Secret(std::env::var(var).map_err(|_| {
+                    Error::Config(format!(
+                        "user {}: environment variable {var} is not set",
+                        u.name
+                    ))
+                })?),
+                (None, Some(f)) => Secret(read_secret_file(f)?),
+                (None, None) => {
+                    return Err(Error::Config(format!(
+                        "user {}: set password_env or password_file",
+                        u.name
+                    )));
+                }
+            };
+            users.push(UserSpec {
+                name: u.name.clone(),
+                password,
+                admin: u.admin,
+            });
+        }
+        Ok(users)
+    }
+
+    /// The object stores' settings (S3, Azure, GCS), secrets read from their files.
+    fn object_store_settings(&self) -> Result<S3Settings> {
+        let s3c = &self.storage.s3;
+        Ok(S3Settings {
+            endpoint: s3c.endpoint.clone(),
+            region: s3c.region.clone(),
+            access_key_id: s3c.access_key_id.clone(),
+            secret_access_key: match &s3c.secret_access_key_file {
+                Some(f) => Some(read_secret_file(f)?),
+                None => None,
+            },
+            allow_http: s3c.allow_http,
+            path_style: s3c.path_style,
+            azure: AzureSettings {
+                account: self.storage.azure.account.clone(),
+                access_key: match &self.storage.azure.access_key_file {
+                    Some(f) => Some(read_secret_file(f)?),
+                    None => None,
+                },
+                endpoint: self.storage.azure.endpoint.clone(),
+                allow_http: self.storage.azure.allow_http,
+            },
+            gcs_service_account_file: self
+                .storage
+                .gcs
+                .service_account_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        })
+    }
 }
 
 /// `[[limits]]`, validated.
@@ -804,6 +805,22 @@ fn limits(configured: &[LimitConfig]) -> Result<Vec<Limit>> {
             })
         })
         .collect()
+}
+
+/// Off loopback, only with TLS and a password of one's own.
+fn exposed_safely(listen: SocketAddr, tls: bool, admin_password: &Secret) -> Result<()> {
+    let loopback = listen.ip().is_loopback();
+    if !loopback && !tls {
+        return Err(Error::Config(format!(
+            "refusing to listen on {listen} without TLS: set tls.cert and tls.key (or LAKEGATE__TLS__CERT and LAKEGATE__TLS__KEY), or listen on 127.0.0.1"
+        )));
+    }
+    if !loopback && admin_password.0 == DEFAULT_PASSWORD {
+        return Err(Error::Config(format!(
+            "refusing to listen on {listen} with the default admin password: set LAKEGATE_PASSWORD (or auth.admin_password_file)"
+        )));
+    }
+    Ok(())
 }
 
 /// A REST catalog's properties, with its secret read from the environment or a file.

@@ -18,6 +18,10 @@
 //!
 //! The result is the filter's mask (no nulls: a row is kept only where every conjunct is
 //! true, as a FilterExec keeps it), so the expression only replaces a FilterExec's predicate.
+//!
+//! Upstream gap (DataFusion 53): `FilterExec` evaluates a predicate's conjuncts in the order
+//! written, each on every row; it has no adaptive or selectivity-ordered conjunct evaluation. Drop
+//! this rule when it does.
 
 use std::any::Any;
 use std::fmt;

@@ -11,6 +11,10 @@
 //! 4 GiB limit spilled 5.9 GB (copies of the same buffers) and took 18.6 s instead of 2. Here
 //! each view column whose buffers are more than twice the bytes its rows point to (arrow's own
 //! rule for copying) is copied into compact buffers, as arrow's `gc` does.
+//!
+//! Upstream gap (DataFusion 53): a hash join's output keeps view columns pointing into the whole
+//! build-side buffers (no garbage collection of views after a join), so a small result can pin a
+//! large build side. Drop this rule when joins compact their view output.
 
 use std::any::Any;
 use std::fmt;

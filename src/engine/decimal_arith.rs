@@ -12,6 +12,10 @@
 //! in arrow's infallible `binary`/`unary` kernels; otherwise (or for anything but two
 //! Decimal128 operands) it evaluates the original expression, which reports an overflow as
 //! before. The result type and values are arrow's: same precision and scale, same integers.
+//!
+//! Upstream gap (arrow 57 / DataFusion 53): Decimal128 `+`, `-`, `*` always check every value for
+//! overflow; there is no bound-based unchecked kernel. Drop this rule when arrow's decimal kernels
+//! skip the check where precision allows.
 
 use std::any::Any;
 use std::fmt;

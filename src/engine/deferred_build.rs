@@ -13,6 +13,10 @@
 //!
 //! What this gives up is reading two build sides at the same time; each is read by as many
 //! tasks as it has partitions either way.
+//!
+//! Upstream gap (DataFusion 53): a collect-left hash join starts its build side at execute time, so
+//! builds of joins not yet probed compete for memory and cores. Drop this rule when the join's
+//! build is lazy upstream.
 
 use std::any::Any;
 use std::fmt;

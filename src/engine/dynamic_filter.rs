@@ -12,6 +12,11 @@
 //! applying it after [`SAMPLE_ROWS`] rows of which it kept more than [`KEEP_LIMIT`] percent,
 //! until the filter changes again. Of several filters (one per join above the scan), the one
 //! keeping the smallest share goes first and the others see only the rows it kept.
+//!
+//! Upstream gap (DataFusion 53 / deltalake 0.32): a Parquet scan applies the dynamic filters a hash
+//! join hands it only for pruning when its static predicate is not pushed row by row (see
+//! `prune_only`); nothing applies them to rows. Drop this node when dynamic filters are evaluated
+//! row by row independently of the static predicate.
 
 use std::any::Any;
 use std::fmt;

@@ -19,6 +19,10 @@
 //! The result becomes the filter's default selectivity, which DataFusion uses exactly when its
 //! own analysis is not possible; filters it can analyse keep its estimate. The selectivity is
 //! a whole percentage in DataFusion: estimates below 1 % are 1 %.
+//!
+//! Upstream gap (DataFusion 53): a filter over an input without column statistics gets the default
+//! selectivity, so join selection builds on the wrong side. Drop this rule when filter estimates
+//! use conjunct-level heuristics upstream.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -9,6 +9,10 @@
 //! pushdown, keeps the predicate for pruning and turns the row-level filter off, as
 //! DataFusion's default is for its own Parquet tables; the filter above the scan (deltalake
 //! marks its pushed filters Inexact) stays and gives the exact answer.
+//!
+//! Upstream gap (deltalake 0.32): a Delta scan hands its filter to the Parquet source only together
+//! with row-level pushdown, which decodes filter columns twice; there is no 'prune only' mode. Drop
+//! this rule when deltalake separates pruning from row filtering.
 
 use std::sync::Arc;
 

@@ -18,6 +18,10 @@
 //! The result of each partition is held in memory (reserved from the memory pool) until every
 //! place has read it. When the pool cannot hold it, each place computes its own, as without
 //! the rule.
+//!
+//! Upstream gap (DataFusion 53): CTEs are inlined at each use and computed again; there is no
+//! common-subplan reuse in physical plans. Drop this rule when DataFusion materializes or shares
+//! repeated subplans.
 
 use std::any::Any;
 use std::collections::HashMap;

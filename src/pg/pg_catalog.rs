@@ -57,10 +57,6 @@ pub fn schemas(ctx: &SessionContext) -> Result<Vec<(&'static str, Arc<dyn Schema
     ])
 }
 
-/// The catalog functions drivers call (format_type, pg_get_expr, pg_table_is_visible,
-/// quote_ident, pg_get_keywords ...). Registered before ours, which replace the session-valued
-/// ones (current_schema, current_database, pg_backend_pid, session_user).
-
 /// The catalog-query rewrites of datafusion-pg-catalog that drivers' SQL needs: unqualified
 /// pg_catalog tables (pg_catalog is always on PostgreSQL's search path), `pg_catalog.`-qualified
 /// functions and types, `'t'::regclass`, `COLLATE pg_catalog.default`, `OPERATOR(pg_catalog.~)`,

@@ -51,22 +51,7 @@ pub async fn plan(session: &Session, m: &ast::Merge) -> Result<dml::RowChange> {
         Some(a) => a.name.clone(),
         None => ast::Ident::with_quote('"', table.clone()),
     };
-    let source_alias = match &m.source {
-        TableFactor::Table { alias: Some(a), .. } | TableFactor::Derived { alias: Some(a), .. } => {
-            a.name.clone()
-        }
-        TableFactor::Table { name, .. } => ast::Ident::with_quote('"', last_ident(name)?),
-        TableFactor::Derived { alias: None, .. } => {
-            return Err(Error::Syntax(
-                "a MERGE source subquery needs an alias".into(),
-            ));
-        }
-        _ => {
-            return Err(Error::unsupported(
-                "MERGE USING supports a table or a subquery",
-            ));
-        }
-    };
+    let source_alias = source_alias(&m.source)?;
     let columns = crate::storage::delta::column_names(
         &session.engine.planner.catalog().delta_table(&entry).await?,
     )?;
@@ -153,6 +138,22 @@ pub async fn plan(session: &Session, m: &ast::Merge) -> Result<dml::RowChange> {
     let change = dml::merge_change(entry, (schema, table), catalog, sql);
     change.check(session).await?;
     Ok(change)
+}
+
+/// The name the MERGE source's columns go by: its alias, else its table's name.
+fn source_alias(source: &TableFactor) -> Result<ast::Ident> {
+    match source {
+        TableFactor::Table { alias: Some(a), .. } | TableFactor::Derived { alias: Some(a), .. } => {
+            Ok(a.name.clone())
+        }
+        TableFactor::Table { name, .. } => Ok(ast::Ident::with_quote('"', last_ident(name)?)),
+        TableFactor::Derived { alias: None, .. } => Err(Error::Syntax(
+            "a MERGE source subquery needs an alias".into(),
+        )),
+        _ => Err(Error::unsupported(
+            "MERGE USING supports a table or a subquery",
+        )),
+    }
 }
 
 /// The clauses of a MERGE, their NOT MATCHED conditions and values reading the source

@@ -216,6 +216,26 @@ impl Session {
             }
             _ => crate::engine::Logical::AsWritten(plan),
         };
+        let stream = self.run_plan(plan, command).await?;
+        let stream = match key {
+            Some(k) => crate::mv::cache::Filling::wrap(stream, self.engine.cache.clone(), k),
+            None => stream,
+        };
+        Ok(Outcome::Rows {
+            schema,
+            names,
+            stream,
+            command,
+        })
+    }
+
+    /// The rows of `plan`, computed once the user's turn comes (a plan reading no table runs
+    /// at once); a user's EXPLAIN stops at every secure scan.
+    async fn run_plan(
+        &self,
+        plan: crate::engine::Logical,
+        command: RowsKind,
+    ) -> Result<datafusion::execution::SendableRecordBatchStream> {
         // A turn for what computes over tables; `SELECT 1`, `SHOW`, settings answer at once
         // however busy the server is.
         let reads = match &plan {
@@ -247,17 +267,7 @@ impl Session {
                     .await?
             }
         };
-        let stream = crate::engine::hold(stream, turn);
-        let stream = match key {
-            Some(k) => crate::mv::cache::Filling::wrap(stream, self.engine.cache.clone(), k),
-            None => stream,
-        };
-        Ok(Outcome::Rows {
-            schema,
-            names,
-            stream,
-            command,
-        })
+        Ok(crate::engine::hold(stream, turn))
     }
 
     /// `plan` through DataFusion's analyzer and optimizer, or the plan they made of the same

@@ -136,49 +136,65 @@ where
     };
 
     if needs_fetch {
-        let mut current = state.lock().await;
-        let (command_tag, sent, suspended) = match &mut *current {
-            PortalExecutionState::Initial => return Err(PgWireError::PortalNotStarted),
-            PortalExecutionState::Finished => ("SELECT".to_owned(), 0, false),
-            PortalExecutionState::Suspended(response) => {
-                let command_tag = response.command_tag().to_owned();
-                let rows = response.data_rows();
-                let mut sent = 0;
-                let mut suspended = true;
-                while max_rows == 0 || sent < max_rows {
-                    match rows.next().await {
-                        Some(row) => {
-                            client.feed(PgWireBackendMessage::DataRow(row?)).await?;
-                            sent += 1;
-                        }
-                        None => {
-                            suspended = false;
-                            break;
-                        }
-                    }
-                }
-                (command_tag, sent, suspended)
-            }
-        };
-        if !suspended {
-            *current = PortalExecutionState::Finished;
-        }
-        drop(current);
-        if suspended {
-            client
-                .send(PgWireBackendMessage::PortalSuspended(PortalSuspended::new()))
-                .await?;
-        } else {
-            let tag = Tag::new(&command_tag).with_rows(sent);
-            client
-                .send(PgWireBackendMessage::CommandComplete(tag.into()))
-                .await?;
-        }
+        send_rows(client, &state, max_rows).await?;
     }
 
     if !matches!(client.state(), PgWireConnectionState::CopyInProgress(_)) {
         client.set_state(PgWireConnectionState::ReadyForQuery);
         client.set_transaction_status(transaction_status);
+    }
+    Ok(())
+}
+
+/// Up to `max_rows` of a started portal's rows (all when 0), then PortalSuspended or
+/// CommandComplete.
+async fn send_rows<C>(
+    client: &mut C,
+    state: &tokio::sync::Mutex<PortalExecutionState>,
+    max_rows: usize,
+) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let mut current = state.lock().await;
+    let (command_tag, sent, suspended) = match &mut *current {
+        PortalExecutionState::Initial => return Err(PgWireError::PortalNotStarted),
+        PortalExecutionState::Finished => ("SELECT".to_owned(), 0, false),
+        PortalExecutionState::Suspended(response) => {
+            let command_tag = response.command_tag().to_owned();
+            let rows = response.data_rows();
+            let mut sent = 0;
+            let mut suspended = true;
+            while max_rows == 0 || sent < max_rows {
+                match rows.next().await {
+                    Some(row) => {
+                        client.feed(PgWireBackendMessage::DataRow(row?)).await?;
+                        sent += 1;
+                    }
+                    None => {
+                        suspended = false;
+                        break;
+                    }
+                }
+            }
+            (command_tag, sent, suspended)
+        }
+    };
+    if !suspended {
+        *current = PortalExecutionState::Finished;
+    }
+    drop(current);
+    if suspended {
+        client
+            .send(PgWireBackendMessage::PortalSuspended(PortalSuspended::new()))
+            .await?;
+    } else {
+        let tag = Tag::new(&command_tag).with_rows(sent);
+        client
+            .send(PgWireBackendMessage::CommandComplete(tag.into()))
+            .await?;
     }
     Ok(())
 }
