@@ -253,6 +253,55 @@ impl Default for ServerConfig {
     }
 }
 
+/// The formats a table's files are in: Delta Lake and Iceberg tables (Lakegate's own, with
+/// versions and transactional writes), and plain Parquet, CSV or JSON files registered as
+/// external tables. Kept in the catalog document by its lowercase name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableFormat {
+    #[default]
+    Delta,
+    Iceberg,
+    Parquet,
+    Csv,
+    Json,
+}
+
+impl TableFormat {
+    /// The format named `name` (any case, as USING / STORED AS / the config write it).
+    pub fn parse(name: &str) -> Option<TableFormat> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "delta" => TableFormat::Delta,
+            "iceberg" => TableFormat::Iceberg,
+            "parquet" => TableFormat::Parquet,
+            "csv" => TableFormat::Csv,
+            "json" => TableFormat::Json,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableFormat::Delta => "delta",
+            TableFormat::Iceberg => "iceberg",
+            TableFormat::Parquet => "parquet",
+            TableFormat::Csv => "csv",
+            TableFormat::Json => "json",
+        }
+    }
+
+    /// A table format with versions and transactional writes (CREATE TABLE makes these).
+    pub fn is_lakehouse(self) -> bool {
+        matches!(self, TableFormat::Delta | TableFormat::Iceberg)
+    }
+}
+
+impl std::fmt::Display for TableFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
@@ -295,7 +344,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             warehouse: "./lakegate-data".into(),
-            default_format: "delta".into(),
+            default_format: TableFormat::Delta.as_str().into(),
             metadata_dir: None,
             s3: S3Config::default(),
             azure: AzureConfig::default(),
@@ -546,7 +595,7 @@ pub struct Settings {
     pub max_connections: usize,
     pub shutdown_grace: std::time::Duration,
     pub warehouse: String,
-    pub default_format: String,
+    pub default_format: TableFormat,
     pub metadata_dir: Option<String>,
     pub s3: S3Settings,
     pub catalogs: Vec<RestSpec>,
@@ -629,13 +678,14 @@ impl Config {
                 "auth.scram_iterations must be at least 4096".into(),
             ));
         }
-        let default_format = self.storage.default_format.to_ascii_lowercase();
-        if default_format != "delta" && default_format != "iceberg" {
+        let Some(default_format) =
+            TableFormat::parse(&self.storage.default_format).filter(|f| f.is_lakehouse())
+        else {
             return Err(Error::Config(format!(
                 "storage.default_format must be delta or iceberg, not {:?}",
                 self.storage.default_format
             )));
-        }
+        };
         if self.server.max_connections == 0 {
             return Err(Error::Config(
                 "server.max_connections must be at least 1".into(),

@@ -26,7 +26,7 @@ use url::Url;
 
 use crate::error::{Error, Result, SqlState};
 use crate::storage::iceberg::IcebergStore;
-use crate::storage::{Warehouse, delta};
+use crate::storage::{TableFormat, Warehouse, delta};
 
 const CATALOG_FILE: &str = "catalog.json";
 
@@ -49,8 +49,8 @@ pub struct SchemaEntry {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TableEntry {
-    /// `delta` or `iceberg`, or for external tables also `parquet`, `csv`, `json`.
-    pub format: String,
+    /// Delta or Iceberg, or for external tables also Parquet, CSV, JSON.
+    pub format: TableFormat,
     pub location: String,
     /// Registered with CREATE EXTERNAL TABLE: the files are not ours, DROP leaves them alone.
     #[serde(default)]
@@ -143,8 +143,8 @@ impl TableEntry {
 /// What CREATE TABLE asks for besides the columns.
 #[derive(Debug, Clone, Default)]
 pub struct TableSpec {
-    /// `delta` or `iceberg`.
-    pub format: String,
+    /// Delta or Iceberg.
+    pub format: TableFormat,
     pub partition_by: Vec<String>,
     /// What each write sorts its rows by (Delta tables: [`crate::storage::sort_order`]).
     pub sort_order: Vec<crate::storage::sort_order::SortKey>,
@@ -191,7 +191,7 @@ pub struct Catalog {
     /// The embedded Iceberg catalog, opened on first use.
     iceberg: tokio::sync::OnceCell<IcebergStore>,
     /// The format of CREATE TABLE without USING.
-    default_format: String,
+    default_format: TableFormat,
     /// Iceberg catalogs attached from the config, by name.
     attached: RwLock<Vec<Arc<attached::AttachedCatalog>>>,
     /// Schemas the layers above provide (`lakegate`: the audit log), by name.
@@ -211,7 +211,7 @@ impl std::fmt::Debug for Catalog {
 
 impl Catalog {
     /// Load the catalog from the warehouse, creating an empty one on first start.
-    pub fn open(warehouse: Warehouse, default_format: &str) -> Result<Arc<Catalog>> {
+    pub fn open(warehouse: Warehouse, default_format: TableFormat) -> Result<Arc<Catalog>> {
         let doc = match warehouse.read_meta(CATALOG_FILE)? {
             Some(bytes) => serde_json::from_slice::<CatalogDoc>(&bytes)
                 .map_err(|e| Error::Storage(format!("catalog file is corrupt: {e}")))?,
@@ -234,7 +234,7 @@ impl Catalog {
             log_watches: Default::default(),
             views: OnceLock::new(),
             iceberg: tokio::sync::OnceCell::new(),
-            default_format: default_format.to_string(),
+            default_format,
             attached: RwLock::new(vec![]),
             system: RwLock::new(vec![]),
             generation: Default::default(),
@@ -300,7 +300,7 @@ impl Catalog {
         options.insert(ICEBERG_NAMESPACE.to_string(), schema.to_string());
         options.insert(ICEBERG_TABLE.to_string(), name.to_string());
         let entry = TableEntry {
-            format: "iceberg".into(),
+            format: TableFormat::Iceberg,
             location,
             external: false,
             options,
@@ -324,8 +324,8 @@ impl Catalog {
     }
 
     /// The format of CREATE TABLE without USING (`delta` or `iceberg`).
-    pub fn default_format(&self) -> &str {
-        &self.default_format
+    pub fn default_format(&self) -> TableFormat {
+        self.default_format
     }
 
     /// The embedded Iceberg catalog (`_lakegate/iceberg.db`), opened on first use.
@@ -422,13 +422,13 @@ impl Catalog {
     /// The version a table is at now: a Delta table's version, an Iceberg table's current
     /// snapshot id; None for tables without versions (plain files).
     pub async fn current_version(&self, entry: &TableEntry) -> Result<Option<i64>> {
-        match entry.format.as_str() {
-            "delta" => Ok(self
+        match entry.format {
+            TableFormat::Delta => Ok(self
                 .delta_table(entry)
                 .await?
                 .version()
                 .and_then(|v| i64::try_from(v).ok())),
-            "iceberg" if !entry.external => {
+            TableFormat::Iceberg if !entry.external => {
                 let (ns, name) = self.iceberg_ident(entry)?;
                 let table = self.iceberg().await?.load(ns, name).await?;
                 Ok(table.metadata().current_snapshot_id())
@@ -581,7 +581,7 @@ impl Catalog {
                 )));
             }
         }
-        if !spec.sort_order.is_empty() && spec.format != "delta" {
+        if !spec.sort_order.is_empty() && spec.format != TableFormat::Delta {
             return Err(Error::unsupported(
                 "a sort order (WITH (sort_order = ...)) is kept by Delta tables only",
             ));
@@ -589,8 +589,8 @@ impl Catalog {
         let url = self.warehouse.new_table_url(schema, name)?;
         let mut options = BTreeMap::new();
         let mut delta_table = None;
-        match spec.format.as_str() {
-            "delta" => {
+        match spec.format {
+            TableFormat::Delta => {
                 delta_table = Some(
                     delta::create(
                         &url,
@@ -602,7 +602,7 @@ impl Catalog {
                     .await?,
                 )
             }
-            "iceberg" => {
+            TableFormat::Iceberg => {
                 // Known to the Iceberg catalog as schema.name, so that other engines open it by
                 // the same name; the files live in a fresh folder of their own.
                 self.iceberg()
@@ -619,7 +619,7 @@ impl Catalog {
             }
         }
         let entry = TableEntry {
-            format: spec.format.clone(),
+            format: spec.format,
             location: url.to_string(),
             external: false,
             options,
@@ -793,7 +793,7 @@ impl Catalog {
 
     /// [`Self::delta_table`] with the provider made for that version, if one was.
     async fn open_delta(&self, entry: &TableEntry) -> Result<OpenTable> {
-        if entry.format != "delta" {
+        if entry.format != TableFormat::Delta {
             return Err(Error::unsupported(format!(
                 "this operation needs a Delta table, and the table is {}",
                 entry.format
@@ -858,8 +858,8 @@ impl Catalog {
 
     /// A provider over the table's latest committed version.
     pub async fn table_provider(&self, entry: &TableEntry) -> Result<Arc<dyn TableProvider>> {
-        match entry.format.as_str() {
-            "delta" => {
+        match entry.format {
+            TableFormat::Delta => {
                 let open = self.open_delta(entry).await?;
                 if let Some(p) = open.provider {
                     return Ok(p);
@@ -868,10 +868,10 @@ impl Catalog {
                 self.keep_open(&entry.location, open.table, Some(provider.clone()));
                 Ok(provider)
             }
-            "iceberg" if entry.external => {
+            TableFormat::Iceberg if entry.external => {
                 self.iceberg().await?.static_provider(&entry.location).await
             }
-            "iceberg" => {
+            TableFormat::Iceberg => {
                 let (ns, name) = self.iceberg_ident(entry)?;
                 self.iceberg().await?.provider(ns, name).await
             }
@@ -885,7 +885,7 @@ impl Catalog {
                     _ => None,
                 };
                 crate::storage::files::provider(
-                    &entry.format,
+                    entry.format,
                     &entry.location,
                     &entry.options,
                     store,
@@ -901,7 +901,7 @@ impl Catalog {
         entry: &TableEntry,
         at: &versions::At,
     ) -> Result<Arc<dyn TableProvider>> {
-        if entry.format == "iceberg" {
+        if entry.format == TableFormat::Iceberg {
             return self.iceberg_provider_at(entry, at).await;
         }
         let mut table = self.delta_table(entry).await?;

@@ -129,7 +129,7 @@ impl Server {
             settings.metadata_dir.as_deref(),
         )?;
         warehouse.check().await?;
-        let catalog = Catalog::open(warehouse, &settings.default_format)?;
+        let catalog = Catalog::open(warehouse, settings.default_format)?;
         for spec in &settings.catalogs {
             catalog.attach(crate::catalog::attached::AttachedCatalog::connect(spec).await?);
         }

@@ -11,6 +11,7 @@ use crate::error::{Error, Result, SqlState};
 use crate::pg::names::{ident, qualified};
 use crate::pg::types::{PG_TYPE_KEY, UTC, column_type, declared_pg_type, field_pg_type};
 use crate::policy::Action;
+use crate::storage::TableFormat;
 
 fn resolve(session: &Session, name: &ObjectName) -> Result<(String, String)> {
     qualified(
@@ -108,18 +109,15 @@ pub async fn create_table(session: &mut Session, ct: &ast::CreateTable) -> Resul
 /// columns (`PARTITIONED BY (a, b)` / `PARTITION BY (a, b)`) and the sort order of its writes
 /// (`WITH (sort_order = 'a, b DESC')`) of a CREATE TABLE.
 fn table_spec(session: &Session, ct: &ast::CreateTable) -> Result<TableSpec> {
-    let mut format = session
-        .engine
-        .planner
-        .catalog()
-        .default_format()
-        .to_string();
+    let mut format = Some(session.engine.planner.catalog().default_format());
+    let mut named = String::new();
     let mut sort_order = vec![];
     if let ast::CreateTableOptions::With(options) = &ct.table_options {
         for o in options {
             match o {
                 ast::SqlOption::KeyValue { key, value } if ident(key) == "format" => {
-                    format = option_text(value).to_ascii_lowercase();
+                    named = option_text(value);
+                    format = TableFormat::parse(&named);
                 }
                 ast::SqlOption::KeyValue { key, value }
                     if ident(key) == crate::storage::sort_order::OPTION =>
@@ -139,11 +137,11 @@ fn table_spec(session: &Session, ct: &ast::CreateTable) -> Result<TableSpec> {
             ct.table_options
         )));
     }
-    if format != "delta" && format != "iceberg" {
+    let Some(format) = format.filter(|f| f.is_lakehouse()) else {
         return Err(Error::unsupported(format!(
-            "table format \"{format}\" is not supported: use USING delta or USING iceberg"
+            "table format \"{named}\" is not supported: use USING delta or USING iceberg"
         )));
-    }
+    };
     let mut partition_by = vec![];
     if let Some(p) = &ct.partition_by {
         let items: Vec<&ast::Expr> = match p.as_ref() {
@@ -381,7 +379,7 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
         )));
     }
     if let Some(order) = &sort_order {
-        if entry.format != "delta" {
+        if entry.format != TableFormat::Delta {
             return Err(Error::unsupported(
                 "a sort order (SET (sort_order = ...)) is kept by Delta tables only",
             ));
@@ -410,7 +408,7 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
     {
         return Ok(done);
     }
-    if entry.format == "iceberg" {
+    if entry.format == TableFormat::Iceberg {
         let (ns, name) = catalog.iceberg_ident(&entry)?;
         let store = catalog.iceberg().await?;
         if !renamed.is_empty() || !retyped.is_empty() {
@@ -870,13 +868,12 @@ pub async fn create_external(
         ));
     }
     let (schema_name, table) = resolve(session, &ct.name)?;
-    let format = ct.file_type.to_ascii_lowercase();
-    if format != "delta" && format != "iceberg" && !crate::storage::files::is_file_format(&format) {
+    let Some(format) = TableFormat::parse(&ct.file_type) else {
         return Err(Error::unsupported(format!(
             "STORED AS {}: use PARQUET, CSV, JSON, DELTA or ICEBERG (its metadata file)",
             ct.file_type
         )));
-    }
+    };
     let location = absolute_location(&ct.location)?;
     let options = ct
         .options

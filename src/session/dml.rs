@@ -28,6 +28,7 @@ use datafusion::sql::parser::Statement as DfStatement;
 
 use super::transaction;
 use crate::policy::Action;
+use crate::storage::TableFormat;
 
 /// A planned row-level write: run now, or at COMMIT inside a transaction block.
 #[derive(Debug, Clone)]
@@ -570,7 +571,7 @@ impl Session {
         what: &str,
     ) -> Result<crate::catalog::TableEntry> {
         let t = self.writable_target_named(schema, table, what)?;
-        if t.format == "iceberg" {
+        if t.format == TableFormat::Iceberg {
             return Err(Error::unsupported(format!(
                 "{what} is not supported on Iceberg table \"{table}\": iceberg-rust 0.10 writes \
                  appends only (INSERT, CREATE TABLE AS), not the row-level delete files {what} needs"
@@ -598,7 +599,8 @@ impl Session {
         self.authorize(&format!("{schema}.{table}"), action)?;
         match self.engine.planner.catalog().relation(schema, table) {
             Some(Relation::Table(t))
-                if t.format == "delta" || (t.format == "iceberg" && !t.external) =>
+                if t.format == TableFormat::Delta
+                    || (t.format == TableFormat::Iceberg && !t.external) =>
             {
                 Ok(t)
             }

@@ -14,6 +14,7 @@ use super::{CommandTag, Outcome, Session};
 use crate::error::{Error, Result};
 use crate::pg::dialect::LakegateDialect;
 use crate::pg::names::ident;
+use crate::storage::TableFormat;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Maintenance {
@@ -203,7 +204,7 @@ pub async fn run(session: &mut Session, m: &Maintenance) -> Result<Outcome> {
     let entry = session.writable_target_named(&schema, &table, what)?;
     let catalog = session.engine.planner.catalog().clone();
     let _beat = session.heartbeat(format!("{what} {schema}.{table}"), HEARTBEAT);
-    if entry.format == "iceberg" {
+    if entry.format == TableFormat::Iceberg {
         let message = iceberg_maintenance(&catalog, &entry, m, &schema, &table).await?;
         tracing::info!("{message}");
         session.notice(message);

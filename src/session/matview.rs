@@ -22,6 +22,7 @@ use crate::catalog::{MatView, Relation, RelationKind, SourceVersion, TableEntry,
 use crate::error::{Error, Result, SqlState};
 use crate::mv::ddl::MvStatement;
 use crate::policy::Action;
+use crate::storage::TableFormat;
 
 const CREATED: &str = "CREATE MATERIALIZED VIEW";
 
@@ -198,7 +199,7 @@ async fn create(
         fields.push(field);
     }
     let spec = TableSpec {
-        format: "delta".into(),
+        format: TableFormat::Delta,
         ..TableSpec::default()
     };
     if !catalog
@@ -366,7 +367,7 @@ async fn refresh_incrementally(
     let Some(Relation::Table(source)) = catalog.relation(sc, tb) else {
         return Ok(None);
     };
-    if source.format != "delta" || source.external {
+    if source.format != TableFormat::Delta || source.external {
         return Ok(None);
     }
     let stmt = stored_statement(&mv)?;

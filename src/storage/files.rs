@@ -15,25 +15,21 @@ use datafusion::datasource::listing::{
 use datafusion::prelude::SessionContext;
 
 use crate::error::{Error, Result};
-
-/// The formats CREATE EXTERNAL TABLE accepts besides Delta.
-pub fn is_file_format(format: &str) -> bool {
-    matches!(format, "parquet" | "csv" | "json")
-}
+use crate::storage::TableFormat;
 
 /// The object store a listing table on s3:// reads through: (bucket URL, store).
 pub type StoreFor = Option<(url::Url, Arc<dyn object_store::ObjectStore>)>;
 
 /// A provider over the files at `location` (a local path, file:// or s3:// URL).
 pub async fn provider(
-    format: &str,
+    format: TableFormat,
     location: &str,
     options: &BTreeMap<String, String>,
     store: StoreFor,
 ) -> Result<Arc<dyn TableProvider>> {
     let (file_format, extension): (Arc<dyn FileFormat>, &str) = match format {
-        "parquet" => (Arc::new(ParquetFormat::default()), ".parquet"),
-        "csv" => {
+        TableFormat::Parquet => (Arc::new(ParquetFormat::default()), ".parquet"),
+        TableFormat::Csv => {
             let header = options
                 .get("format.has_header")
                 .or_else(|| options.get("has_header"))
@@ -53,7 +49,7 @@ pub async fn provider(
                 ".csv",
             )
         }
-        "json" => (Arc::new(JsonFormat::default()), ".json"),
+        TableFormat::Json => (Arc::new(JsonFormat::default()), ".json"),
         other => {
             return Err(Error::unsupported(format!(
                 "external tables of format {other} are not supported"

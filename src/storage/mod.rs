@@ -21,7 +21,7 @@ pub const PG_TYPE_KEY: &str = "lakegate.pg_type";
 /// (SELECT *, the catalogs, COPY) nor readable by name.
 pub const HIDDEN_PREFIX: &str = "lakegate$";
 
-pub use crate::config::{AzureSettings, S3Settings};
+pub use crate::config::{AzureSettings, S3Settings, TableFormat};
 use std::any::Any;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
