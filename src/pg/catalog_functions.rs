@@ -3,6 +3,7 @@
 //! `pg_get_keywords` ...), answered from datafusion-pg-catalog's static tables, with the query
 //! rewrites they need; registered per session by [`register_functions`].
 
+use crate::pg::functions::pg_function;
 use std::sync::{Arc, OnceLock};
 
 use datafusion::prelude::SessionContext;
@@ -164,23 +165,10 @@ fn sql_type_name(typname: &str) -> String {
     .to_string()
 }
 
-impl datafusion::logical_expr::ScalarUDFImpl for FunctionSignature {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-    fn name(&self) -> &str {
-        self.name
-    }
-    fn signature(&self) -> &datafusion::logical_expr::Signature {
-        &self.signature
-    }
-    fn return_type(
-        &self,
-        _: &[datafusion::arrow::datatypes::DataType],
-    ) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
-        Ok(datafusion::arrow::datatypes::DataType::Utf8)
-    }
-    fn invoke_with_args(
+pg_function!(FunctionSignature, name: |f| f.name, datafusion::arrow::datatypes::DataType::Utf8);
+
+impl FunctionSignature {
+    fn invoke(
         &self,
         args: datafusion::logical_expr::ScalarFunctionArgs,
     ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
@@ -292,23 +280,14 @@ fn regtype_of(name: &str) -> Option<i32> {
         .copied()
 }
 
-impl datafusion::logical_expr::ScalarUDFImpl for ToRegtype {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-    fn name(&self) -> &str {
-        "to_regtype"
-    }
-    fn signature(&self) -> &datafusion::logical_expr::Signature {
-        &self.signature
-    }
-    fn return_type(
-        &self,
-        _: &[datafusion::arrow::datatypes::DataType],
-    ) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
-        Ok(datafusion::arrow::datatypes::DataType::Int32)
-    }
-    fn invoke_with_args(
+pg_function!(
+    ToRegtype,
+    "to_regtype",
+    datafusion::arrow::datatypes::DataType::Int32
+);
+
+impl ToRegtype {
+    fn invoke(
         &self,
         args: datafusion::logical_expr::ScalarFunctionArgs,
     ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
@@ -471,26 +450,13 @@ fn expanded_type(
     ))))
 }
 
-impl datafusion::logical_expr::ScalarUDFImpl for ExpandArray {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-    fn name(&self) -> &str {
-        "lakegate_expandarray"
-    }
-    fn signature(&self) -> &datafusion::logical_expr::Signature {
-        &self.signature
-    }
-    fn return_type(
-        &self,
-        args: &[datafusion::arrow::datatypes::DataType],
-    ) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
-        expanded_type(
-            args.first()
-                .unwrap_or(&datafusion::arrow::datatypes::DataType::Null),
-        )
-    }
-    fn invoke_with_args(
+pg_function!(ExpandArray, "lakegate_expandarray", returns: |_f, args| expanded_type(
+    args.first()
+        .unwrap_or(&datafusion::arrow::datatypes::DataType::Null),
+));
+
+impl ExpandArray {
+    fn invoke(
         &self,
         args: datafusion::logical_expr::ScalarFunctionArgs,
     ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
@@ -610,27 +576,14 @@ fn descriptions(shared: bool) -> &'static std::collections::HashMap<(i32, i32, i
     }
 }
 
-impl datafusion::logical_expr::ScalarUDFImpl for Description {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-    fn name(&self) -> &str {
-        match self.kind {
+pg_function!(Description, name: |f| match f.kind {
             DescriptionKind::Object => "obj_description",
             DescriptionKind::Column => "col_description",
             DescriptionKind::Shared => "shobj_description",
-        }
-    }
-    fn signature(&self) -> &datafusion::logical_expr::Signature {
-        &self.signature
-    }
-    fn return_type(
-        &self,
-        _: &[datafusion::arrow::datatypes::DataType],
-    ) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
-        Ok(datafusion::arrow::datatypes::DataType::Utf8)
-    }
-    fn invoke_with_args(
+        }, datafusion::arrow::datatypes::DataType::Utf8);
+
+impl Description {
+    fn invoke(
         &self,
         args: datafusion::logical_expr::ScalarFunctionArgs,
     ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
@@ -767,23 +720,14 @@ impl Default for GetExpr {
     }
 }
 
-impl datafusion::logical_expr::ScalarUDFImpl for GetExpr {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-    fn name(&self) -> &str {
-        "pg_get_expr"
-    }
-    fn signature(&self) -> &datafusion::logical_expr::Signature {
-        &self.signature
-    }
-    fn return_type(
-        &self,
-        _: &[datafusion::arrow::datatypes::DataType],
-    ) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
-        Ok(datafusion::arrow::datatypes::DataType::Utf8)
-    }
-    fn invoke_with_args(
+pg_function!(
+    GetExpr,
+    "pg_get_expr",
+    datafusion::arrow::datatypes::DataType::Utf8
+);
+
+impl GetExpr {
+    fn invoke(
         &self,
         args: datafusion::logical_expr::ScalarFunctionArgs,
     ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {

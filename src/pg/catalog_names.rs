@@ -1,6 +1,7 @@
 //! `format_type(oid, typmod)` and `regproc`: PostgreSQL's names of types and functions, from
 //! datafusion-pg-catalog's static pg_type and pg_proc.
 
+use crate::pg::functions::pg_function;
 use std::sync::OnceLock;
 
 /// `format_type(type_oid, typmod)`: a type's name as PostgreSQL's catalogs show it (`integer`,
@@ -103,23 +104,14 @@ pub fn format_type(oid: i32, typmod: Option<i32>) -> String {
     }
 }
 
-impl datafusion::logical_expr::ScalarUDFImpl for FormatType {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-    fn name(&self) -> &str {
-        "format_type"
-    }
-    fn signature(&self) -> &datafusion::logical_expr::Signature {
-        &self.signature
-    }
-    fn return_type(
-        &self,
-        _: &[datafusion::arrow::datatypes::DataType],
-    ) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
-        Ok(datafusion::arrow::datatypes::DataType::Utf8)
-    }
-    fn invoke_with_args(
+pg_function!(
+    FormatType,
+    "format_type",
+    datafusion::arrow::datatypes::DataType::Utf8
+);
+
+impl FormatType {
+    fn invoke(
         &self,
         args: datafusion::logical_expr::ScalarFunctionArgs,
     ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
@@ -188,23 +180,14 @@ fn proc_oids() -> &'static std::collections::HashMap<String, i32> {
     })
 }
 
-impl datafusion::logical_expr::ScalarUDFImpl for RegProc {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-    fn name(&self) -> &str {
-        "lakegate_regproc"
-    }
-    fn signature(&self) -> &datafusion::logical_expr::Signature {
-        &self.signature
-    }
-    fn return_type(
-        &self,
-        _: &[datafusion::arrow::datatypes::DataType],
-    ) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
-        Ok(datafusion::arrow::datatypes::DataType::Int32)
-    }
-    fn invoke_with_args(
+pg_function!(
+    RegProc,
+    "lakegate_regproc",
+    datafusion::arrow::datatypes::DataType::Int32
+);
+
+impl RegProc {
+    fn invoke(
         &self,
         args: datafusion::logical_expr::ScalarFunctionArgs,
     ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {

@@ -2,7 +2,6 @@
 //! `current_user`, `current_database()`, `current_schema()`, `pg_sleep`, `pg_backend_pid()` ...
 //! Session-dependent ones are built per session with the session's values bound in.
 
-use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +11,55 @@ use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::{Result as DfResult, ScalarValue};
 use datafusion::logical_expr::async_udf::{AsyncScalarUDF, AsyncScalarUDFImpl};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
-    Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, Signature, TypeSignature, Volatility,
 };
 
 use crate::error::Error;
+
+/// One way to declare a scalar function: `pg_function!(Type, "name", result type)` (or
+/// `name: |f| ...` and `returns: |f, args| ...` where they depend on the function's fields or
+/// argument types) implements DataFusion's `ScalarUDFImpl` for `Type`, which holds its
+/// `signature: Signature` and an inherent `fn invoke(&self, ScalarFunctionArgs)`. What differs
+/// between functions is the name, the result and the body; the rest is written here once.
+macro_rules! pg_function {
+    ($ty:ty, name: |$n:ident| $name:expr, returns: |$r:ident, $args:ident| $ret:expr) => {
+        impl ::datafusion::logical_expr::ScalarUDFImpl for $ty {
+            fn as_any(&self) -> &dyn ::std::any::Any {
+                self
+            }
+            fn name(&self) -> &str {
+                let $n = self;
+                $name
+            }
+            fn signature(&self) -> &::datafusion::logical_expr::Signature {
+                &self.signature
+            }
+            fn return_type(
+                &self,
+                $args: &[::datafusion::arrow::datatypes::DataType],
+            ) -> ::datafusion::common::Result<::datafusion::arrow::datatypes::DataType> {
+                let $r = self;
+                $ret
+            }
+            fn invoke_with_args(
+                &self,
+                args: ::datafusion::logical_expr::ScalarFunctionArgs,
+            ) -> ::datafusion::common::Result<::datafusion::logical_expr::ColumnarValue> {
+                self.invoke(args)
+            }
+        }
+    };
+    ($ty:ty, name: |$n:ident| $name:expr, $ret:expr) => {
+        $crate::pg::functions::pg_function!($ty, name: |$n| $name, returns: |_f, _args| Ok($ret));
+    };
+    ($ty:ty, $name:literal, returns: |$r:ident, $args:ident| $ret:expr) => {
+        $crate::pg::functions::pg_function!($ty, name: |_f| $name, returns: |$r, $args| $ret);
+    };
+    ($ty:ty, $name:literal, $ret:expr) => {
+        $crate::pg::functions::pg_function!($ty, name: |_f| $name, returns: |_f, _args| Ok($ret));
+    };
+}
+pub(crate) use pg_function;
 
 /// A function of no arguments returning a value fixed for the session.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -26,20 +69,10 @@ struct ConstantFn {
     signature: Signature,
 }
 
-impl ScalarUDFImpl for ConstantFn {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(self.value.data_type())
-    }
-    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+pg_function!(ConstantFn, name: |f| &f.name, returns: |f, _args| Ok(f.value.data_type()));
+
+impl ConstantFn {
+    fn invoke(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         Ok(ColumnarValue::Scalar(self.value.clone()))
     }
 }
@@ -229,20 +262,10 @@ impl CurrentSetting {
     }
 }
 
-impl ScalarUDFImpl for CurrentSetting {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn name(&self) -> &str {
-        "current_setting"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Utf8)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+pg_function!(CurrentSetting, "current_setting", DataType::Utf8);
+
+impl CurrentSetting {
+    fn invoke(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let missing_ok = match args.args.get(1) {
             Some(ColumnarValue::Scalar(ScalarValue::Boolean(Some(b)))) => *b,
             _ => false,
@@ -298,20 +321,10 @@ impl Default for PgSleep {
     }
 }
 
-impl ScalarUDFImpl for PgSleep {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn name(&self) -> &str {
-        "pg_sleep"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Utf8)
-    }
-    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+pg_function!(PgSleep, "pg_sleep", DataType::Utf8);
+
+impl PgSleep {
+    fn invoke(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         Err(Error::internal("pg_sleep must be invoked asynchronously").into())
     }
 }
@@ -430,20 +443,10 @@ impl HasPrivilege {
     }
 }
 
-impl ScalarUDFImpl for HasPrivilege {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn name(&self) -> &str {
-        self.name
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Boolean)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+pg_function!(HasPrivilege, name: |f| f.name, DataType::Boolean);
+
+impl HasPrivilege {
+    fn invoke(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let n = args.number_rows;
         // (table, priv) / (user, table, priv) / (table, column, priv) / (user, table, column, priv):
         // the table is the first text-or-oid argument after an optional user name.
@@ -503,20 +506,10 @@ impl std::hash::Hash for SetConfig {
     }
 }
 
-impl ScalarUDFImpl for SetConfig {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn name(&self) -> &str {
-        "set_config"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Utf8)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+pg_function!(SetConfig, "set_config", DataType::Utf8);
+
+impl SetConfig {
+    fn invoke(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let text = |i: usize, row: usize| -> DfResult<Option<String>> {
             Ok(match ScalarValue::try_from_array(&arrays[i], row)? {
@@ -552,20 +545,10 @@ struct JsonBuildObject {
     signature: Signature,
 }
 
-impl ScalarUDFImpl for JsonBuildObject {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn name(&self) -> &str {
-        "json_build_object"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Utf8)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+pg_function!(JsonBuildObject, "json_build_object", DataType::Utf8);
+
+impl JsonBuildObject {
+    fn invoke(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         if !args.args.len().is_multiple_of(2) {
             return Err(Error::InvalidParameter(
                 "argument list must have even number of elements".into(),
@@ -634,20 +617,10 @@ fn with_backslash_escapes(pattern: &str, escape: char) -> String {
     out
 }
 
-impl ScalarUDFImpl for LikeEscape {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn name(&self) -> &str {
-        "lakegate_like_escape"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Utf8)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+pg_function!(LikeEscape, "lakegate_like_escape", DataType::Utf8);
+
+impl LikeEscape {
+    fn invoke(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let escape = match args.args.get(1) {
             Some(ColumnarValue::Scalar(ScalarValue::Utf8(Some(c)))) => c.chars().next(),
             _ => None,
@@ -699,20 +672,10 @@ struct CurrentSchemas {
     signature: Signature,
 }
 
-impl ScalarUDFImpl for CurrentSchemas {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn name(&self) -> &str {
-        "current_schemas"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(self.with_implicit.data_type())
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+pg_function!(CurrentSchemas, "current_schemas", returns: |f, _args| Ok(f.with_implicit.data_type()));
+
+impl CurrentSchemas {
+    fn invoke(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let implicit = match args.args.first() {
             Some(ColumnarValue::Scalar(ScalarValue::Boolean(b))) => b.unwrap_or(false),
             _ => true,
@@ -742,20 +705,10 @@ struct UserById {
     signature: Signature,
 }
 
-impl ScalarUDFImpl for UserById {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn name(&self) -> &str {
-        "pg_get_userbyid"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Utf8)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+pg_function!(UserById, "pg_get_userbyid", DataType::Utf8);
+
+impl UserById {
+    fn invoke(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let Some(arg) = args.args.first() else {
             return Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)));
         };
@@ -831,20 +784,10 @@ impl RegClass {
     }
 }
 
-impl ScalarUDFImpl for RegClass {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn name(&self) -> &str {
-        "lakegate_regclass"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Int32)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+pg_function!(RegClass, "lakegate_regclass", DataType::Int32);
+
+impl RegClass {
+    fn invoke(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let Some(arg) = args.args.first() else {
             return Ok(ColumnarValue::Scalar(ScalarValue::Int32(None)));
         };
@@ -870,20 +813,10 @@ struct EncodingToChar {
     signature: Signature,
 }
 
-impl ScalarUDFImpl for EncodingToChar {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn name(&self) -> &str {
-        "pg_encoding_to_char"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Utf8)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+pg_function!(EncodingToChar, "pg_encoding_to_char", DataType::Utf8);
+
+impl EncodingToChar {
+    fn invoke(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let Some(arg) = args.args.first() else {
             return Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)));
         };
@@ -929,20 +862,10 @@ impl std::hash::Hash for CancelBackendFn {
     }
 }
 
-impl ScalarUDFImpl for CancelBackendFn {
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-    fn name(&self) -> &str {
-        "pg_cancel_backend"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
-        Ok(DataType::Boolean)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+pg_function!(CancelBackendFn, "pg_cancel_backend", DataType::Boolean);
+
+impl CancelBackendFn {
+    fn invoke(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let Some(arg) = args.args.first() else {
             return Ok(ColumnarValue::Scalar(ScalarValue::Boolean(None)));
         };

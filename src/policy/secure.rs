@@ -6,6 +6,7 @@
 //! the policy's own predicate. Masks keep each column's type and name, so everything above the
 //! barrier (predicates, joins, grouping, ordering) sees masked values.
 
+use crate::pg::functions::pg_function;
 use std::cmp::Ordering;
 use std::fmt;
 use std::sync::Arc;
@@ -363,23 +364,14 @@ impl KeyedHash {
     }
 }
 
-impl datafusion::logical_expr::ScalarUDFImpl for KeyedHash {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-    fn name(&self) -> &str {
-        "lakegate_keyed_hash"
-    }
-    fn signature(&self) -> &datafusion::logical_expr::Signature {
-        &self.signature
-    }
-    fn return_type(
-        &self,
-        _args: &[datafusion::arrow::datatypes::DataType],
-    ) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
-        Ok(datafusion::arrow::datatypes::DataType::Utf8)
-    }
-    fn invoke_with_args(
+pg_function!(
+    KeyedHash,
+    "lakegate_keyed_hash",
+    datafusion::arrow::datatypes::DataType::Utf8
+);
+
+impl KeyedHash {
+    fn invoke(
         &self,
         args: datafusion::logical_expr::ScalarFunctionArgs,
     ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {

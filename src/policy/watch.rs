@@ -2,6 +2,7 @@
 //! reloads, keeps the last good set when a change does not load (fail closed), and reports the
 //! state to administrators (`lakegate.policy_status()`).
 
+use crate::pg::functions::pg_function;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -290,23 +291,14 @@ impl std::hash::Hash for StatusFn {
     }
 }
 
-impl datafusion::logical_expr::ScalarUDFImpl for StatusFn {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-    fn name(&self) -> &str {
-        "lakegate.policy_status"
-    }
-    fn signature(&self) -> &datafusion::logical_expr::Signature {
-        &self.signature
-    }
-    fn return_type(
-        &self,
-        _: &[datafusion::arrow::datatypes::DataType],
-    ) -> datafusion::common::Result<datafusion::arrow::datatypes::DataType> {
-        Ok(datafusion::arrow::datatypes::DataType::Utf8)
-    }
-    fn invoke_with_args(
+pg_function!(
+    StatusFn,
+    "lakegate.policy_status",
+    datafusion::arrow::datatypes::DataType::Utf8
+);
+
+impl StatusFn {
+    fn invoke(
         &self,
         _args: datafusion::logical_expr::ScalarFunctionArgs,
     ) -> datafusion::common::Result<datafusion::logical_expr::ColumnarValue> {
