@@ -35,15 +35,18 @@ use datafusion::arrow::array::{
 use datafusion::arrow::buffer::BooleanBuffer;
 use datafusion::arrow::compute::{filter, filter_record_batch, prep_null_mask_filter};
 use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::config::ConfigOptions;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{ColumnarValue, Operator};
 use datafusion::physical_expr::expressions::{
-    BinaryExpr, Column, InListExpr, IsNotNullExpr, IsNullExpr, LikeExpr, Literal, NotExpr,
+    BinaryExpr, Column, DynamicFilterPhysicalExpr, InListExpr, IsNotNullExpr, IsNullExpr, LikeExpr,
+    Literal, NotExpr,
 };
 use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_expr::{PhysicalExpr, split_conjunction};
+use datafusion::physical_expr_common::physical_expr::snapshot_generation;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
@@ -127,6 +130,10 @@ fn cannot_fail(expr: &Arc<dyn PhysicalExpr>) -> bool {
 
 /// Rows of observations past which a conjunct's are halved.
 const DECAY_ROWS: u64 = 1 << 22;
+/// Rows an optional conjunct filters before judging whether it is worth its cost.
+pub const SAMPLE_ROWS: u64 = 65_536;
+/// Share of rows kept (in percent) above which an optional conjunct is no longer applied.
+pub const KEEP_LIMIT: u64 = 80;
 
 /// What one conjunct cost and kept so far, over all partitions.
 #[derive(Debug, Clone, Copy, Default)]
@@ -134,6 +141,9 @@ struct Observed {
     rows: u64,
     kept: u64,
     nanos: u64,
+    /// For an optional conjunct: the generation of its expression these counts are for (a
+    /// join's dynamic filter changes as its build side completes).
+    generation: Option<u64>,
 }
 
 impl Observed {
@@ -147,14 +157,41 @@ impl Observed {
         let per_row = self.nanos as f64 / self.rows as f64;
         per_row / removed.max(1e-6)
     }
+
+    /// Whether an optional conjunct kept so many of the rows it saw that it is not worth
+    /// applying.
+    fn off(&self) -> bool {
+        self.rows >= SAMPLE_ROWS && self.kept * 100 > self.rows * KEEP_LIMIT
+    }
 }
 
-/// The conjunction of a filter; see the module's doc.
+/// A conjunct's expression as applied to a batch, and its generation (optional conjuncts).
+type Applied = (Arc<dyn PhysicalExpr>, Option<u64>);
+
+/// How a conjunct may be evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Cannot fail: evaluated in the learnt order.
+    Movable,
+    /// Could fail on some row (arithmetic, casts, functions): after the movable ones, in the
+    /// written order.
+    Fixed,
+    /// Conservative (a row it removes could not be in the answer anyway: a join's dynamic
+    /// filter), so it may also be left out: while it is `true` (its join's build side is not
+    /// complete) or once it keeps more than [`KEEP_LIMIT`] percent of [`SAMPLE_ROWS`] rows,
+    /// until its expression changes. Ordered like the movable ones.
+    Optional,
+}
+
+/// A conjunction evaluated one conjunct after the other, each on the rows the ones before it
+/// kept, in an order learnt from the rows so far (see the module's doc). The one mechanism of
+/// a filter's predicate ([`AdaptiveFilters`]) and of a scan's dynamic filters
+/// ([`super::dynamic_filter::DynamicFilterExec`]).
 #[derive(Debug)]
 pub struct AdaptiveAnd {
-    /// Conjuncts that cannot fail (reordered), then the others (kept in order).
+    /// The conjuncts in their written order, and the role of each.
     conjuncts: Vec<Arc<dyn PhysicalExpr>>,
-    movable: usize,
+    roles: Vec<Role>,
     /// The input columns the conjuncts read, and the conjuncts on just those columns (the
     /// rows a conjunct removes are removed from them only).
     columns: Vec<usize>,
@@ -163,10 +200,29 @@ pub struct AdaptiveAnd {
 }
 
 impl AdaptiveAnd {
+    /// A filter's predicate: conjuncts that cannot fail are reordered, the others keep their
+    /// written order after them.
     fn new(conjuncts: Vec<Arc<dyn PhysicalExpr>>) -> Result<Self> {
-        let (mut conjuncts, fixed): (Vec<_>, Vec<_>) = conjuncts.into_iter().partition(cannot_fail);
-        let movable = conjuncts.len();
-        conjuncts.extend(fixed);
+        let roles = conjuncts
+            .iter()
+            .map(|c| {
+                if cannot_fail(c) {
+                    Role::Movable
+                } else {
+                    Role::Fixed
+                }
+            })
+            .collect();
+        Self::with_roles(conjuncts, roles)
+    }
+
+    /// Conservative filters, each applied only while it is worth it (see [`Role::Optional`]).
+    pub fn optional(conjuncts: Vec<Arc<dyn PhysicalExpr>>) -> Result<Self> {
+        let roles = vec![Role::Optional; conjuncts.len()];
+        Self::with_roles(conjuncts, roles)
+    }
+
+    fn with_roles(conjuncts: Vec<Arc<dyn PhysicalExpr>>, roles: Vec<Role>) -> Result<Self> {
         let mut columns: Vec<usize> = conjuncts
             .iter()
             .flat_map(collect_columns)
@@ -195,32 +251,45 @@ impl AdaptiveAnd {
         let observed = Mutex::new(vec![Observed::default(); conjuncts.len()]);
         Ok(Self {
             conjuncts,
-            movable,
+            roles,
             columns,
             local,
             observed,
         })
     }
 
-    /// The order to evaluate the conjuncts in: the movable ones by rank, then the others.
+    /// Whether optional conjunct `i` is left out now, for keeping too many rows.
+    #[cfg(test)]
+    pub(crate) fn left_out(&self, i: usize) -> bool {
+        self.observed()[i].off()
+    }
+
+    fn observed(&self) -> std::sync::MutexGuard<'_, Vec<Observed>> {
+        match self.observed.lock() {
+            Ok(o) => o,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The order to evaluate the conjuncts in: the movable and optional ones by rank, then
+    /// the fixed ones as written.
     fn order(&self) -> Vec<usize> {
-        let observed = match self.observed.lock() {
-            Ok(o) => o.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        let mut order: Vec<usize> = (0..self.movable).collect();
+        let observed = self.observed().clone();
+        let (mut order, fixed): (Vec<usize>, Vec<usize>) =
+            (0..self.conjuncts.len()).partition(|i| self.roles[*i] != Role::Fixed);
         order.sort_by(|a, b| observed[*a].rank().total_cmp(&observed[*b].rank()));
-        order.extend(self.movable..self.conjuncts.len());
+        order.extend(fixed);
         order
     }
 
     fn record(&self, seen: &[(usize, Observed)]) {
-        let mut observed = match self.observed.lock() {
-            Ok(o) => o,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut observed = self.observed();
         for (i, o) in seen {
             let total = &mut observed[*i];
+            if total.generation != o.generation {
+                *total = *o;
+                continue;
+            }
             total.rows += o.rows;
             total.kept += o.kept;
             total.nanos += o.nanos;
@@ -231,6 +300,95 @@ impl AdaptiveAnd {
                     (total.rows / 2, total.kept / 2, total.nanos / 2);
             }
         }
+    }
+
+    /// The expression to apply for conjunct `i` now, with the generation it is at; None when
+    /// an optional conjunct is to be left out.
+    fn applied(&self, i: usize) -> Result<Option<Applied>> {
+        let local = &self.local[i];
+        if self.roles[i] != Role::Optional {
+            return Ok(Some((Arc::clone(local), None)));
+        }
+        let generation = snapshot_generation(local);
+        let seen = self.observed()[i];
+        if seen.generation == Some(generation) && seen.off() {
+            return Ok(None);
+        }
+        let current = match local.as_any().downcast_ref::<DynamicFilterPhysicalExpr>() {
+            Some(dynamic) => dynamic.current()?,
+            None => Arc::clone(local),
+        };
+        let always = current
+            .as_any()
+            .downcast_ref::<Literal>()
+            .is_some_and(|l| l.value() == &ScalarValue::Boolean(Some(true)));
+        Ok((!always).then_some((current, Some(generation))))
+    }
+
+    /// The rows of `batch` every conjunct keeps (a mask without nulls); None when that is
+    /// all of them.
+    pub fn mask(&self, batch: &RecordBatch) -> Result<Option<BooleanArray>> {
+        if self.conjuncts.is_empty() {
+            return Ok(None);
+        }
+        let rows = batch.num_rows();
+        let mut current = batch.project(&self.columns)?;
+        // Positions in `batch` of the rows of `current`; None while it is all of them.
+        let mut positions: Option<UInt32Array> = None;
+        let mut seen = Vec::with_capacity(self.conjuncts.len());
+        for i in self.order() {
+            if current.num_rows() == 0 {
+                break;
+            }
+            let Some((expr, generation)) = self.applied(i)? else {
+                continue;
+            };
+            let start = Instant::now();
+            let values = expr.evaluate(&current)?.into_array(current.num_rows())?;
+            let Some(mask) = values.as_boolean_opt() else {
+                return Err(DataFusionError::Internal(format!(
+                    "filter conjunct {} is not boolean",
+                    self.conjuncts[i]
+                )));
+            };
+            let mask = if mask.null_count() > 0 {
+                prep_null_mask_filter(mask)
+            } else {
+                mask.clone()
+            };
+            let kept = mask.true_count();
+            if kept < current.num_rows() {
+                current = filter_record_batch(&current, &mask)?;
+                let all;
+                let from = match &positions {
+                    Some(p) => p,
+                    None => {
+                        all = UInt32Array::from_iter_values(0..rows as u32);
+                        &all
+                    }
+                };
+                positions = Some(filter(from, &mask)?.as_primitive().clone());
+            }
+            let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            seen.push((
+                i,
+                Observed {
+                    rows: values.len() as u64,
+                    kept: kept as u64,
+                    nanos,
+                    generation,
+                },
+            ));
+        }
+        self.record(&seen);
+        Ok(positions.map(|p| {
+            let mut bits = BooleanBufferBuilder::new(rows);
+            bits.append_n(rows, false);
+            for i in p.values() {
+                bits.set_bit(*i as usize, true);
+            }
+            BooleanArray::from(bits.finish())
+        }))
     }
 }
 
@@ -271,66 +429,11 @@ impl PhysicalExpr for AdaptiveAnd {
         Ok(false)
     }
     fn evaluate(&self, batch: &RecordBatch) -> Result<ColumnarValue> {
-        let rows = batch.num_rows();
-        let mut current = batch.project(&self.columns)?;
-        // Positions in `batch` of the rows of `current`; None while it is all of them.
-        let mut positions: Option<UInt32Array> = None;
-        let mut seen = Vec::with_capacity(self.conjuncts.len());
-        for i in self.order() {
-            if current.num_rows() == 0 {
-                break;
-            }
-            let start = Instant::now();
-            let values = self.local[i]
-                .evaluate(&current)?
-                .into_array(current.num_rows())?;
-            let Some(mask) = values.as_boolean_opt() else {
-                return Err(DataFusionError::Internal(format!(
-                    "filter conjunct {} is not boolean",
-                    self.conjuncts[i]
-                )));
-            };
-            let mask = if mask.null_count() > 0 {
-                prep_null_mask_filter(mask)
-            } else {
-                mask.clone()
-            };
-            let kept = mask.true_count();
-            if kept < current.num_rows() {
-                current = filter_record_batch(&current, &mask)?;
-                let all;
-                let from = match &positions {
-                    Some(p) => p,
-                    None => {
-                        all = UInt32Array::from_iter_values(0..rows as u32);
-                        &all
-                    }
-                };
-                positions = Some(filter(from, &mask)?.as_primitive().clone());
-            }
-            let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            seen.push((
-                i,
-                Observed {
-                    rows: values.len() as u64,
-                    kept: kept as u64,
-                    nanos,
-                },
-            ));
-        }
-        self.record(&seen);
-        let result = match positions {
-            None => BooleanArray::from(BooleanBuffer::new_set(rows)),
-            Some(p) => {
-                let mut bits = BooleanBufferBuilder::new(rows);
-                bits.append_n(rows, false);
-                for i in p.values() {
-                    bits.set_bit(*i as usize, true);
-                }
-                BooleanArray::from(bits.finish())
-            }
+        let mask = match self.mask(batch)? {
+            Some(mask) => mask,
+            None => BooleanArray::from(BooleanBuffer::new_set(batch.num_rows())),
         };
-        Ok(ColumnarValue::Array(Arc::new(result)))
+        Ok(ColumnarValue::Array(Arc::new(mask)))
     }
     fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
         self.conjuncts.iter().collect()
@@ -339,7 +442,7 @@ impl PhysicalExpr for AdaptiveAnd {
         self: Arc<Self>,
         children: Vec<Arc<dyn PhysicalExpr>>,
     ) -> Result<Arc<dyn PhysicalExpr>> {
-        Ok(Arc::new(Self::new(children)?))
+        Ok(Arc::new(Self::with_roles(children, self.roles.clone())?))
     }
     fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, c) in self.conjuncts.iter().enumerate() {
@@ -391,7 +494,7 @@ mod tests {
         let keeps_few = cmp(col("b", 1), Operator::GtEq, lit(80i64));
         let conjuncts = vec![keeps_most, arithmetic, keeps_few];
         let and = AdaptiveAnd::new(conjuncts.clone()).unwrap();
-        assert_eq!(and.movable, 2);
+        assert_eq!(and.roles, [Role::Movable, Role::Fixed, Role::Movable]);
         let plain = conjuncts
             .into_iter()
             .reduce(|l, r| cmp(l, Operator::And, r))
@@ -409,10 +512,12 @@ mod tests {
             rows: 1000,
             kept,
             nanos: 5000,
+            generation: None,
         };
-        *and.observed.lock().unwrap() = vec![seen(900), seen(200), seen(0)];
-        assert_eq!(and.order(), vec![1, 0, 2]);
-        *and.observed.lock().unwrap() = vec![seen(100), seen(200), seen(0)];
-        assert_eq!(and.order(), vec![0, 1, 2]);
+        // Written order: b < 90, the arithmetic, b >= 80.
+        *and.observed.lock().unwrap() = vec![seen(900), seen(0), seen(200)];
+        assert_eq!(and.order(), vec![2, 0, 1]);
+        *and.observed.lock().unwrap() = vec![seen(100), seen(0), seen(200)];
+        assert_eq!(and.order(), vec![0, 2, 1]);
     }
 }

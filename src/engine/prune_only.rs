@@ -103,14 +103,14 @@ impl PhysicalOptimizerRule for DynamicRowFilter {
                 && let Some((dynamic, true)) = dynamic_filters(scan)
                 && let Some(dynamic) = on_output(dynamic, &node)
             {
-                let exec: Arc<dyn ExecutionPlan> = Arc::new(DynamicFilterExec::new(node, dynamic));
+                let exec: Arc<dyn ExecutionPlan> = Arc::new(DynamicFilterExec::new(node, dynamic)?);
                 return Ok(Transformed::new(exec, true, TreeNodeRecursion::Jump));
             }
             match dynamic_filters(&node) {
                 Some((dynamic, true)) => match on_output(dynamic, &node) {
                     Some(dynamic) => {
                         let exec: Arc<dyn ExecutionPlan> =
-                            Arc::new(DynamicFilterExec::new(node, dynamic));
+                            Arc::new(DynamicFilterExec::new(node, dynamic)?);
                         Ok(Transformed::new(exec, true, TreeNodeRecursion::Jump))
                     }
                     None => Ok(Transformed::no(node)),
