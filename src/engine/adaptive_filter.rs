@@ -406,13 +406,15 @@ impl Hash for AdaptiveAnd {
     }
 }
 
+/// The conjuncts in the order they are evaluated in now: EXPLAIN ANALYZE shows the order the
+/// rows taught.
 impl fmt::Display for AdaptiveAnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, c) in self.conjuncts.iter().enumerate() {
-            if i > 0 {
+        for (n, i) in self.order().into_iter().enumerate() {
+            if n > 0 {
                 write!(f, " AND ")?;
             }
-            write!(f, "{c}")?;
+            write!(f, "{}", self.conjuncts[i])?;
         }
         Ok(())
     }

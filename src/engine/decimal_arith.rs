@@ -280,9 +280,10 @@ impl Operand {
     }
 }
 
+/// Named in plans, so EXPLAIN shows where the rule applies.
 impl fmt::Display for DecimalArithExpr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "({})", self.original)
+        write!(f, "bounded_decimal({})", self.original)
     }
 }
 

@@ -32,7 +32,7 @@ async fn a_hash_join_short_of_memory_is_computed_again_with_sort_merge_joins() {
 }
 
 /// The text of `EXPLAIN sql`'s physical plan.
-async fn physical_plan(c: &tokio_postgres::Client, sql: &str) -> String {
+pub(crate) async fn physical_plan(c: &tokio_postgres::Client, sql: &str) -> String {
     let rows = c
         .query(&format!("EXPLAIN {sql}"), &[])
         .await
@@ -44,7 +44,7 @@ async fn physical_plan(c: &tokio_postgres::Client, sql: &str) -> String {
 }
 
 /// A server computing on two partitions, as on a 2-core machine.
-async fn two_partitions() -> TestServer {
+pub(crate) async fn two_partitions() -> TestServer {
     TestServer::start_with(Options::default(), |c| {
         c.engine.target_partitions = Some(2);
     })
@@ -52,7 +52,7 @@ async fn two_partitions() -> TestServer {
 }
 
 /// The text of `EXPLAIN ANALYZE sql`: the plan as it ran, with its metrics.
-async fn analyzed_plan(c: &tokio_postgres::Client, sql: &str) -> String {
+pub(crate) async fn analyzed_plan(c: &tokio_postgres::Client, sql: &str) -> String {
     let rows = c
         .query(&format!("EXPLAIN ANALYZE {sql}"), &[])
         .await

@@ -15,4 +15,5 @@ mod object_stores;
 mod policy;
 mod protocol;
 mod robustness;
+mod rules;
 mod storage;
