@@ -10,6 +10,7 @@
 pub mod avg_merge;
 pub mod cache;
 pub mod ddl;
+pub mod incremental;
 pub mod rewrite;
 
 use crate::catalog::MatView;

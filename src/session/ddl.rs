@@ -13,15 +13,13 @@ use crate::pg::types::{PG_TYPE_KEY, UTC, column_type, declared_pg_type, field_pg
 use crate::policy::Action;
 use crate::storage::TableFormat;
 
-fn resolve(session: &Session, name: &ObjectName) -> Result<(String, String)> {
+pub(super) fn resolve(session: &Session, name: &ObjectName) -> Result<(String, String)> {
     qualified(
         name,
         &session.current_schema(),
         session.engine.planner.database(),
     )
 }
-
-use crate::pg::names::quote;
 
 pub async fn create_schema(
     session: &Session,
@@ -173,7 +171,7 @@ fn table_spec(session: &Session, ct: &ast::CreateTable) -> Result<TableSpec> {
 }
 
 /// The Arrow field of a column definition (type, NOT NULL, PostgreSQL type name).
-fn column_field(col: &ast::ColumnDef, nullable_by_default: bool) -> Result<Field> {
+pub(super) fn column_field(col: &ast::ColumnDef, nullable_by_default: bool) -> Result<Field> {
     let dt = column_type(&col.data_type)?;
     let mut nullable = nullable_by_default;
     for opt in &col.options {
@@ -196,345 +194,6 @@ fn column_field(col: &ast::ColumnDef, nullable_by_default: bool) -> Result<Field
     Ok(field)
 }
 
-/// ALTER TABLE: ADD COLUMN (old rows read NULL), DROP COLUMN, RENAME COLUMN, and ALTER
-/// COLUMN ... TYPE for safe widening (int to bigint, real to double precision, more decimal
-/// digits). Iceberg tracks columns by field id, so these are schema commits and old data files
-/// are read by id; on Delta tables ADD COLUMN is a schema commit and the others rewrite the
-/// data under the new schema in one overwrite commit (deltalake 0.32 cannot write the column
-/// mapping that would avoid it). Older versions keep their own schema either way.
-pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<Outcome> {
-    let done = Outcome::Command(CommandTag::new("ALTER TABLE"));
-    let (schema, table) = resolve(session, &at.name)?;
-    let entry = match session.writable_target_named(&schema, &table, "ALTER TABLE") {
-        Err(Error::UndefinedTable(_)) if at.if_exists => return Ok(done),
-        other => other?,
-    };
-    let catalog = session.engine.planner.catalog().clone();
-    let provider = catalog.table_provider(&entry).await?;
-    let current = provider.schema();
-    let mut columns: Vec<Field> = current
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    let find = |columns: &[Field], name: &str| columns.iter().position(|f| f.name() == name);
-    let missing = |name: &str| {
-        Error::UndefinedColumn(format!(
-            "column \"{name}\" of relation \"{table}\" does not exist"
-        ))
-    };
-    let mut changes = ColumnChanges::default();
-    let ColumnChanges {
-        added,
-        dropped,
-        renamed,
-        retyped,
-    } = &mut changes;
-    let mut tags = std::collections::BTreeMap::new();
-    let mut sort_order = None;
-    for op in &at.operations {
-        use ast::AlterTableOperation as Op;
-        match op {
-            Op::AddColumn {
-                column_def,
-                if_not_exists,
-                ..
-            } => {
-                let name = ident(&column_def.name);
-                if find(&columns, &name).is_some() {
-                    if *if_not_exists {
-                        continue;
-                    }
-                    return Err(Error::Data {
-                        sqlstate: SqlState::DuplicateColumn,
-                        message: format!(
-                            "column \"{name}\" of relation \"{table}\" already exists"
-                        ),
-                    });
-                }
-                let field = column_field(column_def, true)?;
-                if !field.is_nullable() {
-                    return Err(Error::unsupported(format!(
-                        "cannot add NOT NULL column \"{name}\": existing rows have no value for it"
-                    )));
-                }
-                columns.push(field.clone());
-                added.push(field);
-            }
-            Op::DropColumn {
-                column_names,
-                if_exists,
-                ..
-            } => {
-                for c in column_names {
-                    let name = ident(c);
-                    match find(&columns, &name) {
-                        Some(i) => {
-                            columns.remove(i);
-                            dropped.push(name);
-                        }
-                        None if *if_exists => {}
-                        None => return Err(missing(&name)),
-                    }
-                }
-            }
-            Op::RenameColumn {
-                old_column_name,
-                new_column_name,
-            } => {
-                let (old, new) = (ident(old_column_name), ident(new_column_name));
-                // A policy that names the column by name would stop applying to it.
-                let object = format!("{schema}.{table}");
-                if let Some((policy, _)) = session
-                    .engine
-                    .policies()
-                    .governed_columns(&object)
-                    .into_iter()
-                    .find(|(_, c)| *c == old)
-                {
-                    return Err(Error::Data {
-                        sqlstate: SqlState::DependentObjectsStillExist,
-                        message: format!(
-                            "cannot rename column \"{old}\" of table \"{table}\": the policy \
-                             \"{policy}\" names it, and would no longer apply to it; change the \
-                             policy files to name \"{new}\" (or no column) first"
-                        ),
-                    });
-                }
-                if find(&columns, &new).is_some() {
-                    return Err(Error::Data {
-                        sqlstate: SqlState::DuplicateColumn,
-                        message: format!("column \"{new}\" of relation \"{table}\" already exists"),
-                    });
-                }
-                let i = find(&columns, &old).ok_or_else(|| missing(&old))?;
-                columns[i] = columns[i].clone().with_name(new.clone());
-                renamed.push((old, new));
-            }
-            Op::AlterColumn {
-                column_name,
-                op:
-                    ast::AlterColumnOperation::SetDataType {
-                        data_type, using, ..
-                    },
-            } => {
-                if using.is_some() {
-                    return Err(Error::unsupported(
-                        "ALTER COLUMN ... TYPE ... USING is not supported: only widening, which needs no USING",
-                    ));
-                }
-                let name = ident(column_name);
-                let i = find(&columns, &name).ok_or_else(|| missing(&name))?;
-                let to = column_type(data_type)?;
-                if !crate::storage::is_widening(columns[i].data_type(), &to) {
-                    return Err(Error::Data {
-                        sqlstate: SqlState::DatatypeMismatch,
-                        message: format!(
-                            "column \"{name}\" cannot be changed to {data_type}: only widening \
-                             (smallint/integer to bigint, real to double precision, more decimal digits) \
-                             keeps every old value"
-                        ),
-                    });
-                }
-                columns[i] = columns[i].clone().with_data_type(to.clone());
-                retyped.push((name, to));
-            }
-            Op::SetTblProperties {
-                table_properties: options,
-            }
-            | Op::SetOptionsParens { options } => {
-                let set = table_properties(options)?;
-                let stored = session.stored_tags(&format!("{schema}.{table}"));
-                for (column, list) in set.tags {
-                    find(&columns, &column).ok_or_else(|| missing(&column))?;
-                    // Tags only mask more; taking one away unmasks a column, which is for
-                    // administrators of the server, not of the table.
-                    if !session.principal.admin
-                        && let Some(gone) = stored
-                            .get(&column)
-                            .and_then(|had| had.iter().find(|t| !list.contains(t)))
-                    {
-                        return Err(Error::PermissionDenied(format!(
-                            "permission denied to remove classification tag {gone} from column \
-                             \"{column}\" of table \"{table}\": only an administrator may"
-                        )));
-                    }
-                    tags.insert(column, list);
-                }
-                sort_order = set.sort_order.or(sort_order);
-            }
-            other => {
-                return Err(Error::unsupported(format!(
-                    "ALTER TABLE {} is not supported (ADD, DROP, RENAME COLUMN, ALTER COLUMN TYPE, \
-                     SET TBLPROPERTIES ('lakegate.tags.<column>' = '...') and \
-                     SET (sort_order = '...') are)",
-                    statement_words(&other.to_string())
-                )));
-            }
-        }
-    }
-    if columns.is_empty() {
-        return Err(Error::unsupported(format!(
-            "cannot drop every column of \"{table}\": drop the table instead"
-        )));
-    }
-    if let Some(order) = &sort_order {
-        if entry.format != TableFormat::Delta {
-            return Err(Error::unsupported(
-                "a sort order (SET (sort_order = ...)) is kept by Delta tables only",
-            ));
-        }
-        for k in order {
-            find(&columns, &k.column).ok_or_else(|| missing(&k.column))?;
-        }
-    }
-    if !tags.is_empty() || !renamed.is_empty() {
-        // Before the columns change: a renamed column keeps its tags under both names until
-        // then, so a failure in between leaves it over-tagged, never untagged.
-        let mut keep = tags.clone();
-        for (old, new) in renamed.iter() {
-            let stored = session.stored_tags(&format!("{schema}.{table}"));
-            if let Some(v) = stored.get(old) {
-                keep.entry(new.clone()).or_insert_with(|| v.clone());
-            }
-        }
-        catalog.set_tags(&schema, &table, &keep, &[]).await?;
-    }
-    if added.is_empty()
-        && dropped.is_empty()
-        && renamed.is_empty()
-        && retyped.is_empty()
-        && sort_order.is_none()
-    {
-        return Ok(done);
-    }
-    if entry.format == TableFormat::Iceberg {
-        let (ns, name) = catalog.iceberg_ident(&entry)?;
-        let store = catalog.iceberg().await?;
-        if !renamed.is_empty() || !retyped.is_empty() {
-            let db = catalog.warehouse().meta_path("iceberg.db");
-            store
-                .rename_and_widen(ns, name, renamed, retyped, &db)
-                .await?;
-        }
-        if !added.is_empty() || !dropped.is_empty() {
-            store.alter_columns(ns, name, added, dropped).await?;
-        }
-        return Ok(done);
-    }
-    let delta = catalog.delta_table(&entry).await?;
-    // The sort order of later writes: as set, else the current one under the new column names.
-    let was = crate::storage::delta::sort_order(&delta);
-    let order = sort_order.unwrap_or_else(|| {
-        was.iter()
-            .filter(|k| !dropped.contains(&k.column))
-            .map(|k| {
-                let mut k = k.clone();
-                for (old, new) in renamed.iter() {
-                    if &k.column == old {
-                        k.column = new.clone();
-                    }
-                }
-                k
-            })
-            .collect()
-    });
-    let delta = if dropped.is_empty() && renamed.is_empty() && retyped.is_empty() {
-        if added.is_empty() {
-            delta
-        } else {
-            crate::storage::delta::add_columns(delta, added).await?
-        }
-    } else {
-        rewrite_delta(
-            session,
-            (&schema, &table),
-            (delta, provider),
-            &columns,
-            &changes,
-        )
-        .await?
-    };
-    let delta = if order != was {
-        crate::storage::delta::set_sort_order(delta, &order).await?
-    } else {
-        delta
-    };
-    catalog.remember(&entry, delta).await;
-    Ok(done)
-}
-
-/// The column changes of one ALTER TABLE.
-#[derive(Default)]
-struct ColumnChanges {
-    added: Vec<Field>,
-    dropped: Vec<String>,
-    /// (old name, new name)
-    renamed: Vec<(String, String)>,
-    retyped: Vec<(String, DataType)>,
-}
-
-/// ALTER TABLE's rewrite of a Delta table: each column of the new schema (`columns`) from the
-/// old one (renamed, cast, or NULL if new). The rows keep the order they are read in, not
-/// sorted again by the table's sort order: deltalake plans the rewrite in a session of its own,
-/// without Lakegate's memory limit, where a sort of the whole table would not spill.
-async fn rewrite_delta(
-    session: &Session,
-    (schema, table): (&str, &str),
-    (delta, provider): (
-        deltalake::DeltaTable,
-        Arc<dyn datafusion::catalog::TableProvider>,
-    ),
-    columns: &[Field],
-    changes: &ColumnChanges,
-) -> Result<deltalake::DeltaTable> {
-    let ColumnChanges {
-        added,
-        dropped,
-        renamed,
-        retyped,
-    } = changes;
-    let mut partitions = delta.snapshot()?.metadata().partition_columns().to_vec();
-    for d in dropped {
-        if partitions.contains(d) {
-            return Err(Error::unsupported(format!(
-                "cannot drop \"{d}\": it is a partition column of \"{table}\""
-            )));
-        }
-    }
-    for p in partitions.iter_mut() {
-        if let Some((_, new)) = renamed.iter().find(|(old, _)| old == p) {
-            *p = new.clone();
-        }
-    }
-    use datafusion::prelude::{cast, col, lit};
-    let exprs = columns
-        .iter()
-        .map(|f| {
-            let source = renamed
-                .iter()
-                .find(|(_, new)| new == f.name())
-                .map(|(old, _)| old.clone())
-                .unwrap_or_else(|| f.name().clone());
-            let e = if added.iter().any(|a| a.name() == f.name()) {
-                cast(
-                    lit(datafusion::common::ScalarValue::Null),
-                    f.data_type().clone(),
-                )
-            } else if retyped.iter().any(|(c, _)| c == f.name()) {
-                cast(col(quote(&source)), f.data_type().clone())
-            } else {
-                col(quote(&source))
-            };
-            e.alias(f.name())
-        })
-        .collect::<Vec<_>>();
-    let df = session.context().read_table(provider)?.select(exprs)?;
-    let what = format!("ALTER TABLE {schema}.{table}");
-    let _beat = session.heartbeat(what.clone(), std::time::Duration::from_secs(10));
-    crate::storage::delta::rewrite(delta, df.into_unoptimized_plan(), partitions, &what).await
-}
-
 /// The text of an option's value: a quoted string's contents, else as written.
 fn option_text(value: &ast::Expr) -> String {
     match value {
@@ -549,16 +208,16 @@ fn option_text(value: &ast::Expr) -> String {
 
 /// What an ALTER TABLE ... SET TBLPROPERTIES (...) / SET (...) sets.
 #[derive(Default)]
-struct TableProperties {
+pub(super) struct TableProperties {
     /// Classification tags: `'lakegate.tags.<column>' = 'PII.ssn, FIN'` (an empty value
     /// removes the column's tags).
-    tags: Vec<(String, Vec<String>)>,
+    pub tags: Vec<(String, Vec<String>)>,
     /// The sort order of later writes: `sort_order = 'a, b DESC'` or `'lakegate.sort_order'
     /// = ...` (an empty value removes it).
-    sort_order: Option<Vec<crate::storage::sort_order::SortKey>>,
+    pub sort_order: Option<Vec<crate::storage::sort_order::SortKey>>,
 }
 
-fn table_properties(options: &[ast::SqlOption]) -> Result<TableProperties> {
+pub(super) fn table_properties(options: &[ast::SqlOption]) -> Result<TableProperties> {
     let mut out = TableProperties::default();
     for o in options {
         let ast::SqlOption::KeyValue { key, value } = o else {
@@ -589,7 +248,7 @@ fn table_properties(options: &[ast::SqlOption]) -> Result<TableProperties> {
     Ok(out)
 }
 
-fn statement_words(s: &str) -> String {
+pub(super) fn statement_words(s: &str) -> String {
     s.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
 }
 

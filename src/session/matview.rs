@@ -352,8 +352,6 @@ async fn refresh_incrementally(
     table: &str,
     entry: &TableEntry,
 ) -> Result<Option<usize>> {
-    use crate::mv::rewrite::Merge;
-    use datafusion::functions_aggregate::expr_fn::{max, min, sum};
     let Some(mut mv) = entry.matview.clone() else {
         return Ok(None);
     };
@@ -398,57 +396,11 @@ async fn refresh_incrementally(
     if under != mv.computed_under {
         return Ok(None);
     }
-    let mut source_schema = None;
-    let _ = plan.apply_with_subqueries(|p| {
-        if let LogicalPlan::TableScan(scan) = p
-            && owner.with_names(|n| n.scan(scan)).as_deref() == Some(src.object.as_str())
-        {
-            source_schema = Some(scan.source.schema());
-        }
-        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
-    });
-    let Some(source_schema) = source_schema else {
+    let Some(source_schema) = scanned_schema(owner, &plan, &src.object) else {
         return Ok(None);
     };
-    let new_files: Arc<dyn datafusion::catalog::TableProvider> = if added.is_empty() {
-        Arc::new(datafusion::datasource::empty::EmptyTable::new(
-            source_schema,
-        ))
-    } else {
-        use datafusion::datasource::file_format::parquet::ParquetFormat;
-        use datafusion::datasource::listing::{
-            ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-        };
-        let mut urls = vec![];
-        for f in &added {
-            let url = ListingTableUrl::parse(f)?;
-            if url.scheme() != "file" {
-                let mut bucket = url::Url::parse(f)
-                    .map_err(|e| Error::Storage(format!("bad file location: {e}")))?;
-                bucket.set_path("");
-                owner
-                    .context()
-                    .runtime_env()
-                    .register_object_store(&bucket, catalog.warehouse().store_for(&bucket)?);
-            }
-            urls.push(url);
-        }
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(ListingOptions::new(Arc::new(ParquetFormat::default())))
-            .with_schema(source_schema);
-        Arc::new(ListingTable::try_new(config)?)
-    };
-    let fresh_rows = plan
-        .transform_up_with_subqueries(|p| match p {
-            LogicalPlan::TableScan(mut scan)
-                if owner.with_names(|n| n.scan(&scan)).as_deref() == Some(src.object.as_str()) =>
-            {
-                scan.source = datafusion::datasource::provider_as_source(new_files.clone());
-                Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
-            }
-            other => Ok(Transformed::no(other)),
-        })?
-        .data;
+    let new_files = files_provider(owner, &catalog, &added, source_schema)?;
+    let fresh_rows = scanning(plan, owner, &src.object, new_files)?;
     let view_table = catalog.delta_table(entry).await?;
     // The view's own rows, hidden columns included.
     let stored = crate::storage::delta::raw_provider(&view_table).await?;
@@ -490,62 +442,8 @@ async fn refresh_incrementally(
                 None,
             )?
             .build()?;
-            let both = LogicalPlanBuilder::from(old_rows)
-                .union(fresh_rows)?
-                .build()?;
-            let columns = both.schema().columns();
-            let group: Vec<Expr> = kinds
-                .iter()
-                .zip(&columns)
-                .filter(|(k, _)| **k == Merge::Key)
-                .map(|(_, c)| Expr::Column(c.clone()))
-                .collect();
-            let column = |i: usize| {
-                columns
-                    .get(i)
-                    .map(|c| Expr::Column(c.clone()))
-                    .ok_or_else(|| Error::internal("a view column is missing"))
-            };
-            let aggregates: Vec<Expr> = kinds
-                .iter()
-                .enumerate()
-                .filter(|(_, k)| **k != Merge::Key)
-                .map(|(i, k)| {
-                    Ok(match k {
-                        Merge::Min => min(column(i)?),
-                        Merge::Max => max(column(i)?),
-                        Merge::Avg { sum, count } => {
-                            crate::mv::avg_merge::avg_merge(target.field(i).data_type().clone())?
-                                .call(vec![column(*sum)?, column(*count)?])
-                        }
-                        Merge::Key | Merge::Sum => sum(column(i)?),
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?
-                .into_iter()
-                .enumerate()
-                .map(|(i, e)| e.alias(format!("lakegate_merged_{i}")))
-                .collect();
-            let merged = LogicalPlanBuilder::from(both)
-                .aggregate(group, aggregates)?
-                .build()?;
-            // Back in the view's column order.
-            let out = merged.schema().columns();
-            let (mut key_at, mut agg_at) = (0, kinds.iter().filter(|k| **k == Merge::Key).count());
-            let ordered: Vec<Expr> = kinds
-                .iter()
-                .map(|k| {
-                    let i = if *k == Merge::Key {
-                        key_at += 1;
-                        key_at - 1
-                    } else {
-                        agg_at += 1;
-                        agg_at - 1
-                    };
-                    Expr::Column(out[i].clone())
-                })
-                .collect();
-            let merged = LogicalPlanBuilder::from(merged).project(ordered)?.build()?;
+            let merged =
+                crate::mv::incremental::merged_again(old_rows, fresh_rows, &kinds, &target)?;
             let input = write(cast_to(merged, &target)?).await?;
             crate::storage::delta::rewrite(view_table, input, vec![], "REFRESH MATERIALIZED VIEW")
                 .await?
@@ -561,6 +459,82 @@ async fn refresh_incrementally(
     mv.refresh_ms = Some(started.elapsed().as_millis() as u64);
     catalog.set_matview(schema, table, *mv).await?;
     Ok(Some(counted.load(std::sync::atomic::Ordering::SeqCst)))
+}
+
+/// The schema of the scan of `object` in `plan` (the refresh's source).
+fn scanned_schema(
+    owner: &Session,
+    plan: &LogicalPlan,
+    object: &str,
+) -> Option<datafusion::arrow::datatypes::SchemaRef> {
+    let mut schema = None;
+    let _ = plan.apply_with_subqueries(|p| {
+        if let LogicalPlan::TableScan(scan) = p
+            && owner.with_names(|n| n.scan(scan)).as_deref() == Some(object)
+        {
+            schema = Some(scan.source.schema());
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    schema
+}
+
+/// A provider over the source's files added since the view's version (Parquet files of the
+/// Delta table, read as a listing table), or an empty table when there are none.
+fn files_provider(
+    owner: &Session,
+    catalog: &crate::catalog::Catalog,
+    added: &[String],
+    source_schema: datafusion::arrow::datatypes::SchemaRef,
+) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+    Ok(if added.is_empty() {
+        Arc::new(datafusion::datasource::empty::EmptyTable::new(
+            source_schema,
+        ))
+    } else {
+        use datafusion::datasource::file_format::parquet::ParquetFormat;
+        use datafusion::datasource::listing::{
+            ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+        };
+        let mut urls = vec![];
+        for f in added {
+            let url = ListingTableUrl::parse(f)?;
+            if url.scheme() != "file" {
+                let mut bucket = url::Url::parse(f)
+                    .map_err(|e| Error::Storage(format!("bad file location: {e}")))?;
+                bucket.set_path("");
+                owner
+                    .context()
+                    .runtime_env()
+                    .register_object_store(&bucket, catalog.warehouse().store_for(&bucket)?);
+            }
+            urls.push(url);
+        }
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(ListingOptions::new(Arc::new(ParquetFormat::default())))
+            .with_schema(source_schema);
+        Arc::new(ListingTable::try_new(config)?)
+    })
+}
+
+/// `plan` with its scan of `object` reading `files` instead.
+fn scanning(
+    plan: LogicalPlan,
+    owner: &Session,
+    object: &str,
+    files: Arc<dyn datafusion::catalog::TableProvider>,
+) -> Result<LogicalPlan> {
+    Ok(plan
+        .transform_up_with_subqueries(|p| match p {
+            LogicalPlan::TableScan(mut scan)
+                if owner.with_names(|n| n.scan(&scan)).as_deref() == Some(object) =>
+            {
+                scan.source = datafusion::datasource::provider_as_source(files.clone());
+                Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+            }
+            other => Ok(Transformed::no(other)),
+        })?
+        .data)
 }
 
 /// `plan`'s columns cast to the view table's types and named after its columns.

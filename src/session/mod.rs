@@ -6,6 +6,7 @@
 //! [`Session`] only, never to DataFusion directly.
 
 pub mod admission;
+mod alter;
 mod audit;
 mod context;
 pub mod copy;
@@ -692,7 +693,7 @@ impl Session {
                 ..
             } => ddl::create_schema(self, schema_name, *if_not_exists).await,
             S::CreateView(v) => ddl::create_view(self, v).await,
-            S::AlterTable(at) => ddl::alter_table(self, at).await,
+            S::AlterTable(at) => alter::alter_table(self, at).await,
             S::Drop {
                 object_type,
                 if_exists,
