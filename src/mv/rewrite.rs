@@ -267,13 +267,20 @@ fn column(name: &str) -> Expr {
 }
 
 fn call(name: &str, arg: Expr) -> Expr {
+    call_with(name, vec![arg])
+}
+
+fn call_with(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(ast::Function {
         name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]),
         uses_odbc_syntax: false,
         parameters: ast::FunctionArguments::None,
         args: ast::FunctionArguments::List(ast::FunctionArgumentList {
             duplicate_treatment: None,
-            args: vec![ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg))],
+            args: args
+                .into_iter()
+                .map(|a| ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(a)))
+                .collect(),
             clauses: vec![],
         }),
         filter: None,
@@ -283,170 +290,27 @@ fn call(name: &str, arg: Expr) -> Expr {
     })
 }
 
+/// Nesting past which an expression is not mapped (the query then reads its tables).
+const MAX_DEPTH: usize = 256;
+
 impl Mapper<'_> {
+    /// `e` over the view's columns; None when the view cannot answer it.
     fn map(&self, e: &Expr) -> Option<Expr> {
+        self.at(e, 0)
+    }
+
+    fn at(&self, e: &Expr, depth: usize) -> Option<Expr> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
         let n = norm(e);
         if let Some(c) = self.keys.get(&n) {
             return Some(column(c));
         }
+        let d = depth + 1;
         match e {
-            Expr::Function(f) if is_aggregate(f) => {
-                if self.exact {
-                    return self.aggregates.get(&n).map(|c| column(c));
-                }
-                if self.rollup {
-                    let c = self.aggregates.get(&n)?;
-                    let fname = f.name.0.last()?.to_string().to_ascii_lowercase();
-                    if matches!(f.args, ast::FunctionArguments::List(ref l) if l.duplicate_treatment.is_some())
-                        || f.filter.is_some()
-                    {
-                        return None;
-                    }
-                    return Some(match fname.as_str() {
-                        "sum" => call("sum", column(c)),
-                        "min" => call("min", column(c)),
-                        "max" => call("max", column(c)),
-                        "count" if self.global => Expr::Function(ast::Function {
-                            name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(
-                                "coalesce",
-                            ))]),
-                            uses_odbc_syntax: false,
-                            parameters: ast::FunctionArguments::None,
-                            args: ast::FunctionArguments::List(ast::FunctionArgumentList {
-                                duplicate_treatment: None,
-                                args: vec![
-                                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(call(
-                                        "sum",
-                                        column(c),
-                                    ))),
-                                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(
-                                        Expr::Value(Value::Number("0".into(), false).into()),
-                                    )),
-                                ],
-                                clauses: vec![],
-                            }),
-                            filter: None,
-                            null_treatment: None,
-                            over: None,
-                            within_group: vec![],
-                        }),
-                        "count" => call("sum", column(c)),
-                        _ => return None,
-                    });
-                }
-                // A view without aggregates: the query aggregates the view's columns.
-                let mut f = f.clone();
-                if let ast::FunctionArguments::List(l) = &mut f.args {
-                    for a in &mut l.args {
-                        if let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) = a {
-                            *x = self.map(x)?;
-                        }
-                    }
-                }
-                if f.filter.is_some() || f.over.is_some() {
-                    return None;
-                }
-                Some(Expr::Function(f))
-            }
-            Expr::Function(f) => {
-                let mut f = f.clone();
-                match &mut f.args {
-                    ast::FunctionArguments::List(l) => {
-                        for a in &mut l.args {
-                            match a {
-                                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x))
-                                | ast::FunctionArg::Named {
-                                    arg: ast::FunctionArgExpr::Expr(x),
-                                    ..
-                                } => *x = self.map(x)?,
-                                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard) => {}
-                                _ => return None,
-                            }
-                        }
-                    }
-                    ast::FunctionArguments::None => {}
-                    ast::FunctionArguments::Subquery(_) => return None,
-                }
-                if f.over.is_some() || f.filter.is_some() {
-                    return None;
-                }
-                Some(Expr::Function(f))
-            }
-            Expr::Identifier(_) | Expr::CompoundIdentifier(_) => None,
-            Expr::Value(_) | Expr::TypedString { .. } | Expr::Interval(_) => Some(e.clone()),
-            Expr::Nested(x) => Some(Expr::Nested(Box::new(self.map(x)?))),
-            Expr::UnaryOp { op, expr } => Some(Expr::UnaryOp {
-                op: *op,
-                expr: Box::new(self.map(expr)?),
-            }),
-            Expr::BinaryOp { left, op, right } => Some(Expr::BinaryOp {
-                left: Box::new(self.map(left)?),
-                op: op.clone(),
-                right: Box::new(self.map(right)?),
-            }),
-            Expr::Cast {
-                kind,
-                expr,
-                data_type,
-                array,
-                format,
-            } => Some(Expr::Cast {
-                kind: kind.clone(),
-                expr: Box::new(self.map(expr)?),
-                data_type: data_type.clone(),
-                array: *array,
-                format: format.clone(),
-            }),
-            Expr::IsNull(x) => Some(Expr::IsNull(Box::new(self.map(x)?))),
-            Expr::IsNotNull(x) => Some(Expr::IsNotNull(Box::new(self.map(x)?))),
-            Expr::IsTrue(x) => Some(Expr::IsTrue(Box::new(self.map(x)?))),
-            Expr::IsFalse(x) => Some(Expr::IsFalse(Box::new(self.map(x)?))),
-            Expr::Between {
-                expr,
-                negated,
-                low,
-                high,
-            } => Some(Expr::Between {
-                expr: Box::new(self.map(expr)?),
-                negated: *negated,
-                low: Box::new(self.map(low)?),
-                high: Box::new(self.map(high)?),
-            }),
-            Expr::InList {
-                expr,
-                list,
-                negated,
-            } => Some(Expr::InList {
-                expr: Box::new(self.map(expr)?),
-                list: list.iter().map(|x| self.map(x)).collect::<Option<_>>()?,
-                negated: *negated,
-            }),
-            Expr::Like {
-                negated,
-                any,
-                expr,
-                pattern,
-                escape_char,
-            } => Some(Expr::Like {
-                negated: *negated,
-                any: *any,
-                expr: Box::new(self.map(expr)?),
-                pattern: Box::new(self.map(pattern)?),
-                escape_char: escape_char.clone(),
-            }),
-            Expr::ILike {
-                negated,
-                any,
-                expr,
-                pattern,
-                escape_char,
-            } => Some(Expr::ILike {
-                negated: *negated,
-                any: *any,
-                expr: Box::new(self.map(expr)?),
-                pattern: Box::new(self.map(pattern)?),
-                escape_char: escape_char.clone(),
-            }),
+            Expr::Function(f) if is_aggregate(f) => self.aggregate(f, &n, d),
+            Expr::Function(f) => self.function(f, d),
             Expr::Case {
                 case_token,
                 end_token,
@@ -456,26 +320,187 @@ impl Mapper<'_> {
             } => Some(Expr::Case {
                 case_token: case_token.clone(),
                 end_token: end_token.clone(),
-                operand: match operand {
-                    Some(o) => Some(Box::new(self.map(o)?)),
-                    None => None,
-                },
+                operand: self.boxed(operand.as_deref(), d)?,
                 conditions: conditions
                     .iter()
                     .map(|w| {
                         Some(ast::CaseWhen {
-                            condition: self.map(&w.condition)?,
-                            result: self.map(&w.result)?,
+                            condition: self.at(&w.condition, d)?,
+                            result: self.at(&w.result, d)?,
                         })
                     })
                     .collect::<Option<_>>()?,
-                else_result: match else_result {
-                    Some(x) => Some(Box::new(self.map(x)?)),
-                    None => None,
-                },
+                else_result: self.boxed(else_result.as_deref(), d)?,
             }),
-            _ => None,
+            _ => self.operator(e, d),
         }
+    }
+
+    /// An optional operand mapped: Some(None) when there is none.
+    fn boxed(&self, e: Option<&Expr>, depth: usize) -> Option<Option<Box<Expr>>> {
+        match e {
+            Some(x) => Some(Some(Box::new(self.at(x, depth)?))),
+            None => Some(None),
+        }
+    }
+
+    /// An aggregate call of the query (`n` its normalized text).
+    fn aggregate(&self, f: &ast::Function, n: &str, depth: usize) -> Option<Expr> {
+        if self.exact {
+            return self.aggregates.get(n).map(|c| column(c));
+        }
+        if self.rollup {
+            return self.rolled_up(f, self.aggregates.get(n)?);
+        }
+        // A view without aggregates: the query aggregates the view's columns.
+        let mut f = f.clone();
+        if let ast::FunctionArguments::List(l) = &mut f.args {
+            for a in &mut l.args {
+                if let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) = a {
+                    *x = self.at(x, depth)?;
+                }
+            }
+        }
+        if f.filter.is_some() || f.over.is_some() {
+            return None;
+        }
+        Some(Expr::Function(f))
+    }
+
+    /// An aggregate rolled up from the view's column `c` holding it per finer group: sums
+    /// and counts add up, minima and maxima are taken again.
+    fn rolled_up(&self, f: &ast::Function, c: &str) -> Option<Expr> {
+        let fname = f.name.0.last()?.to_string().to_ascii_lowercase();
+        if matches!(f.args, ast::FunctionArguments::List(ref l) if l.duplicate_treatment.is_some())
+            || f.filter.is_some()
+        {
+            return None;
+        }
+        Some(match fname.as_str() {
+            "sum" => call("sum", column(c)),
+            "min" => call("min", column(c)),
+            "max" => call("max", column(c)),
+            // COUNT of no rows is 0, where SUM of no rows is NULL.
+            "count" if self.global => call_with(
+                "coalesce",
+                vec![
+                    call("sum", column(c)),
+                    Expr::Value(Value::Number("0".into(), false).into()),
+                ],
+            ),
+            "count" => call("sum", column(c)),
+            _ => return None,
+        })
+    }
+
+    /// A call of a scalar function, its arguments mapped.
+    fn function(&self, f: &ast::Function, depth: usize) -> Option<Expr> {
+        let mut f = f.clone();
+        match &mut f.args {
+            ast::FunctionArguments::List(l) => {
+                for a in &mut l.args {
+                    match a {
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x))
+                        | ast::FunctionArg::Named {
+                            arg: ast::FunctionArgExpr::Expr(x),
+                            ..
+                        } => *x = self.at(x, depth)?,
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard) => {}
+                        _ => return None,
+                    }
+                }
+            }
+            ast::FunctionArguments::None => {}
+            ast::FunctionArguments::Subquery(_) => return None,
+        }
+        if f.over.is_some() || f.filter.is_some() {
+            return None;
+        }
+        Some(Expr::Function(f))
+    }
+
+    /// Constants, operators, casts and predicates, their operands mapped; a column the view
+    /// does not have (or anything else) is None.
+    fn operator(&self, e: &Expr, d: usize) -> Option<Expr> {
+        let m = |x: &Expr| self.at(x, d).map(Box::new);
+        Some(match e {
+            Expr::Value(_) | Expr::TypedString { .. } | Expr::Interval(_) => e.clone(),
+            Expr::Nested(x) => Expr::Nested(m(x)?),
+            Expr::UnaryOp { op, expr } => Expr::UnaryOp {
+                op: *op,
+                expr: m(expr)?,
+            },
+            Expr::BinaryOp { left, op, right } => Expr::BinaryOp {
+                left: m(left)?,
+                op: op.clone(),
+                right: m(right)?,
+            },
+            Expr::Cast {
+                kind,
+                expr,
+                data_type,
+                array,
+                format,
+            } => Expr::Cast {
+                kind: kind.clone(),
+                expr: m(expr)?,
+                data_type: data_type.clone(),
+                array: *array,
+                format: format.clone(),
+            },
+            Expr::IsNull(x) => Expr::IsNull(m(x)?),
+            Expr::IsNotNull(x) => Expr::IsNotNull(m(x)?),
+            Expr::IsTrue(x) => Expr::IsTrue(m(x)?),
+            Expr::IsFalse(x) => Expr::IsFalse(m(x)?),
+            Expr::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => Expr::Between {
+                expr: m(expr)?,
+                negated: *negated,
+                low: m(low)?,
+                high: m(high)?,
+            },
+            Expr::InList {
+                expr,
+                list,
+                negated,
+            } => Expr::InList {
+                expr: m(expr)?,
+                list: list.iter().map(|x| self.at(x, d)).collect::<Option<_>>()?,
+                negated: *negated,
+            },
+            Expr::Like {
+                negated,
+                any,
+                expr,
+                pattern,
+                escape_char,
+            } => Expr::Like {
+                negated: *negated,
+                any: *any,
+                expr: m(expr)?,
+                pattern: m(pattern)?,
+                escape_char: escape_char.clone(),
+            },
+            Expr::ILike {
+                negated,
+                any,
+                expr,
+                pattern,
+                escape_char,
+            } => Expr::ILike {
+                negated: *negated,
+                any: *any,
+                expr: m(expr)?,
+                pattern: m(pattern)?,
+                escape_char: escape_char.clone(),
+            },
+            // Identifier / CompoundIdentifier: a column the view does not output.
+            _ => return None,
+        })
     }
 }
 
@@ -489,10 +514,7 @@ pub fn rewrite(
 ) -> Option<Rewritten> {
     let q = plain_select(query)?;
     let v = plain_select(&view.query)?;
-    if view.query.order_by.is_some() || view.query.limit_clause.is_some() {
-        return None;
-    }
-    if q.having.is_some() && v.having.is_some() || v.having.is_some() {
+    if view.query.order_by.is_some() || view.query.limit_clause.is_some() || v.having.is_some() {
         return None;
     }
     let from = norm_from(q, query_schema, database);
@@ -510,46 +532,133 @@ pub fn rewrite(
         .iter()
         .filter(|e| !v_filters.contains(&norm(e)))
         .collect();
-    // The view's columns.
-    let v_groups = group_exprs(v)?;
-    let v_aggregated = !v_groups.is_empty()
-        || v.projection.iter().any(|i| match i {
-            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                has_aggregate(e)
+    let columns = ViewColumns::of(v)?;
+    let q_groups = group_exprs(q)?;
+    let q_aggregated = is_aggregated(q, &q_groups) || q.having.is_some();
+    let (exact, rollup) = columns.grouping(&remaining, &q_groups, q_aggregated)?;
+    let mapper = Mapper {
+        keys: &columns.keys,
+        aggregates: &columns.aggregates,
+        rollup,
+        exact,
+        global: q_groups.is_empty(),
+    };
+    // Filters on what is left: only the view's keys (no aggregates).
+    let no_aggregates = HashMap::new();
+    let key_mapper = Mapper {
+        keys: &columns.keys,
+        aggregates: &no_aggregates,
+        rollup: false,
+        exact: false,
+        global: false,
+    };
+    let mut where_ = remaining
+        .iter()
+        .map(|e| {
+            if has_aggregate(e) {
+                None
+            } else {
+                key_mapper.map(e)
             }
-            _ => false,
-        });
-    let v_group_norms: HashSet<String> = v_groups.iter().map(norm).collect();
-    let mut keys = HashMap::new();
-    let mut aggregates = HashMap::new();
-    for item in &v.projection {
-        let (SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }) = item else {
-            return None;
-        };
-        let name = item_name(item)?;
-        let n = norm(e);
-        if !v_aggregated || v_group_norms.contains(&n) {
-            keys.insert(n, name);
-        } else if has_aggregate(e) {
-            aggregates.insert(n, name);
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let mut select = over_view(q, view, &mapper)?;
+    if exact {
+        // One view row per group already: no grouping; HAVING filters those rows.
+        if let Some(h) = &q.having {
+            where_.push(mapper.map(h)?);
+        }
+    } else {
+        if q_aggregated {
+            select.group_by = GroupByExpr::Expressions(
+                q_groups
+                    .iter()
+                    .map(|g| key_mapper.map(g))
+                    .collect::<Option<_>>()?,
+                vec![],
+            );
+        }
+        if let Some(h) = &q.having {
+            select.having = Some(mapper.map(h)?);
         }
     }
-    // Every key of the view is among its columns (else rows could not be told apart).
-    if v_group_norms.iter().any(|g| !keys.contains_key(g)) {
-        return None;
-    }
-    let q_groups = group_exprs(q)?;
-    let q_aggregated = !q_groups.is_empty()
-        || q.projection.iter().any(|i| match i {
+    select.selection = and_all(where_);
+    Some(Rewritten {
+        query: Query {
+            body: Box::new(SetExpr::Select(Box::new(select))),
+            order_by: order_over_view(query, q, &mapper)?,
+            ..query.clone()
+        },
+    })
+}
+
+/// Whether a SELECT aggregates (GROUP BY, or an aggregate among its items).
+fn is_aggregated(s: &Select, groups: &[Expr]) -> bool {
+    !groups.is_empty()
+        || s.projection.iter().any(|i| match i {
             SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
                 has_aggregate(e)
             }
             _ => false,
         })
-        || q.having.is_some();
-    let q_group_norms: HashSet<String> = q_groups.iter().map(norm).collect();
-    let (exact, rollup) = if v_aggregated {
-        if !q_aggregated || !q_group_norms.is_subset(&v_group_norms) {
+}
+
+/// A view's columns by the normalized expression each holds.
+struct ViewColumns {
+    aggregated: bool,
+    group_norms: HashSet<String>,
+    /// plain and key items -> column
+    keys: HashMap<String, String>,
+    /// aggregate calls -> column
+    aggregates: HashMap<String, String>,
+}
+
+impl ViewColumns {
+    fn of(v: &Select) -> Option<ViewColumns> {
+        let groups = group_exprs(v)?;
+        let aggregated = is_aggregated(v, &groups);
+        let group_norms: HashSet<String> = groups.iter().map(norm).collect();
+        let mut keys = HashMap::new();
+        let mut aggregates = HashMap::new();
+        for item in &v.projection {
+            let (SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }) = item
+            else {
+                return None;
+            };
+            let name = item_name(item)?;
+            let n = norm(e);
+            if !aggregated || group_norms.contains(&n) {
+                keys.insert(n, name);
+            } else if has_aggregate(e) {
+                aggregates.insert(n, name);
+            }
+        }
+        // Every key of the view is among its columns (else rows could not be told apart).
+        if group_norms.iter().any(|g| !keys.contains_key(g)) {
+            return None;
+        }
+        Some(ViewColumns {
+            aggregated,
+            group_norms,
+            keys,
+            aggregates,
+        })
+    }
+
+    /// How the query's grouping reads the view's: (exact, rollup), exact when each group of
+    /// the query is one row of the view, rollup when the query groups by fewer keys; None
+    /// when it groups by something the view does not.
+    fn grouping(
+        &self,
+        remaining: &[&Expr],
+        q_groups: &[Expr],
+        q_aggregated: bool,
+    ) -> Option<(bool, bool)> {
+        if !self.aggregated {
+            return Some((false, false));
+        }
+        let q_group_norms: HashSet<String> = q_groups.iter().map(norm).collect();
+        if !q_aggregated || !q_group_norms.is_subset(&self.group_norms) {
             return None;
         }
         // The view's keys the query does not group by but fixes to one value (`key = literal`)
@@ -569,43 +678,21 @@ pub fn rewrite(
                 },
                 _ => None,
             })
-            .filter(|k| v_group_norms.contains(k))
+            .filter(|k| self.group_norms.contains(k))
             .collect();
         let same = !q_group_norms.is_empty()
             && q_group_norms
                 .union(&pinned)
                 .cloned()
                 .collect::<HashSet<_>>()
-                == v_group_norms;
-        (same, !same)
-    } else {
-        (false, false)
-    };
-    let mapper = Mapper {
-        keys: &keys,
-        aggregates: &aggregates,
-        rollup,
-        exact,
-        global: q_groups.is_empty(),
-    };
-    // Filters on what is left: only the view's keys (no aggregates).
-    let key_mapper = Mapper {
-        keys: &keys,
-        aggregates: &HashMap::new(),
-        rollup: false,
-        exact: false,
-        global: false,
-    };
-    let mut where_ = remaining
-        .iter()
-        .map(|e| {
-            if has_aggregate(e) {
-                None
-            } else {
-                key_mapper.map(e)
-            }
-        })
-        .collect::<Option<Vec<_>>>()?;
+                == self.group_norms;
+        Some((same, !same))
+    }
+}
+
+/// The query's SELECT reading the view: its items mapped onto the view's columns, FROM the
+/// view, no filter or grouping yet.
+fn over_view(q: &Select, view: &Definition, mapper: &Mapper<'_>) -> Option<Select> {
     let mut projection = vec![];
     for item in &q.projection {
         let (SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }) = item else {
@@ -617,7 +704,7 @@ pub fn rewrite(
             alias: Ident::with_quote('"', name),
         });
     }
-    let mut select = Select {
+    Some(Select {
         projection,
         from: vec![ast::TableWithJoins {
             relation: TableFactor::Table {
@@ -641,56 +728,31 @@ pub fn rewrite(
         group_by: GroupByExpr::Expressions(vec![], vec![]),
         having: None,
         ..q.clone()
+    })
+}
+
+/// The query's ORDER BY over the view: output names and positions stay, other expressions are
+/// mapped. Some(None) without ORDER BY; None when it cannot be mapped.
+fn order_over_view(query: &Query, q: &Select, mapper: &Mapper<'_>) -> Option<Option<ast::OrderBy>> {
+    let Some(o) = &query.order_by else {
+        return Some(None);
     };
-    if exact {
-        // One view row per group already: no grouping; HAVING filters those rows.
-        if let Some(h) = &q.having {
-            where_.push(mapper.map(h)?);
-        }
-    } else {
-        if q_aggregated {
-            select.group_by = GroupByExpr::Expressions(
-                q_groups
-                    .iter()
-                    .map(|g| key_mapper.map(g))
-                    .collect::<Option<_>>()?,
-                vec![],
-            );
-        }
-        if let Some(h) = &q.having {
-            select.having = Some(mapper.map(h)?);
+    let output: HashSet<String> = q.projection.iter().filter_map(item_name).collect();
+    let mut o = o.clone();
+    let ast::OrderByKind::Expressions(exprs) = &mut o.kind else {
+        return None;
+    };
+    for x in exprs {
+        let keep = match &x.expr {
+            Expr::Identifier(i) => output.contains(&crate::pg::names::ident(i)),
+            Expr::Value(v) => matches!(v.value, Value::Number(..)),
+            _ => false,
+        };
+        if !keep {
+            x.expr = mapper.map(&x.expr)?;
         }
     }
-    select.selection = and_all(where_);
-    let output: HashSet<String> = q.projection.iter().filter_map(item_name).collect();
-    let order_by = match &query.order_by {
-        None => None,
-        Some(o) => {
-            let mut o = o.clone();
-            if let ast::OrderByKind::Expressions(exprs) = &mut o.kind {
-                for x in exprs {
-                    let keep = match &x.expr {
-                        Expr::Identifier(i) => output.contains(&crate::pg::names::ident(i)),
-                        Expr::Value(v) => matches!(v.value, Value::Number(..)),
-                        _ => false,
-                    };
-                    if !keep {
-                        x.expr = mapper.map(&x.expr)?;
-                    }
-                }
-            } else {
-                return None;
-            }
-            Some(o)
-        }
-    };
-    Some(Rewritten {
-        query: Query {
-            body: Box::new(SetExpr::Select(Box::new(select))),
-            order_by,
-            ..query.clone()
-        },
-    })
+    Some(Some(o))
 }
 
 #[cfg(test)]

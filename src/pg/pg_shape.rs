@@ -18,7 +18,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Int16Array, Int32Array, Int64Array, RecordBatch, StringArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::common::Result as DfResult;
 use datafusion::datasource::{MemTable, ViewTable};
@@ -179,189 +182,245 @@ fn name_oid(parts: &[&str]) -> i32 {
     16384 + i32::try_from(h % (i32::MAX as u32 - 16384)).unwrap_or(0)
 }
 
-/// The relations Lakegate defines itself, as SQL over the session's pg_catalog. Each gives a
-/// subset of the relation's columns; the others are NULL.
+/// One relation of the session's catalogs, as pg_class lists it.
+struct RelationRow {
+    namespace: String,
+    name: String,
+    /// `r` table, `v` view, `m` materialized view
+    kind: &'static str,
+    columns: usize,
+    /// The catalog it is in (attached catalogs' tables are `catalog.schema.table`).
+    catalog: String,
+    /// A materialized view's definition and whether it is populated.
+    view: Option<(String, bool)>,
+}
+
+/// What the session's catalogs list: namespaces, relations and (when asked) columns.
+/// pg_catalog's and information_schema's own rows are the built-in ones (pg_static).
+#[derive(Default)]
+struct Listing {
+    namespaces: Vec<String>,
+    relations: Vec<RelationRow>,
+    /// (nspname, relname, attname, attnum, atttypid, atttypmod, attnotnull, attlen)
+    columns: Vec<ColumnRow>,
+}
+
+impl Listing {
+    async fn of(state: &SessionState, which: &str) -> Listing {
+        let mut listing = Listing::default();
+        let list = state.catalog_list().clone();
+        for catalog_name in list.catalog_names() {
+            let Some(catalog) = list.catalog(&catalog_name) else {
+                continue;
+            };
+            for schema_name in catalog.schema_names() {
+                if matches!(schema_name.as_str(), "pg_catalog" | "information_schema") {
+                    continue;
+                }
+                let Some(schema) = catalog.schema(&schema_name) else {
+                    continue;
+                };
+                if !listing.namespaces.contains(&schema_name) {
+                    listing.namespaces.push(schema_name.clone());
+                }
+                if which == NAMESPACES {
+                    continue;
+                }
+                for table in schema.table_names() {
+                    // A table that fails to open is left out, as it is from listings.
+                    let Ok(Some(t)) = schema.table(&table).await else {
+                        continue;
+                    };
+                    let matview = catalog
+                        .as_any()
+                        .downcast_ref::<crate::catalog::LakegateCatalog>()
+                        .and_then(|c| c.matview(&schema_name, &table));
+                    let kind = if t.table_type() == datafusion::datasource::TableType::View {
+                        "v"
+                    } else if matview.is_some() {
+                        "m"
+                    } else {
+                        "r"
+                    };
+                    let fields = t.schema().fields().clone();
+                    if which == COLUMNS {
+                        listing.add_columns(&schema_name, &table, kind, &fields);
+                    }
+                    listing.relations.push(RelationRow {
+                        namespace: schema_name.clone(),
+                        name: table,
+                        kind,
+                        columns: fields.len(),
+                        catalog: catalog_name.clone(),
+                        view: matview.map(|m| (m.sql, m.populated)),
+                    });
+                }
+            }
+        }
+        listing
+    }
+
+    fn add_columns(
+        &mut self,
+        namespace: &str,
+        table: &str,
+        kind: &str,
+        fields: &datafusion::arrow::datatypes::Fields,
+    ) {
+        for (i, f) in fields.iter().enumerate() {
+            let pg = super::types::pg_type_of(f);
+            let modifier = super::types::column_type_modifier(f);
+            let len = match f.data_type() {
+                DataType::Boolean => 1,
+                DataType::Int16 => 2,
+                DataType::Int32 | DataType::Float32 | DataType::Date32 => 4,
+                DataType::Int64
+                | DataType::Float64
+                | DataType::Timestamp(..)
+                | DataType::Time64(_) => 8,
+                _ => -1,
+            };
+            self.columns.push((
+                namespace.to_string(),
+                table.to_string(),
+                f.name().clone(),
+                i16::try_from(i + 1).unwrap_or(i16::MAX),
+                i32::try_from(pg.oid()).unwrap_or(25),
+                modifier,
+                // A view's columns are never marked NOT NULL in PostgreSQL.
+                kind == "r" && !f.is_nullable(),
+                len,
+            ));
+        }
+    }
+
+    fn namespaces_batch(&self) -> DfResult<RecordBatch> {
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("oid", DataType::Int32, false),
+                Field::new("nspname", DataType::Utf8, false),
+            ])),
+            vec![
+                Arc::new(Int32Array::from_iter_values(
+                    self.namespaces.iter().map(|n| namespace_oid(n)),
+                )),
+                Arc::new(StringArray::from_iter_values(&self.namespaces)),
+            ],
+        )?)
+    }
+
+    fn relations_batch(&self) -> DfResult<RecordBatch> {
+        let r = &self.relations;
+        let oids = |f: &dyn Fn(&RelationRow) -> i32| {
+            Arc::new(Int32Array::from_iter_values(r.iter().map(f))) as ArrayRef
+        };
+        let texts = |f: &dyn Fn(&RelationRow) -> &str| {
+            Arc::new(StringArray::from_iter_values(r.iter().map(f))) as ArrayRef
+        };
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("oid", DataType::Int32, false),
+                Field::new("relname", DataType::Utf8, false),
+                Field::new("relnamespace", DataType::Int32, false),
+                Field::new("relkind", DataType::Utf8, false),
+                Field::new("relnatts", DataType::Int16, false),
+                Field::new("relcatalog", DataType::Utf8, false),
+                Field::new("reltype", DataType::Int32, false),
+                Field::new("relarray", DataType::Int32, false),
+                Field::new("reltuples", DataType::Int64, true),
+                Field::new("definition", DataType::Utf8, true),
+                Field::new("populated", DataType::Boolean, true),
+            ])),
+            vec![
+                oids(&|x| relation_oid(&x.namespace, &x.name)),
+                texts(&|x| &x.name),
+                oids(&|x| namespace_oid(&x.namespace)),
+                texts(&|x| x.kind),
+                Arc::new(Int16Array::from_iter_values(
+                    r.iter()
+                        .map(|x| i16::try_from(x.columns).unwrap_or(i16::MAX)),
+                )),
+                texts(&|x| &x.catalog),
+                oids(&|x| name_oid(&["t", &x.namespace, &x.name])),
+                oids(&|x| name_oid(&["a", &x.namespace, &x.name])),
+                // Row counts are not given: a governed table's count would tell a user bound
+                // by a row filter how many rows it does not see.
+                Arc::new(Int64Array::from(vec![None::<i64>; r.len()])),
+                Arc::new(StringArray::from_iter(
+                    r.iter().map(|x| x.view.as_ref().map(|(d, _)| d.as_str())),
+                )),
+                Arc::new(BooleanArray::from_iter(
+                    r.iter().map(|x| x.view.as_ref().map(|(_, p)| *p)),
+                )),
+            ],
+        )?)
+    }
+
+    fn columns_batch(&self) -> DfResult<RecordBatch> {
+        let c = &self.columns;
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("attrelid", DataType::Int32, false),
+                Field::new("attname", DataType::Utf8, false),
+                Field::new("attnum", DataType::Int16, false),
+                Field::new("atttypid", DataType::Int32, false),
+                Field::new("atttypmod", DataType::Int32, false),
+                Field::new("attnotnull", DataType::Boolean, false),
+                Field::new("attlen", DataType::Int16, false),
+            ])),
+            vec![
+                Arc::new(Int32Array::from_iter_values(
+                    c.iter().map(|c| relation_oid(&c.0, &c.1)),
+                )),
+                Arc::new(StringArray::from_iter_values(c.iter().map(|c| &c.2))),
+                Arc::new(Int16Array::from_iter_values(c.iter().map(|c| c.3))),
+                Arc::new(Int32Array::from_iter_values(c.iter().map(|c| c.4))),
+                Arc::new(Int32Array::from_iter_values(c.iter().map(|c| c.5))),
+                Arc::new(BooleanArray::from(
+                    c.iter().map(|c| c.6).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int16Array::from_iter_values(c.iter().map(|c| c.7))),
+            ],
+        )?)
+    }
+}
+
+/// The relations Lakegate defines itself, as SQL over the session's pg_catalog: the blocks of
+/// `pg_shape/defined.sql`, and pg_type's rows for the session's relations (`row_types`).
 fn defined(schema: &str, name: &str) -> Option<&'static str> {
-    Some(match (schema, name) {
-        ("pg_catalog", "pg_stat_activity") => {
-            "SELECT d.oid AS datid, d.datname, pg_backend_pid() AS pid, \
-             CAST(r.oid AS INT) AS usesysid, current_user AS usename, \
-             current_setting('application_name') AS application_name, \
-             CAST('127.0.0.1' AS VARCHAR) AS client_addr, 'active' AS state, \
-             'client backend' AS backend_type, '' AS query \
-             FROM pg_catalog.pg_database d LEFT JOIN pg_catalog.pg_roles r ON r.rolname = current_user \
-             WHERE d.datname = current_database()"
+    if (schema, name) == ("pg_catalog", "pg_type") {
+        return Some(row_types());
+    }
+    defined_blocks()
+        .get(format!("{schema}.{name}").as_str())
+        .map(String::as_str)
+}
+
+/// `pg_shape/defined.sql` by relation: each block from its `-- relation: schema.name ...`
+/// line to the next such line.
+fn defined_blocks() -> &'static HashMap<&'static str, String> {
+    static SQL: OnceLock<HashMap<&'static str, String>> = OnceLock::new();
+    SQL.get_or_init(|| {
+        const MARK: &str = "-- relation:";
+        let mut map = HashMap::new();
+        let mut names: Vec<&'static str> = vec![];
+        let mut sql = String::new();
+        let lines = include_str!("pg_shape/defined.sql").lines();
+        for line in lines.chain(std::iter::once(MARK)) {
+            let Some(head) = line.strip_prefix(MARK) else {
+                if !names.is_empty() {
+                    sql.push_str(line);
+                    sql.push('\n');
+                }
+                continue;
+            };
+            for name in names.drain(..) {
+                map.insert(name, sql.trim().to_string());
+            }
+            sql.clear();
+            names = head.split_whitespace().collect();
         }
-        // `public` belongs to pg_database_owner (6171) and grants usage to all, as in a new
-        // PostgreSQL database.
-        ("pg_catalog", "pg_namespace") => {
-            "SELECT oid, nspname, CAST(CASE WHEN nspname = 'public' THEN 6171 ELSE 10 END AS INT) AS nspowner, \
-             CASE WHEN nspname = 'public' \
-                  THEN ['pg_database_owner=UC/pg_database_owner', '=U/pg_database_owner'] END AS nspacl \
-             FROM pg_catalog.\"lakegate$namespaces\""
-        }
-        ("pg_catalog", "pg_class") => {
-            "SELECT oid, relname, relnamespace, reltype, CAST(0 AS INT) AS reloftype, \
-             CAST(10 AS INT) AS relowner, CAST(CASE WHEN relkind IN ('r', 'm') THEN 2 ELSE 0 END AS INT) AS relam, \
-             CASE WHEN relkind IN ('r', 'm') THEN oid ELSE 0 END AS relfilenode, CAST(0 AS INT) AS reltablespace, \
-             CAST(0 AS INT) AS relpages, CAST(-1 AS REAL) AS reltuples, CAST(0 AS INT) AS relallvisible, \
-             CAST(0 AS INT) AS reltoastrelid, false AS relhasindex, false AS relisshared, 'p' AS relpersistence, \
-             relkind, relnatts, CAST(0 AS SMALLINT) AS relchecks, relkind = 'v' AS relhasrules, \
-             false AS relhastriggers, false AS relhassubclass, false AS relrowsecurity, \
-             false AS relforcerowsecurity, COALESCE(populated, true) AS relispopulated, \
-             CASE WHEN relkind = 'v' THEN 'n' ELSE 'd' END AS relreplident, false AS relispartition, \
-             CAST(0 AS INT) AS relrewrite, \
-             CAST(CASE WHEN relkind IN ('r', 'm') THEN 716 ELSE 0 END AS BIGINT) AS relfrozenxid, \
-             CAST(CASE WHEN relkind IN ('r', 'm') THEN 1 ELSE 0 END AS BIGINT) AS relminmxid \
-             FROM pg_catalog.\"lakegate$relations\""
-        }
-        // The row type of each relation and its array type, as PostgreSQL creates them with the
-        // relation (built from the row types of pg_class itself: record_in, array_in ...).
-        ("pg_catalog", "pg_type") => return Some(row_types()),
-        // The session's tables (no row counts: see `objects`).
-        ("pg_catalog", "pg_stat_user_tables") | ("pg_catalog", "pg_stat_all_tables") => {
-            "SELECT r.oid AS relid, n.nspname AS schemaname, r.relname, CAST(0 AS BIGINT) AS seq_scan, \
-             CAST(0 AS BIGINT) AS seq_tup_read, CAST(0 AS BIGINT) AS idx_scan, CAST(0 AS BIGINT) AS idx_tup_fetch, \
-             r.reltuples AS n_tup_ins, CAST(0 AS BIGINT) AS n_tup_upd, CAST(0 AS BIGINT) AS n_tup_del, \
-             CAST(0 AS BIGINT) AS n_tup_hot_upd, r.reltuples AS n_live_tup, CAST(0 AS BIGINT) AS n_dead_tup, \
-             r.reltuples AS n_mod_since_analyze, r.reltuples AS n_ins_since_vacuum, \
-             CAST(0 AS BIGINT) AS vacuum_count, CAST(0 AS BIGINT) AS autovacuum_count, \
-             CAST(0 AS BIGINT) AS analyze_count, CAST(0 AS BIGINT) AS autoanalyze_count \
-             FROM pg_catalog.\"lakegate$relations\" r \
-             JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace WHERE r.relkind = 'r'"
-        }
-        ("pg_catalog", "pg_matviews") => {
-            "SELECT n.nspname AS schemaname, r.relname AS matviewname, pg_get_userbyid(10) AS matviewowner, \
-             CAST(NULL AS VARCHAR) AS tablespace, false AS hasindexes, r.populated AS ispopulated, \
-             r.definition FROM pg_catalog.\"lakegate$relations\" r \
-             JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace WHERE r.relkind = 'm'"
-        }
-        ("pg_catalog", "pg_stat_ssl") => {
-            "SELECT pg_backend_pid() AS pid, COALESCE(current_setting('ssl', true), 'off') = 'on' AS ssl"
-        }
-        ("information_schema", "character_sets") => {
-            "SELECT 'UTF8' AS character_set_name, 'UCS' AS character_repertoire, 'UTF8' AS form_of_use, \
-             current_database() AS default_collate_catalog"
-        }
-        // A column's length, alignment and storage are its type's (pg_type).
-        ("pg_catalog", "pg_attribute") => {
-            "SELECT c.attrelid, c.attname, c.atttypid, COALESCE(t.typlen, c.attlen) AS attlen, c.attnum, \
-             CAST(-1 AS INT) AS attcacheoff, c.atttypmod, \
-             CAST(CASE WHEN t.typcategory = 'A' THEN 1 ELSE 0 END AS SMALLINT) AS attndims, \
-             COALESCE(t.typbyval, c.attlen > 0) AS attbyval, COALESCE(t.typalign, 'i') AS attalign, \
-             COALESCE(t.typstorage, 'x') AS attstorage, '' AS attcompression, \
-             c.attnotnull, false AS atthasdef, false AS atthasmissing, '' AS attidentity, \
-             '' AS attgenerated, false AS attisdropped, true AS attislocal, CAST(0 AS INT) AS attinhcount, \
-             CAST(-1 AS INT) AS attstattarget, \
-             CAST(CASE WHEN c.atttypid IN (25, 1042, 1043) THEN 100 ELSE 0 END AS INT) AS attcollation \
-             FROM pg_catalog.\"lakegate$columns\" c \
-             LEFT JOIN pg_catalog.\"lakegate$static$pg_type\" t ON t.oid = c.atttypid \
-             UNION ALL \
-             SELECT r.oid AS attrelid, s.attname, CAST(s.atttypid AS INT) AS atttypid, \
-             CAST(s.attlen AS SMALLINT) AS attlen, CAST(s.attnum AS SMALLINT) AS attnum, \
-             CAST(-1 AS INT) AS attcacheoff, CAST(-1 AS INT) AS atttypmod, CAST(0 AS SMALLINT) AS attndims, \
-             s.attlen <> 6 AS attbyval, s.attalign AS attalign, 'p' AS attstorage, '' AS attcompression, \
-             true AS attnotnull, false AS atthasdef, false AS atthasmissing, '' AS attidentity, \
-             '' AS attgenerated, false AS attisdropped, true AS attislocal, CAST(0 AS INT) AS attinhcount, \
-             CAST(0 AS INT) AS attstattarget, CAST(0 AS INT) AS attcollation \
-             FROM pg_catalog.\"lakegate$relations\" r \
-             CROSS JOIN (VALUES ('tableoid', 26, 4, -6, 'i'), ('cmax', 29, 4, -5, 'i'), ('xmax', 28, 4, -4, 'i'), \
-                                ('cmin', 29, 4, -3, 'i'), ('xmin', 28, 4, -2, 'i'), ('ctid', 27, 6, -1, 's')) \
-                  AS s(attname, atttypid, attlen, attnum, attalign) \
-             WHERE r.relkind IN ('r', 'm')"
-        }
-        // The session's own role (PostgreSQL's bootstrap superuser oid owns every object here).
-        ("pg_catalog", "pg_roles") => {
-            "SELECT current_user AS rolname, current_setting('is_superuser') = 'on' AS rolsuper, true AS rolinherit, \
-             current_setting('is_superuser') = 'on' AS rolcreaterole, current_setting('is_superuser') = 'on' AS rolcreatedb, \
-             true AS rolcanlogin, \
-             current_setting('is_superuser') = 'on' AS rolreplication, CAST(-1 AS INT) AS rolconnlimit, \
-             '********' AS rolpassword, current_setting('is_superuser') = 'on' AS rolbypassrls, \
-             CAST(10 AS INT) AS oid"
-        }
-        // The built-in settings, with the session's value where Lakegate has the setting.
-        ("pg_catalog", "pg_settings") => {
-            "SELECT name, COALESCE(current_setting(name, true), setting) AS setting, unit, category, \
-             short_desc, extra_desc, context, vartype, source, min_val, max_val, enumvals, boot_val, \
-             COALESCE(current_setting(name, true), reset_val) AS reset_val, sourcefile, sourceline, \
-             pending_restart FROM pg_catalog.\"lakegate$static$pg_settings\""
-        }
-        ("pg_catalog", "pg_user") => {
-            "SELECT rolname AS usename, oid AS usesysid, rolcreatedb AS usecreatedb, \
-             rolsuper AS usesuper, rolreplication AS userepl, rolbypassrls AS usebypassrls, \
-             '********' AS passwd, rolvaliduntil AS valuntil FROM pg_catalog.pg_roles WHERE rolcanlogin"
-        }
-        ("information_schema", "information_schema_catalog_name") => {
-            "SELECT current_database() AS catalog_name"
-        }
-        ("information_schema", "schemata") => {
-            "SELECT current_database() AS catalog_name, n.nspname AS schema_name, \
-             pg_get_userbyid(n.nspowner) AS schema_owner FROM pg_catalog.pg_namespace n"
-        }
-        ("information_schema", "tables") => {
-            "SELECT COALESCE(NULLIF(r.relcatalog, ''), current_database()) AS table_catalog, \
-             n.nspname AS table_schema, c.relname AS table_name, \
-             CASE WHEN n.nspname LIKE 'pg_temp%' THEN 'LOCAL TEMPORARY' \
-                  WHEN c.relkind IN ('r', 'p') THEN 'BASE TABLE' WHEN c.relkind IN ('v', 'm') THEN 'VIEW' \
-                  WHEN c.relkind = 'f' THEN 'FOREIGN' ELSE NULL END AS table_type, \
-             CASE WHEN c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-                  THEN 'YES' ELSE 'NO' END AS is_insertable_into, 'NO' AS is_typed \
-             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             LEFT JOIN pg_catalog.\"lakegate$relations\" r ON r.oid = c.oid \
-             WHERE c.relkind IN ('r', 'v', 'f', 'p', 'm')"
-        }
-        ("information_schema", "views") => {
-            "SELECT current_database() AS table_catalog, n.nspname AS table_schema, \
-             c.relname AS table_name, v.definition AS view_definition, 'NONE' AS check_option, \
-             'NO' AS is_updatable, 'NO' AS is_insertable_into, 'NO' AS is_trigger_updatable, \
-             'NO' AS is_trigger_deletable, 'NO' AS is_trigger_insertable_into \
-             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             LEFT JOIN pg_catalog.pg_views v ON v.schemaname = n.nspname AND v.viewname = c.relname \
-             WHERE c.relkind = 'v'"
-        }
-        ("information_schema", "columns") => {
-            "SELECT COALESCE(NULLIF(r.relcatalog, ''), current_database()) AS table_catalog, \
-             n.nspname AS table_schema, c.relname AS table_name, a.attname AS column_name, CAST(a.attnum AS INT) AS ordinal_position, \
-             CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END AS is_nullable, \
-             CASE WHEN t.typcategory = 'A' THEN 'ARRAY' ELSE format_type(a.atttypid, NULL) END AS data_type, \
-             CASE WHEN a.atttypid IN (1042, 1043) AND a.atttypmod > 4 THEN a.atttypmod - 4 END \
-                  AS character_maximum_length, \
-             CASE WHEN a.atttypid IN (25, 1042, 1043) THEN 1073741824 END AS character_octet_length, \
-             CASE a.atttypid WHEN 21 THEN 16 WHEN 23 THEN 32 WHEN 20 THEN 64 WHEN 700 THEN 24 \
-                  WHEN 701 THEN 53 WHEN 1700 THEN CASE WHEN a.atttypmod > 4 \
-                  THEN ((a.atttypmod - 4) / 65536) % 65536 END END AS numeric_precision, \
-             CASE WHEN a.atttypid IN (21, 23, 20, 1700) THEN 10 WHEN a.atttypid IN (700, 701) THEN 2 END \
-                  AS numeric_precision_radix, \
-             CASE WHEN a.atttypid IN (21, 23, 20) THEN 0 WHEN a.atttypid = 1700 AND a.atttypmod > 4 \
-                  THEN (a.atttypmod - 4) % 65536 END AS numeric_scale, \
-             CASE WHEN a.atttypid IN (1082) THEN 0 WHEN a.atttypid IN (1083, 1114, 1184, 1266) \
-                  THEN CASE WHEN a.atttypmod >= 0 THEN a.atttypmod ELSE 6 END END AS datetime_precision, \
-             current_database() AS udt_catalog, tn.nspname AS udt_schema, t.typname AS udt_name, \
-             CAST(a.attnum AS VARCHAR) AS dtd_identifier, 'NO' AS is_self_referencing, \
-             'NO' AS is_identity, 'NEVER' AS is_generated, \
-             CASE WHEN c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-                  THEN 'YES' ELSE 'NO' END AS is_updatable \
-             FROM pg_catalog.pg_attribute a \
-             JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-             LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace \
-             LEFT JOIN pg_catalog.\"lakegate$relations\" r ON r.oid = c.oid \
-             WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'v', 'f', 'p', 'm')"
-        }
-        ("information_schema", "table_privileges") => {
-            "SELECT 'lakegate' AS grantor, current_user AS grantee, current_database() AS table_catalog, \
-             n.nspname AS table_schema, c.relname AS table_name, p.privilege_type, \
-             'NO' AS is_grantable, CASE WHEN p.privilege_type = 'SELECT' THEN 'YES' ELSE 'NO' END AS with_hierarchy \
-             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             CROSS JOIN (VALUES ('SELECT'), ('INSERT'), ('UPDATE'), ('DELETE')) AS p(privilege_type) \
-             WHERE c.relkind IN ('r', 'v', 'f', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-             AND has_table_privilege(c.oid, p.privilege_type)"
-        }
-        ("information_schema", "enabled_roles") | ("information_schema", "applicable_roles") => {
-            "SELECT current_user AS role_name, current_user AS grantee, 'NO' AS is_grantable"
-        }
-        _ => return None,
+        map
     })
 }
 
@@ -457,186 +516,14 @@ impl ShapedSchema {
     /// policies filter), with oids derived from names: the same in every session and every
     /// scan, so pg_class, pg_attribute and pg_namespace always join.
     async fn objects(&self, which: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        use datafusion::arrow::array::{
-            BooleanArray, Int16Array, Int32Array, Int64Array, RecordBatch, StringArray,
-        };
-        use datafusion::arrow::datatypes::{DataType, Field, Schema};
-        use datafusion::datasource::TableType;
         let Some(state) = (self.session)() else {
             return Ok(None);
         };
-        // pg_catalog's and information_schema's own rows are the built-in ones (pg_static).
-        let mut namespaces: Vec<String> = vec![];
-        // (nspname, relname, relkind, columns)
-        let mut relations: Vec<(String, String, &'static str, usize)> = vec![];
-        // The catalog of each relation (attached catalogs' tables are `catalog.schema.table`).
-        let mut relation_catalogs: Vec<String> = vec![];
-        // A materialized view's definition and whether it is populated.
-        let mut relation_views: Vec<Option<(String, bool)>> = vec![];
-        // The number of rows of each relation, where it may be told (never, for now).
-        let mut relation_rows: Vec<Option<i64>> = vec![];
-        // (nspname, relname, attname, attnum, atttypid, atttypmod, attnotnull, attlen)
-        let mut columns: Vec<ColumnRow> = vec![];
-        let list = state.catalog_list().clone();
-        for catalog_name in list.catalog_names() {
-            let Some(catalog) = list.catalog(&catalog_name) else {
-                continue;
-            };
-            for schema_name in catalog.schema_names() {
-                if matches!(schema_name.as_str(), "pg_catalog" | "information_schema") {
-                    continue;
-                }
-                let Some(schema) = catalog.schema(&schema_name) else {
-                    continue;
-                };
-                if !namespaces.contains(&schema_name) {
-                    namespaces.push(schema_name.clone());
-                }
-                if which == NAMESPACES {
-                    continue;
-                }
-                for table in schema.table_names() {
-                    // A table that fails to open is left out, as it is from listings.
-                    let Ok(Some(t)) = schema.table(&table).await else {
-                        continue;
-                    };
-                    let matview = catalog
-                        .as_any()
-                        .downcast_ref::<crate::catalog::LakegateCatalog>()
-                        .and_then(|c| c.matview(&schema_name, &table));
-                    let kind = if t.table_type() == TableType::View {
-                        "v"
-                    } else if matview.is_some() {
-                        "m"
-                    } else {
-                        "r"
-                    };
-                    relation_views.push(matview.map(|m| (m.sql, m.populated)));
-                    let fields = t.schema().fields().clone();
-                    relations.push((schema_name.clone(), table.clone(), kind, fields.len()));
-                    relation_catalogs.push(catalog_name.clone());
-                    // Row counts are not given: a governed table's count would tell a user
-                    // bound by a row filter how many rows it does not see.
-                    relation_rows.push(None);
-                    if which != COLUMNS {
-                        continue;
-                    }
-                    for (i, f) in fields.iter().enumerate() {
-                        let pg = super::types::pg_type_of(f);
-                        let modifier = super::types::column_type_modifier(f);
-                        let len = match f.data_type() {
-                            DataType::Boolean => 1,
-                            DataType::Int16 => 2,
-                            DataType::Int32 | DataType::Float32 | DataType::Date32 => 4,
-                            DataType::Int64
-                            | DataType::Float64
-                            | DataType::Timestamp(..)
-                            | DataType::Time64(_) => 8,
-                            _ => -1,
-                        };
-                        columns.push((
-                            schema_name.clone(),
-                            table.clone(),
-                            f.name().clone(),
-                            i16::try_from(i + 1).unwrap_or(i16::MAX),
-                            i32::try_from(pg.oid()).unwrap_or(25),
-                            modifier,
-                            // A view's columns are never marked NOT NULL in PostgreSQL.
-                            kind == "r" && !f.is_nullable(),
-                            len,
-                        ));
-                    }
-                }
-            }
-        }
-        let text = |v: Vec<String>| Arc::new(StringArray::from(v)) as _;
+        let listing = Listing::of(&state, which).await;
         let batch = match which {
-            NAMESPACES => RecordBatch::try_new(
-                Arc::new(Schema::new(vec![
-                    Field::new("oid", DataType::Int32, false),
-                    Field::new("nspname", DataType::Utf8, false),
-                ])),
-                vec![
-                    Arc::new(Int32Array::from_iter_values(
-                        namespaces.iter().map(|n| namespace_oid(n)),
-                    )),
-                    text(namespaces),
-                ],
-            )?,
-            RELATIONS => RecordBatch::try_new(
-                Arc::new(Schema::new(vec![
-                    Field::new("oid", DataType::Int32, false),
-                    Field::new("relname", DataType::Utf8, false),
-                    Field::new("relnamespace", DataType::Int32, false),
-                    Field::new("relkind", DataType::Utf8, false),
-                    Field::new("relnatts", DataType::Int16, false),
-                    Field::new("relcatalog", DataType::Utf8, false),
-                    Field::new("reltype", DataType::Int32, false),
-                    Field::new("relarray", DataType::Int32, false),
-                    Field::new("reltuples", DataType::Int64, true),
-                    Field::new("definition", DataType::Utf8, true),
-                    Field::new("populated", DataType::Boolean, true),
-                ])),
-                vec![
-                    Arc::new(Int32Array::from_iter_values(
-                        relations.iter().map(|(n, r, _, _)| relation_oid(n, r)),
-                    )),
-                    text(relations.iter().map(|r| r.1.clone()).collect()),
-                    Arc::new(Int32Array::from_iter_values(
-                        relations.iter().map(|r| namespace_oid(&r.0)),
-                    )),
-                    text(relations.iter().map(|r| r.2.to_string()).collect()),
-                    Arc::new(Int16Array::from_iter_values(
-                        relations
-                            .iter()
-                            .map(|r| i16::try_from(r.3).unwrap_or(i16::MAX)),
-                    )),
-                    text(relation_catalogs),
-                    Arc::new(Int32Array::from_iter_values(
-                        relations.iter().map(|(n, r, _, _)| name_oid(&["t", n, r])),
-                    )),
-                    Arc::new(Int32Array::from_iter_values(
-                        relations.iter().map(|(n, r, _, _)| name_oid(&["a", n, r])),
-                    )),
-                    Arc::new(Int64Array::from(relation_rows.clone())),
-                    Arc::new(StringArray::from(
-                        relation_views
-                            .iter()
-                            .map(|v| v.as_ref().map(|(d, _)| d.clone()))
-                            .collect::<Vec<_>>(),
-                    )),
-                    Arc::new(BooleanArray::from(
-                        relation_views
-                            .iter()
-                            .map(|v| v.as_ref().map(|(_, p)| *p))
-                            .collect::<Vec<_>>(),
-                    )),
-                ],
-            )?,
-            _ => RecordBatch::try_new(
-                Arc::new(Schema::new(vec![
-                    Field::new("attrelid", DataType::Int32, false),
-                    Field::new("attname", DataType::Utf8, false),
-                    Field::new("attnum", DataType::Int16, false),
-                    Field::new("atttypid", DataType::Int32, false),
-                    Field::new("atttypmod", DataType::Int32, false),
-                    Field::new("attnotnull", DataType::Boolean, false),
-                    Field::new("attlen", DataType::Int16, false),
-                ])),
-                vec![
-                    Arc::new(Int32Array::from_iter_values(
-                        columns.iter().map(|c| relation_oid(&c.0, &c.1)),
-                    )),
-                    text(columns.iter().map(|c| c.2.clone()).collect()),
-                    Arc::new(Int16Array::from_iter_values(columns.iter().map(|c| c.3))),
-                    Arc::new(Int32Array::from_iter_values(columns.iter().map(|c| c.4))),
-                    Arc::new(Int32Array::from_iter_values(columns.iter().map(|c| c.5))),
-                    Arc::new(BooleanArray::from(
-                        columns.iter().map(|c| c.6).collect::<Vec<_>>(),
-                    )),
-                    Arc::new(Int16Array::from_iter_values(columns.iter().map(|c| c.7))),
-                ],
-            )?,
+            NAMESPACES => listing.namespaces_batch()?,
+            RELATIONS => listing.relations_batch()?,
+            _ => listing.columns_batch()?,
         };
         Ok(Some(Arc::new(MemTable::try_new(
             batch.schema(),
@@ -837,5 +724,38 @@ impl datafusion_pg_catalog::sql::rules::SqlStatementRewriteRule for PrependPgCat
         }
         let _ = VisitMut::visit(&mut s, &mut V(ctes.0));
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every block of `defined.sql` is one SELECT that parses, and the relations drivers
+    /// browse are there.
+    #[test]
+    fn every_defined_relation_is_one_query_that_parses() {
+        let blocks = defined_blocks();
+        for name in [
+            "pg_catalog.pg_namespace",
+            "pg_catalog.pg_class",
+            "pg_catalog.pg_attribute",
+            "pg_catalog.pg_stat_user_tables",
+            "pg_catalog.pg_stat_all_tables",
+            "information_schema.tables",
+            "information_schema.columns",
+        ] {
+            assert!(blocks.contains_key(name), "{name} is not defined");
+        }
+        for (name, sql) in blocks {
+            let parsed = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+                &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+                sql,
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(parsed.len(), 1, "{name}");
+        }
+        assert!(defined("pg_catalog", "pg_type").is_some());
+        assert!(defined("pg_catalog", "pg_nothing").is_none());
     }
 }
