@@ -34,9 +34,20 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Start watching `dir` (None: it cannot be watched).
+    /// Start watching `dir` and its files' contents (None: it cannot be watched).
     pub fn new(dir: &Path) -> Option<Watch> {
-        watcher()?.add(dir).map(|slot| Watch { slot })
+        watcher()?
+            .add(dir, Watched::Contents)
+            .map(|slot| Watch { slot })
+    }
+
+    /// Start watching `dir`'s own attributes (a chmod) and which files are in it (created,
+    /// removed, moved), not what is written to them: for a folder the server itself appends
+    /// to (the audit log), where a change of contents is no news.
+    pub fn layout(dir: &Path) -> Option<Watch> {
+        watcher()?
+            .add(dir, Watched::Layout)
+            .map(|slot| Watch { slot })
     }
 
     /// How many changes were seen in the folder so far, counting every change made before this
@@ -67,6 +78,13 @@ fn watcher() -> Option<&'static Watcher> {
 #[cfg(not(target_os = "linux"))]
 fn watcher() -> Option<&'static Watcher> {
     None
+}
+
+/// What a watch of a folder counts as a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watched {
+    Contents,
+    Layout,
 }
 
 /// The process's inotify instance (one for all folders: the kernel allows few per user).
@@ -103,18 +121,21 @@ impl Watcher {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn add(&self, dir: &Path) -> Option<Arc<Slot>> {
+    fn add(&self, dir: &Path, watched: Watched) -> Option<Arc<Slot>> {
         use rustix::fs::inotify::{WatchFlags as W, add_watch};
-        let flags = W::CREATE
+        let layout = W::CREATE
             | W::DELETE
-            | W::MODIFY
             | W::ATTRIB
-            | W::CLOSE_WRITE
             | W::MOVED_FROM
             | W::MOVED_TO
             | W::DELETE_SELF
             | W::MOVE_SELF
             | W::ONLYDIR;
+        // A folder watched both ways gets both sets of events (MASK_ADD keeps the other's).
+        let flags = match watched {
+            Watched::Contents => layout | W::MODIFY | W::CLOSE_WRITE | W::MASK_ADD,
+            Watched::Layout => layout | W::MASK_ADD,
+        };
         // Events already queued for an earlier watch of the same folder count for it: drained
         // first, so that a slot handed out below starts from the folder's present state.
         self.drain();
@@ -202,7 +223,7 @@ impl Watcher {
 
 #[cfg(not(target_os = "linux"))]
 impl Watcher {
-    fn add(&self, _dir: &Path) -> Option<Arc<Slot>> {
+    fn add(&self, _dir: &Path, _watched: Watched) -> Option<Arc<Slot>> {
         None
     }
 
