@@ -201,6 +201,8 @@ pub fn session_functions(v: &SessionValues<'_>) -> Vec<ScalarUDF> {
         fixed("pg_get_viewdef", ScalarValue::Utf8(None)),
         fixed("pg_type_is_visible", ScalarValue::Boolean(Some(true))),
         fixed("pg_function_is_visible", ScalarValue::Boolean(Some(true))),
+        // No session has temporary schemas, so none is another session's.
+        fixed("pg_is_other_temp_schema", ScalarValue::Boolean(Some(false))),
         // No tablespaces, no sizes Lakegate keeps per relation.
         fixed("pg_tablespace_location", ScalarValue::Utf8(None)),
         fixed("pg_table_size", ScalarValue::Int64(None)),

@@ -252,7 +252,14 @@ impl Listing {
                         kind,
                         columns: fields.len(),
                         catalog: catalog_name.clone(),
-                        view: matview.map(|m| (m.sql, m.populated)),
+                        // A materialized view's definition and state, a view's definition.
+                        view: match matview {
+                            Some(m) => Some((m.sql, m.populated)),
+                            None if kind == "v" => {
+                                t.get_table_definition().map(|d| (d.to_string(), true))
+                            }
+                            None => None,
+                        },
                     });
                 }
             }

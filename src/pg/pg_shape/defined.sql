@@ -102,3 +102,18 @@ WHERE c.relkind IN ('r', 'v', 'f', 'p') AND n.nspname NOT IN ('pg_catalog', 'inf
 
 -- relation: information_schema.enabled_roles information_schema.applicable_roles
 SELECT current_user AS role_name, current_user AS grantee, 'NO' AS is_grantable
+
+-- relation: pg_catalog.pg_tables
+-- Tables only: the session's views and materialized views are not (a tool drops what
+-- pg_tables lists with DROP TABLE).
+SELECT t.* FROM pg_catalog."lakegate$raw$pg_tables" t
+WHERE NOT EXISTS (SELECT 1 FROM pg_catalog."lakegate$relations" r
+JOIN pg_catalog."lakegate$namespaces" n ON n.oid = r.relnamespace
+WHERE n.nspname = t.schemaname AND r.relname = t.tablename AND r.relkind IN ('v', 'm'))
+
+-- relation: pg_catalog.pg_views
+-- The session's views with their definitions (the built-in rows are added to these).
+SELECT n.nspname AS schemaname, r.relname AS viewname, pg_get_userbyid(10) AS viewowner, r.definition
+FROM pg_catalog."lakegate$relations" r
+JOIN pg_catalog."lakegate$namespaces" n ON n.oid = r.relnamespace
+WHERE r.relkind = 'v'
