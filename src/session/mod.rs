@@ -558,6 +558,11 @@ impl Session {
         self.recovered
     }
 
+    /// Whether a transaction block is open (BEGIN without its COMMIT or ROLLBACK yet).
+    pub fn in_block(&self) -> bool {
+        self.in_transaction
+    }
+
     /// The `[[limits]]` that apply to this session's user (by name and every role it holds).
     pub fn limits(&self) -> crate::config::Limit {
         let roles = self.engine.policies().roles_held(&self.subject());

@@ -158,17 +158,32 @@ fn starts_with_rollback_to(sql: &str) -> bool {
 }
 
 impl QueryHandler {
-    /// The connection's status after a message: in-block ('T') when pgwire says failed but a
-    /// ROLLBACK TO SAVEPOINT has recovered the block since (pgwire's status never leaves
+    /// The connection's status after a message, where pgwire says failed (it never leaves
     /// failed by itself until the block ends).
     async fn recovered_status<C: ClientInfo>(&self, client: &mut C) {
-        if client.transaction_status() != TransactionStatus::Error {
-            return;
+        let status = self.settled(client, client.transaction_status()).await;
+        client.set_transaction_status(status);
+    }
+
+    /// `status` as the session knows it when it is failed: idle ('I') when the block has
+    /// ended, as a failed COMMIT ends it in PostgreSQL; in-block ('T') when a ROLLBACK TO
+    /// SAVEPOINT has recovered it since.
+    async fn settled<C: ClientInfo>(
+        &self,
+        client: &C,
+        status: TransactionStatus,
+    ) -> TransactionStatus {
+        if status != TransactionStatus::Error {
+            return status;
         }
         let state = self.state(client);
-        let recovered = state.session.lock().await.recovered();
-        if recovered {
-            client.set_transaction_status(TransactionStatus::Transaction);
+        let session = state.session.lock().await;
+        if !session.in_block() {
+            TransactionStatus::Idle
+        } else if session.recovered() {
+            TransactionStatus::Transaction
+        } else {
+            status
         }
     }
 
@@ -572,6 +587,7 @@ impl QueryHandler {
             }
         }
         if !matches!(client.state(), Conn::CopyInProgress(_)) {
+            let status = self.settled(client, status).await;
             client.set_state(Conn::ReadyForQuery);
             client.set_transaction_status(status);
             pgwire::api::query::send_ready_for_query(client, status).await?;

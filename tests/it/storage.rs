@@ -743,3 +743,42 @@ async fn a_sorted_write_larger_than_the_memory_limit_is_written_in_sorted_runs()
     assert_eq!(row.get::<_, i64>(2), 4 * (99_999 * 100_000 / 2));
     s.stop().await;
 }
+
+/// A COMMIT that fails (here: its table was dropped by another session meanwhile) ends the
+/// block, as in PostgreSQL: the connection is idle, not in a failed block, and the next
+/// statements run; in the simple and the extended protocol.
+#[tokio::test]
+async fn a_failed_commit_ends_the_block() {
+    let s = TestServer::start(Options::default()).await;
+    let a = s.connect().await;
+    let b = s.connect().await;
+    for (n, extended) in [(1, false), (2, true)] {
+        let table = format!("fc{n}");
+        a.batch_execute(&format!("CREATE TABLE {table} (x INT)"))
+            .await
+            .expect("create");
+        a.batch_execute(&format!("BEGIN; INSERT INTO {table} VALUES (1)"))
+            .await
+            .expect("insert");
+        b.batch_execute(&format!("DROP TABLE {table}"))
+            .await
+            .expect("drop");
+        let failed = if extended {
+            a.execute("COMMIT", &[]).await.map(|_| ())
+        } else {
+            a.batch_execute("COMMIT").await
+        };
+        assert!(failed.is_err(), "COMMIT into a dropped table");
+        // Not 25P02: the block is over.
+        let row = a.query_one("SELECT 1", &[]).await.expect("after COMMIT");
+        assert_eq!(row.get::<_, i32>(0), 1);
+        a.batch_execute("SELECT 2")
+            .await
+            .expect("simple after COMMIT");
+        // A new block starts as usual.
+        a.batch_execute("BEGIN; SELECT 1; COMMIT")
+            .await
+            .expect("new block");
+    }
+    s.stop().await;
+}
