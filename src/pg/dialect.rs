@@ -167,8 +167,21 @@ pub fn normalize(sql: &str) -> Result<String, ParserError> {
     let mut changed = false;
     let mut i = 0;
     let mut statement_start = true;
+    // The parentheses around an INSERT's query, dropped where they are met.
+    let mut dropped: Vec<usize> = vec![];
     while i < tokens.len() {
         let starts = statement_start;
+        if dropped.contains(&i) {
+            changed = true;
+            i += 1;
+            continue;
+        }
+        if starts
+            && is_kw(tokens.get(i), Keyword::INSERT)
+            && let Some((open, close)) = bracketed_insert(&tokens, i)
+        {
+            dropped.extend([open, close]);
+        }
         match tokens.get(i) {
             Some(Token::Whitespace(_)) => {}
             Some(Token::SemiColon) => statement_start = true,
@@ -213,6 +226,45 @@ pub fn normalize(sql: &str) -> Result<String, ParserError> {
         return Ok(sql.to_string());
     }
     Ok(out.iter().map(|t| t.to_string()).collect())
+}
+
+/// `INSERT INTO t (WITH ... | SELECT ... | VALUES ...)`: PostgreSQL takes a bracketed query
+/// where the parser expects a column list. The positions of its parentheses, to drop them.
+fn bracketed_insert(tokens: &[Token], insert: usize) -> Option<(usize, usize)> {
+    let into = next_solid(tokens, insert + 1);
+    if !is_kw(tokens.get(into), Keyword::INTO) {
+        return None;
+    }
+    // The table's name: words and dots.
+    let mut k = next_solid(tokens, into + 1);
+    while matches!(tokens.get(k), Some(Token::Word(_) | Token::Period)) {
+        k = next_solid(tokens, k + 1);
+    }
+    if !matches!(tokens.get(k), Some(Token::LParen)) {
+        return None;
+    }
+    let first = next_solid(tokens, k + 1);
+    if ![Keyword::WITH, Keyword::SELECT, Keyword::VALUES]
+        .iter()
+        .any(|kw| is_kw(tokens.get(first), *kw))
+    {
+        return None;
+    }
+    let mut depth = 0usize;
+    for (j, t) in tokens.iter().enumerate().skip(k) {
+        match t {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Some((k, j));
+                }
+            }
+            Token::SemiColon => return None,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// How a negative FETCH/MOVE count (`RELATIVE -2`) reaches the session: `$lakegate_minus_2`.
@@ -441,6 +493,27 @@ mod tests {
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" "))
+    }
+
+    #[test]
+    fn an_inserts_bracketed_query_loses_its_brackets() {
+        assert_eq!(
+            normalize("INSERT INTO s.t (WITH a AS (SELECT 1) SELECT * FROM a)").unwrap(),
+            "INSERT INTO s.t WITH a AS (SELECT 1) SELECT * FROM a"
+        );
+        assert_eq!(
+            normalize("insert into t (select x from u) returning x").unwrap(),
+            "insert into t select x from u returning x"
+        );
+        // A column list stays, and so does a quoted column called "select".
+        assert_eq!(
+            normalize("INSERT INTO t (a, b) SELECT 1, 2").unwrap(),
+            "INSERT INTO t (a, b) SELECT 1, 2"
+        );
+        assert_eq!(
+            normalize("INSERT INTO t (\"select\") VALUES (1)").unwrap(),
+            "INSERT INTO t (\"select\") VALUES (1)"
+        );
     }
 
     #[test]
