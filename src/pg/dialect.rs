@@ -497,23 +497,27 @@ mod tests {
 
     #[test]
     fn an_inserts_bracketed_query_loses_its_brackets() {
-        assert_eq!(
-            normalize("INSERT INTO s.t (WITH a AS (SELECT 1) SELECT * FROM a)").unwrap(),
-            "INSERT INTO s.t WITH a AS (SELECT 1) SELECT * FROM a"
-        );
-        assert_eq!(
-            normalize("insert into t (select x from u) returning x").unwrap(),
-            "insert into t select x from u returning x"
-        );
-        // A column list stays, and so does a quoted column called "select".
-        assert_eq!(
-            normalize("INSERT INTO t (a, b) SELECT 1, 2").unwrap(),
-            "INSERT INTO t (a, b) SELECT 1, 2"
-        );
-        assert_eq!(
-            normalize("INSERT INTO t (\"select\") VALUES (1)").unwrap(),
-            "INSERT INTO t (\"select\") VALUES (1)"
-        );
+        // (written, as parsed); a column list stays, and so does a quoted column "select".
+        for (sql, expected) in [
+            (
+                "INSERT INTO s.t (WITH a AS (SELECT 1) SELECT * FROM a)",
+                "INSERT INTO s.t WITH a AS (SELECT 1) SELECT * FROM a",
+            ),
+            (
+                "insert into t (select x from u) returning x",
+                "insert into t select x from u returning x",
+            ),
+            (
+                "INSERT INTO t (a, b) SELECT 1, 2",
+                "INSERT INTO t (a, b) SELECT 1, 2",
+            ),
+            (
+                "INSERT INTO t (\"select\") VALUES (1)",
+                "INSERT INTO t (\"select\") VALUES (1)",
+            ),
+        ] {
+            assert_eq!(normalize(sql).unwrap(), expected, "{sql}");
+        }
     }
 
     #[test]
