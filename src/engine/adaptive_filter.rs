@@ -444,6 +444,14 @@ impl PhysicalExpr for AdaptiveAnd {
         self: Arc<Self>,
         children: Vec<Arc<dyn PhysicalExpr>>,
     ) -> Result<Arc<dyn PhysicalExpr>> {
+        // A role per conjunct: a different number of children cannot be given roles.
+        if children.len() != self.roles.len() {
+            return Err(DataFusionError::Internal(format!(
+                "AdaptiveAnd of {} conjuncts given {} children",
+                self.roles.len(),
+                children.len()
+            )));
+        }
         Ok(Arc::new(Self::with_roles(children, self.roles.clone())?))
     }
     fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -432,9 +432,8 @@ impl SimpleQueryHandler for QueryHandler {
         {
             client.set_transaction_status(TransactionStatus::Transaction);
         }
-        self.each_statement(client, query.query).await?;
-        self.recovered_status(client).await;
-        Ok(())
+        // each_statement settles the status it sends with ReadyForQuery.
+        self.each_statement(client, query.query).await
     }
 
     /// Not called: [`QueryHandler::each_statement`] answers every simple query, one statement at

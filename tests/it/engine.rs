@@ -31,6 +31,13 @@ async fn a_hash_join_short_of_memory_is_computed_again_with_sort_merge_joins() {
     s.stop().await;
 }
 
+/// The line of `plan` naming `node` (the test fails when there is none).
+pub(crate) fn plan_line<'a>(plan: &'a str, node: &str) -> &'a str {
+    plan.lines()
+        .find(|l| l.contains(node))
+        .unwrap_or_else(|| panic!("no {node} in {plan}"))
+}
+
 /// The text of `EXPLAIN sql`'s physical plan.
 pub(crate) async fn physical_plan(c: &tokio_postgres::Client, sql: &str) -> String {
     let rows = c
@@ -84,10 +91,7 @@ async fn delta_scans_report_column_statistics_from_the_log() {
     .await
     .expect("table");
     let plan = physical_plan(&c, "SELECT id, day, note, maybe FROM stats_t").await;
-    let files = plan
-        .lines()
-        .find(|l| l.contains("TableFilesExec"))
-        .unwrap_or_else(|| panic!("no TableFilesExec in {plan}"));
+    let files = plan_line(&plan, "TableFilesExec");
     for expected in [
         "Rows=Exact(101)",
         "Min=Inexact(Int64(-5)) Max=Inexact(Int64(100)) Null=Inexact(0)",
@@ -219,10 +223,7 @@ async fn a_joins_key_set_filters_the_rows_under_an_aggregation() {
                      GROUP BY k) a ON a.k = d.k \
                WHERE d.name LIKE 'n12%' ORDER BY d.k";
     let plan = analyzed_plan(&c, sql).await;
-    let filter = plan
-        .lines()
-        .find(|l| l.contains("DynamicFilterExec"))
-        .unwrap_or_else(|| panic!("no DynamicFilterExec in {plan}"));
+    let filter = plan_line(&plan, "DynamicFilterExec");
     assert!(!filter.contains("rows_filtered=0,"), "{filter}");
     // 2024-03-01 is day 60 of the year: rows with x % 365 >= 60 count.
     let mut expected = std::collections::BTreeMap::<i64, i64>::new();
@@ -315,10 +316,7 @@ async fn a_semi_join_with_a_filtered_table_is_estimated_small() {
                AND avail > (SELECT sum(q) FROM li_e WHERE li_e.pk = ps_e.pk AND li_e.sk = ps_e.sk \
                             AND d >= DATE '2024-03-01' AND d < DATE '2024-07-01')";
     let plan = analyzed_plan(&c, sql).await;
-    let filter = plan
-        .lines()
-        .find(|l| l.contains("DynamicFilterExec"))
-        .unwrap_or_else(|| panic!("no DynamicFilterExec in {plan}"));
+    let filter = plan_line(&plan, "DynamicFilterExec");
     assert!(!filter.contains("rows_filtered=0,"), "{filter}");
     // The answer, computed here: li_e's sums per (pk, sk) from March to June.
     let day = |x: i64| x % 360; // days after 2024-01-01; March 1st is day 60, July 1st 182
