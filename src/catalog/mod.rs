@@ -7,9 +7,11 @@
 
 pub mod attached;
 mod provider;
+mod rename;
 pub mod versions;
 
 pub use provider::{LakegateCatalog, ViewExpander, pinned, pinned_version};
+pub use rename::{TEMP_SCHEMA_PREFIX, is_temp_schema, temp_schema};
 /// The listing filter type, for the planner's session values.
 pub mod provider_visible {
     pub use super::provider::{Hidden, SessionCatalog, Visible};

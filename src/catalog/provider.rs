@@ -44,6 +44,9 @@ pub struct LakegateCatalog {
     /// The session's `pg_catalog` and `information_schema` (pg::pg_shape), by name, set
     /// once its context exists.
     pg_schemas: PgSchemas,
+    /// The schema of the session's own temporary tables: other sessions' are listed (as
+    /// PostgreSQL lists them in pg_namespace) but show no tables and give none.
+    own_temp: String,
 }
 
 impl std::fmt::Debug for LakegateCatalog {
@@ -53,12 +56,18 @@ impl std::fmt::Debug for LakegateCatalog {
 }
 
 impl LakegateCatalog {
-    pub fn new(inner: Arc<Catalog>, visible: Option<Visible>, hidden: Option<Hidden>) -> Self {
+    pub fn new(
+        inner: Arc<Catalog>,
+        visible: Option<Visible>,
+        hidden: Option<Hidden>,
+        own_temp: String,
+    ) -> Self {
         LakegateCatalog {
             inner,
             visible,
             hidden,
             pg_schemas: Arc::new(std::sync::OnceLock::new()),
+            own_temp,
         }
     }
 
@@ -117,6 +126,7 @@ impl CatalogProvider for LakegateCatalog {
                 name: name.to_string(),
                 visible: self.visible.clone(),
                 hidden: self.hidden.clone(),
+                others_temp: super::is_temp_schema(name) && name != self.own_temp,
             }))
         } else {
             None
@@ -129,6 +139,8 @@ struct LakegateSchema {
     name: String,
     visible: Option<Visible>,
     hidden: Option<Hidden>,
+    /// Another session's temporary schema: no tables listed, none given.
+    others_temp: bool,
 }
 
 impl std::fmt::Debug for LakegateSchema {
@@ -146,6 +158,9 @@ impl SchemaProvider for LakegateSchema {
     }
 
     fn table_names(&self) -> Vec<String> {
+        if self.others_temp {
+            return vec![];
+        }
         let mut names = self.catalog.relation_names(&self.name);
         if let Some(v) = &self.visible {
             names.retain(|t| v(&self.name, t));
@@ -154,6 +169,11 @@ impl SchemaProvider for LakegateSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if self.others_temp {
+            return Err(DataFusionError::from(Error::unsupported(
+                "cannot access temporary tables of other sessions",
+            )));
+        }
         let table = self.table_as_stored(name).await?;
         let hidden = match (&self.hidden, &table) {
             (Some(h), Some(_)) => h(&self.name, name),
@@ -166,7 +186,7 @@ impl SchemaProvider for LakegateSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.catalog.relation(&self.name, name).is_some()
+        !self.others_temp && self.catalog.relation(&self.name, name).is_some()
     }
 }
 

@@ -62,10 +62,21 @@ pub fn parse(sql: &str) -> Option<Result<MvStatement>> {
             Some("MATERIALIZED")
         )
     );
-    if !is_mv {
+    if !is_mv || (w(0) == Some("ALTER") && is_rename(sql)) {
         return None;
     }
     Some(parse_mv(sql))
+}
+
+/// `ALTER MATERIALIZED VIEW ... RENAME TO | SET SCHEMA`: a catalog rename, which the session's
+/// ALTER TABLE does for every kind of relation (the dialect spells it so).
+fn is_rename(sql: &str) -> bool {
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .map(|w| w.to_ascii_uppercase())
+        .collect();
+    words.iter().any(|w| w == "RENAME")
+        || words.windows(2).any(|p| p[0] == "SET" && p[1] == "SCHEMA")
 }
 
 fn syntax(e: impl std::fmt::Display) -> Error {

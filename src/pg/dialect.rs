@@ -208,6 +208,15 @@ pub fn normalize(sql: &str) -> Result<String, ParserError> {
                 continue;
             }
         }
+        if starts
+            && is_kw(tokens.get(i), Keyword::ALTER)
+            && let Some((rewritten, end)) = alter_rename(&tokens, i)
+        {
+            out.extend(rewritten);
+            changed = true;
+            i = end;
+            continue;
+        }
         if is_kw(tokens.get(i), Keyword::CREATE)
             && let Some(end) = create_table_end(&tokens, i)
         {
@@ -265,6 +274,92 @@ fn bracketed_insert(tokens: &[Token], insert: usize) -> Option<(usize, usize)> {
         }
     }
     None
+}
+
+/// `ALTER VIEW | MATERIALIZED VIEW name RENAME TO new` and `ALTER TABLE | VIEW | MATERIALIZED
+/// VIEW name SET SCHEMA s`, which the parser does not know, in the spelling it does: `ALTER
+/// TABLE name RENAME TO new`, and for SET SCHEMA `RENAME TO s.<name>` (a qualified new name is
+/// how the session is asked to move a relation; PostgreSQL's RENAME takes none). The tokens and
+/// the end of the statement.
+fn alter_rename(tokens: &[Token], alter: usize) -> Option<(Vec<Token>, usize)> {
+    use datafusion::sql::sqlparser::tokenizer::Whitespace;
+    let end = (alter..tokens.len())
+        .find(|&j| matches!(tokens.get(j), Some(Token::SemiColon)))
+        .unwrap_or(tokens.len());
+    let solid: Vec<&Token> = tokens[alter + 1..end]
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    let mut k = 0;
+    let table = match solid.get(k) {
+        Some(t) if is_kw(Some(t), Keyword::TABLE) => true,
+        Some(t) if is_kw(Some(t), Keyword::VIEW) => false,
+        Some(t)
+            if is_kw(Some(t), Keyword::MATERIALIZED)
+                && is_kw(solid.get(1).copied(), Keyword::VIEW) =>
+        {
+            k += 1;
+            false
+        }
+        _ => return None,
+    };
+    k += 1;
+    let if_exists = is_kw(solid.get(k).copied(), Keyword::IF)
+        && is_kw(solid.get(k + 1).copied(), Keyword::EXISTS);
+    if if_exists {
+        k += 2;
+    }
+    // The name: words joined by dots.
+    let name_start = k;
+    while matches!(solid.get(k), Some(Token::Word(_))) {
+        k += 1;
+        if !matches!(solid.get(k), Some(Token::Period)) {
+            break;
+        }
+        k += 1;
+    }
+    let name = &solid[name_start..k];
+    let last = name.last().filter(|t| matches!(t, Token::Word(_)))?;
+    let new_name: Vec<Token> = match (solid.get(k), solid.get(k + 1)) {
+        (Some(a), Some(b)) if is_kw(Some(a), Keyword::SET) && is_kw(Some(b), Keyword::SCHEMA) => {
+            let schema = solid.get(k + 2).filter(|t| matches!(t, Token::Word(_)))?;
+            if k + 3 != solid.len() {
+                return None;
+            }
+            vec![(*schema).clone(), Token::Period, (*last).clone()]
+        }
+        (Some(a), Some(b))
+            if !table && is_kw(Some(a), Keyword::RENAME) && is_kw(Some(b), Keyword::TO) =>
+        {
+            solid[k + 2..].iter().map(|t| (*t).clone()).collect()
+        }
+        _ => return None,
+    };
+    let space = || Token::Whitespace(Whitespace::Space);
+    let mut out = vec![
+        Token::make_keyword("ALTER"),
+        space(),
+        Token::make_keyword("TABLE"),
+    ];
+    if if_exists {
+        out.extend([
+            space(),
+            Token::make_keyword("IF"),
+            space(),
+            Token::make_keyword("EXISTS"),
+        ]);
+    }
+    out.push(space());
+    out.extend(name.iter().map(|t| (*t).clone()));
+    out.extend([
+        space(),
+        Token::make_keyword("RENAME"),
+        space(),
+        Token::make_keyword("TO"),
+        space(),
+    ]);
+    out.extend(new_name);
+    Some((out, end))
 }
 
 /// How a negative FETCH/MOVE count (`RELATIVE -2`) reaches the session: `$lakegate_minus_2`.
@@ -515,6 +610,30 @@ mod tests {
                 "INSERT INTO t (\"select\") VALUES (1)",
                 "INSERT INTO t (\"select\") VALUES (1)",
             ),
+        ] {
+            assert_eq!(normalize(sql).unwrap(), expected, "{sql}");
+        }
+    }
+
+    #[test]
+    fn renames_and_schema_moves_become_alter_table_rename() {
+        for (sql, expected) in [
+            (
+                "alter view \"db\".\"s\".\"v__tmp\" rename to \"v\"",
+                "ALTER TABLE \"db\".\"s\".\"v__tmp\" RENAME TO \"v\"",
+            ),
+            (
+                "ALTER MATERIALIZED VIEW IF EXISTS m RENAME TO m2",
+                "ALTER TABLE IF EXISTS m RENAME TO m2",
+            ),
+            (
+                "ALTER TABLE s.t SET SCHEMA u",
+                "ALTER TABLE s.t RENAME TO u.t",
+            ),
+            ("ALTER VIEW v SET SCHEMA u", "ALTER TABLE v RENAME TO u.v"),
+            // Left alone: what the parser takes as it is.
+            ("ALTER TABLE t RENAME TO u", "ALTER TABLE t RENAME TO u"),
+            ("ALTER VIEW v AS SELECT 1", "ALTER VIEW v AS SELECT 1"),
         ] {
             assert_eq!(normalize(sql).unwrap(), expected, "{sql}");
         }

@@ -120,6 +120,85 @@ pub struct SessionValues<'a> {
     pub check_setting: Option<CheckSetting>,
     /// `pg_cancel_backend(pid)`: cancel that connection's statement (false: no such backend).
     pub cancel_backend: Option<CancelBackend>,
+    /// The schemas of the database now (for `pg_is_other_temp_schema`).
+    pub schema_names: Option<SchemaNames>,
+}
+
+/// The schemas of the database, as they are when called.
+pub type SchemaNames = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
+/// `pg_is_other_temp_schema(oid)`: whether the namespace is the temporary schema of another
+/// session (`pg_temp_<pid>` of a pid not the caller's).
+struct OtherTempSchema {
+    own: String,
+    schemas: Option<SchemaNames>,
+    signature: Signature,
+}
+
+impl std::fmt::Debug for OtherTempSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtherTempSchema")
+            .field("own", &self.own)
+            .finish()
+    }
+}
+impl PartialEq for OtherTempSchema {
+    fn eq(&self, other: &Self) -> bool {
+        self.own == other.own
+    }
+}
+impl Eq for OtherTempSchema {}
+impl std::hash::Hash for OtherTempSchema {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.own.hash(state);
+    }
+}
+
+fn other_temp_schema(v: &SessionValues<'_>) -> ScalarUDF {
+    ScalarUDF::new_from_impl(OtherTempSchema {
+        own: crate::catalog::temp_schema(v.backend_pid),
+        schemas: v.schema_names.clone(),
+        signature: Signature::any(1, Volatility::Stable),
+    })
+}
+
+pg_function!(
+    OtherTempSchema,
+    "pg_is_other_temp_schema",
+    DataType::Boolean
+);
+
+impl OtherTempSchema {
+    fn invoke(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let others: Vec<i64> = self
+            .schemas
+            .as_ref()
+            .map(|f| f())
+            .unwrap_or_default()
+            .iter()
+            .filter(|s| crate::catalog::is_temp_schema(s) && **s != self.own)
+            .map(|s| i64::from(super::pg_shape::namespace_oid(s)))
+            .collect();
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let Some(oids) = arrays.first() else {
+            return Err(Error::UndefinedFunction(
+                "function pg_is_other_temp_schema() does not exist".into(),
+            )
+            .into());
+        };
+        let out = (0..args.number_rows)
+            .map(|i| {
+                let oid = ScalarValue::try_from_array(oids, i)?;
+                Ok(match oid {
+                    v if v.is_null() => None,
+                    v => Some(v.cast_to(&DataType::Int64).ok().is_some_and(
+                        |n| matches!(n, ScalarValue::Int64(Some(n)) if others.contains(&n)),
+                    )),
+                })
+            })
+            .collect::<DfResult<datafusion::arrow::array::BooleanArray>>()?;
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
 }
 
 /// pid -> whether a statement was cancelled (an error: not the caller's to cancel).
@@ -201,8 +280,7 @@ pub fn session_functions(v: &SessionValues<'_>) -> Vec<ScalarUDF> {
         fixed("pg_get_viewdef", ScalarValue::Utf8(None)),
         fixed("pg_type_is_visible", ScalarValue::Boolean(Some(true))),
         fixed("pg_function_is_visible", ScalarValue::Boolean(Some(true))),
-        // No session has temporary schemas, so none is another session's.
-        fixed("pg_is_other_temp_schema", ScalarValue::Boolean(Some(false))),
+        other_temp_schema(v),
         // No tablespaces, no sizes Lakegate keeps per relation.
         fixed("pg_tablespace_location", ScalarValue::Utf8(None)),
         fixed("pg_table_size", ScalarValue::Int64(None)),

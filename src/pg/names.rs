@@ -41,6 +41,17 @@ pub fn qualified(
     }
 }
 
+/// The parts of a name as identifiers (unquoted ones lower-cased).
+pub fn parts(name: &ObjectName) -> Vec<String> {
+    name.0
+        .iter()
+        .filter_map(|p| match p {
+            ObjectNamePart::Identifier(i) => Some(ident(i)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The last part of a name (`t.col` → `col`), as an identifier.
 pub fn last_ident(name: &ObjectName) -> Result<String> {
     match name.0.last() {

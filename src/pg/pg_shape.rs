@@ -157,7 +157,7 @@ const STATIC_PREFIX: &str = "lakegate$static$";
 
 /// The oid of a namespace: PostgreSQL's fixed ones (pg_type and pg_proc, static, refer to
 /// them), else one derived from the name.
-fn namespace_oid(name: &str) -> i32 {
+pub(crate) fn namespace_oid(name: &str) -> i32 {
     match name {
         "public" => 2200,
         other => super::pg_static::namespace_oid(other).unwrap_or_else(|| name_oid(&["n", other])),

@@ -154,6 +154,14 @@ fn numeric(info: &ExactNumberInfo) -> Result<DataType> {
 
 pub use crate::storage::PG_TYPE_KEY;
 
+/// The [`PG_TYPE_KEY`] of a column declared `numeric` without precision and scale.
+const UNCONSTRAINED_NUMERIC: &str = "numeric";
+
+/// Whether a field is a column declared `numeric` without precision and scale.
+pub fn unconstrained_numeric(f: &Field) -> bool {
+    f.metadata().get(PG_TYPE_KEY).map(String::as_str) == Some(UNCONSTRAINED_NUMERIC)
+}
+
 /// The PostgreSQL types Lakegate stores as text but reports as themselves.
 pub fn text_pg_type(t: &ast::DataType) -> Option<&'static str> {
     use ast::DataType as S;
@@ -171,6 +179,13 @@ pub fn text_pg_type(t: &ast::DataType) -> Option<&'static str> {
 /// the declared length for `varchar(n)` / `char(n)` (so that it is enforced on INSERT).
 pub fn declared_pg_type(t: &ast::DataType) -> Option<String> {
     use ast::DataType as S;
+    // An unconstrained numeric (stored with 38 digits, 10 after the point) reports as such.
+    if let S::Numeric(ExactNumberInfo::None)
+    | S::Decimal(ExactNumberInfo::None)
+    | S::Dec(ExactNumberInfo::None) = t
+    {
+        return Some(UNCONSTRAINED_NUMERIC.to_string());
+    }
     let base = text_pg_type(t)?;
     let length = match t {
         S::Varchar(l) | S::CharVarying(l) | S::CharacterVarying(l) => l.as_ref(),
@@ -339,7 +354,8 @@ pub fn type_modifier(f: &Field) -> i32 {
     match f.data_type() {
         // A computed numeric (`sum(price)`) is unconstrained in PostgreSQL; a column's is not.
         DataType::Decimal128(..) | DataType::Decimal256(..)
-            if !f.metadata().contains_key(TABLE_OID) && !f.metadata().contains_key(STORED) =>
+            if (!f.metadata().contains_key(TABLE_OID) && !f.metadata().contains_key(STORED))
+                || unconstrained_numeric(f) =>
         {
             -1
         }

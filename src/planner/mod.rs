@@ -141,6 +141,7 @@ impl Planner {
             self.catalog.clone(),
             values.visible.clone(),
             values.hidden.clone(),
+            crate::catalog::temp_schema(values.backend_pid),
         );
         let pg_slot = catalog.pg_schemas_slot();
         ctx.register_catalog(&self.database, Arc::new(catalog));
@@ -289,6 +290,7 @@ impl ViewExpander for Planner {
             pending_settings: Default::default(),
             check_setting: None,
             cancel_backend: None,
+            schema_names: None,
         };
         let ctx = self.new_context(&values);
         let mut stmt = parse_sql(sql)?

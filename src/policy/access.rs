@@ -167,3 +167,30 @@ fn collect(plan: &LogicalPlan, names: Names<'_>, access: &mut Access) -> Result<
     }
     Ok(())
 }
+
+impl super::PolicySet {
+    /// A row filter, mask or tag of the policy files that binds `old` and would not bind `new`
+    /// (its name): renaming a table past it would unbind it, so the rename is refused until
+    /// the policy files follow. Grants may differ: a name's grants are what its name is for.
+    pub fn shed_by_rename(&self, old: &str, new: &str) -> Option<String> {
+        let shed = |re: &regex_lite::Regex| re.is_match(old) && !re.is_match(new);
+        if let Some((_, f)) = self.row_filters.iter().find(|(re, _)| shed(re)) {
+            return Some(
+                f.name
+                    .clone()
+                    .unwrap_or_else(|| format!("row filter on {}", f.table)),
+            );
+        }
+        if let Some((_, m)) = self.masks.iter().find(|(re, _)| shed(re)) {
+            return Some(
+                m.name
+                    .clone()
+                    .unwrap_or_else(|| format!("mask on {}", m.table)),
+            );
+        }
+        self.tags
+            .iter()
+            .find(|(re, _)| shed(re))
+            .map(|(_, t)| format!("tag {} on {}", t.tags.join(", "), t.table))
+    }
+}

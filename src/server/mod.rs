@@ -130,6 +130,7 @@ impl Server {
         )?;
         warehouse.check().await?;
         let catalog = Catalog::open(warehouse, settings.default_format)?;
+        catalog.drop_leftover_temp_schemas().await;
         for spec in &settings.catalogs {
             catalog.attach(crate::catalog::attached::AttachedCatalog::connect(spec).await?);
         }

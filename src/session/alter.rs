@@ -22,6 +22,12 @@ use crate::storage::TableFormat;
 /// mapping that would avoid it). Older versions keep their own schema either way.
 pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<Outcome> {
     let done = Outcome::Command(CommandTag::new("ALTER TABLE"));
+    if let [ast::AlterTableOperation::RenameTable { table_name }] = at.operations.as_slice() {
+        let new = match table_name {
+            ast::RenameTableNameKind::To(n) | ast::RenameTableNameKind::As(n) => n,
+        };
+        return rename(session, at, new).await.map(|()| done);
+    }
     let (schema, table) = resolve(session, &at.name)?;
     let entry = match session.writable_target_named(&schema, &table, "ALTER TABLE") {
         Err(Error::UndefinedTable(_)) if at.if_exists => return Ok(done),
@@ -85,6 +91,91 @@ pub async fn alter_table(session: &mut Session, at: &ast::AlterTable) -> Result<
     };
     catalog.remember(&entry, delta).await;
     Ok(done)
+}
+
+/// `ALTER TABLE | VIEW | MATERIALIZED VIEW name RENAME TO new`; a qualified new name moves it
+/// to that schema (how the dialect spells `SET SCHEMA`). A catalog change only: the data, tags,
+/// a materialized view's state and the materialized views reading it go with it. Needs `admin`
+/// on both names, and is refused while a row filter, mask or tag of the policy files binds the
+/// old name and not the new one (the policies bind names: the table would leave them).
+async fn rename(session: &Session, at: &ast::AlterTable, new: &ast::ObjectName) -> Result<()> {
+    let (schema, name) = resolve(session, &at.name)?;
+    let (new_schema, new_name) = match new.0.as_slice() {
+        [_] => (schema.clone(), crate::pg::names::last_ident(new)?),
+        _ => resolve(session, new)?,
+    };
+    let (old, moved) = (
+        format!("{schema}.{name}"),
+        format!("{new_schema}.{new_name}"),
+    );
+    session.authorize(&old, crate::policy::Action::Admin)?;
+    session.authorize(&moved, crate::policy::Action::Admin)?;
+    if let Some(policy) = session.engine.policies().shed_by_rename(&old, &moved) {
+        return Err(Error::PermissionDenied(format!(
+            "cannot rename \"{name}\" to {}: the policy \"{policy}\" binds it by name and would not \
+             bind the new one (change the policy files first)",
+            quote(&new_name)
+        )));
+    }
+    let catalog = session.engine.planner.catalog().clone();
+    let follow = |sql: &str, default_schema: &str| {
+        follow_rename(
+            sql,
+            default_schema,
+            (&schema, &name),
+            (&new_schema, &new_name),
+        )
+    };
+    catalog
+        .rename_relation(
+            (&schema, &name),
+            (&new_schema, &new_name),
+            at.if_exists,
+            &follow,
+        )
+        .await?;
+    Ok(())
+}
+
+/// A materialized view's definition with every reference to `from` naming `to` instead (None
+/// when it names it nowhere).
+fn follow_rename(
+    sql: &str,
+    default_schema: &str,
+    from: (&str, &str),
+    to: (&str, &str),
+) -> Result<Option<String>> {
+    use datafusion::sql::sqlparser::ast::{Ident, ObjectNamePart, visit_relations_mut};
+    let dialect = crate::pg::dialect::LakegateDialect::default();
+    let normalized = crate::pg::dialect::normalize(sql)?;
+    let mut statements =
+        datafusion::sql::sqlparser::parser::Parser::parse_sql(&dialect, &normalized)?;
+    let mut changed = false;
+    for st in &mut statements {
+        let _ = visit_relations_mut(st, |n: &mut ast::ObjectName| {
+            let parts = crate::pg::names::parts(n);
+            let named = match parts.as_slice() {
+                [t] => (default_schema, t.as_str()),
+                [s, t] | [_, s, t] => (s.as_str(), t.as_str()),
+                _ => return std::ops::ControlFlow::<()>::Continue(()),
+            };
+            if named == from {
+                *n = ast::ObjectName(vec![
+                    ObjectNamePart::Identifier(Ident::with_quote('"', to.0)),
+                    ObjectNamePart::Identifier(Ident::with_quote('"', to.1)),
+                ]);
+                changed = true;
+            }
+            std::ops::ControlFlow::Continue(())
+        });
+    }
+    Ok(changed.then(|| {
+        statements
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }))
 }
 
 /// One ALTER TABLE as its operations are read: the table's columns as they will be, the

@@ -137,6 +137,9 @@ impl Session {
             .execute_one_unaudited(&stmt.stmt, params, aborted)
             .await;
         self.running = None;
+        if !self.in_transaction {
+            self.drop_temp_at_commit().await;
+        }
         match &r {
             Ok(Outcome::RolledBack) => self.recovered = true,
             Ok(Outcome::Begin | Outcome::Commit(_)) => self.recovered = false,

@@ -99,6 +99,10 @@ impl Session {
             visible,
             hidden,
             privilege,
+            schema_names: {
+                let catalog = catalog.clone();
+                Some(Arc::new(move || catalog.schema_names()))
+            },
             cancel_backend: {
                 let backends = engine.backends.clone();
                 let user = p.name.clone();

@@ -234,12 +234,43 @@ fn target_of(t: &ast::TableWithJoins) -> Result<(&ast::ObjectName, Option<&ast::
     }
 }
 
-/// The change list query: `SELECT <file>, <row>, <items> FROM <target with identity> [AS
-/// alias] [, others] [WHERE selection]`.
+/// The name the change query reads the target by: its alias, else its table's name.
+fn target_alias(alias: Option<&ast::TableAlias>, table: &str) -> ast::Ident {
+    alias.map_or_else(|| ast::Ident::with_quote('"', table), |a| a.name.clone())
+}
+
+/// Columns of the target named through its qualified name (`db.s.t.c`, `s.t.c`, as dbt
+/// writes them) named through `alias` instead: the change query reads the target from a
+/// catalog of its own, where those names do not exist.
+fn through_alias<T: ast::VisitMut>(
+    node: &mut T,
+    (database, schema, table): (&str, &str, &str),
+    alias: &ast::Ident,
+) {
+    use crate::pg::names::ident;
+    let _ = ast::visit_expressions_mut(node, |e: &mut ast::Expr| {
+        if let ast::Expr::CompoundIdentifier(parts) = e {
+            let names: Vec<String> = parts.iter().map(ident).collect();
+            let prefix = match names.as_slice() {
+                [d, s, t, _] if d == database && s == schema && t == table => 3,
+                [s, t, _] if s == schema && t == table => 2,
+                _ => 0,
+            };
+            if prefix > 0 {
+                let column = parts.split_off(prefix);
+                *parts = std::iter::once(alias.clone()).chain(column).collect();
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// The change list query: `SELECT <file>, <row>, <items> FROM <target with identity> AS
+/// alias [, others] [WHERE selection]`.
 fn change_query(
     catalog: &str,
     (schema, table): (&str, &str),
-    alias: Option<&ast::TableAlias>,
+    alias: &ast::Ident,
     items: &[String],
     others: &[ast::TableWithJoins],
     selection: Option<&ast::Expr>,
@@ -255,9 +286,7 @@ fn change_query(
         quoted(schema),
         quoted(table)
     ));
-    if let Some(a) = alias {
-        sql.push_str(&format!(" AS {}", a.name));
-    }
+    sql.push_str(&format!(" AS {alias}"));
     for o in others {
         sql.push_str(&format!(", {o}"));
     }
@@ -290,6 +319,13 @@ pub async fn plan_delete(
     let (name, alias) = target_of(target)?;
     let (schema, table, entry) = session.delta_target(name, "DELETE")?;
     governed(session, &entry, &format!("{schema}.{table}"), &[]).await?;
+    let alias = target_alias(alias, &table);
+    let mut selection = d.selection.clone();
+    through_alias(
+        &mut selection,
+        (session.engine.planner.database(), &schema, &table),
+        &alias,
+    );
     let catalog = change_catalog();
     let items = [format!(
         "{} AS {}",
@@ -299,10 +335,10 @@ pub async fn plan_delete(
     let sql = change_query(
         &catalog,
         (&schema, &table),
-        alias,
+        &alias,
         &items,
         d.using.as_deref().unwrap_or_default(),
-        d.selection.as_ref(),
+        selection.as_ref(),
     );
     let change = RowChange {
         statement: Statement::Delete,
@@ -331,6 +367,13 @@ pub async fn plan_update(
     refuse_internal_names(u)?;
     let (name, alias) = target_of(&u.table)?;
     let (schema, table, entry) = session.delta_target(name, "UPDATE")?;
+    let alias = target_alias(alias, &table);
+    let mut u = u.clone();
+    through_alias(
+        &mut u,
+        (session.engine.planner.database(), &schema, &table),
+        &alias,
+    );
     let mut columns = Vec::with_capacity(u.assignments.len());
     let mut items = vec![format!(
         "{} AS {}",
@@ -369,7 +412,7 @@ pub async fn plan_update(
     let sql = change_query(
         &catalog,
         (&schema, &table),
-        alias,
+        &alias,
         &items,
         &others,
         u.selection.as_ref(),
@@ -456,6 +499,14 @@ pub async fn run(session: &Session, change: RowChange) -> Result<Outcome> {
     Ok(Outcome::Command(CommandTag::rows(command, rows)))
 }
 
+/// Empty a Delta table now: one commit.
+pub(super) async fn truncate_now(session: &Session, entry: &TableEntry) -> Result<()> {
+    let catalog = session.engine.planner.catalog();
+    let table = crate::storage::delta::truncate(catalog.delta_table(entry).await?).await?;
+    catalog.remember(entry, table).await;
+    Ok(())
+}
+
 /// A MERGE's change list, planned by `merge.rs`.
 pub(super) fn merge_change(
     entry: TableEntry,
@@ -500,6 +551,39 @@ impl Session {
     pub(super) async fn merge(&mut self, m: &ast::Merge) -> Result<Outcome> {
         let change = super::merge::plan(self, m).await?;
         self.run_or_defer(change).await
+    }
+
+    /// `TRUNCATE [TABLE] [ONLY] t [, ...] [RESTART | CONTINUE IDENTITY] [CASCADE | RESTRICT]`:
+    /// one commit per table removing its files (no identities or foreign keys here, so the
+    /// options change nothing), now or at COMMIT. Needs `write`; refused (42501) to a writer
+    /// whose row filters or masks bind it, as it would remove rows it does not see. Iceberg
+    /// tables: 0A000 (iceberg-rust writes appends only).
+    pub(super) async fn truncate(&mut self, t: &ast::Truncate) -> Result<Outcome> {
+        if t.partitions.is_some() {
+            return Err(Error::unsupported(
+                "TRUNCATE ... PARTITION is not supported",
+            ));
+        }
+        let mut targets = Vec::with_capacity(t.table_names.len());
+        for target in &t.table_names {
+            let (schema, table, entry) = self.delta_target(&target.name, "TRUNCATE")?;
+            let object = format!("{schema}.{table}");
+            if self.write_rules(&entry, &object).await?.is_some() {
+                return Err(Error::PermissionDenied(format!(
+                    "permission denied for table {table}: TRUNCATE would remove rows your \
+                     policies do not show you (use DELETE)"
+                )));
+            }
+            targets.push(entry);
+        }
+        for entry in targets {
+            if self.in_transaction {
+                self.pending.push(transaction::Pending::Truncate(entry));
+            } else {
+                truncate_now(self, &entry).await?;
+            }
+        }
+        Ok(Outcome::Command(CommandTag::new("TRUNCATE TABLE")))
     }
 
     /// An UPDATE/DELETE now, or at COMMIT inside a transaction block.

@@ -670,7 +670,8 @@ impl Session {
 
     /// May this session do `action` on `object` (`schema.table`, or `schema.*` for the schema)?
     pub(crate) fn authorize(&self, object: &str, action: Action) -> Result<()> {
-        if self.principal.admin {
+        // The session's own temporary tables (see temp.rs).
+        if self.principal.admin || self.owns_temp(object) {
             return Ok(());
         }
         let subject = &self.subject();

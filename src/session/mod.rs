@@ -22,6 +22,7 @@ mod notices;
 mod query;
 pub mod settings;
 mod simple;
+mod temp;
 mod transaction;
 
 use std::collections::HashMap;
@@ -472,6 +473,8 @@ pub struct Session {
     redacted: std::sync::Mutex<Option<(String, String)>>,
     /// The statement being executed (whose hash the memo takes from it).
     running: Option<Arc<Parsed>>,
+    /// The session's temporary tables.
+    temp: temp::TempTables,
 }
 
 /// Tables and policies a statement met, for its audit record.
@@ -515,6 +518,7 @@ impl Session {
             backend_pid,
             &pending_settings,
         );
+        let engine_catalog = engine.planner.catalog().clone();
         let mut session = Session {
             pending_settings,
             engine,
@@ -537,6 +541,7 @@ impl Session {
             optimized: Default::default(),
             redacted: Default::default(),
             running: None,
+            temp: temp::TempTables::new(engine_catalog, backend_pid),
         };
         if let Some(ceiling) = session.limits().statement_timeout {
             session.settings.limit_statement_timeout(ceiling);
@@ -647,6 +652,8 @@ impl Session {
         // set_config calls of a row-returning statement run while its rows stream, after the
         // statement returned: they are applied before the next one.
         self.apply_pending_settings()?;
+        let resolved = self.with_temp_names(stmt)?;
+        let stmt = resolved.as_ref().unwrap_or(stmt);
         let out = self.dispatch(stmt, params).await;
         if out.is_ok() && self.in_transaction && is_write(stmt) && !is_deferred(stmt) {
             self.writes_in_transaction += 1;
@@ -691,6 +698,8 @@ impl Session {
             S::Merge(m) => self.merge(m).await,
             S::Update(u) => self.update(u, params).await,
             S::Delete(d) => self.delete(d, params).await,
+            S::Truncate(t) => self.truncate(t).await,
+            S::CreateTable(ct) if ct.temporary => self.create_temp_table(ct).await,
             S::CreateTable(ct) => ddl::create_table(self, ct).await,
             S::CreateSchema {
                 schema_name,
@@ -742,13 +751,13 @@ fn is_write(stmt: &DfStatement) -> bool {
     use SqlStatement as S;
     matches!(stmt, DfStatement::CreateExternalTable(_))
         || matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(),
-        S::Insert(_) | S::Update(_) | S::Delete(_) | S::Merge(_) | S::CreateTable(_) | S::CreateView(_) | S::AlterTable(_)
+        S::Insert(_) | S::Update(_) | S::Delete(_) | S::Merge(_) | S::Truncate(_) | S::CreateTable(_) | S::CreateView(_) | S::AlterTable(_)
         | S::CreateSchema { .. } | S::Drop { .. }))
 }
 
 /// Writes a transaction block holds until COMMIT.
 fn is_deferred(stmt: &DfStatement) -> bool {
-    matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Insert(_) | SqlStatement::Update(_) | SqlStatement::Delete(_) | SqlStatement::Merge(_)))
+    matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Insert(_) | SqlStatement::Update(_) | SqlStatement::Delete(_) | SqlStatement::Merge(_) | SqlStatement::Truncate(_)))
 }
 
 fn aborted_error() -> Error {

@@ -47,6 +47,7 @@ impl Session {
                 names: vec![],
             });
         };
+        let stmt = self.with_temp_names(&stmt)?.unwrap_or(stmt);
         let (schema, names, param_types) = if returns_rows_from_plan(&stmt) || is_dml(&stmt) {
             // Planned under the policies in force now, as a statement would be.
             let started = self.begin_statement().await?;

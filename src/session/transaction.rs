@@ -31,6 +31,8 @@ pub enum Pending {
     },
     /// An UPDATE or DELETE.
     Change(super::dml::RowChange),
+    /// A TRUNCATE of one table.
+    Truncate(TableEntry),
 }
 
 /// How much was pending when a SAVEPOINT was set: entries, and rows batches of the last entry
@@ -173,6 +175,7 @@ pub async fn commit(session: &mut Session) -> Result<()> {
             Pending::Change(change) => {
                 change.apply(session).await?;
             }
+            Pending::Truncate(entry) => super::dml::truncate_now(session, &entry).await?,
         }
     }
     Ok(())

@@ -200,6 +200,17 @@ pub async fn append(
         .await?)
 }
 
+/// Remove every row (TRUNCATE): one commit removing the table's data files, which older
+/// versions keep for time travel until VACUUM. No file is read.
+pub async fn truncate(table: DeltaTable) -> Result<DeltaTable> {
+    let commit = deltalake::kernel::transaction::CommitProperties::default().with_metadata([(
+        "lakegate.operation".to_string(),
+        serde_json::Value::String("TRUNCATE".to_string()),
+    )]);
+    let (table, _) = table.delete().with_commit_properties(commit).await?;
+    Ok(table)
+}
+
 /// The files a table added since `version` (its data files now, less those it had then), when
 /// it only added files since (appends); None when a commit since removed or rewrote any.
 pub async fn added_since(table: &DeltaTable, version: i64) -> Result<Option<Vec<String>>> {

@@ -43,7 +43,9 @@ enum Column<'a> {
     Int32(&'a Int32Array),
     Int64(&'a Int64Array),
     Float64(&'a Float64Array),
-    Decimal(&'a Decimal128Array, i8),
+    /// Values, scale, and whether trailing zeros after the point go (a column declared
+    /// `numeric` without scale, stored with 10 digits after the point).
+    Decimal(&'a Decimal128Array, i8, bool),
     Utf8(&'a StringArray),
     Utf8View(&'a StringViewArray),
     Date(&'a Date32Array),
@@ -61,7 +63,12 @@ struct Encoder<'a> {
 }
 
 impl<'a> Encoder<'a> {
-    fn new(col: &'a ArrayRef, format: Option<&FieldFormat>, ty: Option<&'a Type>) -> Self {
+    fn new(
+        col: &'a ArrayRef,
+        format: Option<&FieldFormat>,
+        ty: Option<&'a Type>,
+        unconstrained: bool,
+    ) -> Self {
         let binary = matches!(format, Some(FieldFormat::Binary));
         let column = if own_form(ty) {
             Column::Other
@@ -77,7 +84,7 @@ impl<'a> Encoder<'a> {
                     .map_or(Column::Other, Column::Float64),
                 DataType::Decimal128(_, s) => col
                     .as_primitive_opt()
-                    .map_or(Column::Other, |a| Column::Decimal(a, *s)),
+                    .map_or(Column::Other, |a| Column::Decimal(a, *s, unconstrained)),
                 DataType::Utf8 => col.as_string_opt().map_or(Column::Other, Column::Utf8),
                 DataType::Utf8View => col
                     .as_string_view_opt()
@@ -140,12 +147,16 @@ impl<'a> Encoder<'a> {
                 buf.put_i32(8);
                 buf.put_f64(a.value(row));
             }
-            Column::Decimal(a, s) => {
+            Column::Decimal(a, s, trim) => {
                 let at = length_slot(buf);
+                let (mut v, mut s) = (a.value(row), *s);
+                while *trim && s > 0 && v % 10 == 0 {
+                    (v, s) = (v / 10, s - 1);
+                }
                 if binary {
-                    numeric_binary(buf, a.value(row), *s);
+                    numeric_binary(buf, v, s);
                 } else {
-                    write_decimal(buf, a.value(row), *s);
+                    write_decimal(buf, v, s);
                 }
                 fill_length(buf, at);
             }
@@ -201,6 +212,16 @@ fn fill_length(buf: &mut BytesMut, at: usize) {
     buf[at - 4..at].copy_from_slice(&len.to_be_bytes());
 }
 
+/// The Arrow type of an announced integer type.
+fn announced_int(t: &Type) -> Option<DataType> {
+    match *t {
+        Type::INT2 => Some(DataType::Int16),
+        Type::INT4 => Some(DataType::Int32),
+        Type::INT8 => Some(DataType::Int64),
+        _ => None,
+    }
+}
+
 /// Encode every row of a batch as DataRow messages. `types` are the PostgreSQL types announced
 /// in the RowDescription (they pick uuid's and jsonb's binary forms for text columns).
 pub fn encode_batch(
@@ -214,15 +235,27 @@ pub fn encode_batch(
         .columns()
         .iter()
         .enumerate()
-        .map(|(i, c)| match c.data_type() {
-            DataType::Utf8View if !own_form(types.get(i)) => Ok(c.clone()),
+        .map(|(i, c)| match (c.data_type(), types.get(i)) {
+            (DataType::Utf8View, t) if !own_form(t) => Ok(c.clone()),
+            // An integer of another width than the RowDescription announced (a literal in a
+            // subquery, typed int8 when described and int4 when run): sent as announced.
+            (DataType::Int16 | DataType::Int32 | DataType::Int64, Some(t))
+                if announced_int(t).is_some_and(|w| &w != c.data_type()) =>
+            {
+                let w = announced_int(t).unwrap_or(DataType::Int64);
+                Ok(datafusion::arrow::compute::cast(c, &w)?)
+            }
             _ => canonical_column(c),
         })
         .collect::<Result<Vec<_>>>()?;
     let encoders: Vec<Encoder> = columns
         .iter()
         .enumerate()
-        .map(|(i, c)| Encoder::new(c, formats.get(i), types.get(i)))
+        .map(|(i, c)| {
+            let unconstrained =
+                crate::pg::types::unconstrained_numeric(batch.schema_ref().field(i));
+            Encoder::new(c, formats.get(i), types.get(i), unconstrained)
+        })
         .collect();
     let ncols = columns.len();
     let mut rows = Vec::with_capacity(batch.num_rows());

@@ -21,8 +21,7 @@ use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{DescribeResponse, FieldFormat, FieldInfo, Response};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
-use pgwire::api::store::Entry;
-use pgwire::api::store::PortalStore;
+use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
@@ -158,16 +157,14 @@ fn starts_with_rollback_to(sql: &str) -> bool {
 }
 
 impl QueryHandler {
-    /// The connection's status after a message, where pgwire says failed (it never leaves
-    /// failed by itself until the block ends).
+    /// The status after a message where pgwire says failed (which it keeps until the end).
     async fn recovered_status<C: ClientInfo>(&self, client: &mut C) {
         let status = self.settled(client, client.transaction_status()).await;
         client.set_transaction_status(status);
     }
 
-    /// `status` as the session knows it when it is failed: idle ('I') when the block has
-    /// ended, as a failed COMMIT ends it in PostgreSQL; in-block ('T') when a ROLLBACK TO
-    /// SAVEPOINT has recovered it since.
+    /// A failed `status` as the session knows it: 'I' when the block ended (a failed COMMIT
+    /// ends it), 'T' when a ROLLBACK TO SAVEPOINT recovered it.
     async fn settled<C: ClientInfo>(
         &self,
         client: &C,
@@ -752,8 +749,7 @@ impl ExtendedQueryHandler for QueryHandler {
     type Statement = Prepared;
     type QueryParser = Parser;
 
-    /// pgwire's own, with the block's status as the session knows it: 'T' again after a
-    /// ROLLBACK TO SAVEPOINT recovered a failed block.
+    /// pgwire's own, with the block's status as the session knows it (see `settled`).
     async fn on_sync<C>(
         &self,
         client: &mut C,

@@ -81,24 +81,52 @@ main_port="$port"
 start_lakegate matrix LAKEGATE__DEMO__ENABLED=false
 matrix_port="$port"
 port="$main_port"
-catalog_matrix() {
-  local pgbin=/usr/lib/postgresql/15/bin pgdir="$work/oracle" runas=()
+# start_oracle NAME: a PostgreSQL 15 on a temp cluster (as the postgres OS user when run as
+# root, its superuser and database named like Lakegate's); sets $oport and $pgdir.
+start_oracle() {
+  local pgbin=/usr/lib/postgresql/15/bin runas=()
+  pgdir="$work/$1"
   [ -x "$pgbin/postgres" ] || { echo "PostgreSQL 15 server missing (scripts/install-test-deps)"; return 1; }
   mkdir -p "$pgdir"
   if [ "$(id -u)" = 0 ]; then chown postgres "$pgdir" "$work"; runas=(runuser -u postgres --); fi
   "${runas[@]}" "$pgbin/initdb" -D "$pgdir/data" -U "$PGUSER" --auth=trust -E UTF8 >/dev/null || return 1
-  local oport
   oport="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
   "${runas[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -w -l "$pgdir/log" \
     -o "-p $oport -k $pgdir -c listen_addresses=127.0.0.1 -c timezone=UTC -c autovacuum=off" start >/dev/null || { cat "$pgdir/log"; return 1; }
-  psql -X -q "postgresql://$PGUSER@127.0.0.1:$oport/postgres" -c "CREATE DATABASE $PGDATABASE" || return 1
+  psql -X -q "postgresql://$PGUSER@127.0.0.1:$oport/postgres" -c "CREATE DATABASE $PGDATABASE"
+}
+stop_oracle() {
+  local runas=()
+  [ "$(id -u)" = 0 ] && runas=(runuser -u postgres --)
+  "${runas[@]}" /usr/lib/postgresql/15/bin/pg_ctl -D "$pgdir/data" -m immediate stop >/dev/null
+}
+catalog_matrix() {
+  start_oracle oracle || return 1
   python3 "$here/catalog_matrix.py" "postgresql://$PGUSER@127.0.0.1:$oport/$PGDATABASE" \
     "postgresql://$PGUSER:$PGPASSWORD@127.0.0.1:$matrix_port/$PGDATABASE"
   local rc=$?
-  "${runas[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null
+  stop_oracle
   return $rc
 }
 check "catalog matrix vs PostgreSQL 15: SQLAlchemy, pandas, asyncpg, psycopg, psqlODBC, pgjdbc, node-postgres, psql, tool replays" catalog_matrix
+
+# dbt (tests/dbt/run.py): the same project built with dbt-postgres on PostgreSQL 15 and on a
+# lakegate of its own, with 1, 4 and 8 threads; every seed, model and snapshot compared, and
+# pandas to_sql.
+start_lakegate dbt LAKEGATE__DEMO__ENABLED=false
+dbt_port="$port"
+port="$main_port"
+dbt_check() {
+  local dbt="${LAKEGATE_DBT_VENV:-$HOME/.cache/lakegate/dbt-venv}/bin/dbt"
+  [ -x "$dbt" ] || { echo "dbt missing (scripts/install-test-deps)"; return 1; }
+  start_oracle dbt-oracle || return 1
+  python3 "$here/../dbt/run.py" "$dbt" "postgresql://$PGUSER@127.0.0.1:$oport/$PGDATABASE" \
+    "postgresql://$PGUSER:$PGPASSWORD@127.0.0.1:$dbt_port/$PGDATABASE"
+  local rc=$?
+  stop_oracle
+  return $rc
+}
+check "dbt: seed, run, test, snapshot, incremental, freshness, docs; pandas to_sql (vs PostgreSQL 15)" dbt_check
 
 # A hostile client: malformed, truncated, oversized and random protocol messages before and
 # after authentication (tests/clients/protocol_fuzz.py), against a server of its own with a

@@ -140,25 +140,31 @@ fn shown(v: &str) -> String {
 
 /// Binary values rendered as PostgreSQL's text format would show them.
 fn text(r: &tokio_postgres::Row, i: usize) -> String {
-    fn opt<T: ToString>(v: Option<T>) -> String {
-        v.map(|v| v.to_string()).unwrap_or_else(|| "NULL".into())
+    fn opt<'a, T: ToString + tokio_postgres::types::FromSql<'a>>(
+        r: &'a tokio_postgres::Row,
+        i: usize,
+    ) -> String {
+        match r.try_get::<_, Option<T>>(i) {
+            Ok(v) => v.map(|v| v.to_string()).unwrap_or_else(|| "NULL".into()),
+            // A mismatch the diff shows with its statement, rather than a panic without one.
+            Err(e) => format!("<{} not decoded: {e}>", r.columns()[i].type_()),
+        }
     }
     let t = r.columns()[i].type_().clone();
     match t {
-        Type::BOOL => r
-            .get::<_, Option<bool>>(i)
-            .map(|b| if b { "t" } else { "f" }.to_string())
-            .unwrap_or("NULL".into()),
-        Type::INT2 => opt(r.get::<_, Option<i16>>(i)),
-        Type::INT4 => opt(r.get::<_, Option<i32>>(i)),
-        Type::INT8 => opt(r.get::<_, Option<i64>>(i)),
-        Type::FLOAT4 => opt(r.get::<_, Option<f32>>(i)),
-        Type::FLOAT8 => opt(r.get::<_, Option<f64>>(i)),
-        Type::DATE => opt(r.get::<_, Option<chrono::NaiveDate>>(i)),
-        Type::TIMESTAMP => opt(r.get::<_, Option<chrono::NaiveDateTime>>(i)),
-        Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => {
-            opt(r.get::<_, Option<String>>(i))
-        }
+        Type::BOOL => match opt::<bool>(r, i).as_str() {
+            "true" => "t".into(),
+            "false" => "f".into(),
+            other => other.into(),
+        },
+        Type::INT2 => opt::<i16>(r, i),
+        Type::INT4 => opt::<i32>(r, i),
+        Type::INT8 => opt::<i64>(r, i),
+        Type::FLOAT4 => opt::<f32>(r, i),
+        Type::FLOAT8 => opt::<f64>(r, i),
+        Type::DATE => opt::<chrono::NaiveDate>(r, i),
+        Type::TIMESTAMP => opt::<chrono::NaiveDateTime>(r, i),
+        Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => opt::<String>(r, i),
         other => format!("<{other} not rendered by the slt runner: cast to text>"),
     }
 }

@@ -1,0 +1,174 @@
+"""dbt builds the same project on PostgreSQL 15 and on Lakegate; every model must match.
+
+Usage: run.py DBT POSTGRES_URL LAKEGATE_URL
+  DBT: the dbt executable (dbt-core and dbt-postgres, pinned in .ci/run's venv).
+
+For each server, in a copy of tests/dbt/project: seed, run, test, snapshot, a second phase
+(incremental runs by delete+insert and merge, appends, snapshot changes), seed again (the
+TRUNCATE reload), source freshness, docs generate and a full refresh, with DBT_THREADS
+threads (1, 4 and 8 by default, each from scratch). Then the rows of every seed, model and
+snapshot (less the snapshot's timestamps) are compared. Also pandas DataFrame.to_sql with
+if_exists='replace' and 'append' on both.
+"""
+
+import decimal
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from urllib.parse import urlparse
+
+import psycopg
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PHASE2 = "{phase: 2}"
+STEPS = [
+    ["seed"],
+    ["run"],
+    ["test"],
+    ["snapshot"],
+    ["run", "--vars", PHASE2],
+    ["snapshot", "--vars", PHASE2],
+    ["seed"],
+    ["test", "--vars", PHASE2],
+    ["source", "freshness"],
+    ["docs", "generate"],
+    ["run", "--full-refresh", "--vars", PHASE2],
+    ["run", "--vars", PHASE2],
+]
+# Snapshot columns whose values are the time the snapshot ran.
+TIMES = {"dbt_scd_id", "dbt_updated_at", "dbt_valid_from"}
+
+
+def env_for(url, threads):
+    u = urlparse(url)
+    env = dict(os.environ)
+    env.update(
+        DBT_HOST=u.hostname or "127.0.0.1",
+        DBT_PORT=str(u.port),
+        DBT_USER=u.username or "",
+        DBT_PASSWORD=u.password or "",
+        DBT_DBNAME=u.path.lstrip("/"),
+        DBT_THREADS=str(threads),
+        DBT_PROFILES_DIR=".",
+        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+    )
+    return env
+
+
+def reset(url):
+    with psycopg.connect(url, autocommit=True) as c:
+        for s in ("analytics", "snapshots"):
+            c.execute(f"DROP SCHEMA IF EXISTS {s} CASCADE")
+
+
+def build(dbt, url, threads):
+    """Run every step; the failures (step, output tail)."""
+    work = tempfile.mkdtemp(prefix="dbt-")
+    shutil.copytree(os.path.join(HERE, "project"), work, dirs_exist_ok=True)
+    env = env_for(url, threads)
+    failures = []
+    for step in STEPS:
+        p = subprocess.run(
+            [dbt, "--no-use-colors", *step],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if p.returncode != 0:
+            tail = "\n".join(p.stdout.splitlines()[-25:])
+            failures.append((" ".join(step), tail))
+    catalog = os.path.join(work, "target", "catalog.json")
+    if not os.path.exists(catalog):
+        failures.append(("docs generate", "no target/catalog.json"))
+    shutil.rmtree(work, ignore_errors=True)
+    return failures
+
+
+def norm(v):
+    if isinstance(v, decimal.Decimal):
+        return format(v.normalize(), "f")
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return v if v is None else str(v)
+
+
+def contents(url):
+    """{schema.table: sorted rows} of the dbt schemas."""
+    out = {}
+    with psycopg.connect(url, autocommit=True) as c:
+        rels = c.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema IN ('analytics', 'snapshots') ORDER BY 1, 2"
+        ).fetchall()
+        for schema, table in rels:
+            cur = c.execute(f'SELECT * FROM "{schema}"."{table}"')
+            names = [d.name for d in cur.description]
+            rows = []
+            for r in cur.fetchall():
+                row = []
+                for n, v in zip(names, r):
+                    if n in TIMES:
+                        continue
+                    if n == "dbt_valid_to":
+                        v = v is not None
+                    row.append((n, norm(v)))
+                rows.append(tuple(row))
+            out[f"{schema}.{table}"] = sorted(rows, key=repr)
+    return out
+
+
+def to_sql(url):
+    """pandas: replace, then append; the table's rows."""
+    import pandas as pd
+    import sqlalchemy
+
+    u = urlparse(url)
+    engine = sqlalchemy.create_engine(
+        f"postgresql+psycopg2://{u.username}:{u.password or ''}@{u.hostname}:{u.port}{u.path}"
+    )
+    df = pd.DataFrame({"id": [1, 2, 3], "name": ["a", "b", None], "score": [1.5, 2.0, None]})
+    df.to_sql("pandas_t", engine, schema="analytics", if_exists="replace", index=False)
+    df.to_sql("pandas_t", engine, schema="analytics", if_exists="replace", index=False)
+    df.to_sql("pandas_t", engine, schema="analytics", if_exists="append", index=False)
+    back = pd.read_sql("SELECT * FROM analytics.pandas_t ORDER BY id, name", engine)
+    engine.dispose()
+    return [tuple(norm(x) for x in r) for r in back.itertuples(index=False)]
+
+
+def main():
+    dbt, pg, lg = sys.argv[1:4]
+    threads = [int(t) for t in os.environ.get("DBT_THREAD_COUNTS", "1,4,8").split(",")]
+    failed = False
+    for n in threads:
+        built = {}
+        for name, url in (("postgres", pg), ("lakegate", lg)):
+            reset(url)
+            failures = build(dbt, url, n)
+            for step, tail in failures:
+                failed = True
+                print(f"{name}, {n} threads: dbt {step} failed:\n{tail}")
+            built[name] = contents(url)
+        want, got = built["postgres"], built["lakegate"]
+        for rel in sorted(set(want) | set(got)):
+            if want.get(rel) != got.get(rel):
+                failed = True
+                w, g = want.get(rel), got.get(rel)
+                print(f"{n} threads: {rel} differs: postgres {len(w or [])} rows, lakegate {len(g or [])}")
+                for a, b in zip(w or [], g or []):
+                    if a != b:
+                        print(f"  postgres: {a}\n  lakegate: {b}")
+                        break
+        print(f"{n} threads: {len(want)} relations compared")
+    frames = {name: to_sql(url) for name, url in (("postgres", pg), ("lakegate", lg))}
+    if frames["postgres"] != frames["lakegate"]:
+        failed = True
+        print(f"pandas to_sql differs:\n  postgres: {frames['postgres']}\n  lakegate: {frames['lakegate']}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
