@@ -6,6 +6,7 @@
 //! single atomically renamed file survives crashes with nothing else to run or migrate.
 
 pub mod attached;
+pub mod overlay;
 mod provider;
 mod rename;
 pub mod versions;

@@ -47,6 +47,8 @@ pub struct LakegateCatalog {
     /// The schema of the session's own temporary tables: other sessions' are listed (as
     /// PostgreSQL lists them in pg_namespace) but show no tables and give none.
     own_temp: String,
+    /// The session's open block's pending rows, by table (see `overlay`).
+    overlays: Option<super::overlay::Overlays>,
 }
 
 impl std::fmt::Debug for LakegateCatalog {
@@ -61,6 +63,7 @@ impl LakegateCatalog {
         visible: Option<Visible>,
         hidden: Option<Hidden>,
         own_temp: String,
+        overlays: Option<super::overlay::Overlays>,
     ) -> Self {
         LakegateCatalog {
             inner,
@@ -68,6 +71,7 @@ impl LakegateCatalog {
             hidden,
             pg_schemas: Arc::new(std::sync::OnceLock::new()),
             own_temp,
+            overlays,
         }
     }
 
@@ -127,6 +131,7 @@ impl CatalogProvider for LakegateCatalog {
                 visible: self.visible.clone(),
                 hidden: self.hidden.clone(),
                 others_temp: super::is_temp_schema(name) && name != self.own_temp,
+                overlays: self.overlays.clone(),
             }))
         } else {
             None
@@ -141,6 +146,7 @@ struct LakegateSchema {
     hidden: Option<Hidden>,
     /// Another session's temporary schema: no tables listed, none given.
     others_temp: bool,
+    overlays: Option<super::overlay::Overlays>,
 }
 
 impl std::fmt::Debug for LakegateSchema {
@@ -175,6 +181,14 @@ impl SchemaProvider for LakegateSchema {
             )));
         }
         let table = self.table_as_stored(name).await?;
+        let pending = self
+            .overlays
+            .as_ref()
+            .and_then(|o| super::overlay::find(o, &self.name, name));
+        let table = match (table, pending) {
+            (Some(t), Some(p)) => Some(super::overlay::OverlayTable::wrap(t, p)?),
+            (t, _) => t,
+        };
         let hidden = match (&self.hidden, &table) {
             (Some(h), Some(_)) => h(&self.name, name),
             _ => vec![],

@@ -122,6 +122,8 @@ pub struct SessionValues<'a> {
     pub cancel_backend: Option<CancelBackend>,
     /// The schemas of the database now (for `pg_is_other_temp_schema`).
     pub schema_names: Option<SchemaNames>,
+    /// The session's open block's pending rows (what its own reads see of its writes).
+    pub overlays: Option<crate::catalog::overlay::Overlays>,
 }
 
 /// The schemas of the database, as they are when called.

@@ -142,6 +142,7 @@ impl Planner {
             values.visible.clone(),
             values.hidden.clone(),
             crate::catalog::temp_schema(values.backend_pid),
+            values.overlays.clone(),
         );
         let pg_slot = catalog.pg_schemas_slot();
         ctx.register_catalog(&self.database, Arc::new(catalog));
@@ -291,6 +292,7 @@ impl ViewExpander for Planner {
             check_setting: None,
             cancel_backend: None,
             schema_names: None,
+            overlays: None,
         };
         let ctx = self.new_context(&values);
         let mut stmt = parse_sql(sql)?

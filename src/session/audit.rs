@@ -140,6 +140,7 @@ impl Session {
         if !self.in_transaction {
             self.drop_temp_at_commit().await;
         }
+        self.sync_overlays();
         match &r {
             Ok(Outcome::RolledBack) => self.recovered = true,
             Ok(Outcome::Begin | Outcome::Commit(_)) => self.recovered = false,

@@ -17,6 +17,7 @@ impl Session {
         settings: &Settings,
         pid: i32,
         pending_settings: &crate::pg::functions::PendingSettings,
+        overlays: &crate::catalog::overlay::Overlays,
     ) -> SessionContext {
         let catalog = engine.planner.catalog();
         let schema = settings
@@ -99,6 +100,7 @@ impl Session {
             visible,
             hidden,
             privilege,
+            overlays: Some(overlays.clone()),
             schema_names: {
                 let catalog = catalog.clone();
                 Some(Arc::new(move || catalog.schema_names()))
@@ -131,6 +133,27 @@ impl Session {
             &self.settings,
             self.backend_pid,
             &self.pending_settings,
+            &self.overlays,
         );
+    }
+
+    /// Bring the overlays (what the block's own reads see of its writes) in line with its
+    /// pending writes; after every statement.
+    pub(super) fn sync_overlays(&self) {
+        let now = super::transaction::overlays(&self.pending);
+        let mut o = self.overlays.write().unwrap_or_else(|p| p.into_inner());
+        if !(now.is_empty() && o.is_empty()) {
+            *o = now;
+        }
+    }
+
+    /// Whether the block holds rows its own reads see (then no result is cached or
+    /// remembered, and no materialized view answers for a table).
+    pub(super) fn has_overlays(&self) -> bool {
+        !self
+            .overlays
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
     }
 }

@@ -816,6 +816,7 @@ impl Session {
         let unaudited = self.engine.audit.ready().err();
         let failed = failed.or_else(|| unaudited.as_ref().map(|e| e.to_string()));
         let (r, statement, started) = self.copy_in_finish(failed).await;
+        self.sync_overlays();
         if let Some(e) = unaudited {
             return Err(e);
         }

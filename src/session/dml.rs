@@ -48,6 +48,11 @@ pub struct RowChange {
 }
 
 impl RowChange {
+    /// The table it changes: (schema, table).
+    pub fn target(&self) -> (String, String) {
+        (self.schema.clone(), self.table.clone())
+    }
+
     pub fn command(&self) -> &'static str {
         match self.statement {
             Statement::Update => "UPDATE",
@@ -574,11 +579,12 @@ impl Session {
                      policies do not show you (use DELETE)"
                 )));
             }
-            targets.push(entry);
+            targets.push((entry, (schema, table)));
         }
-        for entry in targets {
+        for (entry, key) in targets {
             if self.in_transaction {
-                self.pending.push(transaction::Pending::Truncate(entry));
+                self.pending
+                    .push(transaction::Pending::Truncate(entry, key));
             } else {
                 truncate_now(self, &entry).await?;
             }

@@ -697,7 +697,7 @@ impl Session {
     /// user now: fresh (or within its max_staleness), every source readable by the user, and
     /// the user's row filters on the sources expressible over the view's keys (no masks).
     pub(super) async fn answer_from_view(&self, stmt: &DfStatement) -> Result<Option<LogicalPlan>> {
-        if !self.setting_on("lakegate.mv_rewrite") {
+        if !self.setting_on("lakegate.mv_rewrite") || self.has_overlays() {
             return Ok(None);
         }
         let (query, explain) = match stmt {
@@ -850,6 +850,10 @@ impl Session {
     ) -> Option<(crate::mv::cache::Key, Vec<(String, i64)>)> {
         use datafusion::common::tree_node::TreeNodeRecursion;
         use datafusion::logical_expr::Volatility;
+        // Rows of the open block's own writes are the session's alone.
+        if self.has_overlays() {
+            return None;
+        }
         let mut versions = vec![];
         // The same with each table's location: a table dropped and created again under its
         // name reaches the version numbers the old one had.

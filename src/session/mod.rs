@@ -475,6 +475,9 @@ pub struct Session {
     running: Option<Arc<Parsed>>,
     /// The session's temporary tables.
     temp: temp::TempTables,
+    /// What the open block's own reads see of its pending writes (shared with the context's
+    /// catalog provider).
+    overlays: crate::catalog::overlay::Overlays,
 }
 
 /// Tables and policies a statement met, for its audit record.
@@ -511,12 +514,14 @@ impl Session {
         };
         let settings = Settings::new(user, principal.admin, engine.max_connections);
         let pending_settings = crate::pg::functions::PendingSettings::default();
+        let overlays = crate::catalog::overlay::Overlays::default();
         let ctx = Self::build_context(
             &engine,
             &principal,
             &settings,
             backend_pid,
             &pending_settings,
+            &overlays,
         );
         let engine_catalog = engine.planner.catalog().clone();
         let mut session = Session {
@@ -542,6 +547,7 @@ impl Session {
             redacted: Default::default(),
             running: None,
             temp: temp::TempTables::new(engine_catalog, backend_pid),
+            overlays,
         };
         if let Some(ceiling) = session.limits().statement_timeout {
             session.settings.limit_statement_timeout(ceiling);

@@ -3,10 +3,12 @@
 //! ROLLBACK (or a dropped connection) leaves no trace. INSERTed rows are computed and checked
 //! (NOT NULL, types) when the INSERT runs, like PostgreSQL, and consecutive INSERTs into one
 //! table become one commit; UPDATE and DELETE are planned (and their rows counted) when sent and
-//! applied at COMMIT, each one commit, so a concurrent change still answers 40001 there. What
-//! it does not give yet: the block's own later reads do not see its pending writes, and the
-//! commits happen one after the other (a failure part-way leaves the earlier ones committed;
-//! COMMIT then reports the error). MERGE inside a block is refused (0A000).
+//! applied at COMMIT, each one commit, so a concurrent change still answers 40001 there.
+//! TRUNCATE waits for COMMIT too (one commit per table). The block's own reads see its pending
+//! INSERTs and TRUNCATEs (`overlays`, catalog::overlay); a table with a pending UPDATE, DELETE
+//! or MERGE is read as committed until COMMIT. The commits happen one after the other (a
+//! failure part-way leaves the earlier ones committed; COMMIT then reports the error and the
+//! block ends).
 
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -27,12 +29,14 @@ pub enum Pending {
     Rows {
         entry: TableEntry,
         name: String,
+        /// (schema, table), for the block's own reads (catalog::overlay).
+        key: (String, String),
         batches: Vec<RecordBatch>,
     },
     /// An UPDATE or DELETE.
     Change(super::dml::RowChange),
-    /// A TRUNCATE of one table.
-    Truncate(TableEntry),
+    /// A TRUNCATE of one table: (schema, table).
+    Truncate(TableEntry, (String, String)),
 }
 
 /// How much was pending when a SAVEPOINT was set: entries, and rows batches of the last entry
@@ -155,27 +159,68 @@ pub fn keep_rows(
         _ => session.pending.push(Pending::Rows {
             entry,
             name: format!("{schema}.{table}"),
+            key: (schema.to_string(), table.to_string()),
             batches,
         }),
     }
     Ok(rows)
 }
 
+/// What the block's own reads see of its pending writes, by table: the rows its INSERTs hold
+/// (after a TRUNCATE, only those). A table with a pending UPDATE, DELETE or MERGE is read as
+/// committed (those are planned again at COMMIT, over what is committed then).
+pub fn overlays(
+    pending: &[Pending],
+) -> std::collections::HashMap<(String, String), crate::catalog::overlay::Overlay> {
+    use crate::catalog::overlay::Overlay;
+    let mut out: std::collections::HashMap<(String, String), Overlay> = Default::default();
+    let mut changed = std::collections::HashSet::new();
+    for p in pending {
+        match p {
+            Pending::Rows { key, batches, .. } if !changed.contains(key) => out
+                .entry(key.clone())
+                .or_default()
+                .batches
+                .extend(batches.iter().cloned()),
+            Pending::Rows { .. } => {}
+            Pending::Truncate(_, key) if !changed.contains(key) => {
+                out.insert(
+                    key.clone(),
+                    Overlay {
+                        replaces: true,
+                        batches: vec![],
+                    },
+                );
+            }
+            Pending::Truncate(..) => {}
+            Pending::Change(change) => {
+                let key = change.target();
+                out.remove(&key);
+                changed.insert(key);
+            }
+        }
+    }
+    out
+}
+
 /// Carry out the pending writes in order: an append commit per run of INSERTs into one table
 /// (through the table's own INSERT path, Delta or Iceberg alike), a commit per UPDATE/DELETE.
 pub async fn commit(session: &mut Session) -> Result<()> {
     let pending = std::mem::take(&mut session.pending);
+    // What is applied is read as committed from now on.
+    session.sync_overlays();
     for p in pending {
         match p {
             Pending::Rows {
                 entry,
                 name,
                 batches,
+                ..
             } => append(session, &entry, &name, batches).await?,
             Pending::Change(change) => {
                 change.apply(session).await?;
             }
-            Pending::Truncate(entry) => super::dml::truncate_now(session, &entry).await?,
+            Pending::Truncate(entry, _) => super::dml::truncate_now(session, &entry).await?,
         }
     }
     Ok(())

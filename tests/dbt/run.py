@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from urllib.parse import urlparse
 
 import psycopg
@@ -144,10 +145,12 @@ def main():
     threads = [int(t) for t in os.environ.get("DBT_THREAD_COUNTS", "1,4,8").split(",")]
     failed = False
     for n in threads:
-        built = {}
+        built, took = {}, {}
         for name, url in (("postgres", pg), ("lakegate", lg)):
             reset(url)
+            started = time.monotonic()
             failures = build(dbt, url, n)
+            took[name] = time.monotonic() - started
             for step, tail in failures:
                 failed = True
                 print(f"{name}, {n} threads: dbt {step} failed:\n{tail}")
@@ -162,7 +165,12 @@ def main():
                     if a != b:
                         print(f"  postgres: {a}\n  lakegate: {b}")
                         break
-        print(f"{n} threads: {len(want)} relations compared")
+        # Measured, not asserted: dbt's own start-up dominates both.
+        print(
+            f"{n} threads: {len(want)} relations compared; {len(STEPS)} dbt steps took "
+            f"{took['postgres']:.1f} s on PostgreSQL, {took['lakegate']:.1f} s on Lakegate "
+            f"(ratio {took['lakegate'] / took['postgres']:.2f})"
+        )
     frames = {name: to_sql(url) for name, url in (("postgres", pg), ("lakegate", lg))}
     if frames["postgres"] != frames["lakegate"]:
         failed = True
