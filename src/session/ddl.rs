@@ -505,6 +505,40 @@ pub async fn drop(
     Ok(Outcome::Command(CommandTag::new(tag)))
 }
 
+/// `CREATE INDEX` (dbt-postgres's `indexes` config, ORMs): lakehouse tables keep no indexes
+/// (scans skip files and row groups by their statistics and partitions, and `sort_order` or
+/// `OPTIMIZE ... ZORDER BY` cluster them), so a plain index is accepted with a NOTICE saying
+/// so once its table and columns are checked. A UNIQUE index would promise a constraint
+/// nothing enforces: 0A000.
+pub fn create_index(session: &mut Session, ci: &ast::CreateIndex) -> Result<Outcome> {
+    if ci.unique {
+        return Err(Error::unsupported(
+            "CREATE UNIQUE INDEX is not supported: lakehouse tables enforce no uniqueness",
+        ));
+    }
+    let (schema, table) = resolve(session, &ci.table_name)?;
+    session.authorize(&format!("{schema}.{table}"), Action::Admin)?;
+    match session.engine.planner.catalog().relation(&schema, &table) {
+        Some(crate::catalog::Relation::Table(_)) => {}
+        Some(crate::catalog::Relation::View(_)) => {
+            return Err(Error::Data {
+                sqlstate: SqlState::WrongObjectType,
+                message: format!("\"{table}\" is not a table or materialized view"),
+            });
+        }
+        None => {
+            return Err(Error::UndefinedTable(format!(
+                "relation \"{table}\" does not exist"
+            )));
+        }
+    }
+    session.notice(format!(
+        "index on \"{table}\" not kept: lakehouse tables are read by file and row-group \
+         statistics (see sort_order and OPTIMIZE ... ZORDER BY)"
+    ));
+    Ok(Outcome::Command(CommandTag::new("CREATE INDEX")))
+}
+
 /// CREATE EXTERNAL TABLE name STORED AS PARQUET|CSV|JSON|DELTA LOCATION '...' [OPTIONS (...)]:
 /// register files or a Delta table where they are (administrators only: it reads server files).
 pub async fn create_external(

@@ -415,6 +415,9 @@ pub enum PreparedKind {
 /// The statements DataFusion's parser does not take, recognised first: COPY ... STDIN/STDOUT,
 /// MOVE, the table maintenance commands and the materialized-view statements.
 fn unparsed(sql: &str) -> Result<Option<PreparedKind>> {
+    // Recognised by their first words, after the comments tools put first (dbt's
+    // `/* {"app": "dbt", ...} */`).
+    let sql = past_leading_comments(sql);
     if let Some(m) = crate::mv::ddl::parse(sql) {
         return Ok(Some(PreparedKind::MatView(m?)));
     }
@@ -429,6 +432,45 @@ fn unparsed(sql: &str) -> Result<Option<PreparedKind>> {
         }));
     }
     Ok(maintenance::parse(sql)?.map(PreparedKind::Maintenance))
+}
+
+/// `sql` from its first word: white space, `-- line` and (nested) `/* block */` comments
+/// skipped. An unterminated comment leaves the text as it is (the parser reports it).
+fn past_leading_comments(sql: &str) -> &str {
+    let mut rest = sql.trim_start();
+    loop {
+        if let Some(line) = rest.strip_prefix("--") {
+            rest = line
+                .split_once('\n')
+                .map_or("", |(_, after)| after)
+                .trim_start();
+        } else if rest.starts_with("/*") {
+            let mut depth = 0usize;
+            let mut end = None;
+            let bytes = rest.as_bytes();
+            let mut i = 0;
+            while i + 1 < bytes.len() {
+                match (bytes[i], bytes[i + 1]) {
+                    (b'/', b'*') => (depth, i) = (depth + 1, i + 2),
+                    (b'*', b'/') => {
+                        depth = depth.saturating_sub(1);
+                        i += 2;
+                        if depth == 0 {
+                            end = Some(i);
+                            break;
+                        }
+                    }
+                    _ => i += 1,
+                }
+            }
+            match end.and_then(|e| rest.get(e..)) {
+                Some(after) => rest = after.trim_start(),
+                None => return sql,
+            }
+        } else {
+            return rest;
+        }
+    }
 }
 
 /// Parse SQL text into statements (PostgreSQL dialect plus time travel).
@@ -713,6 +755,7 @@ impl Session {
                 ..
             } => ddl::create_schema(self, schema_name, *if_not_exists).await,
             S::CreateView(v) => ddl::create_view(self, v).await,
+            S::CreateIndex(ci) => ddl::create_index(self, ci),
             S::AlterTable(at) => alter::alter_table(self, at).await,
             S::Drop {
                 object_type,
@@ -780,4 +823,26 @@ fn ends_transaction(stmt: &DfStatement) -> bool {
 
 fn is_dml(stmt: &DfStatement) -> bool {
     matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Insert(_) | SqlStatement::Update(_) | SqlStatement::Delete(_) | SqlStatement::Merge(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn leading_comments_are_skipped() {
+        for (sql, rest) in [
+            (
+                "/* {\"app\": \"dbt\"} */\n  refresh materialized view v",
+                "refresh materialized view v",
+            ),
+            ("-- a\n-- b\nMOVE 1 c", "MOVE 1 c"),
+            (
+                "/* a /* nested */ b */ COPY t TO STDOUT",
+                "COPY t TO STDOUT",
+            ),
+            ("/* unterminated", "/* unterminated"),
+            ("SELECT 1", "SELECT 1"),
+        ] {
+            assert_eq!(super::past_leading_comments(sql), rest, "{sql}");
+        }
+    }
 }

@@ -101,9 +101,12 @@ def contents(url):
     """{schema.table: sorted rows} of the dbt schemas."""
     out = {}
     with psycopg.connect(url, autocommit=True) as c:
+        # (pg_class: PostgreSQL's information_schema.tables leaves materialized views out.)
         rels = c.execute(
-            "SELECT table_schema, table_name FROM information_schema.tables "
-            "WHERE table_schema IN ('analytics', 'snapshots') ORDER BY 1, 2"
+            "SELECT n.nspname, c.relname FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname IN ('analytics', 'snapshots') AND c.relkind IN ('r', 'v', 'm', 'p') "
+            "ORDER BY 1, 2"
         ).fetchall()
         for schema, table in rels:
             cur = c.execute(f'SELECT * FROM "{schema}"."{table}"')

@@ -1,3 +1,4 @@
+{{ config(indexes=[{'columns': ['order_id']}, {'columns': ['customer_id', 'order_date']}]) }}
 {% set methods = ['credit_card', 'coupon', 'bank_transfer', 'gift_card'] %}
 with payments as (
     select
