@@ -56,6 +56,7 @@ sqlstates! {
     InsufficientPrivilege = "42501",
     SyntaxError = "42601",
     InvalidName = "42602",
+    ReservedName = "42939",
     DuplicateColumn = "42701",
     AmbiguousColumn = "42702",
     UndefinedColumn = "42703",

@@ -104,6 +104,13 @@ async fn rename(session: &Session, at: &ast::AlterTable, new: &ast::ObjectName) 
         [_] => (schema.clone(), crate::pg::names::last_ident(new)?),
         _ => resolve(session, new)?,
     };
+    if schema != new_schema
+        && (crate::catalog::is_temp_schema(&schema) || crate::catalog::is_temp_schema(&new_schema))
+    {
+        return Err(Error::unsupported(
+            "cannot move objects into or out of temporary schemas",
+        ));
+    }
     let (old, moved) = (
         format!("{schema}.{name}"),
         format!("{new_schema}.{new_name}"),

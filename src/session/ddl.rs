@@ -38,10 +38,33 @@ pub async fn create_schema(
         [ast::ObjectNamePart::Identifier(i)] => ident(i),
         _ => return Err(Error::Syntax(format!("invalid schema name {obj}"))),
     };
+    // As PostgreSQL: `pg_` names are the system's (temporary schemas are pg_temp_<pid>).
+    if schema.starts_with("pg_") {
+        return Err(Error::Data {
+            sqlstate: SqlState::ReservedName,
+            message: format!(
+                "unacceptable schema name \"{schema}\": the prefix \"pg_\" is reserved for system schemas"
+            ),
+        });
+    }
     session.authorize(&format!("{schema}.*"), Action::Admin)?;
     let catalog = session.engine.planner.catalog();
     catalog.create_schema(&schema, if_not_exists).await?;
     Ok(Outcome::Command(CommandTag::new("CREATE SCHEMA")))
+}
+
+/// A relation may be made in (or moved into or out of) a temporary schema only by its own
+/// session's CREATE TEMP TABLE: its tables are that session's alone, and go with it.
+pub(super) fn refuse_temp_schema(session: &Session, schema: &str) -> Result<()> {
+    if crate::catalog::is_temp_schema(schema) && !session.owns_temp(&format!("{schema}.*")) {
+        return Err(Error::Data {
+            sqlstate: SqlState::InvalidTableDefinition,
+            message: format!(
+                "cannot create or move relations in the temporary schema \"{schema}\" of another session"
+            ),
+        });
+    }
+    Ok(())
 }
 
 pub async fn create_table(session: &mut Session, ct: &ast::CreateTable) -> Result<Outcome> {
@@ -57,6 +80,7 @@ pub async fn create_table(session: &mut Session, ct: &ast::CreateTable) -> Resul
         return Err(Error::unsupported("CREATE TABLE ... LIKE is not supported"));
     }
     let (schema_name, table) = resolve(session, &ct.name)?;
+    refuse_temp_schema(session, &schema_name)?;
     session.authorize(&format!("{schema_name}.{table}"), Action::Admin)?;
     let catalog = session.engine.planner.catalog().clone();
     if !catalog.schema_exists(&schema_name) {
@@ -417,6 +441,7 @@ pub async fn create_view(session: &mut Session, v: &ast::CreateView) -> Result<O
         ));
     }
     let (schema_name, name) = resolve(session, &v.name)?;
+    refuse_temp_schema(session, &schema_name)?;
     session.authorize(&format!("{schema_name}.{name}"), Action::Admin)?;
     let catalog = session.engine.planner.catalog().clone();
     if !catalog.schema_exists(&schema_name) {
