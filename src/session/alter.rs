@@ -153,6 +153,9 @@ fn follow_rename(
     to: (&str, &str),
 ) -> Result<Option<String>> {
     use datafusion::sql::sqlparser::ast::{Ident, ObjectNamePart, visit_relations_mut};
+    // (The parser's nesting is bounded as for any statement; the visitor below walks what it
+    // built.)
+    crate::planner::limits::check(sql)?;
     let dialect = crate::pg::dialect::LakegateDialect::default();
     let normalized = crate::pg::dialect::normalize(sql)?;
     let mut statements =

@@ -436,6 +436,8 @@ fn unparsed(sql: &str) -> Result<Option<PreparedKind>> {
 
 /// `sql` from its first word: white space, `-- line` and (nested) `/* block */` comments
 /// skipped. An unterminated comment leaves the text as it is (the parser reports it).
+/// Written by hand rather than with the dialect's tokenizer: it runs on every statement and
+/// looks only at the prefix, where tokenizing would read the whole text.
 fn past_leading_comments(sql: &str) -> &str {
     let mut rest = sql.trim_start();
     loop {

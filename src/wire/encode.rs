@@ -235,17 +235,19 @@ pub fn encode_batch(
         .columns()
         .iter()
         .enumerate()
-        .map(|(i, c)| match (c.data_type(), types.get(i)) {
-            (DataType::Utf8View, t) if !own_form(t) => Ok(c.clone()),
-            // An integer of another width than the RowDescription announced (a literal in a
-            // subquery, typed int8 when described and int4 when run): sent as announced.
-            (DataType::Int16 | DataType::Int32 | DataType::Int64, Some(t))
-                if announced_int(t).is_some_and(|w| &w != c.data_type()) =>
-            {
-                let w = announced_int(t).unwrap_or(DataType::Int64);
-                Ok(datafusion::arrow::compute::cast(c, &w)?)
+        .map(|(i, c)| {
+            let announced = types.get(i).and_then(announced_int);
+            match (c.data_type(), announced) {
+                (DataType::Utf8View, _) if !own_form(types.get(i)) => Ok(c.clone()),
+                // An integer of another width than the RowDescription announced (a literal in
+                // a subquery, typed int8 when described and int4 when run): sent as announced.
+                (DataType::Int16 | DataType::Int32 | DataType::Int64, Some(w))
+                    if &w != c.data_type() =>
+                {
+                    Ok(datafusion::arrow::compute::cast(c, &w)?)
+                }
+                _ => canonical_column(c),
             }
-            _ => canonical_column(c),
         })
         .collect::<Result<Vec<_>>>()?;
     let encoders: Vec<Encoder> = columns
