@@ -6,11 +6,13 @@
 //! single atomically renamed file survives crashes with nothing else to run or migrate.
 
 pub mod attached;
+mod draft;
 pub mod overlay;
 mod provider;
 mod rename;
 pub mod versions;
 
+pub use draft::{Draft, DraftMark, outside as outside_draft, scoped_overlays};
 pub use provider::{LakegateCatalog, ViewExpander, pinned, pinned_version};
 pub use rename::{TEMP_SCHEMA_PREFIX, is_temp_schema, temp_schema};
 /// The listing filter type, for the planner's session values.
@@ -181,7 +183,7 @@ struct OpenTable {
 /// The persistent catalog plus a cache of open tables.
 pub struct Catalog {
     warehouse: Warehouse,
-    doc: RwLock<CatalogDoc>,
+    doc: RwLock<Arc<CatalogDoc>>,
     /// Serializes catalog changes (read-modify-write of the document).
     change: tokio::sync::Mutex<()>,
     /// Delta tables opened so far, by location, each with its provider once one was made:
@@ -231,7 +233,7 @@ impl Catalog {
         };
         Ok(Arc::new(Catalog {
             warehouse,
-            doc: RwLock::new(doc),
+            doc: RwLock::new(Arc::new(doc)),
             change: tokio::sync::Mutex::new(()),
             open_tables: std::sync::Mutex::new(HashMap::new()),
             log_watches: Default::default(),
@@ -242,11 +244,6 @@ impl Catalog {
             system: RwLock::new(vec![]),
             generation: Default::default(),
         }))
-    }
-
-    /// How many times the catalog changed (see `generation`).
-    pub fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Add a schema provided by a layer above (at startup).
@@ -358,11 +355,6 @@ impl Catalog {
         self.views.get().cloned()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, CatalogDoc> {
-        // A poisoned lock only means a panic elsewhere; the document itself is always whole.
-        self.doc.read().unwrap_or_else(|p| p.into_inner())
-    }
-
     pub fn schema_names(&self) -> Vec<String> {
         self.read().schemas.keys().cloned().collect()
     }
@@ -438,18 +430,6 @@ impl Catalog {
             }
             _ => Ok(None),
         }
-    }
-
-    /// Apply a change to a copy of the document, persist it, then publish it.
-    async fn change<T>(&self, f: impl FnOnce(&mut CatalogDoc) -> Result<T>) -> Result<T> {
-        let _guard = self.change.lock().await;
-        let mut doc = self.read().clone();
-        let out = f(&mut doc)?;
-        self.warehouse.write_meta(CATALOG_FILE, &to_json(&doc)?)?;
-        *self.doc.write().unwrap_or_else(|p| p.into_inner()) = doc;
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(out)
     }
 
     /// Set the classification tags of columns of a table (an empty list removes a column's),
@@ -646,6 +626,7 @@ impl Catalog {
                 e => Err(e),
             };
         }
+        self.made(&entry);
         if let Some(t) = delta_table {
             self.keep_open(&entry.location, t, None);
         }
@@ -715,7 +696,11 @@ impl Catalog {
         }
     }
 
+    /// A dropped table's files go (inside a block, once its COMMIT committed the drop).
     async fn forget_and_remove(&self, t: &TableEntry) {
+        if self.drafting() {
+            return;
+        }
         self.open_lock().remove(&t.location);
         if t.external {
             return;

@@ -1,6 +1,6 @@
 //! What a transaction block's own statements read of the tables it wrote: the committed table
-//! plus the rows its pending INSERTs (and COPY FROMs) hold, or only those rows after a pending
-//! TRUNCATE. Nobody else sees them: the overlays are the session's, and its catalog provider
+//! (or the uncommitted files its UPDATEs, DELETEs and MERGEs left) plus the rows its pending
+//! INSERTs (and COPY FROMs) hold, or only those rows after a pending TRUNCATE. Nobody else sees them: the overlays are the session's, and its catalog provider
 //! wraps a table's provider with them while the block holds writes to it.
 
 use std::any::Any;
@@ -23,6 +23,9 @@ use datafusion::physical_plan::union::UnionExec;
 pub struct Overlay {
     /// A TRUNCATE is pending: the committed rows are not read.
     pub replaces: bool,
+    /// What is read instead of the committed table (the files the block's row changes left,
+    /// not committed), when it changed rows.
+    pub base: Option<Arc<dyn TableProvider>>,
     /// Rows pending INSERTs hold, in order.
     pub batches: Vec<RecordBatch>,
 }
@@ -62,10 +65,7 @@ impl OverlayTable {
             .collect::<DfResult<Vec<_>>>()?;
         Ok(Arc::new(OverlayTable {
             inner,
-            overlay: Overlay {
-                replaces: overlay.replaces,
-                batches,
-            },
+            overlay: Overlay { batches, ..overlay },
         }))
     }
 }
@@ -106,7 +106,10 @@ impl TableProvider for OverlayTable {
         if self.overlay.replaces {
             return Ok(pending);
         }
-        let committed = self.inner.scan(state, projection, filters, limit).await?;
+        let committed = match &self.overlay.base {
+            Some(base) => base.scan(state, projection, filters, limit).await?,
+            None => self.inner.scan(state, projection, filters, limit).await?,
+        };
         UnionExec::try_new(vec![committed, pending])
     }
     fn supports_filters_pushdown(

@@ -337,6 +337,7 @@ impl Listing {
                 Field::new("reltuples", DataType::Int64, true),
                 Field::new("definition", DataType::Utf8, true),
                 Field::new("populated", DataType::Boolean, true),
+                Field::new("relpersistence", DataType::Utf8, false),
             ])),
             vec![
                 oids(&|x| relation_oid(&x.namespace, &x.name)),
@@ -359,6 +360,10 @@ impl Listing {
                 Arc::new(BooleanArray::from_iter(
                     r.iter().map(|x| x.view.as_ref().map(|(_, p)| *p)),
                 )),
+                texts(&|x| match crate::catalog::is_temp_schema(&x.namespace) {
+                    true => "t",
+                    false => "p",
+                }),
             ],
         )?)
     }

@@ -292,7 +292,8 @@ impl ViewExpander for Planner {
             check_setting: None,
             cancel_backend: None,
             schema_names: None,
-            overlays: None,
+            // A view read inside a transaction block sees the block's own writes.
+            overlays: crate::catalog::scoped_overlays(),
         };
         let ctx = self.new_context(&values);
         let mut stmt = parse_sql(sql)?

@@ -159,6 +159,7 @@ impl Session {
         if aborted {
             if ends_transaction(stmt) {
                 self.pending.clear();
+                self.draft.discard().await;
                 self.close_block();
                 return Ok(Outcome::Commit(CommandTag::new("ROLLBACK")));
             }

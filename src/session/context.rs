@@ -25,13 +25,19 @@ impl Session {
             .into_iter()
             .find(|s| catalog.schema_exists(s))
             .unwrap_or_else(|| crate::catalog::DEFAULT_SCHEMA.to_string());
+        // The session's own temporary tables are its user's (made from what it may read).
+        let own_temp = crate::catalog::temp_schema(pid);
         // Listings show the tables this principal may read (administrators: all).
         let visible: Option<crate::catalog::provider_visible::Visible> = if p.admin {
             None
         } else {
             let in_force = engine.policies.clone();
             let subject = p.subject();
+            let own_temp = own_temp.clone();
             Some(Arc::new(move |schema: &str, table: &str| {
+                if schema == own_temp {
+                    return true;
+                }
                 let object = format!("{schema}.{table}");
                 let policies = in_force.read().unwrap_or_else(|e| e.into_inner()).clone();
                 policies.allows(&subject, &object, Action::Read)
@@ -61,6 +67,9 @@ impl Session {
             let subject = p.subject();
             Some(Arc::new(
                 move |schema: &str, table: &str, privilege: &str| {
+                    if schema == own_temp || schema == "pg_temp" {
+                        return true;
+                    }
                     let object = format!("{schema}.{table}");
                     let policies = in_force.read().unwrap_or_else(|e| e.into_inner()).clone();
                     let any = |actions: &[Action]| {
@@ -147,13 +156,14 @@ impl Session {
         }
     }
 
-    /// Whether the block holds rows its own reads see (then no result is cached or
-    /// remembered, and no materialized view answers for a table).
+    /// Whether the block holds rows or catalog changes its own reads see (then no result is
+    /// cached or remembered, and no materialized view answers for a table).
     pub(super) fn has_overlays(&self) -> bool {
-        !self
-            .overlays
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
+        self.draft.draft.is_changed()
+            || !self
+                .overlays
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
     }
 }

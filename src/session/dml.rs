@@ -61,14 +61,24 @@ impl RowChange {
         }
     }
 
-    /// The change list: the rows of the target (at its latest version) and the query's plan,
-    /// governed, with its new values cast to the columns' types and sorted by row identity,
-    /// in the context it runs in.
+    pub fn statement(&self) -> Statement {
+        self.statement
+    }
+
+    /// The table it changes, as the catalog has it.
+    pub fn entry(&self) -> &TableEntry {
+        &self.entry
+    }
+
+    /// The change list: the rows of the target (`rows`, else its latest version) and the
+    /// query's plan, governed, with its new values cast to the columns' types and sorted by
+    /// row identity, in the context it runs in.
     async fn plan(
         &self,
         session: &Session,
+        rows: Option<Arc<delta_rows::Rows>>,
     ) -> Result<(Arc<delta_rows::Rows>, LogicalPlan, SessionContext)> {
-        let (rows, plan, ctx) = self.governed(session).await?;
+        let (rows, plan, ctx) = self.governed(session, rows).await?;
         let plan = sorted_changes(bind(plan, self.params.clone())?)?;
         Ok((rows, plan, ctx))
     }
@@ -76,17 +86,23 @@ impl RowChange {
     /// The change list query, governed, its parameters not bound (what a prepared statement's
     /// parameter types are read from).
     pub async fn unbound_plan(&self, session: &Session) -> Result<LogicalPlan> {
-        Ok(self.governed(session).await?.1)
+        Ok(self.governed(session, None).await?.1)
     }
 
     async fn governed(
         &self,
         session: &Session,
+        rows: Option<Arc<delta_rows::Rows>>,
     ) -> Result<(Arc<delta_rows::Rows>, LogicalPlan, SessionContext)> {
-        let catalog = session.engine.planner.catalog();
-        let delta = catalog.delta_table(&self.entry).await?;
-        let shown = catalog.table_provider(&self.entry).await?.schema();
-        let rows = delta_rows::Rows::open(&self.table, delta, shown).await?;
+        let rows = match rows {
+            Some(r) => r,
+            None => {
+                let catalog = session.engine.planner.catalog();
+                let delta = catalog.delta_table(&self.entry).await?;
+                let shown = catalog.table_provider(&self.entry).await?.schema();
+                delta_rows::Rows::open(&self.table, delta, shown).await?
+            }
+        };
         let object = format!("{}.{}", self.schema, self.table);
         let provider = rows.provider(&session.hidden_columns(&object));
         let ctx = session.context_with_table(&self.catalog, &self.schema, &self.table, provider)?;
@@ -101,11 +117,12 @@ impl RowChange {
     async fn changes(
         &self,
         session: &Session,
+        rows: Option<Arc<delta_rows::Rows>>,
     ) -> Result<(
         Arc<delta_rows::Rows>,
         datafusion::execution::SendableRecordBatchStream,
     )> {
-        let (rows, plan, ctx) = self.plan(session).await?;
+        let (rows, plan, ctx) = self.plan(session, rows).await?;
         let stream = session
             .engine
             .planner
@@ -117,18 +134,12 @@ impl RowChange {
 
     /// Check that it plans (names, types, grants and policies), as when it is sent.
     pub async fn check(&self, session: &Session) -> Result<()> {
-        self.governed(session).await.map(|_| ())
-    }
-
-    /// How many rows it would change now (for its tag when it is deferred to COMMIT).
-    pub async fn count(&self, session: &Session) -> Result<usize> {
-        let (_, stream) = self.changes(session).await?;
-        delta_rows::count(stream, self.statement).await
+        self.governed(session, None).await.map(|_| ())
     }
 
     /// Carry it out: one Delta commit. Returns the rows changed.
     pub async fn apply(self, session: &Session) -> Result<usize> {
-        let (rows, stream) = self.changes(session).await?;
+        let (rows, stream) = self.changes(session, None).await?;
         let (table, changed) = delta_rows::apply(&rows, stream, self.statement, self.text).await?;
         session
             .engine
@@ -137,6 +148,17 @@ impl RowChange {
             .remember(&self.entry, table)
             .await;
         Ok(changed)
+    }
+
+    /// Carry it out over `rows` (the table as a transaction block left it) into files that
+    /// are not committed: what it removed and wrote, and the rows it changed.
+    pub async fn stage(
+        &self,
+        session: &Session,
+        rows: Arc<delta_rows::Rows>,
+    ) -> Result<(delta_rows::Staged, usize)> {
+        let (rows, stream) = self.changes(session, Some(rows)).await?;
+        delta_rows::stage(&rows, stream, self.statement).await
     }
 }
 
@@ -583,8 +605,7 @@ impl Session {
         }
         for (entry, key) in targets {
             if self.in_transaction {
-                self.pending
-                    .push(transaction::Pending::Truncate(entry, key));
+                transaction::truncate_later(self, entry, key);
             } else {
                 truncate_now(self, &entry).await?;
             }

@@ -28,8 +28,17 @@ const CREATED: &str = "CREATE MATERIALIZED VIEW";
 
 /// Carry out a materialized-view statement.
 pub(super) async fn run(s: &mut Session, stmt: MvStatement) -> Result<Outcome> {
-    if s.in_transaction {
-        s.notice("a materialized view statement inside a transaction block commits at once".into());
+    if s.in_transaction && matches!(stmt, MvStatement::Refresh { .. }) {
+        // It commits at once: computed over the block's own writes or catalog changes, it
+        // would publish what the block has not committed.
+        if s.has_overlays() {
+            return Err(Error::unsupported(
+                "REFRESH MATERIALIZED VIEW inside a transaction block that has written data or \
+                 changed the catalog is not supported (the refresh commits at once): refresh \
+                 after COMMIT",
+            ));
+        }
+        s.notice("REFRESH MATERIALIZED VIEW inside a transaction block commits at once".into());
     }
     match stmt {
         MvStatement::Create {

@@ -490,7 +490,7 @@ pub struct Session {
     pub settings: Settings,
     backend_pid: i32,
     in_transaction: bool,
-    /// Write statements run since BEGIN that committed on their own (all but INSERT).
+    /// Statements run since BEGIN that committed on their own (`commits_at_once`).
     writes_in_transaction: usize,
     /// Writes sent since BEGIN, carried out at COMMIT in order.
     pending: Vec<transaction::Pending>,
@@ -522,6 +522,8 @@ pub struct Session {
     /// What the open block's own reads see of its pending writes (shared with the context's
     /// catalog provider).
     overlays: crate::catalog::overlay::Overlays,
+    /// The open block's catalog changes (transactional DDL; catalog::draft).
+    draft: transaction::BlockDraft,
 }
 
 /// Tables and policies a statement met, for its audit record.
@@ -590,6 +592,7 @@ impl Session {
             optimized: Default::default(),
             redacted: Default::default(),
             running: None,
+            draft: transaction::BlockDraft::new(engine_catalog.clone(), overlays.clone()),
             temp: temp::TempTables::new(engine_catalog, backend_pid),
             overlays,
         };
@@ -611,6 +614,12 @@ impl Session {
     /// the block as in progress again, not failed).
     pub fn recovered(&self) -> bool {
         self.recovered
+    }
+
+    /// The open block's catalog draft, which the wire layer puts in scope around each of the
+    /// session's statements (catalog::draft).
+    pub fn catalog_draft(&self) -> crate::catalog::Draft {
+        self.draft.draft.clone()
     }
 
     /// Whether a transaction block is open (BEGIN without its COMMIT or ROLLBACK yet).
@@ -705,7 +714,7 @@ impl Session {
         let resolved = self.with_temp_names(stmt)?;
         let stmt = resolved.as_ref().unwrap_or(stmt);
         let out = self.dispatch(stmt, params).await;
-        if out.is_ok() && self.in_transaction && is_write(stmt) && !is_deferred(stmt) {
+        if out.is_ok() && self.in_transaction && commits_at_once(stmt) {
             self.writes_in_transaction += 1;
         }
         // A statement that fails before its rows stream leaves its set_config calls undone, as
@@ -784,7 +793,7 @@ impl Session {
             S::Commit { .. } => self.commit().await,
             S::Rollback {
                 savepoint: None, ..
-            } => self.rollback(),
+            } => self.rollback().await,
             S::Set(set) => self.set(set),
             S::ShowVariable { variable } => self.show(variable),
             S::Discard { object_type } => self.discard(*object_type),
@@ -797,18 +806,13 @@ impl Session {
     }
 }
 
-/// Statements that change data or the catalog.
-fn is_write(stmt: &DfStatement) -> bool {
-    use SqlStatement as S;
-    matches!(stmt, DfStatement::CreateExternalTable(_))
-        || matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(),
-        S::Insert(_) | S::Update(_) | S::Delete(_) | S::Merge(_) | S::Truncate(_) | S::CreateTable(_) | S::CreateView(_) | S::AlterTable(_)
-        | S::CreateSchema { .. } | S::Drop { .. }))
-}
-
-/// Writes a transaction block holds until COMMIT.
-fn is_deferred(stmt: &DfStatement) -> bool {
-    matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Insert(_) | SqlStatement::Update(_) | SqlStatement::Delete(_) | SqlStatement::Merge(_) | SqlStatement::Truncate(_)))
+/// Writes inside a block that commit when they run, not at COMMIT: ALTER TABLE's column
+/// changes (a table format's schema commit). Data writes wait for COMMIT (`transaction`), and
+/// catalog changes (CREATE, DROP, RENAME) are the block's draft until then (catalog::draft).
+fn commits_at_once(stmt: &DfStatement) -> bool {
+    matches!(stmt, DfStatement::Statement(s) if matches!(s.as_ref(),
+        SqlStatement::AlterTable(at) if !matches!(at.operations.as_slice(),
+            [datafusion::sql::sqlparser::ast::AlterTableOperation::RenameTable { .. }])))
 }
 
 fn aborted_error() -> Error {

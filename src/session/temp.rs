@@ -100,10 +100,9 @@ impl Session {
             ));
         }
         if !self.temp.made {
-            self.temp
-                .catalog
-                .create_schema(&self.temp.schema, true)
-                .await?;
+            // Made for the session, whatever becomes of the block it is made in.
+            let make = self.temp.catalog.create_schema(&self.temp.schema, true);
+            crate::catalog::outside_draft(make).await?;
             self.temp.made = true;
         }
         let mut made = ct.clone();

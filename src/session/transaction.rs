@@ -1,14 +1,17 @@
 //! BEGIN ... COMMIT: the writes of a transaction block are held by the session and carried out
-//! at COMMIT, in the order they were sent, so other sessions see nothing before COMMIT and
-//! ROLLBACK (or a dropped connection) leaves no trace. INSERTed rows are computed and checked
-//! (NOT NULL, types) when the INSERT runs, like PostgreSQL, and consecutive INSERTs into one
-//! table become one commit; UPDATE and DELETE are planned (and their rows counted) when sent and
-//! applied at COMMIT, each one commit, so a concurrent change still answers 40001 there.
-//! TRUNCATE waits for COMMIT too (one commit per table). The block's own reads see its pending
-//! INSERTs and TRUNCATEs (`overlays`, catalog::overlay); a table with a pending UPDATE, DELETE
-//! or MERGE is read as committed until COMMIT. The commits happen one after the other (a
-//! failure part-way leaves the earlier ones committed; COMMIT then reports the error and the
-//! block ends).
+//! at COMMIT, so other sessions see nothing before COMMIT and ROLLBACK (or a dropped
+//! connection) leaves no trace. INSERTed rows are computed and checked (NOT NULL, types) when
+//! the INSERT runs, like PostgreSQL, and kept; consecutive INSERTs into one table become one
+//! commit. UPDATE, DELETE and MERGE are carried out when sent into files that are not
+//! committed (storage::delta_rows::staged), over the table as the block left it (its pending
+//! rows written into such files first); from then on all of that table's writes in the block
+//! (later INSERTs, TRUNCATE) are one commit at COMMIT, checked against what others committed
+//! meanwhile (40001). TRUNCATE alone waits for COMMIT as one commit. The block's own reads see
+//! all of it (`overlays`, catalog::overlay) and its catalog changes (catalog::draft). The
+//! tables' commits happen one after the other, then the catalog's (a failure part-way leaves
+//! the earlier ones committed; COMMIT then reports the error and the block ends).
+
+use std::sync::Arc;
 
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -19,11 +22,12 @@ use datafusion::sql::parser::Statement as DfStatement;
 use super::{CommandTag, Outcome, Session, query::bind};
 use crate::catalog::TableEntry;
 use crate::error::{Error, Result, SqlState};
+use crate::storage::delta_rows::{self, Rows, Staged, Statement};
 
 use datafusion::sql::sqlparser::ast::{self};
 
 /// A write waiting for COMMIT.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Pending {
     /// Rows for one table.
     Rows {
@@ -33,44 +37,175 @@ pub enum Pending {
         key: (String, String),
         batches: Vec<RecordBatch>,
     },
-    /// An UPDATE or DELETE.
-    Change(super::dml::RowChange),
     /// A TRUNCATE of one table: (schema, table).
     Truncate(TableEntry, (String, String)),
+    /// A Delta table the block changed rows of: all its writes since.
+    Staged(Box<StagedTable>),
 }
 
-/// How much was pending when a SAVEPOINT was set: entries, and rows batches of the last entry
-/// (consecutive INSERTs into one table share an entry).
-#[derive(Debug, Clone, Copy)]
+impl Pending {
+    fn key(&self) -> &(String, String) {
+        match self {
+            Pending::Rows { key, .. } | Pending::Truncate(_, key) => key,
+            Pending::Staged(t) => &t.key,
+        }
+    }
+}
+
+/// A Delta table's writes in a block from its first UPDATE, DELETE or MERGE on.
+#[derive(Debug, Clone)]
+pub struct StagedTable {
+    entry: TableEntry,
+    key: (String, String),
+    /// Its rows at the version the block first changed them at (what COMMIT checks against).
+    base: Arc<Rows>,
+    /// The files written and removed since.
+    staged: Staged,
+    /// `base` with `staged` made: the table as the block sees it, but for `batches`.
+    current: Arc<Rows>,
+    /// Rows INSERTed since the last row change, not in files yet.
+    batches: Vec<RecordBatch>,
+    /// The commit's operation: the statement's, or MERGE when several kinds changed rows.
+    statement: Statement,
+    /// The statements, for the commit's record.
+    text: String,
+}
+
+impl StagedTable {
+    /// Write the pending rows into (uncommitted) files.
+    async fn flush(&mut self) -> Result<()> {
+        if self.batches.iter().all(|b| b.num_rows() == 0) {
+            self.batches.clear();
+            return Ok(());
+        }
+        let adds = delta_rows::write_rows(&self.current, &self.batches).await?;
+        self.batches.clear();
+        self.absorb(Staged {
+            removes: vec![],
+            adds,
+        });
+        Ok(())
+    }
+
+    fn absorb(&mut self, next: Staged) {
+        self.staged.absorb(next);
+        self.current = self.base.with_staged(&self.staged);
+    }
+
+    /// TRUNCATE: every file goes, and the pending rows.
+    fn truncate(&mut self) {
+        self.batches.clear();
+        let all = self.current.emptied();
+        self.absorb(all);
+    }
+}
+
+/// What a savepoint remembers: the block's pending writes and catalog changes then.
+#[derive(Debug, Clone)]
 pub struct Mark {
-    entries: usize,
-    last_batches: usize,
+    pending: Vec<Pending>,
+    draft: crate::catalog::DraftMark,
 }
 
-pub fn mark(pending: &[Pending]) -> Mark {
+pub fn mark(pending: &[Pending], draft: &crate::catalog::Draft) -> Mark {
     Mark {
-        entries: pending.len(),
-        last_batches: match pending.last() {
-            Some(Pending::Rows { batches, .. }) => batches.len(),
-            _ => 0,
-        },
+        pending: pending.to_vec(),
+        draft: draft.mark(),
     }
 }
 
-/// ROLLBACK TO SAVEPOINT: forget what was added since `m`.
-pub fn rollback_to(pending: &mut Vec<Pending>, m: Mark) {
-    pending.truncate(m.entries);
-    if let Some(Pending::Rows { batches, .. }) = pending.last_mut() {
-        batches.truncate(m.last_batches);
+/// The session's catalog draft (transactional DDL, catalog::draft). When the session goes
+/// with a block open, the tables the block made are removed in the background.
+pub struct BlockDraft {
+    pub draft: crate::catalog::Draft,
+    catalog: std::sync::Arc<crate::catalog::Catalog>,
+}
+
+impl BlockDraft {
+    pub fn new(
+        catalog: std::sync::Arc<crate::catalog::Catalog>,
+        overlays: crate::catalog::overlay::Overlays,
+    ) -> BlockDraft {
+        BlockDraft {
+            draft: crate::catalog::Draft::new(overlays),
+            catalog,
+        }
+    }
+
+    /// The block ends without committing: its catalog changes go, with the tables it made.
+    pub async fn discard(&self) {
+        self.catalog.discard_draft(&self.draft).await;
     }
 }
 
-/// Keep an UPDATE or DELETE for COMMIT; its tag counts the rows it would change now.
+impl Drop for BlockDraft {
+    fn drop(&mut self) {
+        self.catalog
+            .discard_draft_later(std::mem::take(&mut self.draft));
+    }
+}
+
+/// ROLLBACK TO SAVEPOINT: forget what was done since `m`.
+pub fn rollback_to(pending: &mut Vec<Pending>, draft: &crate::catalog::Draft, m: &Mark) {
+    draft.rollback_to(&m.draft);
+    *pending = m.pending.clone();
+}
+
+/// An UPDATE, DELETE or MERGE in a block: carried out now into uncommitted files, over the
+/// table as the block left it; its tag counts the rows it changed.
 pub async fn defer_change(session: &mut Session, change: super::dml::RowChange) -> Result<Outcome> {
-    let rows = change.count(session).await?;
-    let command = change.command();
-    session.pending.push(Pending::Change(change));
-    Ok(Outcome::Command(CommandTag::rows(command, rows)))
+    let key = change.target();
+    let mut table = staged_table(session, &change).await?;
+    table.flush().await?;
+    let (staged, rows) = change.stage(session, table.current.clone()).await?;
+    table.absorb(staged);
+    if table.statement != change.statement() {
+        table.statement = Statement::Merge;
+    }
+    table.text = match table.text.as_str() {
+        "" => change.command().to_string(),
+        was => format!("{was}; {}", change.command()),
+    };
+    session.pending.retain(|p| p.key() != &key);
+    session.pending.push(Pending::Staged(Box::new(table)));
+    Ok(Outcome::Command(CommandTag::rows(change.command(), rows)))
+}
+
+/// The staged state of `change`'s table: the block's, or a new one made of its committed rows
+/// and the block's earlier writes to it (INSERTed rows, TRUNCATE).
+async fn staged_table(session: &Session, change: &super::dml::RowChange) -> Result<StagedTable> {
+    let key = change.target();
+    let mut earlier = vec![];
+    for p in &session.pending {
+        match p {
+            Pending::Staged(t) if t.key == key => return Ok(t.as_ref().clone()),
+            p if p.key() == &key => earlier.push(p),
+            _ => {}
+        }
+    }
+    let entry = change.entry().clone();
+    let catalog = session.engine.planner.catalog();
+    let delta = catalog.delta_table(&entry).await?;
+    let shown = catalog.table_provider(&entry).await?.schema();
+    let base = Rows::open(&key.1, delta, shown).await?;
+    let mut table = StagedTable {
+        entry,
+        key,
+        current: base.clone(),
+        base,
+        staged: Staged::default(),
+        batches: vec![],
+        statement: change.statement(),
+        text: String::new(),
+    };
+    for p in earlier {
+        match p {
+            Pending::Rows { batches, .. } => table.batches.extend(batches.iter().cloned()),
+            Pending::Truncate(..) => table.truncate(),
+            Pending::Staged(_) => {}
+        }
+    }
+    Ok(table)
 }
 
 /// The planned INSERT of a statement in a block, and the table it writes: (insert, schema,
@@ -150,6 +285,11 @@ pub fn keep_rows(
         }
     }
     let rows = batches.iter().map(|b| b.num_rows()).sum();
+    let key = (schema.to_string(), table.to_string());
+    if let Some(Pending::Staged(t)) = session.pending.iter_mut().find(|p| p.key() == &key) {
+        t.batches.extend(batches);
+        return Ok(rows);
+    }
     match session.pending.last_mut() {
         Some(Pending::Rows {
             entry: e,
@@ -159,44 +299,54 @@ pub fn keep_rows(
         _ => session.pending.push(Pending::Rows {
             entry,
             name: format!("{schema}.{table}"),
-            key: (schema.to_string(), table.to_string()),
+            key,
             batches,
         }),
     }
     Ok(rows)
 }
 
+/// TRUNCATE of a table in a block: part of the table's staged writes when it has them, else
+/// kept for COMMIT.
+pub fn truncate_later(session: &mut Session, entry: TableEntry, key: (String, String)) {
+    match session.pending.iter_mut().find(|p| p.key() == &key) {
+        Some(Pending::Staged(t)) => t.truncate(),
+        _ => session.pending.push(Pending::Truncate(entry, key)),
+    }
+}
+
 /// What the block's own reads see of its pending writes, by table: the rows its INSERTs hold
-/// (after a TRUNCATE, only those). A table with a pending UPDATE, DELETE or MERGE is read as
-/// committed (those are planned again at COMMIT, over what is committed then).
+/// (after a TRUNCATE, only those), over the files its row changes left when it made some.
 pub fn overlays(
     pending: &[Pending],
 ) -> std::collections::HashMap<(String, String), crate::catalog::overlay::Overlay> {
     use crate::catalog::overlay::Overlay;
     let mut out: std::collections::HashMap<(String, String), Overlay> = Default::default();
-    let mut changed = std::collections::HashSet::new();
     for p in pending {
         match p {
-            Pending::Rows { key, batches, .. } if !changed.contains(key) => out
+            Pending::Rows { key, batches, .. } => out
                 .entry(key.clone())
                 .or_default()
                 .batches
                 .extend(batches.iter().cloned()),
-            Pending::Rows { .. } => {}
-            Pending::Truncate(_, key) if !changed.contains(key) => {
+            Pending::Truncate(_, key) => {
                 out.insert(
                     key.clone(),
                     Overlay {
                         replaces: true,
-                        batches: vec![],
+                        ..Default::default()
                     },
                 );
             }
-            Pending::Truncate(..) => {}
-            Pending::Change(change) => {
-                let key = change.target();
-                out.remove(&key);
-                changed.insert(key);
+            Pending::Staged(t) => {
+                out.insert(
+                    t.key.clone(),
+                    Overlay {
+                        replaces: false,
+                        base: Some(t.current.reader()),
+                        batches: t.batches.clone(),
+                    },
+                );
             }
         }
     }
@@ -204,11 +354,13 @@ pub fn overlays(
 }
 
 /// Carry out the pending writes in order: an append commit per run of INSERTs into one table
-/// (through the table's own INSERT path, Delta or Iceberg alike), a commit per UPDATE/DELETE.
+/// (through the table's own INSERT path, Delta or Iceberg alike), a commit per TRUNCATE, and
+/// one commit per table with staged row changes (its files, and its rows since).
 pub async fn commit(session: &mut Session) -> Result<()> {
     let pending = std::mem::take(&mut session.pending);
     // What is applied is read as committed from now on.
     session.sync_overlays();
+    let catalog = session.engine.planner.catalog().clone();
     for p in pending {
         match p {
             Pending::Rows {
@@ -217,10 +369,17 @@ pub async fn commit(session: &mut Session) -> Result<()> {
                 batches,
                 ..
             } => append(session, &entry, &name, batches).await?,
-            Pending::Change(change) => {
-                change.apply(session).await?;
-            }
             Pending::Truncate(entry, _) => super::dml::truncate_now(session, &entry).await?,
+            Pending::Staged(mut t) => {
+                t.flush().await?;
+                if t.staged.is_empty() {
+                    continue;
+                }
+                let table =
+                    delta_rows::commit_staged(t.base.table(), t.staged, t.statement, &t.text)
+                        .await?;
+                catalog.remember(&t.entry, table).await;
+            }
         }
     }
     Ok(())
@@ -311,6 +470,7 @@ impl Session {
         } else {
             self.writes_in_transaction = 0;
             self.pending.clear();
+            self.draft.draft.open();
         }
         self.in_transaction = true;
         self.savepoints.clear();
@@ -325,7 +485,7 @@ impl Session {
                 message: "SAVEPOINT can only be used in transaction blocks".into(),
             });
         }
-        let m = mark(&self.pending);
+        let m = mark(&self.pending, &self.draft.draft);
         self.savepoints.push((name.to_string(), m));
         Ok(Outcome::Command(CommandTag::new("SAVEPOINT")))
     }
@@ -340,8 +500,8 @@ impl Session {
     /// ROLLBACK TO SAVEPOINT name: the writes sent since it are dropped; it stays.
     pub(super) fn rollback_to_savepoint(&mut self, name: &str) -> Result<Outcome> {
         let i = self.find_savepoint(name, "ROLLBACK TO SAVEPOINT")?;
-        let m = self.savepoints[i].1;
-        rollback_to(&mut self.pending, m);
+        let m = self.savepoints[i].1.clone();
+        rollback_to(&mut self.pending, &self.draft.draft, &m);
         self.savepoints.truncate(i + 1);
         Ok(Outcome::RolledBack)
     }
@@ -355,13 +515,20 @@ impl Session {
             );
         }
         self.close_block();
-        commit(self).await?;
+        // The tables' data first (what the block's statements read and wrote through its
+        // draft), then its catalog changes in one catalog commit.
+        if let Err(e) = commit(self).await {
+            self.draft.discard().await;
+            return Err(e);
+        }
+        let catalog = self.engine.planner.catalog().clone();
+        catalog.commit_draft(&self.draft.draft).await?;
         Ok(Outcome::Commit(CommandTag::new("COMMIT")))
     }
 
     /// ROLLBACK: the block's pending writes are dropped (a warning names the writes that
     /// committed when they ran).
-    pub(super) fn rollback(&mut self) -> Result<Outcome> {
+    pub(super) async fn rollback(&mut self) -> Result<Outcome> {
         if !self.in_transaction {
             self.warn(
                 SqlState::NoActiveSqlTransaction,
@@ -372,12 +539,14 @@ impl Session {
             self.warn(
                 SqlState::Warning,
                 format!(
-                    "ROLLBACK discarded this transaction's INSERT, UPDATE and DELETE statements but \
-                     cannot undo its {n} other write statement(s): those committed when they ran"
+                    "ROLLBACK discarded this transaction's writes and catalog changes but cannot \
+                     undo its {n} ALTER TABLE statement(s) changing columns: those committed when \
+                     they ran"
                 ),
             );
         }
         self.pending.clear();
+        self.draft.discard().await;
         self.close_block();
         Ok(Outcome::Commit(CommandTag::new("ROLLBACK")))
     }

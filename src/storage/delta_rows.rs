@@ -45,14 +45,15 @@ use datafusion::physical_plan::{
 };
 use deltalake::DeltaTable;
 use deltalake::delta_datafusion::DataFusionMixins as _;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Remove};
+use deltalake::kernel::Remove;
 use deltalake::logstore::ObjectStoreRef;
 use deltalake::operations::write::writer::DeltaWriter;
-use deltalake::protocol::DeltaOperation;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::error::{Error, Result, SqlState};
+
+mod staged;
+pub use staged::{Staged, commit as commit_staged, write_rows};
 
 /// The column of a row's file (its path in the table's log).
 pub const FILE: &str = "__lakegate_file";
@@ -94,7 +95,7 @@ struct DataFile {
 
 /// One version of a Delta table, for reading its rows with their identity and rewriting the
 /// files of the rows that change.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Rows {
     /// The table's name (for messages).
     name: String,
@@ -421,35 +422,6 @@ impl ExecutionPlan for RowIdScanExec {
     }
 }
 
-/// How many rows a change list would change (a row changed twice counts once; MERGE refuses
-/// it, 21000), without changing them.
-pub async fn count(mut changes: SendableRecordBatchStream, statement: Statement) -> Result<usize> {
-    let mut n = 0usize;
-    let mut last: Option<(String, i64)> = None;
-    while let Some(batch) = changes.next().await {
-        let batch = batch?;
-        let (actions, files, positions) = identity(&batch)?;
-        for i in 0..batch.num_rows() {
-            match actions.is_valid(i).then(|| actions.value(i)) {
-                Some(a) if a == ChangeKind::Insert as i64 => n += 1,
-                Some(a) if a == ChangeKind::Update as i64 || a == ChangeKind::Delete as i64 => {
-                    let id = (files.value(i).to_string(), positions.value(i));
-                    if last.as_ref() == Some(&id) {
-                        if statement == Statement::Merge {
-                            return Err(twice());
-                        }
-                        continue;
-                    }
-                    last = Some(id);
-                    n += 1;
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(n)
-}
-
 fn twice() -> Error {
     Error::Data {
         sqlstate: SqlState::CardinalityViolation,
@@ -491,21 +463,26 @@ fn identity(
 /// the commit (unchanged when nothing changed) and the rows changed.
 pub async fn apply(
     rows: &Rows,
-    mut changes: SendableRecordBatchStream,
+    changes: SendableRecordBatchStream,
     statement: Statement,
     operation_text: &str,
 ) -> Result<(DeltaTable, usize)> {
-    let snapshot = rows.table.snapshot()?.snapshot().clone();
-    let config = super::delta::writer_config(&snapshot);
-    let operation_id = uuid::Uuid::new_v4();
-    let store = rows.table.log_store().object_store(Some(operation_id));
-    let mut writer = Writer {
-        rows,
-        target: snapshot.input_schema(),
-        inner: DeltaWriter::new(store, config),
-        removed: vec![],
-        changed: 0,
-    };
+    let (staged, changed) = stage(rows, changes, statement).await?;
+    if staged.removes.is_empty() && staged.adds.is_empty() {
+        return Ok((rows.table.clone(), changed));
+    }
+    let table = commit_staged(&rows.table, staged, statement, operation_text).await?;
+    Ok((table, changed))
+}
+
+/// A change list's files (see [`apply`]), written and not committed: the files it removes
+/// and those it adds, and the rows it changed.
+pub async fn stage(
+    rows: &Rows,
+    mut changes: SendableRecordBatchStream,
+    statement: Statement,
+) -> Result<(Staged, usize)> {
+    let mut writer = Writer::new(rows)?;
     let mut group: Option<Group> = None;
     let mut inserts: Vec<RecordBatch> = vec![];
     let mut seq = 0usize;
@@ -567,42 +544,7 @@ pub async fn apply(
     for batch in &inserts {
         writer.insert(batch).await?;
     }
-    let changed = writer.changed;
-    let removed = std::mem::take(&mut writer.removed);
-    let adds = writer.inner.close().await?;
-    if removed.is_empty() && adds.is_empty() {
-        return Ok((rows.table.clone(), changed));
-    }
-    let actions: Vec<Action> = removed
-        .into_iter()
-        .map(Action::Remove)
-        .chain(adds.into_iter().map(Action::Add))
-        .collect();
-    let operation = match statement {
-        Statement::Update => DeltaOperation::Update { predicate: None },
-        Statement::Delete => DeltaOperation::Delete { predicate: None },
-        Statement::Merge => DeltaOperation::Merge {
-            predicate: None,
-            merge_predicate: None,
-            matched_predicates: vec![],
-            not_matched_predicates: vec![],
-            not_matched_by_source_predicates: vec![],
-        },
-    };
-    // A checkpoint every `delta.checkpointInterval` commits (as deltalake's own operations
-    // write), so that loading the table reads a bounded tail of its log.
-    CommitBuilder::from(CommitProperties::default())
-        .with_actions(actions)
-        .with_operation_id(operation_id)
-        .with_app_metadata(HashMap::from([(
-            "lakegate.operation".to_string(),
-            serde_json::Value::String(operation_text.to_string()),
-        )]))
-        .build(Some(&snapshot), rows.table.log_store(), operation)
-        .await?;
-    let mut table = rows.table.clone();
-    table.update_incremental(None).await?;
-    Ok((table, changed))
+    writer.finish().await
 }
 
 /// The changes of one file: the change list's batches that hold them, and each change as
@@ -613,6 +555,31 @@ struct Group {
     changes: Vec<(usize, usize, i64)>,
     /// The change list batch last added to `batches` (its number in the list).
     last_seq: usize,
+}
+
+impl<'a> Writer<'a> {
+    fn new(rows: &'a Rows) -> Result<Writer<'a>> {
+        let snapshot = rows.table.snapshot()?.snapshot().clone();
+        let config = super::delta::writer_config(&snapshot);
+        let store = rows.table.log_store().object_store(None);
+        Ok(Writer {
+            rows,
+            target: snapshot.input_schema(),
+            inner: DeltaWriter::new(store, config),
+            removed: vec![],
+            changed: 0,
+        })
+    }
+
+    /// The files removed and written, and the rows changed.
+    async fn finish(self) -> Result<(Staged, usize)> {
+        let adds = self.inner.close().await?;
+        let staged = Staged {
+            removes: self.removed,
+            adds,
+        };
+        Ok((staged, self.changed))
+    }
 }
 
 struct Writer<'a> {

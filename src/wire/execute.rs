@@ -198,3 +198,24 @@ where
     }
     Ok(())
 }
+
+/// Whether a simple-query message starts with ROLLBACK [WORK|TRANSACTION] TO [SAVEPOINT].
+pub(super) fn starts_with_rollback_to(sql: &str) -> bool {
+    let mut words = sql
+        .trim_start()
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter(|w| !w.is_empty());
+    if !words
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case("rollback"))
+    {
+        return false;
+    }
+    match words.next() {
+        Some(w) if w.eq_ignore_ascii_case("work") || w.eq_ignore_ascii_case("transaction") => {
+            words.next().is_some_and(|w| w.eq_ignore_ascii_case("to"))
+        }
+        Some(w) => w.eq_ignore_ascii_case("to"),
+        None => false,
+    }
+}

@@ -135,27 +135,6 @@ pub(super) struct ConnState {
     _backend: crate::session::BackendRegistration,
 }
 
-/// Whether a simple-query message starts with ROLLBACK [WORK|TRANSACTION] TO [SAVEPOINT].
-fn starts_with_rollback_to(sql: &str) -> bool {
-    let mut words = sql
-        .trim_start()
-        .split(|c: char| c.is_whitespace() || c == ';')
-        .filter(|w| !w.is_empty());
-    if !words
-        .next()
-        .is_some_and(|w| w.eq_ignore_ascii_case("rollback"))
-    {
-        return false;
-    }
-    match words.next() {
-        Some(w) if w.eq_ignore_ascii_case("work") || w.eq_ignore_ascii_case("transaction") => {
-            words.next().is_some_and(|w| w.eq_ignore_ascii_case("to"))
-        }
-        Some(w) => w.eq_ignore_ascii_case("to"),
-        None => false,
-    }
-}
-
 impl QueryHandler {
     /// The status after a message where pgwire says failed (which it keeps until the end).
     async fn recovered_status<C: ClientInfo>(&self, client: &mut C) {
@@ -211,8 +190,11 @@ impl QueryHandler {
         session.set_progress_sink(Some(tx));
         let out = {
             // A panic in a library (a bug there) fails the statement, not the connection.
-            let mut work =
-                std::pin::pin!(std::panic::AssertUnwindSafe(f(&mut session)).catch_unwind());
+            // The session's block's catalog draft is what its statements read and change.
+            let draft = session.catalog_draft();
+            let mut work = std::pin::pin!(
+                draft.scope(std::panic::AssertUnwindSafe(f(&mut session)).catch_unwind())
+            );
             let failed = loop {
                 tokio::select! {
                     r = &mut work => match r {
@@ -366,7 +348,10 @@ impl pgwire::api::copy::CopyHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let state = self.state(client);
-        let r = state.session.lock().await.copy_in_done(None).await;
+        let mut session = state.session.lock().await;
+        let draft = session.catalog_draft();
+        let r = draft.scope(session.copy_in_done(None)).await;
+        drop(session);
         match r {
             Ok(t) => {
                 futures::SinkExt::send(
@@ -425,7 +410,7 @@ impl SimpleQueryHandler for QueryHandler {
         // block runs as in-block (the session recovers the block when it succeeds, and an
         // error fails it again), so its ReadyForQuery says 'T' as PostgreSQL's does.
         if client.transaction_status() == TransactionStatus::Error
-            && starts_with_rollback_to(&query.query)
+            && execute::starts_with_rollback_to(&query.query)
         {
             client.set_transaction_status(TransactionStatus::Transaction);
         }
@@ -617,7 +602,8 @@ impl QueryParser for Parser {
             .collect();
         let session = state.session.lock().await;
         let prepared = session
-            .prepare(sql, &client_types)
+            .catalog_draft()
+            .scope(session.prepare(sql, &client_types))
             .await
             .map_err(pg_error)?;
         if prepared.statement.is_none() {

@@ -115,18 +115,48 @@ check "catalog matrix vs PostgreSQL 15: SQLAlchemy, pandas, asyncpg, psycopg, ps
 # pandas to_sql.
 start_lakegate dbt LAKEGATE__DEMO__ENABLED=false
 dbt_port="$port"
+# The governed run: dbt_gov builds analytics and snapshots, and reads the sources (schema
+# shop) through a row filter.
+mkdir -p "$work/dbt_policies"
+cat >"$work/dbt_policies/dbt.toml" <<'EOF'
+[[grant]]
+to = "dbt_gov"
+on = "analytics.*"
+actions = ["read", "write", "admin"]
+
+[[grant]]
+to = "dbt_gov"
+on = "snapshots.*"
+actions = ["read", "write", "admin"]
+
+[[grant]]
+to = "dbt_gov"
+on = "shop.*"
+actions = ["read"]
+
+[[row_filter]]
+name = "no_returns"
+table = "shop.raw_orders"
+to = "dbt_gov"
+filter = "status <> 'returned'"
+EOF
+start_lakegate dbt_gov LAKEGATE__DEMO__ENABLED=false LAKEGATE__POLICY__DIR="$work/dbt_policies" \
+  'LAKEGATE__AUTH__USERS=[{name="dbt_gov",password_env="DBT_GOV_PASSWORD"}]' DBT_GOV_PASSWORD=dbt-gov-pw
+gov_port="$port"
 port="$main_port"
 dbt_check() {
   local dbt="${LAKEGATE_DBT_VENV:-$HOME/.cache/lakegate/dbt-venv}/bin/dbt"
   [ -x "$dbt" ] || { echo "dbt missing (scripts/install-test-deps)"; return 1; }
   start_oracle dbt-oracle || return 1
   python3 "$here/../dbt/run.py" "$dbt" "postgresql://$PGUSER@127.0.0.1:$oport/$PGDATABASE" \
-    "postgresql://$PGUSER:$PGPASSWORD@127.0.0.1:$dbt_port/$PGDATABASE"
+    "postgresql://$PGUSER:$PGPASSWORD@127.0.0.1:$dbt_port/$PGDATABASE" \
+    "postgresql://$PGUSER:$PGPASSWORD@127.0.0.1:$gov_port/$PGDATABASE" \
+    "postgresql://dbt_gov:dbt-gov-pw@127.0.0.1:$gov_port/$PGDATABASE"
   local rc=$?
   stop_oracle
   return $rc
 }
-check "dbt: seed, run, test, snapshot, incremental, freshness, docs; pandas to_sql (vs PostgreSQL 15)" dbt_check
+check "dbt: seed, run, test, snapshot, incremental, freshness, docs, also as a governed user; pandas to_sql (vs PostgreSQL 15)" dbt_check
 
 # A hostile client: malformed, truncated, oversized and random protocol messages before and
 # after authentication (tests/clients/protocol_fuzz.py), against a server of its own with a

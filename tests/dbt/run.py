@@ -1,7 +1,10 @@
 """dbt builds the same project on PostgreSQL 15 and on Lakegate; every model must match.
 
-Usage: run.py DBT POSTGRES_URL LAKEGATE_URL
+Usage: run.py DBT POSTGRES_URL LAKEGATE_URL [GOVERNED_ADMIN_URL GOVERNED_USER_URL]
   DBT: the dbt executable (dbt-core and dbt-postgres, pinned in .ci/run's venv).
+  GOVERNED_*: a Lakegate whose policies (written by tests/clients/run.sh) give the user of
+  GOVERNED_USER_URL admin on the schemas dbt builds and read on the sources (schema shop)
+  through a row filter (status <> 'returned' on shop.raw_orders).
 
 For each server, in a copy of tests/dbt/project: seed, run, test, snapshot, a second phase
 (incremental runs by delete+insert and merge, appends, snapshot changes), seed again (the
@@ -9,6 +12,10 @@ TRUNCATE reload), source freshness, docs generate and a full refresh, with DBT_T
 threads (1, 4 and 8 by default, each from scratch). Then the rows of every seed, model and
 snapshot (less the snapshot's timestamps) are compared. Also pandas DataFrame.to_sql with
 if_exists='replace' and 'append' on both.
+
+Governed: the project again, its sources in schema shop, built by a user whose policies filter
+the source rows, beside PostgreSQL given the same sources with that filter applied to the data:
+every model must match (the policies apply on every path dbt takes, and nothing else differs).
 """
 
 import decimal
@@ -64,11 +71,40 @@ def reset(url):
             c.execute(f"DROP SCHEMA IF EXISTS {s} CASCADE")
 
 
-def build(dbt, url, threads):
+# The governed run's row filter, as the policies on Lakegate state it and as PostgreSQL's copy
+# of the sources is cut.
+GOVERNED_FILTER = "status <> 'returned'"
+
+
+def governed_sources(dbt, url, where):
+    """Schema shop: the seeds raw_orders (rows `where` picks) and raw_customers."""
+    reset(url)
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("DROP SCHEMA IF EXISTS shop CASCADE")
+    work = tempfile.mkdtemp(prefix="dbt-")
+    shutil.copytree(os.path.join(HERE, "project"), work, dirs_exist_ok=True)
+    subprocess.run(
+        [dbt, "--no-use-colors", "seed", "--select", "raw_orders", "raw_customers"],
+        cwd=work,
+        env=env_for(url, 1),
+        capture_output=True,
+        check=True,
+        timeout=600,
+    )
+    shutil.rmtree(work, ignore_errors=True)
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("CREATE SCHEMA shop")
+        c.execute(f"CREATE TABLE shop.raw_orders AS SELECT * FROM analytics.raw_orders{where}")
+        c.execute("CREATE TABLE shop.raw_customers AS SELECT * FROM analytics.raw_customers")
+    reset(url)
+
+
+def build(dbt, url, threads, sources="analytics"):
     """Run every step; the failures (step, output tail)."""
     work = tempfile.mkdtemp(prefix="dbt-")
     shutil.copytree(os.path.join(HERE, "project"), work, dirs_exist_ok=True)
     env = env_for(url, threads)
+    env["DBT_SOURCE_SCHEMA"] = sources
     failures = []
     for step in STEPS:
         p = subprocess.run(
@@ -143,37 +179,49 @@ def to_sql(url):
     return [tuple(norm(x) for x in r) for r in back.itertuples(index=False)]
 
 
+def compare(dbt, pg, lg, n, what, sources="analytics"):
+    """Build on both and compare every relation; whether anything failed."""
+    failed = False
+    built, took = {}, {}
+    for name, url in (("postgres", pg), ("lakegate", lg)):
+        reset(url)
+        started = time.monotonic()
+        failures = build(dbt, url, n, sources)
+        took[name] = time.monotonic() - started
+        for step, tail in failures:
+            failed = True
+            print(f"{name}, {what}: dbt {step} failed:\n{tail}")
+        built[name] = contents(url)
+    want, got = built["postgres"], built["lakegate"]
+    for rel in sorted(set(want) | set(got)):
+        if want.get(rel) != got.get(rel):
+            failed = True
+            w, g = want.get(rel), got.get(rel)
+            print(f"{what}: {rel} differs: postgres {len(w or [])} rows, lakegate {len(g or [])}")
+            for a, b in zip(w or [], g or []):
+                if a != b:
+                    print(f"  postgres: {a}\n  lakegate: {b}")
+                    break
+    # Measured, not asserted: dbt's own start-up dominates both.
+    print(
+        f"{what}: {len(want)} relations compared; {len(STEPS)} dbt steps took "
+        f"{took['postgres']:.1f} s on PostgreSQL, {took['lakegate']:.1f} s on Lakegate "
+        f"(ratio {took['lakegate'] / took['postgres']:.2f})"
+    )
+    return failed
+
+
 def main():
     dbt, pg, lg = sys.argv[1:4]
-    threads = [int(t) for t in os.environ.get("DBT_THREAD_COUNTS", "1,4,8").split(",")]
+    threads = [int(t) for t in os.environ.get("DBT_THREAD_COUNTS", "1,4,8").split(",") if t]
     failed = False
     for n in threads:
-        built, took = {}, {}
-        for name, url in (("postgres", pg), ("lakegate", lg)):
-            reset(url)
-            started = time.monotonic()
-            failures = build(dbt, url, n)
-            took[name] = time.monotonic() - started
-            for step, tail in failures:
-                failed = True
-                print(f"{name}, {n} threads: dbt {step} failed:\n{tail}")
-            built[name] = contents(url)
-        want, got = built["postgres"], built["lakegate"]
-        for rel in sorted(set(want) | set(got)):
-            if want.get(rel) != got.get(rel):
-                failed = True
-                w, g = want.get(rel), got.get(rel)
-                print(f"{n} threads: {rel} differs: postgres {len(w or [])} rows, lakegate {len(g or [])}")
-                for a, b in zip(w or [], g or []):
-                    if a != b:
-                        print(f"  postgres: {a}\n  lakegate: {b}")
-                        break
-        # Measured, not asserted: dbt's own start-up dominates both.
-        print(
-            f"{n} threads: {len(want)} relations compared; {len(STEPS)} dbt steps took "
-            f"{took['postgres']:.1f} s on PostgreSQL, {took['lakegate']:.1f} s on Lakegate "
-            f"(ratio {took['lakegate'] / took['postgres']:.2f})"
-        )
+        failed |= compare(dbt, pg, lg, n, f"{n} threads")
+    if len(sys.argv) > 5:
+        governed_admin, governed_user = sys.argv[4:6]
+        governed_sources(dbt, pg, f" WHERE {GOVERNED_FILTER}")
+        governed_sources(dbt, governed_admin, "")
+        failed |= compare(dbt, pg, governed_user, 4, "governed, 4 threads", "shop")
     frames = {name: to_sql(url) for name, url in (("postgres", pg), ("lakegate", lg))}
     if frames["postgres"] != frames["lakegate"]:
         failed = True

@@ -446,13 +446,19 @@ async fn transaction_commands_warn_like_postgres() {
         .expect("commit outside a transaction is a warning");
     assert_eq!(rx.recv().await.map(|n| n.0), Some("25P01".to_string()));
     c.batch_execute(
-        "CREATE TABLE tw (a INT); INSERT INTO tw VALUES (1); BEGIN; UPDATE tw SET a = 2; CREATE TABLE tw2 (b INT); ROLLBACK",
+        "CREATE TABLE tw (a INT); INSERT INTO tw VALUES (1); BEGIN; UPDATE tw SET a = 2; CREATE TABLE tw2 (b INT); ALTER TABLE tw ADD COLUMN c INT; ROLLBACK",
     )
     .await
     .expect("tx");
     let (code, message) = rx.recv().await.expect("a warning at ROLLBACK");
     assert_eq!(code, "01000");
-    assert!(message.contains("cannot undo its 1 other"), "{message}");
+    assert!(
+        message.contains("cannot undo its 1 ALTER TABLE"),
+        "{message}"
+    );
+    // The CREATE TABLE of the block was rolled back with it.
+    let e = c.query("SELECT * FROM tw2", &[]).await.expect_err("gone");
+    assert_eq!(e.code().map(|c| c.code()), Some("42P01"));
     s.stop().await;
 }
 

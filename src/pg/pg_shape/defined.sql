@@ -16,7 +16,7 @@ SELECT oid, nspname, CAST(CASE WHEN nspname = 'public' THEN 6171 ELSE 10 END AS 
 FROM pg_catalog."lakegate$namespaces"
 
 -- relation: pg_catalog.pg_class
-SELECT oid, relname, relnamespace, reltype, CAST(0 AS INT) AS reloftype, CAST(10 AS INT) AS relowner, CAST(CASE WHEN relkind IN ('r', 'm') THEN 2 ELSE 0 END AS INT) AS relam, CASE WHEN relkind IN ('r', 'm') THEN oid ELSE 0 END AS relfilenode, CAST(0 AS INT) AS reltablespace, CAST(0 AS INT) AS relpages, CAST(-1 AS REAL) AS reltuples, CAST(0 AS INT) AS relallvisible, CAST(0 AS INT) AS reltoastrelid, false AS relhasindex, false AS relisshared, 'p' AS relpersistence, relkind, relnatts, CAST(0 AS SMALLINT) AS relchecks, relkind = 'v' AS relhasrules, false AS relhastriggers, false AS relhassubclass, false AS relrowsecurity, false AS relforcerowsecurity, COALESCE(populated, true) AS relispopulated, CASE WHEN relkind = 'v' THEN 'n' ELSE 'd' END AS relreplident, false AS relispartition, CAST(0 AS INT) AS relrewrite, CAST(CASE WHEN relkind IN ('r', 'm') THEN 716 ELSE 0 END AS BIGINT) AS relfrozenxid, CAST(CASE WHEN relkind IN ('r', 'm') THEN 1 ELSE 0 END AS BIGINT) AS relminmxid
+SELECT oid, relname, relnamespace, reltype, CAST(0 AS INT) AS reloftype, CAST(10 AS INT) AS relowner, CAST(CASE WHEN relkind IN ('r', 'm') THEN 2 ELSE 0 END AS INT) AS relam, CASE WHEN relkind IN ('r', 'm') THEN oid ELSE 0 END AS relfilenode, CAST(0 AS INT) AS reltablespace, CAST(0 AS INT) AS relpages, CAST(-1 AS REAL) AS reltuples, CAST(0 AS INT) AS relallvisible, CAST(0 AS INT) AS reltoastrelid, false AS relhasindex, false AS relisshared, relpersistence, relkind, relnatts, CAST(0 AS SMALLINT) AS relchecks, relkind = 'v' AS relhasrules, false AS relhastriggers, false AS relhassubclass, false AS relrowsecurity, false AS relforcerowsecurity, COALESCE(populated, true) AS relispopulated, CASE WHEN relkind = 'v' THEN 'n' ELSE 'd' END AS relreplident, false AS relispartition, CAST(0 AS INT) AS relrewrite, CAST(CASE WHEN relkind IN ('r', 'm') THEN 716 ELSE 0 END AS BIGINT) AS relfrozenxid, CAST(CASE WHEN relkind IN ('r', 'm') THEN 1 ELSE 0 END AS BIGINT) AS relminmxid
 FROM pg_catalog."lakegate$relations"
 
 -- relation: pg_catalog.pg_stat_user_tables pg_catalog.pg_stat_all_tables
@@ -70,11 +70,11 @@ SELECT current_database() AS catalog_name, n.nspname AS schema_name, pg_get_user
 FROM pg_catalog.pg_namespace n
 
 -- relation: information_schema.tables
-SELECT COALESCE(NULLIF(r.relcatalog, ''), current_database()) AS table_catalog, n.nspname AS table_schema, c.relname AS table_name, CASE WHEN n.nspname LIKE 'pg_temp%' THEN 'LOCAL TEMPORARY' WHEN c.relkind IN ('r', 'p') THEN 'BASE TABLE' WHEN c.relkind IN ('v', 'm') THEN 'VIEW' WHEN c.relkind = 'f' THEN 'FOREIGN' ELSE NULL END AS table_type, CASE WHEN c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') THEN 'YES' ELSE 'NO' END AS is_insertable_into, 'NO' AS is_typed
+SELECT COALESCE(NULLIF(r.relcatalog, ''), current_database()) AS table_catalog, n.nspname AS table_schema, c.relname AS table_name, CASE WHEN n.nspname LIKE 'pg_temp%' THEN 'LOCAL TEMPORARY' WHEN c.relkind IN ('r', 'p') THEN 'BASE TABLE' WHEN c.relkind = 'v' THEN 'VIEW' WHEN c.relkind = 'f' THEN 'FOREIGN' ELSE NULL END AS table_type, CASE WHEN c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') THEN 'YES' ELSE 'NO' END AS is_insertable_into, 'NO' AS is_typed
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_catalog."lakegate$relations" r ON r.oid = c.oid
-WHERE c.relkind IN ('r', 'v', 'f', 'p', 'm')
+WHERE c.relkind IN ('r', 'v', 'f', 'p')
 
 -- relation: information_schema.views
 SELECT current_database() AS table_catalog, n.nspname AS table_schema, c.relname AS table_name, v.definition AS view_definition, 'NONE' AS check_option, 'NO' AS is_updatable, 'NO' AS is_insertable_into, 'NO' AS is_trigger_updatable, 'NO' AS is_trigger_deletable, 'NO' AS is_trigger_insertable_into
