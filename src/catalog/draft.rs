@@ -397,6 +397,7 @@ mod tests {
             sql: sql.into(),
             columns: vec![],
             schema: "public".into(),
+            comments: Default::default(),
         }
     }
 

@@ -6,12 +6,14 @@
 //! single atomically renamed file survives crashes with nothing else to run or migrate.
 
 pub mod attached;
+mod comments;
 mod draft;
 pub mod overlay;
 mod provider;
 mod rename;
 pub mod versions;
 
+pub use comments::Comments;
 pub use draft::{Draft, DraftMark, outside as outside_draft, scoped_overlays};
 pub use provider::{LakegateCatalog, ViewExpander, pinned, pinned_version};
 pub use rename::{TEMP_SCHEMA_PREFIX, is_temp_schema, temp_schema};
@@ -71,6 +73,9 @@ pub struct TableEntry {
     /// Set when the table is a materialized view's storage: its definition and state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matview: Option<Box<MatView>>,
+    /// COMMENT ON the table and its columns.
+    #[serde(default, skip_serializing_if = "Comments::is_empty")]
+    pub comments: Comments,
 }
 
 /// A materialized view: a table of this catalog holding a query's result, with what it was
@@ -163,6 +168,9 @@ pub struct ViewEntry {
     /// The schema unqualified names in `sql` resolve to (the creator's current schema).
     #[serde(default)]
     pub schema: String,
+    /// COMMENT ON the view and its columns.
+    #[serde(default, skip_serializing_if = "Comments::is_empty")]
+    pub comments: Comments,
 }
 
 /// What a name in a schema refers to.
@@ -306,6 +314,7 @@ impl Catalog {
             options,
             tags: BTreeMap::new(),
             matview: None,
+            comments: Default::default(),
         };
         self.change(|doc| {
             let s = doc.schemas.entry(schema.to_string()).or_default();
@@ -608,6 +617,7 @@ impl Catalog {
             options,
             tags: BTreeMap::new(),
             matview: None,
+            comments: Default::default(),
         };
         let registered = self
             .change(|doc| {

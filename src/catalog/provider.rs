@@ -90,6 +90,15 @@ impl LakegateCatalog {
 }
 
 impl LakegateCatalog {
+    /// COMMENT ON of `schema.name` and its columns.
+    pub fn comments(&self, schema: &str, name: &str) -> super::Comments {
+        match self.inner.relation(schema, name) {
+            Some(super::Relation::Table(t)) => t.comments,
+            Some(super::Relation::View(v)) => v.comments,
+            None => Default::default(),
+        }
+    }
+
     /// The materialized view `schema.name`'s definition, when it is one.
     pub fn matview(&self, schema: &str, name: &str) -> Option<super::MatView> {
         match self.inner.relation(schema, name) {

@@ -208,6 +208,42 @@ pub fn normalize(sql: &str) -> Result<String, ParserError> {
                 continue;
             }
         }
+        // `COMMENT ON [MATERIALIZED] VIEW v` and a dollar-quoted comment (dbt's), which the
+        // parser does not take: `COMMENT ON TABLE v` (the session comments on whichever
+        // relation the name is) and a single-quoted string.
+        if starts && is_kw(tokens.get(i), Keyword::COMMENT) {
+            let end = (i..tokens.len())
+                .find(|&j| matches!(tokens.get(j), Some(Token::SemiColon)))
+                .unwrap_or(tokens.len());
+            let on = next_solid(&tokens, i + 1);
+            let what = next_solid(&tokens, on + 1);
+            let view = match tokens.get(what) {
+                t if is_kw(t, Keyword::VIEW) => Some(what),
+                t if is_kw(t, Keyword::MATERIALIZED) => Some(next_solid(&tokens, what + 1))
+                    .filter(|&v| is_kw(tokens.get(v), Keyword::VIEW)),
+                _ => None,
+            };
+            if is_kw(tokens.get(on), Keyword::ON) {
+                let mut k = i;
+                if let Some(view) = view {
+                    out.extend(tokens[i..what].iter().cloned());
+                    out.push(Token::make_keyword("TABLE"));
+                    k = view + 1;
+                }
+                for t in &tokens[k..end] {
+                    out.push(match t {
+                        // Display writes the value between quotes as it is: doubled here.
+                        Token::DollarQuotedString(d) => {
+                            Token::SingleQuotedString(d.value.replace('\'', "''"))
+                        }
+                        other => other.clone(),
+                    });
+                }
+                changed = true;
+                i = end;
+                continue;
+            }
+        }
         if starts
             && is_kw(tokens.get(i), Keyword::ALTER)
             && let Some((rewritten, end)) = alter_rename(&tokens, i)
@@ -631,6 +667,14 @@ mod tests {
                 "ALTER TABLE s.t RENAME TO u.t",
             ),
             ("ALTER VIEW v SET SCHEMA u", "ALTER TABLE v RENAME TO u.v"),
+            (
+                "comment on view \"s\".\"v\" is $$it's doc$$",
+                "comment on TABLE \"s\".\"v\" is 'it''s doc'",
+            ),
+            (
+                "COMMENT ON MATERIALIZED VIEW m IS 'x'",
+                "COMMENT ON TABLE m IS 'x'",
+            ),
             // Left alone: what the parser takes as it is.
             ("ALTER TABLE t RENAME TO u", "ALTER TABLE t RENAME TO u"),
             ("ALTER VIEW v AS SELECT 1", "ALTER VIEW v AS SELECT 1"),

@@ -149,6 +149,8 @@ type ColumnRow = (String, String, String, i16, i32, i32, bool, i16);
 const NAMESPACES: &str = "lakegate$namespaces";
 const RELATIONS: &str = "lakegate$relations";
 const COLUMNS: &str = "lakegate$columns";
+/// COMMENT ON of the session's relations and columns, for pg_description.
+const DESCRIPTIONS: &str = "lakegate$descriptions";
 
 /// Where datafusion-pg-catalog's own table of a name is reached from our views.
 const RAW_PREFIX: &str = "lakegate$raw$";
@@ -203,6 +205,8 @@ struct Listing {
     relations: Vec<RelationRow>,
     /// (nspname, relname, attname, attnum, atttypid, atttypmod, attnotnull, attlen)
     columns: Vec<ColumnRow>,
+    /// (objoid, objsubid, description): COMMENT ON of relations (0) and columns (attnum).
+    descriptions: Vec<(i32, i32, String)>,
 }
 
 impl Listing {
@@ -246,6 +250,14 @@ impl Listing {
                     if which == COLUMNS {
                         listing.add_columns(&schema_name, &table, kind, &fields);
                     }
+                    if which == DESCRIPTIONS {
+                        let comments = catalog
+                            .as_any()
+                            .downcast_ref::<crate::catalog::LakegateCatalog>()
+                            .map(|c| c.comments(&schema_name, &table))
+                            .unwrap_or_default();
+                        listing.add_descriptions(&schema_name, &table, &fields, comments);
+                    }
                     listing.relations.push(RelationRow {
                         namespace: schema_name.clone(),
                         name: table,
@@ -265,6 +277,44 @@ impl Listing {
             }
         }
         listing
+    }
+
+    fn add_descriptions(
+        &mut self,
+        namespace: &str,
+        table: &str,
+        fields: &datafusion::arrow::datatypes::Fields,
+        comments: crate::catalog::Comments,
+    ) {
+        let oid = relation_oid(namespace, table);
+        if let Some(text) = comments.relation {
+            self.descriptions.push((oid, 0, text));
+        }
+        for (column, text) in comments.columns {
+            // A comment on a column the reader does not see (or that was dropped) is not listed.
+            if let Some(i) = fields.iter().position(|f| *f.name() == column) {
+                self.descriptions
+                    .push((oid, i32::try_from(i + 1).unwrap_or(i32::MAX), text));
+            }
+        }
+    }
+
+    fn descriptions_batch(&self) -> DfResult<RecordBatch> {
+        let d = &self.descriptions;
+        Ok(RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("objoid", DataType::Int32, false),
+                Field::new("objsubid", DataType::Int32, false),
+                Field::new("description", DataType::Utf8, false),
+            ])),
+            vec![
+                Arc::new(Int32Array::from_iter_values(d.iter().map(|x| x.0))),
+                Arc::new(Int32Array::from_iter_values(d.iter().map(|x| x.1))),
+                Arc::new(StringArray::from_iter_values(
+                    d.iter().map(|x| x.2.as_str()),
+                )),
+            ],
+        )?)
     }
 
     fn add_columns(
@@ -535,6 +585,7 @@ impl ShapedSchema {
         let batch = match which {
             NAMESPACES => listing.namespaces_batch()?,
             RELATIONS => listing.relations_batch()?,
+            DESCRIPTIONS => listing.descriptions_batch()?,
             _ => listing.columns_batch()?,
         };
         Ok(Some(Arc::new(MemTable::try_new(
@@ -602,7 +653,9 @@ impl SchemaProvider for ShapedSchema {
                 None => None,
             });
         }
-        if self.schema == "pg_catalog" && [NAMESPACES, RELATIONS, COLUMNS].contains(&name) {
+        if self.schema == "pg_catalog"
+            && [NAMESPACES, RELATIONS, COLUMNS, DESCRIPTIONS].contains(&name)
+        {
             return self.objects(name).await;
         }
         let Some(columns) = shapes().get(&(self.schema.to_string(), name.to_string())) else {

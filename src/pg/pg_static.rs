@@ -128,6 +128,7 @@ pub const MIXED: &[&str] = &[
     "pg_database",
     "pg_settings",
     "pg_views",
+    "pg_description",
 ];
 
 /// One dumped table: its fields with their PostgreSQL types (metadata), and its rows (whose

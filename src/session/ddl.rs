@@ -480,6 +480,7 @@ pub async fn create_view(session: &mut Session, v: &ast::CreateView) -> Result<O
                 sql,
                 columns,
                 schema: session.current_schema(),
+                comments: Default::default(),
             },
             v.or_replace,
         )
@@ -611,6 +612,7 @@ pub async fn create_external(
         options,
         tags: Default::default(),
         matview: None,
+        comments: Default::default(),
     };
     let catalog = session.engine.planner.catalog().clone();
     if !catalog.schema_exists(&schema_name) {
@@ -646,4 +648,64 @@ fn absolute_location(location: &str) -> Result<String> {
     };
     url.map(|u| u.to_string())
         .map_err(|_| Error::InvalidParameter(format!("location {location:?} is not a valid path")))
+}
+
+/// `COMMENT ON TABLE | VIEW | MATERIALIZED VIEW | COLUMN name IS 'text' | NULL` (views arrive
+/// spelled TABLE, pg::dialect): kept with the relation's catalog entry and listed in
+/// pg_description. Needs `admin` on the relation, as its other DDL does.
+pub async fn comment(
+    session: &mut Session,
+    object_type: &ast::CommentObject,
+    name: &ObjectName,
+    text: Option<String>,
+    if_exists: bool,
+) -> Result<Outcome> {
+    let done = Outcome::Command(CommandTag::new("COMMENT"));
+    let (relation, column) = match object_type {
+        ast::CommentObject::Table => (name.clone(), None),
+        ast::CommentObject::Column => {
+            let mut parts = name.0.clone();
+            let column = match parts.pop() {
+                Some(ast::ObjectNamePart::Identifier(c)) if !parts.is_empty() => ident(&c),
+                _ => {
+                    return Err(Error::Syntax(format!(
+                        "column name must be qualified: {name}"
+                    )));
+                }
+            };
+            (ObjectName(parts), Some(column))
+        }
+        other => {
+            return Err(Error::unsupported(format!(
+                "COMMENT ON {other} is not supported (tables, views, materialized views and \
+                 columns are)"
+            )));
+        }
+    };
+    let database = session.engine.planner.database().to_string();
+    let (schema, table) = qualified(&relation, &session.current_schema(), &database)?;
+    session.authorize(&format!("{schema}.{table}"), Action::Admin)?;
+    let catalog = session.engine.planner.catalog().clone();
+    if catalog.relation(&schema, &table).is_none() {
+        return match if_exists {
+            true => Ok(done),
+            false => Err(Error::UndefinedTable(format!(
+                "relation \"{schema}.{table}\" does not exist"
+            ))),
+        };
+    }
+    if let Some(c) = &column {
+        let reference =
+            datafusion::sql::TableReference::full(database, schema.clone(), table.clone());
+        let provider = session.context().table_provider(reference).await?;
+        if provider.schema().field_with_name(c).is_err() {
+            return Err(Error::UndefinedColumn(format!(
+                "column \"{c}\" of relation \"{table}\" does not exist"
+            )));
+        }
+    }
+    catalog
+        .set_comment((&schema, &table), column.as_deref(), text)
+        .await?;
+    Ok(done)
 }

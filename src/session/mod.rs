@@ -767,6 +767,12 @@ impl Session {
             } => ddl::create_schema(self, schema_name, *if_not_exists).await,
             S::CreateView(v) => ddl::create_view(self, v).await,
             S::CreateIndex(ci) => ddl::create_index(self, ci),
+            S::Comment {
+                object_type,
+                object_name,
+                comment,
+                if_exists,
+            } => ddl::comment(self, object_type, object_name, comment.clone(), *if_exists).await,
             S::AlterTable(at) => alter::alter_table(self, at).await,
             S::Drop {
                 object_type,

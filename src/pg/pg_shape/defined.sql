@@ -117,3 +117,8 @@ SELECT n.nspname AS schemaname, r.relname AS viewname, pg_get_userbyid(10) AS vi
 FROM pg_catalog."lakegate$relations" r
 JOIN pg_catalog."lakegate$namespaces" n ON n.oid = r.relnamespace
 WHERE r.relkind = 'v'
+
+-- relation: pg_catalog.pg_description
+-- COMMENT ON of the session's relations and their columns (pg_class's).
+SELECT objoid, CAST(1259 AS INT) AS classoid, objsubid, description
+FROM pg_catalog."lakegate$descriptions"
