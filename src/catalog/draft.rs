@@ -317,14 +317,18 @@ fn locations(doc: &CatalogDoc) -> HashSet<&str> {
 }
 
 /// A relation as stored, for comparing versions of it.
-fn relation(s: Option<&SchemaEntry>, name: &str) -> Option<serde_json::Value> {
+#[derive(PartialEq)]
+enum Stored<'a> {
+    Table(&'a TableEntry),
+    View(&'a super::ViewEntry),
+}
+
+fn relation<'a>(s: Option<&'a SchemaEntry>, name: &str) -> Option<Stored<'a>> {
     let s = s?;
     if let Some(t) = s.tables.get(name) {
-        return serde_json::to_value(("table", t)).ok();
+        return Some(Stored::Table(t));
     }
-    s.views
-        .get(name)
-        .and_then(|v| serde_json::to_value(("view", v)).ok())
+    s.views.get(name).map(Stored::View)
 }
 
 fn conflict(what: &str) -> Error {

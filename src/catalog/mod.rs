@@ -54,7 +54,7 @@ pub struct SchemaEntry {
     pub views: BTreeMap<String, ViewEntry>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TableEntry {
     /// Delta or Iceberg, or for external tables also Parquet, CSV, JSON.
     pub format: TableFormat,
@@ -160,7 +160,7 @@ pub struct TableSpec {
     pub sort_order: Vec<crate::storage::sort_order::SortKey>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ViewEntry {
     pub sql: String,
     #[serde(default)]

@@ -565,6 +565,44 @@ pub fn create_index(session: &mut Session, ci: &ast::CreateIndex) -> Result<Outc
     Ok(Outcome::Command(CommandTag::new("CREATE INDEX")))
 }
 
+/// `ANALYZE [table [(columns)]]` (dbt projects' post-hooks, BI tools' maintenance): a table's
+/// statistics are the ones its writes keep in each file's metadata, always current, so there
+/// is nothing to collect; the named table and columns are checked (42P01, 42703) and readable
+/// by the user (42501), and nothing is done.
+pub async fn analyze(session: &mut Session, a: &ast::Analyze) -> Result<Outcome> {
+    let done = Outcome::Command(CommandTag::new("ANALYZE"));
+    let Some(name) = &a.table_name else {
+        return Ok(done);
+    };
+    let (schema, table) = resolve(session, name)?;
+    session.authorize(&format!("{schema}.{table}"), Action::Read)?;
+    if session
+        .engine
+        .planner
+        .catalog()
+        .relation(&schema, &table)
+        .is_none()
+    {
+        return Err(Error::UndefinedTable(format!(
+            "relation \"{table}\" does not exist"
+        )));
+    }
+    if !a.columns.is_empty() {
+        let database = session.engine.planner.database().to_string();
+        let reference = datafusion::sql::TableReference::full(database, schema, table.clone());
+        let fields = session.context().table_provider(reference).await?.schema();
+        for c in &a.columns {
+            let c = ident(c);
+            if fields.field_with_name(&c).is_err() {
+                return Err(Error::UndefinedColumn(format!(
+                    "column \"{c}\" of relation \"{table}\" does not exist"
+                )));
+            }
+        }
+    }
+    Ok(done)
+}
+
 /// CREATE EXTERNAL TABLE name STORED AS PARQUET|CSV|JSON|DELTA LOCATION '...' [OPTIONS (...)]:
 /// register files or a Delta table where they are (administrators only: it reads server files).
 pub async fn create_external(

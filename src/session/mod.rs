@@ -767,6 +767,7 @@ impl Session {
             } => ddl::create_schema(self, schema_name, *if_not_exists).await,
             S::CreateView(v) => ddl::create_view(self, v).await,
             S::CreateIndex(ci) => ddl::create_index(self, ci),
+            S::Analyze(a) => ddl::analyze(self, a).await,
             S::Comment {
                 object_type,
                 object_name,
