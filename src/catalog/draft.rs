@@ -316,19 +316,9 @@ fn locations(doc: &CatalogDoc) -> HashSet<&str> {
         .collect()
 }
 
-/// A relation as stored, for comparing versions of it.
-#[derive(PartialEq)]
-enum Stored<'a> {
-    Table(&'a TableEntry),
-    View(&'a super::ViewEntry),
-}
-
-fn relation<'a>(s: Option<&'a SchemaEntry>, name: &str) -> Option<Stored<'a>> {
-    let s = s?;
-    if let Some(t) = s.tables.get(name) {
-        return Some(Stored::Table(t));
-    }
-    s.views.get(name).map(Stored::View)
+/// The relation `name` of a schema (None: no schema), for comparing versions of it.
+fn relation(s: Option<&SchemaEntry>, name: &str) -> Option<super::Relation> {
+    s?.relation(name)
 }
 
 fn conflict(what: &str) -> Error {

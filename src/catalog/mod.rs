@@ -174,10 +174,20 @@ pub struct ViewEntry {
 }
 
 /// What a name in a schema refers to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Relation {
     Table(TableEntry),
     View(ViewEntry),
+}
+
+impl SchemaEntry {
+    /// The table or view called `name`.
+    fn relation(&self, name: &str) -> Option<Relation> {
+        if let Some(t) = self.tables.get(name) {
+            return Some(Relation::Table(t.clone()));
+        }
+        self.views.get(name).map(|v| Relation::View(v.clone()))
+    }
 }
 
 /// An open Delta table and the provider made over that version (shared by every statement
@@ -381,12 +391,7 @@ impl Catalog {
     }
 
     pub fn relation(&self, schema: &str, name: &str) -> Option<Relation> {
-        let doc = self.read();
-        let s = doc.schemas.get(schema)?;
-        if let Some(t) = s.tables.get(name) {
-            return Some(Relation::Table(t.clone()));
-        }
-        s.views.get(name).map(|v| Relation::View(v.clone()))
+        self.read().schemas.get(schema)?.relation(name)
     }
 
     /// Record a materialized view's definition and state on its table.

@@ -443,6 +443,8 @@ impl AsyncScalarUDFImpl for PgSleep {
 struct HasPrivilege {
     name: &'static str,
     schema: String,
+    /// The session's temporary schema, which `pg_temp` names.
+    temp: String,
     privilege: Option<Privilege>,
     signature: Signature,
 }
@@ -472,6 +474,7 @@ fn has_privilege(name: &'static str, v: &SessionValues<'_>) -> ScalarUDF {
     ScalarUDF::new_from_impl(HasPrivilege {
         name,
         schema: v.schema.to_string(),
+        temp: crate::catalog::temp_schema(v.backend_pid),
         privilege: v.privilege.clone(),
         signature: Signature::variadic_any(Volatility::Stable),
     })
@@ -510,7 +513,10 @@ impl HasPrivilege {
             .collect();
         match table {
             ScalarValue::Utf8(Some(t)) | ScalarValue::LargeUtf8(Some(t)) => {
-                let (schema, table) = qualified(t, &self.schema);
+                let (mut schema, table) = qualified(t, &self.schema);
+                if schema == "pg_temp" {
+                    schema.clone_from(&self.temp);
+                }
                 wanted.iter().any(|p| match &self.privilege {
                     None => true,
                     Some(f) => f(&schema, &table, p),

@@ -65,10 +65,11 @@ impl Session {
         } else {
             let in_force = engine.policies.clone();
             let subject = p.subject();
+            let temp_catalog = catalog.clone();
             Some(Arc::new(
                 move |schema: &str, table: &str, privilege: &str| {
-                    if schema == own_temp || schema == "pg_temp" {
-                        return true;
+                    if schema == own_temp {
+                        return temp_catalog.relation(schema, table).is_some();
                     }
                     let object = format!("{schema}.{table}");
                     let policies = in_force.read().unwrap_or_else(|e| e.into_inner()).clone();

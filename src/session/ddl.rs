@@ -587,19 +587,8 @@ pub async fn analyze(session: &mut Session, a: &ast::Analyze) -> Result<Outcome>
             "relation \"{table}\" does not exist"
         )));
     }
-    if !a.columns.is_empty() {
-        let database = session.engine.planner.database().to_string();
-        let reference = datafusion::sql::TableReference::full(database, schema, table.clone());
-        let fields = session.context().table_provider(reference).await?.schema();
-        for c in &a.columns {
-            let c = ident(c);
-            if fields.field_with_name(&c).is_err() {
-                return Err(Error::UndefinedColumn(format!(
-                    "column \"{c}\" of relation \"{table}\" does not exist"
-                )));
-            }
-        }
-    }
+    let columns: Vec<String> = a.columns.iter().map(ident).collect();
+    check_columns(session, (&schema, &table), &columns).await?;
     Ok(done)
 }
 
@@ -733,17 +722,30 @@ pub async fn comment(
         };
     }
     if let Some(c) = &column {
-        let reference =
-            datafusion::sql::TableReference::full(database, schema.clone(), table.clone());
-        let provider = session.context().table_provider(reference).await?;
-        if provider.schema().field_with_name(c).is_err() {
-            return Err(Error::UndefinedColumn(format!(
-                "column \"{c}\" of relation \"{table}\" does not exist"
-            )));
-        }
+        check_columns(session, (&schema, &table), std::slice::from_ref(c)).await?;
     }
     catalog
         .set_comment((&schema, &table), column.as_deref(), text)
         .await?;
     Ok(done)
+}
+
+/// 42703 unless `schema.table` (as the session sees it) has every one of `columns`.
+async fn check_columns(
+    session: &Session,
+    (schema, table): (&str, &str),
+    columns: &[String],
+) -> Result<()> {
+    if columns.is_empty() {
+        return Ok(());
+    }
+    let database = session.engine.planner.database().to_string();
+    let reference = datafusion::sql::TableReference::full(database, schema, table);
+    let fields = session.context().table_provider(reference).await?.schema();
+    match columns.iter().find(|c| fields.field_with_name(c).is_err()) {
+        Some(c) => Err(Error::UndefinedColumn(format!(
+            "column \"{c}\" of relation \"{table}\" does not exist"
+        ))),
+        None => Ok(()),
+    }
 }

@@ -76,13 +76,19 @@ def reset(url):
 GOVERNED_FILTER = "status <> 'returned'"
 
 
+def project_copy():
+    """A fresh copy of the project to run dbt in (it writes target/ and logs/ there)."""
+    work = tempfile.mkdtemp(prefix="dbt-")
+    shutil.copytree(os.path.join(HERE, "project"), work, dirs_exist_ok=True)
+    return work
+
+
 def governed_sources(dbt, url, where):
     """Schema shop: the seeds raw_orders (rows `where` picks) and raw_customers."""
     reset(url)
     with psycopg.connect(url, autocommit=True) as c:
         c.execute("DROP SCHEMA IF EXISTS shop CASCADE")
-    work = tempfile.mkdtemp(prefix="dbt-")
-    shutil.copytree(os.path.join(HERE, "project"), work, dirs_exist_ok=True)
+    work = project_copy()
     subprocess.run(
         [dbt, "--no-use-colors", "seed", "--select", "raw_orders", "raw_customers"],
         cwd=work,
@@ -101,8 +107,7 @@ def governed_sources(dbt, url, where):
 
 def build(dbt, url, threads, sources="analytics"):
     """Run every step; the failures (step, output tail)."""
-    work = tempfile.mkdtemp(prefix="dbt-")
-    shutil.copytree(os.path.join(HERE, "project"), work, dirs_exist_ok=True)
+    work = project_copy()
     env = env_for(url, threads)
     env["DBT_SOURCE_SCHEMA"] = sources
     failures = []
