@@ -29,6 +29,7 @@ macro_rules! sqlstates {
 sqlstates! {
     SuccessfulCompletion = "00000",
     Warning = "01000",
+    ConnectionFailure = "08006",
     ProtocolViolation = "08P01",
     FeatureNotSupported = "0A000",
     CardinalityViolation = "21000",
@@ -61,6 +62,7 @@ sqlstates! {
     AmbiguousColumn = "42702",
     UndefinedColumn = "42703",
     UndefinedObject = "42704",
+    DuplicateObject = "42710",
     GroupingError = "42803",
     DatatypeMismatch = "42804",
     WrongObjectType = "42809",

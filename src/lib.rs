@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod ingest;
 pub mod mv;
 pub mod pg;
 pub mod planner;

@@ -11,6 +11,8 @@ mod draft;
 pub mod overlay;
 mod provider;
 mod rename;
+mod status;
+pub use status::StatusRows;
 pub mod versions;
 
 pub use comments::Comments;
@@ -219,6 +221,7 @@ pub struct Catalog {
     attached: RwLock<Vec<Arc<attached::AttachedCatalog>>>,
     /// Schemas the layers above provide (`lakegate`: the audit log), by name.
     system: RwLock<Vec<(String, Arc<dyn datafusion::catalog::SchemaProvider>)>>,
+    status_tables: RwLock<Vec<(String, StatusRows)>>,
     /// Counts the changes of the document (any DDL): what was planned before one may plan
     /// differently after it.
     generation: std::sync::atomic::AtomicU64,
@@ -260,6 +263,7 @@ impl Catalog {
             default_format,
             attached: RwLock::new(vec![]),
             system: RwLock::new(vec![]),
+            status_tables: RwLock::new(vec![]),
             generation: Default::default(),
         }))
     }

@@ -658,6 +658,21 @@ impl SchemaProvider for ShapedSchema {
         {
             return self.objects(name).await;
         }
+        if let Some(status) = name.strip_prefix("lakegate$pg_") {
+            // The subscriptions' rows, from the status table the ingest layer provides.
+            let Some(state) = (self.session)() else {
+                return Ok(None);
+            };
+            let default = state.config().options().catalog.default_catalog.clone();
+            let Some(schema) = state
+                .catalog_list()
+                .catalog(&default)
+                .and_then(|c| c.schema("lakegate"))
+            else {
+                return Ok(None);
+            };
+            return schema.table(&format!("pg${status}")).await;
+        }
         let Some(columns) = shapes().get(&(self.schema.to_string(), name.to_string())) else {
             // Theirs beyond PostgreSQL 15's list (newer majors' tables): as they are.
             return self.raw(name).await;
@@ -723,6 +738,7 @@ impl SchemaProvider for ShapedSchema {
             || self.inner.as_ref().is_some_and(|i| i.table_exist(name))
             || name.starts_with(RAW_PREFIX)
             || name.starts_with(STATIC_PREFIX)
+            || name.starts_with("lakegate$pg_")
     }
 }
 

@@ -553,6 +553,7 @@ impl datafusion::catalog::SchemaProvider for SystemSchema {
         std::iter::once("audit_log")
             .chain(crate::mv::SYSTEM_TABLES.iter().copied())
             .map(String::from)
+            .chain(self.mv.catalog.status_table_names())
             .collect()
     }
     async fn table(
@@ -561,12 +562,21 @@ impl datafusion::catalog::SchemaProvider for SystemSchema {
     ) -> datafusion::error::Result<Option<Arc<dyn datafusion::catalog::TableProvider>>> {
         if name == "audit_log" {
             Ok(Some(self.audit.table()?))
+        } else if let Some(rows) = self.mv.catalog.status_table(name) {
+            let batch =
+                rows().map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            Ok(Some(Arc::new(datafusion::datasource::MemTable::try_new(
+                batch.schema(),
+                vec![vec![batch]],
+            )?)))
         } else {
             self.mv.table(name).await
         }
     }
     fn table_exist(&self, name: &str) -> bool {
-        name == "audit_log" || crate::mv::SYSTEM_TABLES.contains(&name)
+        name == "audit_log"
+            || crate::mv::SYSTEM_TABLES.contains(&name)
+            || self.mv.catalog.status_table(name).is_some()
     }
 }
 

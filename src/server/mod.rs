@@ -51,6 +51,8 @@ pub struct Server {
     tls: Option<pgwire::tokio::TlsAcceptor>,
     settings: Settings,
     runtimes: Runtimes,
+    /// The CDC subscriptions' workers (stopped after their batch in flight at shutdown).
+    ingest: Arc<crate::ingest::Ingest>,
 }
 
 /// The stack of every thread that parses, plans or computes statements: room for the deepest
@@ -197,6 +199,8 @@ impl Server {
         );
         // Materialized views that refresh by themselves (after source commits, or on a schedule).
         tokio::spawn(crate::session::matview::refresher(Arc::downgrade(&engine)));
+        // CDC subscriptions (their workers start now; the statements reach them by the engine).
+        let ingest = crate::ingest::Ingest::start(&engine)?;
         if settings.demo.enabled {
             demo::ensure_demo_data(&engine, &settings).await?;
         }
@@ -225,6 +229,7 @@ impl Server {
             tls,
             settings,
             runtimes,
+            ingest,
         })
     }
 
@@ -284,6 +289,7 @@ impl Server {
                 "grace period over; stopping with statements still running"
             );
         }
+        self.ingest.shutdown().await;
         tracing::info!("lakegate stopped");
         Ok(())
     }

@@ -19,6 +19,7 @@ mod maintenance;
 pub mod matview;
 mod merge;
 mod notices;
+pub mod pipeline;
 mod query;
 pub mod settings;
 mod simple;
@@ -67,6 +68,8 @@ pub struct Engine {
     /// catalog generation it was planned at (see `guard::view_rules`).
     view_lineage:
         std::sync::Mutex<HashMap<String, (u64, Arc<crate::policy::matview::ViewLineage>)>>,
+    /// What runs CREATE/ALTER/DROP SUBSCRIPTION (src/ingest, installed by the server).
+    pipelines: pipeline::Slot,
 }
 
 /// One connection, as `pg_cancel_backend` finds it.
@@ -129,7 +132,18 @@ impl Engine {
             backends: Arc::default(),
             cache,
             view_lineage: Default::default(),
+            pipelines: Default::default(),
         })
+    }
+
+    /// Install what runs the pipeline statements (once, at startup).
+    pub fn set_pipelines(&self, p: Arc<dyn pipeline::Pipelines>) {
+        self.pipelines.set(p);
+    }
+
+    /// What runs the pipeline statements, when the server installed it.
+    pub fn pipelines(&self) -> Option<Arc<dyn pipeline::Pipelines>> {
+        self.pipelines.get()
     }
 
     /// Make a connection known to `pg_cancel_backend` until the registration drops.
@@ -410,6 +424,8 @@ pub enum PreparedKind {
     Move(String, ast::FetchDirection),
     /// CREATE / REFRESH / DROP / ALTER MATERIALIZED VIEW.
     MatView(crate::mv::ddl::MvStatement),
+    /// CREATE / ALTER / DROP SUBSCRIPTION (its text).
+    Pipeline(String),
 }
 
 /// The statements DataFusion's parser does not take, recognised first: COPY ... STDIN/STDOUT,
@@ -420,6 +436,9 @@ fn unparsed(sql: &str) -> Result<Option<PreparedKind>> {
     let sql = past_leading_comments(sql);
     if let Some(m) = crate::mv::ddl::parse(sql) {
         return Ok(Some(PreparedKind::MatView(m?)));
+    }
+    if let Some(p) = pipeline::parse(sql) {
+        return Ok(Some(PreparedKind::Pipeline(p)));
     }
     if let Some(m) = cursor::parse_move(sql) {
         let (name, direction) = m?;
@@ -695,6 +714,7 @@ impl Session {
             PreparedKind::Move(name, direction) => self.cursors.fetch(name, direction, true).await,
             PreparedKind::Maintenance(m) => maintenance::run(self, m).await,
             PreparedKind::MatView(m) => matview::run(self, m.clone()).await,
+            PreparedKind::Pipeline(p) => pipeline::run(self, p).await,
             PreparedKind::Copy(_) | PreparedKind::Sql(_) => {
                 Err(Error::internal("a parsed statement reached run_unparsed"))
             }

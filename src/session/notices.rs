@@ -4,7 +4,7 @@ use super::Session;
 use crate::error::SqlState;
 
 impl Session {
-    pub(super) fn warn(&mut self, code: SqlState, message: String) {
+    pub(crate) fn warn(&mut self, code: SqlState, message: String) {
         self.notices.push(Notice {
             severity: "WARNING",
             code,

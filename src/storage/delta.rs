@@ -126,7 +126,8 @@ pub async fn rewrite(
     partition_by: Vec<String>,
     operation: &str,
 ) -> Result<DeltaTable> {
-    let mut commit = deltalake::kernel::transaction::CommitProperties::default();
+    let mut commit =
+        super::commit_tag::tagged(deltalake::kernel::transaction::CommitProperties::default());
     commit = commit.with_metadata([(
         "lakegate.operation".to_string(),
         serde_json::Value::String(operation.to_string()),
@@ -187,10 +188,12 @@ pub async fn append(
     plan: datafusion::logical_expr::LogicalPlan,
     operation: &str,
 ) -> Result<DeltaTable> {
-    let commit = deltalake::kernel::transaction::CommitProperties::default().with_metadata([(
-        "lakegate.operation".to_string(),
-        serde_json::Value::String(operation.to_string()),
-    )]);
+    let commit =
+        super::commit_tag::tagged(deltalake::kernel::transaction::CommitProperties::default())
+            .with_metadata([(
+                "lakegate.operation".to_string(),
+                serde_json::Value::String(operation.to_string()),
+            )]);
     Ok(table
         .write(vec![])
         .with_input_plan(plan)
@@ -203,10 +206,12 @@ pub async fn append(
 /// Remove every row (TRUNCATE): one commit removing the table's data files, which older
 /// versions keep for time travel until VACUUM. No file is read.
 pub async fn truncate(table: DeltaTable) -> Result<DeltaTable> {
-    let commit = deltalake::kernel::transaction::CommitProperties::default().with_metadata([(
-        "lakegate.operation".to_string(),
-        serde_json::Value::String("TRUNCATE".to_string()),
-    )]);
+    let commit =
+        super::commit_tag::tagged(deltalake::kernel::transaction::CommitProperties::default())
+            .with_metadata([(
+                "lakegate.operation".to_string(),
+                serde_json::Value::String("TRUNCATE".to_string()),
+            )]);
     let (table, _) = table.delete().with_commit_properties(commit).await?;
     Ok(table)
 }

@@ -35,6 +35,8 @@ struct Waiting {
     version: u64,
     snapshot: EagerSnapshot,
     adds: Vec<Add>,
+    /// The pipeline position this append carries (`super::commit_tag`).
+    txn: Option<deltalake::kernel::Transaction>,
     done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -98,6 +100,7 @@ pub async fn append(
             version: snapshot.version(),
             snapshot: snapshot.clone(),
             adds,
+            txn: super::commit_tag::current(),
             done,
         });
     loop {
@@ -154,6 +157,7 @@ async fn commit(log_store: &LogStoreRef, group: &[Waiting]) -> Result<(), String
     let actions: Vec<Action> = group
         .iter()
         .flat_map(|w| w.adds.iter().cloned().map(Action::Add))
+        .chain(group.iter().filter_map(|w| w.txn.clone().map(Action::Txn)))
         .collect();
     let operation = DeltaOperation::Write {
         mode: SaveMode::Append,

@@ -2,6 +2,7 @@
 //! S3, Azure or GCS prefix), the Delta Lake and Iceberg tables in it, and plain files read in
 //! place. Knows nothing of sessions, policies or the wire.
 
+pub mod commit_tag;
 pub mod delta;
 pub mod delta_rows;
 mod delta_sink;

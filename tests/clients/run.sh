@@ -163,6 +163,11 @@ check "dbt: seed, run, test, snapshot, incremental, freshness, docs, also as a g
 # memory limit; it must keep serving fresh connections and stay under the limit plus overhead.
 start_lakegate fuzz LAKEGATE__DEMO__ENABLED=false LAKEGATE__ENGINE__MEMORY_LIMIT=512MiB
 fuzz_pid="${pids[-1]}"
+# CDC (tests/clients/cdc.py): CREATE SUBSCRIPTION from a PostgreSQL 15 of its own (wal_level =
+# logical), every row change, schema changes, SIGKILL of Lakegate and a restart of the source
+# mid-stream; each target table compared row for row with its source.
+check "CDC: subscriptions from PostgreSQL 15, mirror and changelog, exactly once under kill -9 and restarts" \
+  python3 "$here/cdc.py" "$bin"
 check "protocol fuzzer (${FUZZ_SECONDS:-60} s of random messages)" python3 "$here/protocol_fuzz.py" \
   --port "$port" --user lakegate --password "$LAKEGATE_PASSWORD" --seconds "${FUZZ_SECONDS:-60}" \
   --seed "${FUZZ_SEED:-$RANDOM}" --pid "$fuzz_pid" --max-rss-mib 1536

@@ -9,6 +9,16 @@ FROM pg_catalog.pg_database d
 LEFT JOIN pg_catalog.pg_roles r ON r.rolname = current_user
 WHERE d.datname = current_database()
 
+-- relation: pg_catalog.pg_subscription
+-- CDC subscriptions (src/ingest); the connection string never has its password.
+SELECT s.oid, d.oid AS subdbid, CAST('0/0' AS VARCHAR) AS subskiplsn, s.subname, CAST(10 AS INT) AS subowner, s.subenabled, false AS subbinary, false AS substream, 'd' AS subtwophasestate, false AS subdisableonerr, s.subconninfo, s.subslotname, 'off' AS subsynccommit, string_to_array(btrim(s.subpublications, '{}'), ',') AS subpublications
+FROM pg_catalog."lakegate$pg_subscription" s
+CROSS JOIN (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) d
+
+-- relation: pg_catalog.pg_stat_subscription
+SELECT s.subid, s.subname, CAST(NULL AS INT) AS pid, CAST(NULL AS INT) AS relid, s.received_lsn, CAST(NULL AS TIMESTAMP WITH TIME ZONE) AS last_msg_send_time, s.last_msg_receipt_time, s.latest_end_lsn, s.latest_end_time
+FROM pg_catalog."lakegate$pg_stat_subscription" s
+
 -- relation: pg_catalog.pg_namespace
 -- `public` belongs to pg_database_owner (6171) and grants usage to all, as in a new
 -- PostgreSQL database.

@@ -162,14 +162,16 @@ pub async fn commit(
     };
     // A checkpoint every `delta.checkpointInterval` commits (as deltalake's own operations
     // write), so that loading the table reads a bounded tail of its log.
-    CommitBuilder::from(CommitProperties::default())
-        .with_actions(actions)
-        .with_app_metadata(HashMap::from([(
-            "lakegate.operation".to_string(),
-            serde_json::Value::String(operation_text.to_string()),
-        )]))
-        .build(Some(&snapshot), table.log_store(), operation)
-        .await?;
+    CommitBuilder::from(crate::storage::commit_tag::tagged(
+        CommitProperties::default(),
+    ))
+    .with_actions(actions)
+    .with_app_metadata(HashMap::from([(
+        "lakegate.operation".to_string(),
+        serde_json::Value::String(operation_text.to_string()),
+    )]))
+    .build(Some(&snapshot), table.log_store(), operation)
+    .await?;
     let mut table = table.clone();
     table.update_incremental(None).await?;
     Ok(table)
