@@ -1,7 +1,6 @@
 //! Names to tables. Owns the persistent catalog of schemas, tables and views (one JSON document
 //! in the warehouse, replaced atomically and durably on every change) and presents it to
 //! DataFusion as a `CatalogProvider`. Uses `storage`; knows nothing of sessions or the wire.
-//!
 //! Why a JSON document and not a database: the catalog is small, changes only on DDL, and a
 //! single atomically renamed file survives crashes with nothing else to run or migrate.
 
@@ -12,7 +11,7 @@ pub mod overlay;
 mod provider;
 mod rename;
 mod status;
-pub use status::StatusRows;
+pub use status::{ForeignTables, StatusRows};
 pub mod versions;
 
 pub use comments::Comments;
@@ -221,7 +220,7 @@ pub struct Catalog {
     attached: RwLock<Vec<Arc<attached::AttachedCatalog>>>,
     /// Schemas the layers above provide (`lakegate`: the audit log), by name.
     system: RwLock<Vec<(String, Arc<dyn datafusion::catalog::SchemaProvider>)>>,
-    status_tables: RwLock<Vec<(String, StatusRows)>>,
+    extensions: status::Extensions,
     /// Counts the changes of the document (any DDL): what was planned before one may plan
     /// differently after it.
     generation: std::sync::atomic::AtomicU64,
@@ -263,7 +262,7 @@ impl Catalog {
             default_format,
             attached: RwLock::new(vec![]),
             system: RwLock::new(vec![]),
-            status_tables: RwLock::new(vec![]),
+            extensions: Default::default(),
             generation: Default::default(),
         }))
     }
@@ -875,6 +874,7 @@ impl Catalog {
                 self.keep_open(&entry.location, open.table, Some(provider.clone()));
                 Ok(provider)
             }
+            TableFormat::Foreign => self.foreign_provider(entry),
             TableFormat::Iceberg if entry.external => {
                 self.iceberg().await?.static_provider(&entry.location).await
             }

@@ -106,6 +106,14 @@ impl LakegateCatalog {
             _ => None,
         }
     }
+
+    /// Whether `schema.name` is a foreign table (pg_class lists it with relkind `f`).
+    pub fn is_foreign(&self, schema: &str, name: &str) -> bool {
+        matches!(
+            self.inner.relation(schema, name),
+            Some(super::Relation::Table(t)) if t.format == crate::storage::TableFormat::Foreign
+        )
+    }
 }
 
 impl CatalogProvider for LakegateCatalog {

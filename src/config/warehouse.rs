@@ -17,6 +17,8 @@ pub enum TableFormat {
     Parquet,
     Csv,
     Json,
+    /// A PostgreSQL table read in place (postgres_fdw's foreign tables: `src/ingest/foreign.rs`).
+    Foreign,
 }
 
 impl TableFormat {
@@ -39,6 +41,7 @@ impl TableFormat {
             TableFormat::Parquet => "parquet",
             TableFormat::Csv => "csv",
             TableFormat::Json => "json",
+            TableFormat::Foreign => "postgres_fdw",
         }
     }
 

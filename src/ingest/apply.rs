@@ -237,6 +237,16 @@ fn bytea(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Column `i` of text rows as an Arrow array ahead of the cast to PostgreSQL type `ty`.
+pub fn column_of(
+    rows: &[Vec<Option<String>>],
+    i: usize,
+    ty: &str,
+    name: &str,
+) -> Result<(Field, ArrayRef)> {
+    column(rows, i, kind(ty), name)
+}
+
 fn column(
     rows: &[Vec<Option<String>>],
     i: usize,
@@ -349,7 +359,9 @@ pub async fn apply(
     }
 }
 
-async fn keyed(s: &mut Session, t: &Target, changes: &[Change]) -> Result<usize> {
+/// The batch collapsed per key in source order (the last change of a key wins), and whether
+/// it truncated the table.
+fn collapse(t: &Target, changes: &[Change]) -> (HashMap<Vec<Option<String>>, Entry>, bool) {
     let mut entries: HashMap<Vec<Option<String>>, Entry> = HashMap::new();
     let mut truncated = false;
     for c in changes {
@@ -394,6 +406,11 @@ async fn keyed(s: &mut Session, t: &Target, changes: &[Change]) -> Result<usize>
             }
         }
     }
+    (entries, truncated)
+}
+
+async fn keyed(s: &mut Session, t: &Target, changes: &[Change]) -> Result<usize> {
+    let (mut entries, truncated) = collapse(t, changes);
     if truncated {
         // The rows the target has now, less those the batch writes again, are deleted.
         let keys = t
@@ -517,7 +534,14 @@ async fn keyed(s: &mut Session, t: &Target, changes: &[Change]) -> Result<usize>
     Ok(n)
 }
 
-async fn whole_rows(s: &mut Session, t: &Target, changes: &[Change]) -> Result<usize> {
+/// Per distinct row (whole-row identity): rows are counted, in first-seen order.
+type Counted = (
+    HashMap<Vec<Option<String>>, (i64, bool)>,
+    Vec<Vec<Option<String>>>,
+    bool,
+);
+
+fn count(t: &Target, changes: &[Change]) -> Counted {
     let full = |r: &Row| -> Vec<Option<String>> {
         t.columns
             .iter()
@@ -554,6 +578,11 @@ async fn whole_rows(s: &mut Session, t: &Target, changes: &[Change]) -> Result<u
             }
         }
     }
+    (net, order, truncated)
+}
+
+async fn whole_rows(s: &mut Session, t: &Target, changes: &[Change]) -> Result<usize> {
+    let (net, order, truncated) = count(t, changes);
     let all = t
         .columns
         .iter()

@@ -12,6 +12,8 @@
 //! `pg_stat_subscription` (never with the connection's password).
 
 pub mod apply;
+mod fdw;
+pub mod foreign;
 pub mod source;
 pub mod statement;
 mod worker;
@@ -72,6 +74,8 @@ pub struct Ingest {
     defs: Mutex<Vec<Definition>>,
     running: Mutex<HashMap<String, Running>>,
     statuses: Mutex<HashMap<String, Arc<Mutex<Status>>>>,
+    /// The foreign servers (postgres_fdw).
+    servers: Arc<foreign::Servers>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -87,7 +91,10 @@ impl Ingest {
                 .map_err(|e| Error::Config(format!("{DEFINITIONS} does not parse: {e}")))?,
             None => vec![],
         };
+        let servers = foreign::Servers::load(&catalog)?;
+        catalog.set_foreign(servers.clone());
         let ingest = Arc::new(Ingest {
+            servers,
             engine: Arc::downgrade(engine),
             change: Default::default(),
             defs: Mutex::new(defs.clone()),
@@ -572,6 +579,15 @@ impl Pipelines for Ingest {
     async fn run(&self, session: &mut Session, sql: &str) -> Result<(CommandTag, Vec<String>)> {
         let _one = self.change.lock().await;
         let owner = session.principal().name.clone();
+        let subscription = sql
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|w| w.trim_end_matches(';').eq_ignore_ascii_case("subscription"));
+        if !subscription {
+            let (tag, notices) =
+                fdw::run(&self.servers, &self.engine()?, &owner, fdw::parse(sql)?).await?;
+            return Ok((CommandTag::new(tag), notices));
+        }
         Ok(match statement::parse(sql)? {
             Statement::Create {
                 name,

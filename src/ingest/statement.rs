@@ -205,13 +205,13 @@ pub enum AlterAction {
 }
 
 /// The tokens of `sql` without white space and comments.
-struct Tokens {
+pub(crate) struct Tokens {
     t: Vec<Token>,
     i: usize,
 }
 
 impl Tokens {
-    fn new(sql: &str) -> Result<Tokens> {
+    pub(crate) fn new(sql: &str) -> Result<Tokens> {
         let t = Tokenizer::new(&PostgreSqlDialect {}, sql)
             .tokenize()
             .map_err(|e| Error::Syntax(e.to_string()))?
@@ -222,17 +222,17 @@ impl Tokens {
         Ok(Tokens { t, i: 0 })
     }
 
-    fn peek(&self) -> Option<&Token> {
+    pub(crate) fn peek(&self) -> Option<&Token> {
         self.t.get(self.i)
     }
 
-    fn next(&mut self) -> Option<Token> {
+    pub(crate) fn next(&mut self) -> Option<Token> {
         let t = self.t.get(self.i).cloned();
         self.i += 1;
         t
     }
 
-    fn keyword(&mut self, kw: &str) -> bool {
+    pub(crate) fn keyword(&mut self, kw: &str) -> bool {
         match self.peek() {
             Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(kw) => {
                 self.i += 1;
@@ -242,7 +242,7 @@ impl Tokens {
         }
     }
 
-    fn expect(&mut self, kw: &str) -> Result<()> {
+    pub(crate) fn expect(&mut self, kw: &str) -> Result<()> {
         if self.keyword(kw) {
             Ok(())
         } else {
@@ -250,7 +250,7 @@ impl Tokens {
         }
     }
 
-    fn error(&self, what: &str) -> Error {
+    pub(crate) fn error(&self, what: &str) -> Error {
         let near = self
             .peek()
             .map(|t| format!("at or near \"{t}\""))
@@ -259,7 +259,7 @@ impl Tokens {
     }
 
     /// A name: folded to lower case unless quoted.
-    fn name(&mut self) -> Result<String> {
+    pub(crate) fn name(&mut self) -> Result<String> {
         match self.next() {
             Some(Token::Word(w)) if w.quote_style.is_some() => Ok(w.value),
             Some(Token::Word(w)) => Ok(w.value.to_lowercase()),
@@ -270,7 +270,7 @@ impl Tokens {
         }
     }
 
-    fn string(&mut self) -> Result<String> {
+    pub(crate) fn string(&mut self) -> Result<String> {
         match self.next() {
             Some(Token::SingleQuotedString(s)) | Some(Token::EscapedStringLiteral(s)) => Ok(s),
             Some(Token::DollarQuotedString(d)) => Ok(d.value),
@@ -281,7 +281,7 @@ impl Tokens {
         }
     }
 
-    fn names(&mut self) -> Result<Vec<String>> {
+    pub(crate) fn names(&mut self) -> Result<Vec<String>> {
         let mut out = vec![self.name()?];
         while matches!(self.peek(), Some(Token::Comma)) {
             self.i += 1;
@@ -291,14 +291,14 @@ impl Tokens {
     }
 
     /// `WITH (a = 1, b, c = 'x')` when present (an option without value is `true`).
-    fn with_options(&mut self) -> Result<Vec<(String, String)>> {
+    pub(crate) fn with_options(&mut self) -> Result<Vec<(String, String)>> {
         if !self.keyword("with") {
             return Ok(vec![]);
         }
         self.options()
     }
 
-    fn options(&mut self) -> Result<Vec<(String, String)>> {
+    pub(crate) fn options(&mut self) -> Result<Vec<(String, String)>> {
         if !matches!(self.next(), Some(Token::LParen)) {
             return Err(self.error("expected ("));
         }
@@ -326,7 +326,119 @@ impl Tokens {
         Ok(out)
     }
 
-    fn end(&self) -> Result<()> {
+    /// A punctuation token (`.`, `,`).
+    pub(crate) fn punct(&mut self, c: char) -> bool {
+        let hit = matches!(
+            (self.peek(), c),
+            (Some(Token::Period), '.') | (Some(Token::Comma), ',')
+        );
+        if hit {
+            self.i += 1;
+        }
+        hit
+    }
+
+    /// `OPTIONS (key 'value', ...)` (postgres_fdw's form) when present.
+    pub(crate) fn fdw_options(&mut self) -> Result<Vec<(String, String)>> {
+        if !self.keyword("options") {
+            return Ok(vec![]);
+        }
+        if !matches!(self.next(), Some(Token::LParen)) {
+            return Err(self.error("expected ("));
+        }
+        let mut out = vec![];
+        loop {
+            let _ = self.keyword("add") || self.keyword("set");
+            let key = self.name()?;
+            out.push((key, self.string()?));
+            match self.next() {
+                Some(Token::Comma) => continue,
+                Some(Token::RParen) => break,
+                _ => return Err(self.error("expected , or )")),
+            }
+        }
+        Ok(out)
+    }
+
+    /// `(a, b)`: names in parentheses.
+    pub(crate) fn paren_names(&mut self) -> Result<Vec<String>> {
+        if !matches!(self.next(), Some(Token::LParen)) {
+            return Err(self.error("expected ("));
+        }
+        let names = self.names()?;
+        if !matches!(self.next(), Some(Token::RParen)) {
+            return Err(self.error("expected )"));
+        }
+        Ok(names)
+    }
+
+    /// `(name type, ...)`: each column's type as written (up to its `,` or `)`), without
+    /// constraints (`NOT NULL`, `OPTIONS (...)` are read and left out).
+    pub(crate) fn column_list(&mut self) -> Result<Vec<(String, String)>> {
+        if !matches!(self.next(), Some(Token::LParen)) {
+            return Err(self.error("expected ("));
+        }
+        let mut out = vec![];
+        loop {
+            let name = self.name()?;
+            let mut ty = String::new();
+            let mut depth = 0usize;
+            loop {
+                match self.peek() {
+                    None => return Err(self.error("expected )")),
+                    Some(Token::Comma | Token::RParen) if depth == 0 => break,
+                    Some(Token::Word(w))
+                        if depth == 0
+                            && ["not", "null", "options", "default", "collate"]
+                                .iter()
+                                .any(|k| w.value.eq_ignore_ascii_case(k)) =>
+                    {
+                        // Constraints and column options: skipped to the column's end.
+                        let mut d = 0usize;
+                        while let Some(t) = self.peek() {
+                            match t {
+                                Token::LParen => d += 1,
+                                Token::RParen if d == 0 => break,
+                                Token::RParen => d -= 1,
+                                Token::Comma if d == 0 => break,
+                                _ => {}
+                            }
+                            self.i += 1;
+                        }
+                        break;
+                    }
+                    Some(t) => {
+                        match t {
+                            Token::LParen => depth += 1,
+                            Token::RParen => depth = depth.saturating_sub(1),
+                            _ => {}
+                        }
+                        let text = t.to_string();
+                        if !ty.is_empty()
+                            && !text.starts_with(['(', ')', ',', '[', ']'])
+                            && !ty.ends_with(['(', '['])
+                        {
+                            ty.push(' ');
+                        }
+                        ty.push_str(&text);
+                        self.i += 1;
+                    }
+                }
+            }
+            if ty.is_empty() {
+                return Err(self.error("expected a column type"));
+            }
+            out.push((name, ty));
+            match self.next() {
+                Some(Token::Comma) => continue,
+                Some(Token::RParen) => break,
+                _ => return Err(self.error("expected , or )")),
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn end(&self) -> Result<()> {
         match self.peek() {
             None => Ok(()),
             Some(_) => Err(self.error("unexpected text")),

@@ -317,7 +317,15 @@ impl Worker {
             }
         });
         drop(client);
-        self.stream(s, tables, targets, positions, paused).await
+        self.stream(
+            s,
+            Tables {
+                targets,
+                positions,
+                paused,
+            },
+        )
+        .await
     }
 
     /// Copy one table in the snapshot of a temporary slot; its position.
@@ -434,34 +442,183 @@ fn same_type(a: &str, b: &str) -> bool {
     base(a) == base(b)
 }
 
+/// What the stream has received and not yet applied, and what it knows of the relations.
+#[derive(Default)]
+struct Pending {
+    /// The transaction being received.
+    open: Option<Txn>,
+    /// Whole transactions not yet applied, and their changes.
+    batch: Vec<Txn>,
+    rows: usize,
+    first_at: Option<Instant>,
+    /// Each relation's columns (by oid) and layout (by name) as last described.
+    relations: HashMap<u32, Arc<Vec<String>>>,
+    layouts: HashMap<String, Vec<(String, u32, i32)>>,
+    /// Tables whose layout changed since the last batch was applied.
+    changed: Vec<String>,
+}
+
+/// The tables of the stream: targets, positions, and the paused ones with their reason.
+struct Tables {
+    targets: HashMap<String, Target>,
+    positions: HashMap<String, u64>,
+    paused: HashMap<String, String>,
+}
+
+impl Pending {
+    /// Take a decoded event; true when the batch is complete (a commit reached `max_rows`).
+    fn take(&mut self, ev: ChangeEvent, status: &Mutex<Status>, max_rows: usize) -> bool {
+        match ev.event_type {
+            EventType::Relation {
+                namespace,
+                relation_name,
+                columns,
+                relation_id,
+                ..
+            } => {
+                let q = format!("{namespace}.{relation_name}");
+                let layout: Vec<(String, u32, i32)> = columns
+                    .iter()
+                    .map(|c| (c.name.to_string(), c.type_id, c.type_modifier))
+                    .collect();
+                self.relations.insert(
+                    relation_id,
+                    Arc::new(columns.iter().map(|c| c.name.to_string()).collect()),
+                );
+                if self.layouts.get(&q).is_some_and(|l| *l != layout) && !self.changed.contains(&q)
+                {
+                    self.changed.push(q.clone());
+                }
+                self.layouts.insert(q, layout);
+            }
+            EventType::Begin {
+                transaction_id,
+                commit_timestamp,
+                ..
+            } => {
+                self.open = Some(Txn {
+                    xid: transaction_id,
+                    end_lsn: 0,
+                    commit_time: commit_timestamp,
+                    changes: vec![],
+                });
+            }
+            EventType::Insert {
+                schema,
+                table,
+                relation_oid,
+                data,
+            } => self.push(&schema, &table, relation_oid, Op::Insert, Some(data), None),
+            EventType::Update {
+                schema,
+                table,
+                relation_oid,
+                old_data,
+                new_data,
+                ..
+            } => self.push(
+                &schema,
+                &table,
+                relation_oid,
+                Op::Update,
+                Some(new_data),
+                old_data,
+            ),
+            EventType::Delete {
+                schema,
+                table,
+                relation_oid,
+                old_data,
+                ..
+            } => self.push(
+                &schema,
+                &table,
+                relation_oid,
+                Op::Delete,
+                None,
+                Some(old_data),
+            ),
+            EventType::Truncate { tables, .. } => {
+                if let Some(o) = self.open.as_mut() {
+                    for t in tables {
+                        let c = change(Op::Truncate, None, None, o);
+                        o.changes.push((t.to_string(), c));
+                    }
+                }
+            }
+            EventType::Commit {
+                commit_timestamp,
+                end_lsn,
+                commit_lsn,
+            } => {
+                let Some(mut t) = self.open.take() else {
+                    return false;
+                };
+                t.end_lsn = end_lsn.value();
+                t.commit_time = commit_timestamp;
+                for (_, c) in t.changes.iter_mut() {
+                    c.commit_lsn = commit_lsn.value();
+                    c.commit_time = commit_timestamp;
+                }
+                self.rows += t.changes.len();
+                set(status, |st| {
+                    st.latest_end_lsn = t.end_lsn;
+                    st.latest_end_time = Some(commit_timestamp);
+                });
+                self.batch.push(t);
+                self.first_at.get_or_insert_with(Instant::now);
+                return self.rows >= max_rows;
+            }
+            _ => {}
+        }
+        false
+    }
+
+    fn push(
+        &mut self,
+        schema: &str,
+        table: &str,
+        oid: u32,
+        op: Op,
+        new: Option<pg_walstream::RowData>,
+        old: Option<pg_walstream::RowData>,
+    ) {
+        let Some(o) = self.open.as_mut() else { return };
+        let columns = self.relations.get(&oid).cloned().unwrap_or_else(|| {
+            Arc::new(
+                new.as_ref()
+                    .or(old.as_ref())
+                    .map(|d| d.iter().map(|(k, _)| k.to_string()).collect())
+                    .unwrap_or_default(),
+            )
+        });
+        let new = new.map(|d| row(&d, columns.clone()));
+        let old = old.map(|d| row(&d, columns.clone()));
+        let c = change(op, new, old, o);
+        o.changes.push((format!("{schema}.{table}"), c));
+    }
+
+    /// What was received and not applied is dropped: it comes again after a reconnection.
+    fn forget(&mut self) {
+        self.open = None;
+        self.batch.clear();
+        self.rows = 0;
+        self.first_at = None;
+    }
+}
+
 impl Worker {
     /// Stream from the slot and apply, until stopped or the connection fails.
-    async fn stream(
-        &self,
-        mut s: Session,
-        tables: Vec<SourceTable>,
-        mut targets: HashMap<String, Target>,
-        mut positions: HashMap<String, u64>,
-        mut paused: HashMap<String, String>,
-    ) -> Result<()> {
+    async fn stream(&self, mut s: Session, mut tables: Tables) -> Result<()> {
         let feedback = SharedLsnFeedback::new_shared();
         let (tx, mut rx) = mpsc::channel::<Msg>(1024);
         let reading = CancellationToken::new();
         let _reader = ReaderGuard(reading.clone());
         spawn_reader(&self.def, feedback.clone(), tx, reading.clone())?;
-        let by_name: HashMap<String, SourceTable> =
-            tables.into_iter().map(|t| (t.qualified(), t)).collect();
-        // The relation layouts last seen, to notice schema changes.
-        let mut layouts: HashMap<String, Vec<(String, u32, i32)>> = HashMap::new();
-        let mut relations: HashMap<u32, Arc<Vec<String>>> = HashMap::new();
-        let mut changed: Vec<String> = vec![];
-        let mut open: Option<Txn> = None;
-        let mut batch: Vec<Txn> = vec![];
-        let mut batch_rows = 0usize;
-        let mut first_at: Option<Instant> = None;
+        let mut pending = Pending::default();
         let latency = Duration::from_millis(self.def.max_latency_ms);
         loop {
-            let deadline = first_at.map(|f| f + latency);
+            let deadline = pending.first_at.map(|f| f + latency);
             let msg = tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => None,
@@ -473,221 +630,63 @@ impl Worker {
                     }
                 } => Some(None),
             };
-            let Some(msg) = msg else {
+            let full = match msg {
                 // Stopping: the batch of whole transactions received is applied first.
-                self.flush(
-                    &mut s,
-                    &by_name,
-                    &mut targets,
-                    &mut positions,
-                    &mut paused,
-                    &mut changed,
-                    &mut batch,
-                    &feedback,
-                )
-                .await;
-                return Ok(());
-            };
-            match msg {
                 None => {
-                    if !batch.is_empty() {
-                        self.flush(
-                            &mut s,
-                            &by_name,
-                            &mut targets,
-                            &mut positions,
-                            &mut paused,
-                            &mut changed,
-                            &mut batch,
-                            &feedback,
-                        )
+                    self.flush(&mut s, &mut tables, &mut pending, &feedback)
                         .await;
-                    }
-                    batch_rows = 0;
-                    first_at = None;
+                    return Ok(());
                 }
-                Some(Msg::Connected) => set(&self.status, |st| {
-                    st.state = "streaming".into();
-                    st.last_error = None;
-                }),
-                Some(Msg::Lost(e)) => {
-                    // What was received and not applied comes again after the reconnection.
-                    open = None;
-                    batch.clear();
-                    batch_rows = 0;
-                    first_at = None;
+                Some(None) => true,
+                Some(Some(Msg::Connected)) => {
+                    set(&self.status, |st| {
+                        st.state = "streaming".into();
+                        st.last_error = None;
+                    });
+                    false
+                }
+                Some(Some(Msg::Lost(e))) => {
+                    pending.forget();
                     set(&self.status, |st| {
                         st.state = "reconnecting".into();
                         st.last_error = Some(e);
                     });
+                    false
                 }
-                Some(Msg::Event(ev)) => {
+                Some(Some(Msg::Event(ev))) => {
                     let lsn = ev.lsn.value();
                     set(&self.status, |st| {
                         st.received_lsn = st.received_lsn.max(lsn);
                         st.last_msg_time = Some(chrono::Utc::now());
                     });
-                    match ev.event_type {
-                        EventType::Relation {
-                            namespace,
-                            relation_name,
-                            columns,
-                            relation_id,
-                            ..
-                        } => {
-                            let q = format!("{namespace}.{relation_name}");
-                            let layout: Vec<(String, u32, i32)> = columns
-                                .iter()
-                                .map(|c| (c.name.to_string(), c.type_id, c.type_modifier))
-                                .collect();
-                            relations.insert(
-                                relation_id,
-                                Arc::new(columns.iter().map(|c| c.name.to_string()).collect()),
-                            );
-                            if layouts.get(&q).is_some_and(|l| *l != layout)
-                                && !changed.contains(&q)
-                            {
-                                changed.push(q.clone());
-                            }
-                            layouts.insert(q, layout);
-                        }
-                        EventType::Begin {
-                            transaction_id,
-                            commit_timestamp,
-                            ..
-                        } => {
-                            open = Some(Txn {
-                                xid: transaction_id,
-                                end_lsn: 0,
-                                commit_time: commit_timestamp,
-                                changes: vec![],
-                            });
-                        }
-                        EventType::Insert {
-                            schema,
-                            table,
-                            relation_oid,
-                            data,
-                        } => {
-                            push(
-                                &mut open,
-                                &relations,
-                                &schema,
-                                &table,
-                                relation_oid,
-                                Op::Insert,
-                                Some(data),
-                                None,
-                            );
-                        }
-                        EventType::Update {
-                            schema,
-                            table,
-                            relation_oid,
-                            old_data,
-                            new_data,
-                            ..
-                        } => {
-                            push(
-                                &mut open,
-                                &relations,
-                                &schema,
-                                &table,
-                                relation_oid,
-                                Op::Update,
-                                Some(new_data),
-                                old_data,
-                            );
-                        }
-                        EventType::Delete {
-                            schema,
-                            table,
-                            relation_oid,
-                            old_data,
-                            ..
-                        } => {
-                            push(
-                                &mut open,
-                                &relations,
-                                &schema,
-                                &table,
-                                relation_oid,
-                                Op::Delete,
-                                None,
-                                Some(old_data),
-                            );
-                        }
-                        EventType::Truncate { tables, .. } => {
-                            if let Some(o) = open.as_mut() {
-                                for t in tables {
-                                    o.changes
-                                        .push((t.to_string(), change(Op::Truncate, None, None, o)));
-                                }
-                            }
-                        }
-                        EventType::Commit {
-                            commit_timestamp,
-                            end_lsn,
-                            commit_lsn,
-                        } => {
-                            if let Some(mut t) = open.take() {
-                                t.end_lsn = end_lsn.value();
-                                t.commit_time = commit_timestamp;
-                                for (_, c) in t.changes.iter_mut() {
-                                    c.commit_lsn = commit_lsn.value();
-                                    c.commit_time = commit_timestamp;
-                                }
-                                batch_rows += t.changes.len();
-                                set(&self.status, |st| {
-                                    st.latest_end_lsn = t.end_lsn;
-                                    st.latest_end_time = Some(commit_timestamp);
-                                });
-                                batch.push(t);
-                                first_at.get_or_insert_with(Instant::now);
-                                if batch_rows >= self.def.max_rows {
-                                    self.flush(
-                                        &mut s,
-                                        &by_name,
-                                        &mut targets,
-                                        &mut positions,
-                                        &mut paused,
-                                        &mut changed,
-                                        &mut batch,
-                                        &feedback,
-                                    )
-                                    .await;
-                                    batch_rows = 0;
-                                    first_at = None;
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
+                    pending.take(*ev, &self.status, self.def.max_rows)
                 }
+            };
+            if full {
+                self.flush(&mut s, &mut tables, &mut pending, &feedback)
+                    .await;
             }
         }
     }
 
     /// Apply the batch: per table one statement carrying the batch's end position; then tell
     /// the slot, when every table has it.
-    #[allow(clippy::too_many_arguments)]
     async fn flush(
         &self,
         s: &mut Session,
-        sources: &HashMap<String, SourceTable>,
-        targets: &mut HashMap<String, Target>,
-        positions: &mut HashMap<String, u64>,
-        paused: &mut HashMap<String, String>,
-        changed: &mut Vec<String>,
-        batch: &mut Vec<Txn>,
+        tables: &mut Tables,
+        pending: &mut Pending,
         feedback: &SharedLsnFeedback,
     ) {
+        let batch = std::mem::take(&mut pending.batch);
+        pending.rows = 0;
+        pending.first_at = None;
         let Some(end) = batch.last().map(|t| t.end_lsn) else {
             return;
         };
         let last_time = batch.last().map(|t| t.commit_time);
         // Schema changes seen in this batch: the targets follow before rows are written.
-        for q in std::mem::take(changed) {
+        for q in std::mem::take(&mut pending.changed) {
             let Some((sch, name)) = q.split_once('.') else {
                 continue;
             };
@@ -699,45 +698,36 @@ impl Worker {
             .await;
             match r {
                 Ok(t) => {
-                    targets.insert(q, t);
+                    tables.targets.insert(q, t);
                 }
                 Err(e) => {
-                    paused.insert(q, e.to_string());
+                    tables.paused.insert(q, e.to_string());
                 }
             }
         }
         let mut per_table: BTreeMap<String, Vec<Change>> = BTreeMap::new();
-        for t in batch.iter() {
+        for t in &batch {
             for (q, c) in &t.changes {
-                if positions.get(q).is_some_and(|p| t.end_lsn <= *p) {
-                    continue;
+                if tables.positions.get(q).is_none_or(|p| t.end_lsn > *p) {
+                    per_table.entry(q.clone()).or_default().push(c.clone());
                 }
-                per_table.entry(q.clone()).or_default().push(c.clone());
             }
         }
-        batch.clear();
         for (q, changes) in per_table {
-            if let Some(why) = paused.get(&q) {
-                set(&self.status, |st| {
-                    let e = st.tables.entry(q.clone()).or_default();
-                    e.state = "paused".into();
-                    e.last_error = Some(why.clone());
-                });
-                continue;
-            }
-            let Some(target) = targets.get(&q) else {
-                let _ = sources;
-                continue;
+            let r = match (tables.paused.get(&q), tables.targets.get(&q)) {
+                (Some(why), _) => Err(why.clone()),
+                (None, None) => continue,
+                (None, Some(target)) => crate::storage::commit_tag::scope(
+                    self.def.app_id(),
+                    end as i64,
+                    apply::apply(s, target, self.def.mode, &changes),
+                )
+                .await
+                .map_err(|e| e.to_string()),
             };
-            let r = crate::storage::commit_tag::scope(
-                self.def.app_id(),
-                end as i64,
-                apply::apply(s, target, self.def.mode, &changes),
-            )
-            .await;
             match r {
                 Ok(n) => {
-                    positions.insert(q.clone(), end);
+                    tables.positions.insert(q.clone(), end);
                     set(&self.status, |st| {
                         let e = st.tables.entry(q.clone()).or_default();
                         e.lsn = end;
@@ -747,10 +737,11 @@ impl Worker {
                         e.last_error = None;
                     });
                 }
-                Err(e) => {
-                    let msg = e.to_string();
-                    tracing::warn!(subscription = %self.def.name, table = %q, error = %crate::policy::audit::redact_message(&msg), "applying changes failed; the table is paused");
-                    paused.insert(q.clone(), msg.clone());
+                Err(msg) => {
+                    if !tables.paused.contains_key(&q) {
+                        tracing::warn!(subscription = %self.def.name, table = %q, error = %crate::policy::audit::redact_message(&msg), "applying changes failed; the table is paused");
+                    }
+                    tables.paused.insert(q.clone(), msg.clone());
                     set(&self.status, |st| {
                         let e = st.tables.entry(q.clone()).or_default();
                         e.state = "paused".into();
@@ -760,7 +751,7 @@ impl Worker {
             }
         }
         // Every table not paused has the batch: the slot may let the WAL before it go.
-        if paused.is_empty() {
+        if tables.paused.is_empty() {
             feedback.update_applied_lsn(end);
             feedback.update_flushed_lsn(end);
             set(&self.status, |st| st.flushed_lsn = end);
@@ -795,32 +786,6 @@ fn row(data: &pg_walstream::RowData, columns: Arc<Vec<String>>) -> Row {
             })
             .collect(),
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn push(
-    open: &mut Option<Txn>,
-    relations: &HashMap<u32, Arc<Vec<String>>>,
-    schema: &str,
-    table: &str,
-    oid: u32,
-    op: Op,
-    new: Option<pg_walstream::RowData>,
-    old: Option<pg_walstream::RowData>,
-) {
-    let Some(o) = open.as_mut() else { return };
-    let columns = relations.get(&oid).cloned().unwrap_or_else(|| {
-        Arc::new(
-            new.as_ref()
-                .or(old.as_ref())
-                .map(|d| d.iter().map(|(k, _)| k.to_string()).collect())
-                .unwrap_or_default(),
-        )
-    });
-    let new = new.map(|d| row(&d, columns.clone()));
-    let old = old.map(|d| row(&d, columns.clone()));
-    let c = change(op, new, old, o);
-    o.changes.push((format!("{schema}.{table}"), c));
 }
 
 /// Stops the reading thread when the stream ends.

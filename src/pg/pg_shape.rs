@@ -239,8 +239,14 @@ impl Listing {
                         .as_any()
                         .downcast_ref::<crate::catalog::LakegateCatalog>()
                         .and_then(|c| c.matview(&schema_name, &table));
+                    let foreign = catalog
+                        .as_any()
+                        .downcast_ref::<crate::catalog::LakegateCatalog>()
+                        .is_some_and(|c| c.is_foreign(&schema_name, &table));
                     let kind = if t.table_type() == datafusion::datasource::TableType::View {
                         "v"
+                    } else if foreign {
+                        "f"
                     } else if matview.is_some() {
                         "m"
                     } else {

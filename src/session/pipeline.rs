@@ -16,14 +16,25 @@ pub trait Pipelines: Send + Sync {
     async fn run(&self, session: &mut Session, sql: &str) -> Result<(CommandTag, Vec<String>)>;
 }
 
-/// The kind of pipeline statement `sql` (from its first word) is, if it is one.
+/// `sql`, when it is a pipeline statement (by its first words): CREATE / ALTER / DROP
+/// SUBSCRIPTION, and postgres_fdw's CREATE / DROP SERVER, USER MAPPING, FOREIGN TABLE and
+/// IMPORT FOREIGN SCHEMA.
 pub fn parse(sql: &str) -> Option<String> {
-    let mut words = sql.split_whitespace();
-    let verb = words.next()?.to_ascii_uppercase();
-    let object = words.next()?.to_ascii_uppercase();
-    let object = object.trim_end_matches(';');
-    (matches!(verb.as_str(), "CREATE" | "ALTER" | "DROP") && object == "SUBSCRIPTION")
-        .then(|| sql.to_string())
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .take(3)
+        .map(|w| w.trim_end_matches(';').to_ascii_uppercase())
+        .collect();
+    let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+    matches!(
+        (w(0), w(1), w(2)),
+        ("CREATE" | "ALTER" | "DROP", "SUBSCRIPTION", _)
+            | ("CREATE" | "DROP", "SERVER", _)
+            | ("CREATE" | "DROP", "USER", "MAPPING")
+            | ("CREATE" | "DROP", "FOREIGN", "TABLE")
+            | ("IMPORT", "FOREIGN", "SCHEMA")
+    )
+    .then(|| sql.to_string())
 }
 
 /// Run a pipeline statement: administrators only (42501), outside transaction blocks (25001,
@@ -32,13 +43,14 @@ pub fn parse(sql: &str) -> Option<String> {
 pub(super) async fn run(s: &mut Session, sql: &str) -> Result<Outcome> {
     if !s.principal.admin {
         return Err(Error::PermissionDenied(
-            "must be an administrator to manage subscriptions".into(),
+            "must be an administrator to manage subscriptions, servers and foreign tables".into(),
         ));
     }
     if s.in_transaction {
         return Err(Error::Data {
             sqlstate: crate::error::SqlState::ActiveSqlTransaction,
-            message: "subscriptions cannot be managed inside a transaction block".into(),
+            message: "subscriptions, servers and foreign tables cannot be managed inside a transaction block"
+                .into(),
         });
     }
     let Some(p) = s.engine.pipelines() else {

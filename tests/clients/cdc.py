@@ -29,7 +29,6 @@ import time
 
 import psycopg
 
-BIN = sys.argv[1]
 PGBIN = "/usr/lib/postgresql/15/bin"
 PASSWORD = "cdc-test-pw"
 SECRET = "s3cret-source-pw"
@@ -50,7 +49,8 @@ def run_as_postgres(args):
 
 
 class Source:
-    def __init__(self, root):
+    def __init__(self, root, settings=""):
+        self.settings = settings
         self.dir = os.path.join(root, "pg")
         os.makedirs(self.dir)
         if os.getuid() == 0:
@@ -69,7 +69,7 @@ class Source:
         run_as_postgres([f"{PGBIN}/pg_ctl", "-D", f"{self.dir}/data", "-w", "-l", f"{self.dir}/log",
                          "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
                                "-c wal_level=logical -c max_wal_senders=20 -c max_replication_slots=20 "
-                               "-c timezone=UTC -c fsync=off", "start"])
+                               "-c timezone=UTC -c fsync=off " + self.settings, "start"])
 
     def stop(self, mode="fast"):
         run_as_postgres([f"{PGBIN}/pg_ctl", "-D", f"{self.dir}/data", "-m", mode, "-w", "stop"])
@@ -79,7 +79,8 @@ class Source:
 
 
 class Lakegate:
-    def __init__(self, root):
+    def __init__(self, root, binary):
+        self.bin = binary
         self.wh = os.path.join(root, "wh")
         self.log = open(os.path.join(root, "lakegate.log"), "ab")
         self.proc = None
@@ -88,7 +89,7 @@ class Lakegate:
     def start(self):
         env = dict(os.environ, LAKEGATE_PASSWORD=PASSWORD, RUST_LOG="info")
         self.proc = subprocess.Popen(
-            [BIN, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.wh],
+            [self.bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.wh],
             env=env, stdout=subprocess.PIPE, stderr=self.log)
         for line in self.proc.stdout:
             line = line.decode(errors="replace")
@@ -196,11 +197,16 @@ def writer(url, start, count, stop, errors):
         errors.append(e)
 
 
-def main():
+def temp_root():
     root = tempfile.mkdtemp(prefix="lakegate-cdc-")
-    os.chmod(root, 0o755)
+    os.chmod(root, 0o755)  # the postgres OS user reads its folder below
+    return root
+
+
+def main():
+    root = temp_root()
     src_pg = Source(root)
-    lg = Lakegate(root)
+    lg = Lakegate(root, sys.argv[1])
     lg.start()
     try:
         src = psycopg.connect(src_pg.url(), autocommit=True)

@@ -168,6 +168,8 @@ fuzz_pid="${pids[-1]}"
 # mid-stream; each target table compared row for row with its source.
 check "CDC: subscriptions from PostgreSQL 15, mirror and changelog, exactly once under kill -9 and restarts" \
   python3 "$here/cdc.py" "$bin"
+check "foreign tables on PostgreSQL 15: postgres_fdw statements, pushdown in EXPLAIN, full and incremental loads, governance" \
+  python3 "$here/fdw.py" "$bin"
 check "protocol fuzzer (${FUZZ_SECONDS:-60} s of random messages)" python3 "$here/protocol_fuzz.py" \
   --port "$port" --user lakegate --password "$LAKEGATE_PASSWORD" --seconds "${FUZZ_SECONDS:-60}" \
   --seed "${FUZZ_SEED:-$RANDOM}" --pid "$fuzz_pid" --max-rss-mib 1536
