@@ -12,7 +12,7 @@ binary) on loopback ports in a temp folder (the helpers of tests/clients/cdc.py)
    the subscription applied, and its lag (now - commit time of the last applied source
    transaction, sampled every 0.25 s) p50 / p99.
 
-usage: python3 bench/cdc.py [--scale 10] [--seconds 30] [--clients 2] [--rows-per-txn 20]
+usage: python3 bench/cdc.py [--scale 10] [--seconds 30] [--clients 2] [--rows-per-txn 20] [--rate TPS]
 """
 import argparse
 import os
@@ -34,6 +34,8 @@ def main():
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--rows-per-txn", type=int, default=20)
     ap.add_argument("--max-latency", default="500ms")
+    ap.add_argument("--rate", type=int, default=0,
+                    help="source transactions per second (pgbench -R; 0: as fast as it goes)")
     args = ap.parse_args()
     binary = os.environ.get("BENCH_LAKEGATE", "target/release/lakegate")
     root = temp_root()
@@ -102,8 +104,9 @@ def main():
         sampler.start()
         before = src.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
         t0 = time.perf_counter()
+        rate = ["-R", str(args.rate)] if args.rate else []
         out = subprocess.run([f"{PGBIN}/pgbench", "-n", "-T", str(args.seconds), "-c", str(args.clients),
-                              "-f", script, "-h", "127.0.0.1", "-p", str(src_pg.port), "-U", "postgres",
+                              *rate, "-f", script, "-h", "127.0.0.1", "-p", str(src_pg.port), "-U", "postgres",
                               "postgres"], check=True, env=env, capture_output=True, text=True).stdout
         txns = int([l for l in out.splitlines() if "transactions actually processed" in l][0].split(":")[1].split("/")[0])
         end_lsn = src.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
