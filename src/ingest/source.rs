@@ -3,6 +3,7 @@
 //! the initial copy of a table, read with `COPY ... TO STDOUT` inside the snapshot a temporary
 //! replication slot exports, so that the copy ends exactly where that slot's position begins.
 
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 
 use bytes::Bytes;
@@ -24,7 +25,15 @@ pub fn source_error(what: &str, e: impl std::fmt::Display) -> Error {
 
 /// Connect to the source with the subscription's connection string.
 pub async fn connect(def: &Definition) -> Result<Client> {
-    let conn = def.connection_string()?;
+    let mut settings = def.connection.clone();
+    // sslmode is ours to read: tokio-postgres knows only disable / prefer / require.
+    let sslmode = settings
+        .remove("sslmode")
+        .unwrap_or_else(|| "prefer".into());
+    let sslrootcert = settings.remove("sslrootcert");
+    let mut probe = def.clone();
+    probe.connection = settings;
+    let conn = probe.connection_string()?;
     let mut config: tokio_postgres::Config = conn
         .parse()
         .map_err(|e| source_error("invalid connection string", e))?;
@@ -32,16 +41,119 @@ pub async fn connect(def: &Definition) -> Result<Client> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| source_error("could not connect to the publisher", e))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "source connection ended");
+    let failed = |e| source_error("could not connect to the publisher", e);
+    let client = match sslmode.as_str() {
+        "disable" | "allow" | "prefer" => {
+            let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "source connection ended");
+                }
+            });
+            client
         }
-    });
+        "require" | "verify-ca" | "verify-full" => {
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            let tls = tls_config(&sslmode, sslrootcert.as_deref())?;
+            let (client, connection) = config
+                .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+                .await
+                .map_err(failed)?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "source connection ended");
+                }
+            });
+            client
+        }
+        other => {
+            return Err(Error::InvalidParameter(format!(
+                "invalid sslmode value: \"{other}\""
+            )));
+        }
+    };
     Ok(client)
+}
+
+/// The TLS settings of an sslmode: `require` encrypts without checking the certificate (as
+/// libpq does); `verify-ca` and `verify-full` check it against `sslrootcert` (else the web's
+/// roots), both with the host name (rustls always checks it: `verify-ca` is stricter here).
+fn tls_config(sslmode: &str, rootcert: Option<&str>) -> Result<rustls::ClientConfig> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let builder = rustls::ClientConfig::builder();
+    if sslmode == "require" {
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            )))
+            .with_no_client_auth());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match rootcert {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| Error::InvalidParameter(format!("sslrootcert \"{path}\": {e}")))?;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                let cert = cert
+                    .map_err(|e| Error::InvalidParameter(format!("sslrootcert \"{path}\": {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| Error::InvalidParameter(format!("sslrootcert \"{path}\": {e}")))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// `sslmode=require`: any certificate (the connection is encrypted, the server not verified).
+#[derive(Debug)]
+struct AnyCertificate(rustls::crypto::CryptoProvider);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// One column of a published table, with the PostgreSQL type its target column gets.
