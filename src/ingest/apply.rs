@@ -82,6 +82,21 @@ impl Target {
             .collect()
     }
 
+    /// The column list and the cast source values of an INSERT of all its columns.
+    fn insert_lists(&self) -> (String, String) {
+        let cols = self
+            .columns
+            .iter()
+            .map(|(c, _)| quote(c))
+            .collect::<Vec<_>>();
+        let vals = self
+            .columns
+            .iter()
+            .map(|(c, ty)| cast(c, ty))
+            .collect::<Vec<_>>();
+        (cols.join(", "), vals.join(", "))
+    }
+
     pub fn qualified(&self) -> String {
         format!("{}.{}", quote(&self.schema), quote(&self.name))
     }
@@ -299,6 +314,25 @@ fn column(
     })
 }
 
+/// The rows of a query in the internal session, each value as its text (None: NULL).
+async fn text_rows(s: &mut Session, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+    use datafusion::arrow::array::Array;
+    let mut out = vec![];
+    for b in run(s, sql).await? {
+        let cols: Vec<_> = (0..b.num_columns())
+            .map(|i| crate::pg::pg_text::text_array(b.column(i), &Default::default()))
+            .collect::<Result<_>>()?;
+        for r in 0..b.num_rows() {
+            out.push(
+                cols.iter()
+                    .map(|c| (!c.is_null(r)).then(|| c.value(r).to_string()))
+                    .collect(),
+            );
+        }
+    }
+    Ok(out)
+}
+
 /// The source rows of a statement in the private catalog COPY uses; `types` the columns'
 /// PostgreSQL types (None: text).
 fn register(
@@ -419,19 +453,8 @@ async fn keyed(s: &mut Session, t: &Target, changes: &[Change]) -> Result<usize>
             .map(|k| format!("CAST({} AS TEXT)", quote(k)))
             .collect::<Vec<_>>()
             .join(", ");
-        let batches = run(s, &format!("SELECT {keys} FROM {}", t.qualified())).await?;
-        for b in batches {
-            let cols: Vec<_> = (0..b.num_columns())
-                .map(|i| crate::pg::pg_text::text_array(b.column(i), &Default::default()))
-                .collect::<Result<_>>()?;
-            for r in 0..b.num_rows() {
-                use datafusion::arrow::array::Array;
-                let k: Vec<Option<String>> = cols
-                    .iter()
-                    .map(|c| (!c.is_null(r)).then(|| c.value(r).to_string()))
-                    .collect();
-                entries.entry(k.clone()).or_insert(Entry::Delete(k));
-            }
+        for k in text_rows(s, &format!("SELECT {keys} FROM {}", t.qualified())).await? {
+            entries.entry(k.clone()).or_insert(Entry::Delete(k));
         }
     }
     if entries.is_empty() {
@@ -506,18 +529,7 @@ async fn keyed(s: &mut Session, t: &Target, changes: &[Change]) -> Result<usize>
             }
         })
         .collect::<Vec<_>>();
-    let cols = t
-        .columns
-        .iter()
-        .map(|(c, _)| quote(c))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let vals = t
-        .columns
-        .iter()
-        .map(|(c, ty)| cast(c, ty))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let (cols, vals) = t.insert_lists();
     let update = if set.is_empty() {
         String::new()
     } else {
@@ -596,20 +608,13 @@ async fn whole_rows(s: &mut Session, t: &Target, changes: &[Change]) -> Result<u
             "SELECT {all}, count(*) FROM {} GROUP BY {all}",
             t.qualified()
         );
-        for b in run(s, &sql).await? {
-            use datafusion::arrow::array::Array;
-            let n = b.num_columns().saturating_sub(1);
-            let cols: Vec<_> = (0..n)
-                .map(|i| crate::pg::pg_text::text_array(b.column(i), &Default::default()))
-                .collect::<Result<_>>()?;
-            let counts = crate::pg::pg_text::text_array(b.column(n), &Default::default())?;
-            for r in 0..b.num_rows() {
-                let row: Vec<Option<String>> = cols
-                    .iter()
-                    .map(|c| (!c.is_null(r)).then(|| c.value(r).to_string()))
-                    .collect();
-                have.insert(row, counts.value(r).parse().unwrap_or(0));
-            }
+        for mut row in text_rows(s, &sql).await? {
+            let count = row
+                .pop()
+                .flatten()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            have.insert(row, count);
         }
     }
     let mut rows = vec![];
@@ -659,18 +664,7 @@ async fn whole_rows(s: &mut Session, t: &Target, changes: &[Change]) -> Result<u
         .chain(std::iter::once("s.\"__op\" = 'D'".to_string()))
         .collect::<Vec<_>>()
         .join(" AND ");
-    let cols = t
-        .columns
-        .iter()
-        .map(|(c, _)| quote(c))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let vals = t
-        .columns
-        .iter()
-        .map(|(c, ty)| cast(c, ty))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let (cols, vals) = t.insert_lists();
     let sql = format!(
         "MERGE INTO {} AS t USING {} AS s ON {on} WHEN MATCHED THEN DELETE \
          WHEN NOT MATCHED AND s.\"__op\" = 'U' THEN INSERT ({cols}) VALUES ({vals})",

@@ -222,16 +222,20 @@ pub async fn run(
     }
 }
 
+/// The error for a server that does not exist (42704).
+fn missing(name: &str) -> Error {
+    Error::Data {
+        sqlstate: SqlState::UndefinedObject,
+        message: format!("server \"{name}\" does not exist"),
+    }
+}
+
 /// CREATE SERVER, CREATE / DROP USER MAPPING: the servers' list changed in `all`.
 fn change_servers(
     all: &mut Vec<Server>,
     owner: &str,
     stmt: Statement,
 ) -> Result<(&'static str, Vec<String>)> {
-    let missing = |name: &str| Error::Data {
-        sqlstate: SqlState::UndefinedObject,
-        message: format!("server \"{name}\" does not exist"),
-    };
     Ok(match stmt {
         Statement::CreateServer {
             name,
@@ -346,10 +350,6 @@ async fn drop_objects(
     mut all: Vec<Server>,
     stmt: Statement,
 ) -> Result<(&'static str, Vec<String>)> {
-    let missing = |name: &str| Error::Data {
-        sqlstate: SqlState::UndefinedObject,
-        message: format!("server \"{name}\" does not exist"),
-    };
     Ok(match stmt {
         Statement::DropServer {
             name,
@@ -433,10 +433,6 @@ async fn create_tables(
     owner: &str,
     stmt: Statement,
 ) -> Result<(&'static str, Vec<String>)> {
-    let missing = |name: &str| Error::Data {
-        sqlstate: SqlState::UndefinedObject,
-        message: format!("server \"{name}\" does not exist"),
-    };
     Ok(match stmt {
         Statement::CreateForeignTable {
             schema,

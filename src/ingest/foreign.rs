@@ -482,17 +482,8 @@ async fn stream_rows(
         .map_err(|e| super::source::source_error("foreign table", e))?;
     futures::pin_mut!(stream);
     let width = if empty { 1 } else { schema.fields().len() };
-    let mut parser = crate::session::copy::RowParser::new(
-        crate::session::copy::CopyFormat {
-            kind: crate::session::copy::Kind::Text,
-            delimiter: '\t',
-            null: "\\N".into(),
-            header: false,
-            quote: '"',
-            escape: '"',
-        },
-        width,
-    );
+    let mut parser =
+        crate::session::copy::RowParser::new(crate::session::copy::CopyFormat::text(), width);
     let mut rows: Vec<Vec<Option<String>>> = vec![];
     let mut done = false;
     while !done {

@@ -45,11 +45,7 @@ pub async fn connect(def: &Definition) -> Result<Client> {
     let client = match sslmode.as_str() {
         "disable" | "allow" | "prefer" => {
             let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "source connection ended");
-                }
-            });
+            drive(connection);
             client
         }
         "require" | "verify-ca" | "verify-full" => {
@@ -59,11 +55,7 @@ pub async fn connect(def: &Definition) -> Result<Client> {
                 .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
                 .await
                 .map_err(failed)?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "source connection ended");
-                }
-            });
+            drive(connection);
             client
         }
         other => {
@@ -73,6 +65,20 @@ pub async fn connect(def: &Definition) -> Result<Client> {
         }
     };
     Ok(client)
+}
+
+/// Run a connection's I/O on a task of its own until it ends.
+fn drive<F>(connection: F)
+where
+    F: std::future::Future<Output = std::result::Result<(), tokio_postgres::Error>>
+        + Send
+        + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "source connection ended");
+        }
+    });
 }
 
 /// The TLS settings of an sslmode: `require` encrypts without checking the certificate (as

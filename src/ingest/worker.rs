@@ -360,14 +360,7 @@ impl Worker {
             r
         });
         let mut parser = crate::session::copy::RowParser::new(
-            crate::session::copy::CopyFormat {
-                kind: crate::session::copy::Kind::Text,
-                delimiter: '\t',
-                null: "\\N".into(),
-                header: false,
-                quote: '"',
-                escape: '"',
-            },
+            crate::session::copy::CopyFormat::text(),
             columns.len(),
         );
         let mut rows: Vec<Vec<Option<String>>> = vec![];

@@ -36,6 +36,20 @@ pub struct CopyFormat {
     pub escape: char,
 }
 
+impl CopyFormat {
+    /// PostgreSQL's default text format (tab-separated, `\N` for NULL, no header).
+    pub fn text() -> CopyFormat {
+        CopyFormat {
+            kind: Kind::Text,
+            delimiter: '\t',
+            null: "\\N".into(),
+            header: false,
+            quote: '"',
+            escape: '"',
+        }
+    }
+}
+
 /// A COPY TO STDOUT: the SELECT giving its rows, and the format.
 #[derive(Debug, Clone)]
 pub struct CopyOut {
