@@ -292,7 +292,14 @@ def main():
         n = lake.execute("SELECT count(*) FROM bronze.events").fetchone()[0]
         expected = src.execute("SELECT count(*) FROM shop.events WHERE kind = 'w'").fetchone()[0]
         # Every writer transaction inserted one 'w' event: no duplicates, none missing.
-        winserts = lake.execute("SELECT count(*) FROM bronze.events WHERE _op = 'I' AND kind = 'w'").fetchone()[0]
+        # The changelog subscription catches up on its own (after the source's restart it
+        # reconnects with backoff): wait for it as for the mirror tables.
+        deadline = time.time() + 180
+        while True:
+            winserts = lake.execute("SELECT count(*) FROM bronze.events WHERE _op = 'I' AND kind = 'w'").fetchone()[0]
+            if winserts >= expected or time.time() > deadline:
+                break
+            time.sleep(1)
         assert winserts == expected, (winserts, expected)
         print(f"changelog: {n} rows, 'w' inserts {winserts} = source {expected}")
 
