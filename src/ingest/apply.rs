@@ -341,12 +341,22 @@ fn register(
     types: &HashMap<&str, &str>,
     rows: Vec<Vec<Option<String>>>,
 ) -> Result<()> {
+    register_batch(s, batch(names, types, &rows)?)
+}
+
+/// Source rows as one batch: text columns, arrays and bytea parsed ([`Kind`]); `types` the
+/// columns' PostgreSQL types (None: text).
+pub fn batch(
+    names: &[String],
+    types: &HashMap<&str, &str>,
+    rows: &[Vec<Option<String>>],
+) -> Result<RecordBatch> {
     let (fields, columns): (Vec<Field>, Vec<ArrayRef>) = names
         .iter()
         .enumerate()
         .map(|(i, n)| {
             column(
-                &rows,
+                rows,
                 i,
                 types.get(n.as_str()).map_or(Kind::Text, |t| kind(t)),
                 n,
@@ -355,8 +365,15 @@ fn register(
         .collect::<Result<Vec<_>>>()?
         .into_iter()
         .unzip();
-    let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+/// Make `batch` the source of the next statement (`s.rows` of a private catalog).
+fn register_batch(s: &Session, batch: RecordBatch) -> Result<()> {
+    let schema = batch.schema();
     let table = datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])?;
     let catalog = datafusion::catalog::MemoryCatalogProvider::new();
     let sp = Arc::new(datafusion::catalog::MemorySchemaProvider::new());
@@ -685,8 +702,19 @@ pub async fn insert(
     if rows.is_empty() {
         return Ok(());
     }
+    insert_batch(s, t, batch(columns, &t.types(), &rows)?).await
+}
+
+/// INSERT the rows of `batch` (made by [`batch`] for `t`'s types) into `t`.
+pub async fn insert_batch(s: &mut Session, t: &Target, batch: RecordBatch) -> Result<()> {
+    let columns: Vec<String> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let types = t.types();
-    register(s, columns, &types, rows)?;
+    register_batch(s, batch)?;
     let cols = columns
         .iter()
         .map(|c| quote(c))

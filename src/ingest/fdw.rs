@@ -261,6 +261,7 @@ fn change_servers(
                         | "port"
                         | "dbname"
                         | "sslmode"
+                        | "sslrootcert"
                         | "connect_timeout"
                         | "fetch_size"
                         | "use_remote_estimate"

@@ -74,7 +74,7 @@ impl Server {
         for (k, v) in self.options.iter().chain(mapping.iter()) {
             let k = match k.as_str() {
                 "host" | "port" | "dbname" | "user" | "password" | "password_file" | "sslmode"
-                | "connect_timeout" => k.clone(),
+                | "sslrootcert" | "connect_timeout" => k.clone(),
                 _ => continue,
             };
             connection.insert(k, v.clone());
@@ -90,6 +90,7 @@ impl Server {
             copy_data: false,
             target_schema: None,
             mode: Mode::Mirror,
+            format: crate::config::TableFormat::Delta,
             max_latency_ms: 0,
             max_rows: 0,
         })

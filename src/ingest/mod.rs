@@ -220,6 +220,7 @@ impl Ingest {
             copy_data: true,
             target_schema: None,
             mode: Mode::Mirror,
+            format: crate::config::TableFormat::Delta,
             max_latency_ms: 1000,
             max_rows: 100_000,
         };
@@ -236,6 +237,11 @@ impl Ingest {
                 }
                 _ => set_option(&mut def, k, v, true)?,
             }
+        }
+        if def.format == crate::config::TableFormat::Iceberg && def.mode != Mode::Changelog {
+            return Err(Error::unsupported(
+                "Iceberg targets take appends only: use mode = 'changelog', or format = 'delta' for a mirror",
+            ));
         }
         let mut warnings = vec![];
         if create_slot || def.enabled {
@@ -543,14 +549,18 @@ fn set_option(def: &mut Definition, k: &str, v: &str, creating: bool) -> Result<
                 }
             }
         }
-        "format" if creating => match v.to_ascii_lowercase().as_str() {
-            "delta" => {}
-            _ => {
-                return Err(Error::unsupported(format!(
-                    "format \"{v}\" is not supported for subscriptions: their positions are committed in Delta tables"
-                )));
+        "format" if creating => {
+            def.format = match crate::config::TableFormat::parse(v) {
+                Some(
+                    f @ (crate::config::TableFormat::Delta | crate::config::TableFormat::Iceberg),
+                ) => f,
+                _ => {
+                    return Err(Error::unsupported(format!(
+                        "format \"{v}\" is not supported for subscriptions: use 'delta' or 'iceberg'"
+                    )));
+                }
             }
-        },
+        }
         "max_latency" => def.max_latency_ms = statement::duration_ms(k, v)?,
         "max_rows" => {
             def.max_rows = v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {

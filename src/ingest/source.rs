@@ -41,15 +41,34 @@ pub async fn connect(def: &Definition) -> Result<Client> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(std::time::Duration::from_secs(10));
     }
-    let failed = |e| source_error("could not connect to the publisher", e);
+    let failed = |e: tokio_postgres::Error| {
+        // With its causes: "error performing TLS handshake: invalid peer certificate ...".
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        for _ in 0..8 {
+            let Some(c) = cause else { break };
+            let more = c.to_string();
+            if !text.contains(&more) {
+                text = format!("{text}: {more}");
+            }
+            cause = c.source();
+        }
+        source_error("could not connect to the publisher", text)
+    };
     let client = match sslmode.as_str() {
-        "disable" | "allow" | "prefer" => {
+        "disable" | "allow" => {
             let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
             drive(connection);
             client
         }
-        "require" | "verify-ca" | "verify-full" => {
-            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+        // prefer (libpq's default): TLS when the server offers it, the certificate unchecked
+        // (as libpq), plain otherwise.
+        "prefer" | "require" | "verify-ca" | "verify-full" => {
+            config.ssl_mode(if sslmode == "prefer" {
+                tokio_postgres::config::SslMode::Prefer
+            } else {
+                tokio_postgres::config::SslMode::Require
+            });
             let tls = tls_config(&sslmode, sslrootcert.as_deref())?;
             let (client, connection) = config
                 .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
@@ -81,52 +100,91 @@ where
     });
 }
 
-/// The TLS settings of an sslmode: `require` encrypts without checking the certificate (as
-/// libpq does); `verify-ca` and `verify-full` check it against `sslrootcert` (else the web's
-/// roots), both with the host name (rustls always checks it: `verify-ca` is stricter here).
+/// The TLS settings of an sslmode: `require` (and `prefer`) encrypt without checking the
+/// certificate (as libpq does); `verify-ca` and `verify-full` check it against `sslrootcert`
+/// (else the web's roots), both with the host name (rustls always checks it: `verify-ca` is
+/// stricter here).
 fn tls_config(sslmode: &str, rootcert: Option<&str>) -> Result<rustls::ClientConfig> {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let _ = provider.clone().install_default();
     let builder = rustls::ClientConfig::builder();
-    if sslmode == "require" {
+    if sslmode == "require" || sslmode == "prefer" {
         return Ok(builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            )))
+            .with_custom_certificate_verifier(Arc::new(Verifier {
+                provider,
+                check: None,
+            }))
             .with_no_client_auth());
     }
     let mut roots = rustls::RootCertStore::empty();
+    let mut pinned = vec![];
     match rootcert {
         Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| Error::InvalidParameter(format!("sslrootcert \"{path}\": {e}")))?;
+            let bad = |e: &dyn std::fmt::Display| {
+                Error::InvalidParameter(format!("sslrootcert \"{path}\": {e}"))
+            };
+            let pem = std::fs::read(path).map_err(|e| bad(&e))?;
             for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert
-                    .map_err(|e| Error::InvalidParameter(format!("sslrootcert \"{path}\": {e}")))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| Error::InvalidParameter(format!("sslrootcert \"{path}\": {e}")))?;
+                let cert = cert.map_err(|e| bad(&e))?;
+                pinned.push(cert.clone());
+                roots.add(cert).map_err(|e| bad(&e))?;
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(provider.clone()),
+    )
+    .build()
+    .map_err(|e| Error::InvalidParameter(format!("sslrootcert: {e}")))?;
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Verifier {
+            provider,
+            check: Some((webpki, pinned)),
+        }))
+        .with_no_client_auth())
 }
 
-/// `sslmode=require`: any certificate (the connection is encrypted, the server not verified).
+/// The source's certificate check. `check` None (`sslmode=require`): any certificate (the
+/// connection is encrypted, the server not verified). Otherwise the certificate chains to a
+/// root (webpki), or is itself one of `sslrootcert`'s certificates: a self-signed server
+/// certificate, which libpq accepts and webpki refuses as a CA used as an end entity; the host
+/// name is checked either way.
 #[derive(Debug)]
-struct AnyCertificate(rustls::crypto::CryptoProvider);
+struct Verifier {
+    provider: rustls::crypto::CryptoProvider,
+    check: Option<(
+        Arc<rustls::client::WebPkiServerVerifier>,
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+    )>,
+}
 
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+impl rustls::client::danger::ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
     ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
+        let Some((webpki, pinned)) = &self.check else {
+            return Ok(rustls::client::danger::ServerCertVerified::assertion());
+        };
+        match webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Ok(v) => Ok(v),
+            Err(e) if pinned.iter().any(|c| c.as_ref() == end_entity.as_ref()) => {
+                let parsed = rustls::server::ParsedCertificate::try_from(end_entity)
+                    .map_err(|_| e.clone())?;
+                rustls::client::verify_server_name(&parsed, server_name)?;
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn verify_tls12_signature(
@@ -139,7 +197,7 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -153,12 +211,14 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

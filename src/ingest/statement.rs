@@ -40,6 +40,10 @@ pub struct Definition {
     /// Where the tables go (None: the source's schema name).
     pub target_schema: Option<String>,
     pub mode: Mode,
+    /// The format of the tables it creates: Delta, or Iceberg for changelog subscriptions
+    /// (appends only).
+    #[serde(default)]
+    pub format: crate::config::TableFormat,
     pub max_latency_ms: u64,
     pub max_rows: usize,
 }
@@ -65,7 +69,16 @@ impl Definition {
         Ok(conninfo(&c, true))
     }
 
-    /// The Delta application id its positions are committed under.
+    /// The USING clause of the tables it creates.
+    pub fn using(&self) -> &'static str {
+        match self.format {
+            crate::config::TableFormat::Iceberg => " USING iceberg",
+            _ => "",
+        }
+    }
+
+    /// The application id its positions are committed under (Delta's `txn` action, an
+    /// Iceberg snapshot's summary).
     pub fn app_id(&self) -> String {
         format!("lakegate-cdc:{}", self.slot_name)
     }

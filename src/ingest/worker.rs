@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use datafusion::arrow::array::RecordBatch;
 use pg_walstream::{CancellationToken, ChangeEvent, EventType, SharedLsnFeedback};
 use tokio::sync::mpsc;
 
@@ -21,12 +22,15 @@ use super::Status;
 use super::apply::{self, Change, Op, Row, Target};
 use super::source::{self, SourceTable};
 use super::statement::{Definition, Mode};
+use crate::config::TableFormat;
 use crate::error::{Error, Result};
 use crate::pg::names::quote;
 use crate::session::{Engine, Session};
 
 /// Rows per statement of an initial copy.
 const COPY_CHUNK: usize = 100_000;
+/// The initial copy's reader error when its parser has stopped.
+const PARSER_STOPPED: &str = "the copy's parser stopped";
 
 /// What the reading thread sends.
 enum Msg {
@@ -153,9 +157,10 @@ impl Worker {
                         .join(", ")
                 ));
             }
+            let using = self.def.using();
             apply::run(
                 s,
-                &format!("CREATE TABLE {qualified} ({})", cols.join(", ")),
+                &format!("CREATE TABLE {qualified} ({}){using}", cols.join(", ")),
             )
             .await?;
             return Ok(Target {
@@ -240,11 +245,20 @@ impl Worker {
                 target.schema, target.name
             )));
         };
+        let app = self.def.app_id();
+        if e.format == TableFormat::Iceberg {
+            let (ns, name) = catalog.iceberg_ident(&e)?;
+            return catalog
+                .iceberg()
+                .await?
+                .mark(ns, name, &app, lsn as i64)
+                .await;
+        }
         let table = catalog.delta_table(&e).await?;
-        crate::storage::commit_tag::mark(&table, &self.def.app_id(), lsn as i64).await
+        crate::storage::commit_tag::mark(&table, &app, lsn as i64).await
     }
 
-    /// The position committed in the target table (0: none).
+    /// The position committed in the target table (None: none).
     async fn position(&self, target: &Target) -> Result<Option<u64>> {
         let catalog = self.engine.planner.catalog().clone();
         let Some(crate::catalog::Relation::Table(e)) =
@@ -252,12 +266,31 @@ impl Worker {
         else {
             return Ok(None);
         };
-        let table = catalog.delta_table(&e).await?;
-        Ok(
-            crate::storage::commit_tag::version(&table, &self.def.app_id())
-                .await?
-                .map(|v| u64::try_from(v).unwrap_or(0)),
-        )
+        let app = self.def.app_id();
+        let v = if e.format == TableFormat::Iceberg {
+            let (ns, name) = catalog.iceberg_ident(&e)?;
+            catalog.iceberg().await?.position(ns, name, &app).await?
+        } else {
+            let table = catalog.delta_table(&e).await?;
+            crate::storage::commit_tag::version(&table, &app).await?
+        };
+        Ok(v.map(|v| u64::try_from(v).unwrap_or(0)))
+    }
+
+    /// Empty the target before its initial copy (one cut short left rows without a
+    /// position): TRUNCATE, or for an Iceberg target (appends only) drop and create it again.
+    async fn empty(&self, s: &mut Session, t: &SourceTable, target: &Target) -> Result<()> {
+        let q = target.qualified();
+        if self.def.format != TableFormat::Iceberg {
+            apply::run(s, &format!("TRUNCATE {q}")).await?;
+            return Ok(());
+        }
+        let any = apply::run(s, &format!("SELECT 1 FROM {q} LIMIT 1")).await?;
+        if any.iter().any(|b| b.num_rows() > 0) {
+            apply::run(s, &format!("DROP TABLE {q}")).await?;
+            self.reconcile(s, t).await?;
+        }
+        Ok(())
     }
 
     async fn run_once(&self) -> Result<()> {
@@ -338,60 +371,69 @@ impl Worker {
     ) -> Result<u64> {
         let snapshot = source::export_snapshot(&self.def, client).await?;
         let q = t.qualified();
-        apply::run(s, &format!("TRUNCATE {}", target.qualified())).await?;
+        self.empty(s, t, target).await?;
         let columns: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
         let lsn = snapshot.lsn;
-        let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(4);
-        let (def, table) = (self.def.clone(), t.clone());
-        // The source is read on a task of its own, the rows written here as they come: in
+        // Three stages that overlap: the source is read on a task of its own, its text parsed
+        // into batches on a blocking thread, and the batches written here as they come, in
         // statements of COPY_CHUNK rows, the last one carrying the snapshot's position (a copy
         // cut short leaves the table without a position, so it is copied again).
+        let (tx, rx) = mpsc::channel::<bytes::Bytes>(16);
+        let (def, table) = (self.def.clone(), t.clone());
         let reader = tokio::spawn(async move {
             let r = source::copy_table(&def, &snapshot, &table, |chunk| {
                 let tx = tx.clone();
                 async move {
                     tx.send(chunk)
                         .await
-                        .map_err(|_| Error::internal("the copy's writer stopped"))
+                        .map_err(|_| Error::internal(PARSER_STOPPED))
                 }
             })
             .await;
             drop(snapshot);
             r
         });
-        let mut parser = crate::session::copy::RowParser::new(
-            crate::session::copy::CopyFormat::text(),
-            columns.len(),
-        );
-        let mut rows: Vec<Vec<Option<String>>> = vec![];
+        let (btx, mut brx) = mpsc::channel::<RecordBatch>(1);
+        let types: HashMap<String, String> = target.columns.iter().cloned().collect();
+        let parser = tokio::task::spawn_blocking(move || parse_copy(rx, btx, &columns, &types));
+        let mut pending: Option<RecordBatch> = None;
         let mut copied = 0u64;
         let r: Result<()> = async {
-            while let Some(chunk) = rx.recv().await {
-                rows.extend(parser.feed(&chunk)?);
-                if rows.len() >= COPY_CHUNK {
-                    copied += rows.len() as u64;
-                    apply::insert(s, target, &columns, std::mem::take(&mut rows)).await?;
+            while let Some(b) = brx.recv().await {
+                if let Some(prev) = pending.replace(b) {
+                    copied += prev.num_rows() as u64;
+                    apply::insert_batch(s, target, prev).await?;
                     set(&self.status, |st| {
                         st.tables.entry(q.clone()).or_default().rows_copied = copied
                     });
                 }
             }
-            match reader.await {
-                Ok(r) => r?,
-                Err(e) => return Err(Error::internal(format!("the copy's reader failed: {e}"))),
+            let joined = |what: &str, done: std::result::Result<Result<()>, _>| match done {
+                Ok(r) => r,
+                Err(e) => Err(Error::internal(format!("the copy's {what} failed: {e}"))),
+            };
+            let (read, parsed) = (
+                joined("reader", reader.await),
+                joined("parser", parser.await),
+            );
+            // The parser stops the reader when it fails (and a reader cut short can leave the
+            // parser a partial row): the reader's error first unless it is the parser's stop.
+            match (read, parsed) {
+                (Err(e), _) if !e.to_string().contains(PARSER_STOPPED) => return Err(e),
+                (_, Err(e)) | (Err(e), _) => return Err(e),
+                _ => {}
             }
-            rows.extend(parser.finish()?);
-            copied += rows.len() as u64;
-            let app = self.def.app_id();
-            if rows.is_empty() {
-                self.mark(target, lsn).await?;
-            } else {
-                crate::storage::commit_tag::scope(
-                    app,
-                    lsn as i64,
-                    apply::insert(s, target, &columns, std::mem::take(&mut rows)),
-                )
-                .await?;
+            match pending.take() {
+                None => self.mark(target, lsn).await?,
+                Some(last) => {
+                    copied += last.num_rows() as u64;
+                    crate::storage::commit_tag::scope(
+                        self.def.app_id(),
+                        lsn as i64,
+                        apply::insert_batch(s, target, last),
+                    )
+                    .await?
+                }
             }
             set(&self.status, |st| {
                 st.tables.entry(q.clone()).or_default().rows_copied = copied
@@ -407,6 +449,41 @@ impl Worker {
         });
         Ok(lsn)
     }
+}
+
+/// The copy's parser (on a blocking thread): COPY text from `rx` into batches of COPY_CHUNK
+/// rows (the last one shorter) sent to `tx`.
+fn parse_copy(
+    mut rx: mpsc::Receiver<bytes::Bytes>,
+    tx: mpsc::Sender<RecordBatch>,
+    columns: &[String],
+    types: &HashMap<String, String>,
+) -> Result<()> {
+    let types: HashMap<&str, &str> = types
+        .iter()
+        .map(|(c, t)| (c.as_str(), t.as_str()))
+        .collect();
+    let mut parser = crate::session::copy::RowParser::new(
+        crate::session::copy::CopyFormat::text(),
+        columns.len(),
+    );
+    let mut rows: Vec<Vec<Option<String>>> = vec![];
+    let send = |rows: &[Vec<Option<String>>]| -> Result<()> {
+        let b = apply::batch(columns, &types, rows)?;
+        tx.blocking_send(b)
+            .map_err(|_| Error::internal("the copy's writer stopped"))
+    };
+    while let Some(chunk) = rx.blocking_recv() {
+        rows.extend(parser.feed(&chunk)?);
+        if rows.len() >= COPY_CHUNK {
+            send(&std::mem::take(&mut rows))?;
+        }
+    }
+    rows.extend(parser.finish()?);
+    if !rows.is_empty() {
+        send(&rows)?;
+    }
+    Ok(())
 }
 
 /// Whether two spellings name the same base type (`varchar` and `character varying(10)`,

@@ -1,5 +1,6 @@
 //! A position carried inside a table commit: the application transaction (`txn` action) of
-//! the Delta protocol, `(app_id, version)`. A pipeline (CDC subscription) runs its writes
+//! the Delta protocol, `(app_id, version)` (Iceberg: a snapshot summary property, see
+//! [`super::iceberg_commit`]). A pipeline (CDC subscription) runs its writes
 //! inside [`scope`]; every Delta commit this layer makes while it runs (INSERT's group commit,
 //! UPDATE/DELETE/MERGE, appends and truncations) carries the tag, so the rows and the source
 //! position they came from are committed together or not at all. [`version`] reads it back.
@@ -21,6 +22,11 @@ tokio::task_local! {
 /// Run `f` with every Delta commit it makes tagged `(app_id, version)`.
 pub async fn scope<F: std::future::Future>(app_id: String, version: i64, f: F) -> F::Output {
     TAG.scope((app_id, version), f).await
+}
+
+/// The tag in force: `(app_id, version)`.
+pub fn pair() -> Option<(String, i64)> {
+    TAG.try_with(|t| t.clone()).ok()
 }
 
 /// The tag in force, as the commit's `txn` action.

@@ -227,15 +227,17 @@ impl IcebergStore {
     /// column would show its old values and a new column could not be read. An append of no
     /// files (allowed with snapshot properties) pins the new schema to a snapshot.
     async fn pin_schema(&self, table: &Table) -> Result<()> {
-        let tx = Transaction::new(table);
-        let tx = tx
-            .fast_append()
-            .set_snapshot_properties(HashMap::from([(
+        super::iceberg_commit::append(
+            self.catalog.as_ref(),
+            table,
+            vec![],
+            None,
+            HashMap::from([(
                 "lakegate.operation".to_string(),
                 "schema change".to_string(),
-            )]))
-            .apply(tx)?;
-        tx.commit(self.catalog.as_ref()).await?;
+            )]),
+        )
+        .await?;
         Ok(())
     }
 
@@ -342,6 +344,26 @@ impl IcebergStore {
         self.pin_schema(&table).await
     }
 
+    /// The pipeline position committed under `app_id` in the table (None: never).
+    pub async fn position(&self, schema: &str, name: &str, app_id: &str) -> Result<Option<i64>> {
+        let table = self.load(schema, name).await?;
+        Ok(super::iceberg_commit::version(&table, app_id))
+    }
+
+    /// Commit the pipeline position `(app_id, version)` alone: a snapshot with no files.
+    pub async fn mark(&self, schema: &str, name: &str, app_id: &str, version: i64) -> Result<()> {
+        let table = self.load(schema, name).await?;
+        super::iceberg_commit::append(
+            self.catalog.as_ref(),
+            &table,
+            vec![],
+            Some((app_id.to_string(), version)),
+            HashMap::new(),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Expire snapshots older than `older_than_ms` (keeping at least the current one).
     /// Returns how many were expired.
     pub async fn expire_snapshots(
@@ -417,8 +439,8 @@ pub async fn provider_in(
     // iceberg-datafusion builds its writable provider only through its catalog provider,
     // which lists every table of every namespace: give it a view of just this one table.
     let one: Arc<dyn Catalog> = Arc::new(OneTable {
-        inner: catalog,
-        ident,
+        inner: catalog.clone(),
+        ident: ident.clone(),
     });
     let provider = IcebergCatalogProvider::try_new(one).await?;
     // (iceberg-datafusion names schemas by single-level namespaces.)
@@ -432,6 +454,7 @@ pub async fn provider_in(
             super::Decoration {
                 types: pg_types(&table),
                 fence_writes: true,
+                iceberg_commit: Some(Arc::new(super::iceberg_commit::CommitTo { catalog, ident })),
                 ..super::Decoration::default()
             },
         )

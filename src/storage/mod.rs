@@ -9,6 +9,7 @@ mod delta_sink;
 pub mod files;
 pub mod group_commit;
 pub mod iceberg;
+pub mod iceberg_commit;
 pub mod nodes;
 pub mod sort_order;
 pub mod watch;
@@ -451,6 +452,8 @@ pub struct Decoration {
     pub delta_append: Option<Arc<delta_sink::DeltaAppend>>,
     /// Table-wide column statistics that scans report where their own are missing.
     pub column_stats: Option<Arc<TableStats>>,
+    /// An Iceberg table's INSERTs, committed with the pipeline position in force.
+    pub iceberg_commit: Option<Arc<iceberg_commit::CommitTo>>,
 }
 
 /// Table-wide statistics: the row count, and each column's by name (a column's `byte_size` is
@@ -470,6 +473,7 @@ pub fn decorate(inner: Arc<dyn TableProvider>, d: Decoration) -> Arc<dyn TablePr
         version,
         delta_append,
         column_stats,
+        iceberg_commit,
     } = d;
     let schema = inner.schema();
     let visible: Vec<usize> = (0..schema.fields().len())
@@ -483,6 +487,7 @@ pub fn decorate(inner: Arc<dyn TableProvider>, d: Decoration) -> Arc<dyn TablePr
         && visible.is_none()
         && delta_append.is_none()
         && column_stats.is_none()
+        && iceberg_commit.is_none()
     {
         return inner;
     }
@@ -510,6 +515,7 @@ pub fn decorate(inner: Arc<dyn TableProvider>, d: Decoration) -> Arc<dyn TablePr
         visible,
         delta_append,
         column_stats,
+        iceberg_commit,
     })
 }
 
@@ -527,6 +533,7 @@ struct Typed {
     visible: Option<Vec<usize>>,
     delta_append: Option<Arc<delta_sink::DeltaAppend>>,
     column_stats: Option<Arc<TableStats>>,
+    iceberg_commit: Option<Arc<iceberg_commit::CommitTo>>,
 }
 
 #[async_trait]
@@ -580,7 +587,13 @@ impl TableProvider for Typed {
         };
         match (&self.delta_append, op) {
             (Some(append), InsertOp::Append) => Ok(append.plan(input)),
-            _ => self.inner.insert_into(state, input, op).await,
+            _ => {
+                let plan = self.inner.insert_into(state, input, op).await?;
+                match &self.iceberg_commit {
+                    Some(commit) => commit.replace(plan),
+                    None => Ok(plan),
+                }
+            }
         }
     }
 }

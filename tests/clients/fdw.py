@@ -13,11 +13,14 @@ folder (the helpers of cdc.py), then over psycopg:
 - a table of 300,000 rows streamed;
 - a non-administrator cannot create servers (42501), reads foreign tables through its
   grants and row filters;
-- DROP SERVER without CASCADE refuses (2BP01), with CASCADE drops the foreign tables.
+- DROP SERVER without CASCADE refuses (2BP01), with CASCADE drops the foreign tables;
+- the source accepts TLS only: the default sslmode (prefer) and verify-full with sslrootcert
+  connect; disable and verify-full against another root are refused with 08006.
 
 usage: fdw.py path/to/lakegate
 """
 import os
+import subprocess
 import sys
 
 import psycopg
@@ -27,7 +30,7 @@ from cdc import PASSWORD, SECRET, Lakegate, Source, temp_root
 
 def main():
     root = temp_root()
-    src_pg = Source(root)
+    src_pg = Source(root, tls=True)
     pwfile = os.path.join(root, "pgpw")
     # A governed user: reads shop.* with a row filter on region.
     policies = os.path.join(root, "policies")
@@ -142,6 +145,30 @@ filter = "region = 'eu'"
         left = lake.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'src'").fetchone()[0]
         assert left == 0, left
         print("DROP SERVER: 2BP01 without CASCADE; CASCADE drops the foreign tables")
+
+        # TLS: verify-full against the source's certificate connects; disable, or a root that
+        # did not sign it, is refused (08006), with the reason.
+        other = os.path.join(root, "other.crt")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=127.0.0.1", "-keyout", os.path.join(root, "other.key"),
+                        "-out", other], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for name, opts, ok in [("v", f"sslmode 'verify-full', sslrootcert '{src_pg.cert}'", True),
+                               ("d", "sslmode 'disable'", False),
+                               ("w", f"sslmode 'verify-full', sslrootcert '{other}'", False)]:
+            lake.execute(f"CREATE SERVER {name} FOREIGN DATA WRAPPER postgres_fdw "
+                         f"OPTIONS (host '127.0.0.1', port '{src_pg.port}', dbname 'postgres', {opts})")
+            lake.execute(f"CREATE USER MAPPING FOR PUBLIC SERVER {name} "
+                         f"OPTIONS (user 'postgres', password_file '{pwfile}')")
+            try:
+                lake.execute(f"CREATE FOREIGN TABLE src.t_{name} (x int) SERVER {name} "
+                             "OPTIONS (schema_name 'public', table_name 'other')")
+                n = lake.execute(f"SELECT count(*) FROM src.t_{name}").fetchone()[0]
+                assert ok and n == 0, (name, n)
+            except psycopg.errors.ConnectionFailure as e:
+                assert not ok, (name, e)
+                print(f"  {opts.split(',')[0]}: {e}")
+            lake.execute(f"DROP SERVER {name} CASCADE")
+        print("TLS to the source: prefer and verify-full connect; disable and a wrong root: 08006")
         _ = PASSWORD
         lg.stop()
     finally:
