@@ -252,19 +252,17 @@ fn bytea(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Column `i` of text rows as an Arrow array ahead of the cast to PostgreSQL type `ty`.
-pub fn column_of(
-    rows: &[Vec<Option<String>>],
-    i: usize,
-    ty: &str,
-    name: &str,
-) -> Result<(Field, ArrayRef)> {
-    column(rows, i, kind(ty), name)
+/// A source column's text as the Arrow array ahead of the cast to PostgreSQL type `ty`.
+pub fn column_of(text: StringArray, ty: &str, name: &str) -> Result<(Field, ArrayRef)> {
+    match kind(ty) {
+        Kind::Text => Ok((Field::new(name, DataType::Utf8, true), Arc::new(text))),
+        k => column(text.iter(), k, name),
+    }
 }
 
-fn column(
-    rows: &[Vec<Option<String>>],
-    i: usize,
+/// Text values as the Arrow array of their [`Kind`].
+fn column<'a>(
+    values: impl Iterator<Item = Option<&'a str>>,
     k: Kind,
     name: &str,
 ) -> Result<(Field, ArrayRef)> {
@@ -276,16 +274,11 @@ fn column(
     Ok(match k {
         Kind::Text => (
             Field::new(name, DataType::Utf8, true),
-            Arc::new(StringArray::from_iter(rows.iter().map(|r| r[i].clone()))) as ArrayRef,
+            Arc::new(StringArray::from_iter(values)) as ArrayRef,
         ),
         Kind::Bytea => {
-            let vals = rows
-                .iter()
-                .map(|r| {
-                    r[i].as_deref()
-                        .map(|v| bytea(v).ok_or_else(|| bad(v)))
-                        .transpose()
-                })
+            let vals = values
+                .map(|v| v.map(|v| bytea(v).ok_or_else(|| bad(v))).transpose())
                 .collect::<Result<Vec<_>>>()?;
             (
                 Field::new(name, DataType::Binary, true),
@@ -294,8 +287,8 @@ fn column(
         }
         Kind::Array => {
             let mut b = ListBuilder::new(StringBuilder::new());
-            for r in rows {
-                match r[i].as_deref() {
+            for v in values {
+                match v {
                     None => b.append(false),
                     Some(v) => {
                         for e in array_elements(v).ok_or_else(|| bad(v))? {
@@ -355,13 +348,28 @@ pub fn batch(
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            column(
-                rows,
-                i,
-                types.get(n.as_str()).map_or(Kind::Text, |t| kind(t)),
-                n,
-            )
+            let k = types.get(n.as_str()).map_or(Kind::Text, |t| kind(t));
+            column(rows.iter().map(|r| r[i].as_deref()), k, n)
         })
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .unzip();
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+/// [`batch`] of columns read as text ([`super::copy_text`]).
+pub fn batch_of(
+    names: &[String],
+    types: &HashMap<&str, &str>,
+    text: Vec<StringArray>,
+) -> Result<RecordBatch> {
+    let (fields, columns): (Vec<Field>, Vec<ArrayRef>) = names
+        .iter()
+        .zip(text)
+        .map(|(n, t)| column_of(t, types.get(n.as_str()).copied().unwrap_or("text"), n))
         .collect::<Result<Vec<_>>>()?
         .into_iter()
         .unzip();

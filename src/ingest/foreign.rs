@@ -483,25 +483,22 @@ async fn stream_rows(
         .map_err(|e| super::source::source_error("foreign table", e))?;
     futures::pin_mut!(stream);
     let width = if empty { 1 } else { schema.fields().len() };
-    let mut parser =
-        crate::session::copy::RowParser::new(crate::session::copy::CopyFormat::text(), width);
-    let mut rows: Vec<Vec<Option<String>>> = vec![];
+    let mut text = super::copy_text::TextColumns::new(width);
     let mut done = false;
     while !done {
         match stream.next().await {
             Some(chunk) => {
                 let chunk = chunk.map_err(|e| super::source::source_error("foreign table", e))?;
-                rows.extend(parser.feed(&chunk)?);
+                text.feed(&chunk)?;
             }
             None => {
-                rows.extend(parser.finish()?);
+                text.finish()?;
                 done = true;
             }
         }
-        while rows.len() >= BATCH_ROWS || (done && !rows.is_empty()) {
-            let take = rows.len().min(BATCH_ROWS);
-            let part: Vec<_> = rows.drain(..take).collect();
-            let batch = to_batch(schema, types, part, empty)?;
+        if text.rows() >= BATCH_ROWS || (done && text.rows() > 0) {
+            let rows = text.rows();
+            let batch = to_batch(schema, types, text.take(), rows, empty)?;
             if tx.send(Ok(batch)).await.is_err() {
                 return Ok(());
             }
@@ -514,20 +511,21 @@ async fn stream_rows(
 fn to_batch(
     schema: &SchemaRef,
     types: &[String],
-    rows: Vec<Vec<Option<String>>>,
+    text: Vec<datafusion::arrow::array::StringArray>,
+    rows: usize,
     empty: bool,
 ) -> Result<RecordBatch> {
     if empty {
         return Ok(RecordBatch::try_new_with_options(
             schema.clone(),
             vec![],
-            &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len())),
+            &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
         )?);
     }
     let mut columns: Vec<ArrayRef> = vec![];
-    for (i, f) in schema.fields().iter().enumerate() {
+    for ((i, f), t) in schema.fields().iter().enumerate().zip(text) {
         let ty = types.get(i).map_or("text", String::as_str);
-        let (_, a) = super::apply::column_of(&rows, i, ty, f.name())?;
+        let (_, a) = super::apply::column_of(t, ty, f.name())?;
         let target = f.data_type();
         let a = match (a.data_type(), target) {
             (DataType::Utf8, DataType::Timestamp(unit, Some(tz))) => {

@@ -12,6 +12,7 @@
 //! `pg_stat_subscription` (never with the connection's password).
 
 pub mod apply;
+mod copy_text;
 mod fdw;
 pub mod foreign;
 pub mod source;
@@ -489,8 +490,13 @@ impl Ingest {
         let mut latest = vec![];
         let mut msg_time = vec![];
         let mut end_time = vec![];
+        let mut pid = vec![];
         for d in &defs {
             let st = lock(&self.status(&d.name)).clone();
+            // The worker runs in this process (PostgreSQL: the apply worker's pid; NULL when
+            // it is not running).
+            let running = d.enabled && !matches!(st.state.as_str(), "" | "stopped" | "error");
+            pid.push(running.then(|| std::process::id() as i32));
             oid.push(d.oid as i32);
             name.push(d.name.clone());
             received.push((st.received_lsn > 0).then(|| source::lsn_text(st.received_lsn)));
@@ -506,6 +512,7 @@ impl Ingest {
             Field::new("last_msg_receipt_time", ts(), true),
             Field::new("latest_end_lsn", DataType::Utf8, true),
             Field::new("latest_end_time", ts(), true),
+            Field::new("pid", DataType::Int32, true),
         ]);
         Ok(RecordBatch::try_new(
             Arc::new(schema),
@@ -516,6 +523,7 @@ impl Ingest {
                 Arc::new(TimestampMicrosecondArray::from(msg_time).with_timezone("UTC")),
                 Arc::new(StringArray::from(latest)),
                 Arc::new(TimestampMicrosecondArray::from(end_time).with_timezone("UTC")),
+                Arc::new(Int32Array::from(pid)),
             ],
         )?)
     }

@@ -463,25 +463,21 @@ fn parse_copy(
         .iter()
         .map(|(c, t)| (c.as_str(), t.as_str()))
         .collect();
-    let mut parser = crate::session::copy::RowParser::new(
-        crate::session::copy::CopyFormat::text(),
-        columns.len(),
-    );
-    let mut rows: Vec<Vec<Option<String>>> = vec![];
-    let send = |rows: &[Vec<Option<String>>]| -> Result<()> {
-        let b = apply::batch(columns, &types, rows)?;
+    let mut text = super::copy_text::TextColumns::new(columns.len());
+    let send = |text: &mut super::copy_text::TextColumns| -> Result<()> {
+        let b = apply::batch_of(columns, &types, text.take())?;
         tx.blocking_send(b)
             .map_err(|_| Error::internal("the copy's writer stopped"))
     };
     while let Some(chunk) = rx.blocking_recv() {
-        rows.extend(parser.feed(&chunk)?);
-        if rows.len() >= COPY_CHUNK {
-            send(&std::mem::take(&mut rows))?;
+        text.feed(&chunk)?;
+        if text.rows() >= COPY_CHUNK {
+            send(&mut text)?;
         }
     }
-    rows.extend(parser.finish()?);
-    if !rows.is_empty() {
-        send(&rows)?;
+    text.finish()?;
+    if text.rows() > 0 {
+        send(&mut text)?;
     }
     Ok(())
 }

@@ -263,6 +263,9 @@ def main():
         shown += str(lake.execute("SELECT * FROM lakegate.subscriptions").fetchall())
         assert SECRET not in shown, shown
         assert "lake" in shown and "bronze" in shown
+        # pg_stat_subscription: the running workers have a pid, as PostgreSQL's apply workers.
+        pids = lake.execute("SELECT subname, pid IS NOT NULL FROM pg_stat_subscription ORDER BY 1").fetchall()
+        assert pids == [("bronze", True), ("icelog", True), ("lake", True)], pids
 
         # Row changes of every kind, with multi-table transactions.
         with src.transaction():

@@ -16,7 +16,7 @@ FROM pg_catalog."lakegate$pg_subscription" s
 CROSS JOIN (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) d
 
 -- relation: pg_catalog.pg_stat_subscription
-SELECT s.subid, s.subname, CAST(NULL AS INT) AS pid, CAST(NULL AS INT) AS relid, s.received_lsn, CAST(NULL AS TIMESTAMP WITH TIME ZONE) AS last_msg_send_time, s.last_msg_receipt_time, s.latest_end_lsn, s.latest_end_time
+SELECT s.subid, s.subname, s.pid, CAST(NULL AS INT) AS relid, s.received_lsn, CAST(NULL AS TIMESTAMP WITH TIME ZONE) AS last_msg_send_time, s.last_msg_receipt_time, s.latest_end_lsn, s.latest_end_time
 FROM pg_catalog."lakegate$pg_stat_subscription" s
 
 -- relation: pg_catalog.pg_namespace
