@@ -344,20 +344,10 @@ pub fn batch(
     types: &HashMap<&str, &str>,
     rows: &[Vec<Option<String>>],
 ) -> Result<RecordBatch> {
-    let (fields, columns): (Vec<Field>, Vec<ArrayRef>) = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let k = types.get(n.as_str()).map_or(Kind::Text, |t| kind(t));
-            column(rows.iter().map(|r| r[i].as_deref()), k, n)
-        })
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .unzip();
-    Ok(RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        columns,
-    )?)
+    let text = (0..names.len())
+        .map(|i| StringArray::from_iter(rows.iter().map(|r| r[i].as_deref())))
+        .collect();
+    batch_of(names, types, text)
 }
 
 /// [`batch`] of columns read as text ([`super::copy_text`]).
