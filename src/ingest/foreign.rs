@@ -56,20 +56,29 @@ pub struct Server {
 }
 
 impl Server {
-    /// A connection definition for `user` (its mapping, else PUBLIC's, else the only one).
+    /// A connection definition for `user`: its mapping, else PUBLIC's, as postgres_fdw
+    /// (42704 without either). With no user (the server's own work): PUBLIC's, else the
+    /// only one.
     pub(super) fn connection(&self, user: Option<&str>) -> Result<Definition> {
-        let mapping = user
-            .and_then(|u| self.mappings.get(u))
-            .or_else(|| self.mappings.get("public"))
-            .or_else(|| {
+        let public = self.mappings.get("public");
+        let mapping = match user {
+            Some(u) => self.mappings.get(u).or(public),
+            None => public.or_else(|| {
                 (self.mappings.len() == 1)
                     .then(|| self.mappings.values().next())
                     .flatten()
-            })
-            .ok_or_else(|| Error::Data {
-                sqlstate: SqlState::UndefinedObject,
-                message: format!("user mapping not found for server \"{}\"", self.name),
-            })?;
+            }),
+        }
+        .ok_or_else(|| Error::Data {
+            sqlstate: SqlState::UndefinedObject,
+            message: match user {
+                Some(u) => format!(
+                    "user mapping not found for user \"{u}\", server \"{}\"",
+                    self.name
+                ),
+                None => format!("user mapping not found for server \"{}\"", self.name),
+            },
+        })?;
         let mut connection = BTreeMap::new();
         for (k, v) in self.options.iter().chain(mapping.iter()) {
             let k = match k.as_str() {
@@ -325,7 +334,7 @@ impl TableProvider for ForeignTable {
 
     async fn scan(
         &self,
-        _state: &dyn DfSession,
+        state: &dyn DfSession,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -369,6 +378,10 @@ impl TableProvider for ForeignTable {
             query,
             types,
             empty_projection: indices.is_empty(),
+            user: state
+                .config()
+                .get_extension::<crate::planner::SessionUser>()
+                .map(|u| u.0.clone()),
         }))
     }
 }
@@ -391,6 +404,8 @@ struct ForeignScan {
     query: String,
     types: Vec<String>,
     empty_projection: bool,
+    /// Whose user mapping connects (None: the server's own work).
+    user: Option<String>,
 }
 
 impl fmt::Debug for ForeignScan {
@@ -440,7 +455,7 @@ impl ExecutionPlan for ForeignScan {
         let (tx, rx) = tokio::sync::mpsc::channel::<DfResult<RecordBatch>>(2);
         let def = self
             .server
-            .connection(None)
+            .connection(self.user.as_deref())
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let query = self.query.clone();
         let schema = self.schema.clone();

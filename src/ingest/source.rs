@@ -53,7 +53,16 @@ pub async fn connect(def: &Definition) -> Result<Client> {
             }
             cause = c.source();
         }
-        source_error("could not connect to the publisher", text)
+        if text.contains("UnknownIssuer") || text.contains("CaUsedAsEndEntity") {
+            text.push_str(" (the server's certificate is not signed by sslrootcert's)");
+        }
+        // A foreign server's definition is named "server <name>" (foreign::Server): say it
+        // as postgres_fdw does.
+        let what = match def.name.strip_prefix("server ") {
+            Some(server) => format!("could not connect to server \"{server}\""),
+            None => "could not connect to the publisher".to_string(),
+        };
+        source_error(&what, text)
     };
     let client = match sslmode.as_str() {
         "disable" | "allow" => {

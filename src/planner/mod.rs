@@ -26,6 +26,11 @@ use crate::pg::{
 };
 use functions::SessionValues;
 
+/// The user a session's context plans for (a `SessionConfig` extension): what table
+/// providers that act for someone read, e.g. a foreign table's user mapping.
+#[derive(Debug)]
+pub struct SessionUser(pub String);
+
 /// Builds DataFusion contexts over the Lakegate catalog.
 #[derive(Debug, Clone)]
 pub struct Planner {
@@ -93,6 +98,7 @@ impl Planner {
                 "datafusion.sql_parser.recursion_limit",
                 PARSER_RECURSION_LIMIT,
             );
+        let config = config.with_extension(Arc::new(SessionUser(values.user.to_string())));
         let config = match self.target_partitions {
             Some(n) => config.with_target_partitions(n),
             None => config,

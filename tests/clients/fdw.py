@@ -12,7 +12,8 @@ folder (the helpers of cdc.py), then over psycopg:
   updated_at > max(updated_at)), compared row for row;
 - a table of 300,000 rows streamed;
 - a non-administrator cannot create servers (42501), reads foreign tables through its
-  grants and row filters;
+  grants and row filters, and through its own user mapping (else PUBLIC's, never another
+  user's: 42704);
 - DROP SERVER without CASCADE refuses (2BP01), with CASCADE drops the foreign tables;
 - the source accepts TLS only: the default sslmode (prefer) and verify-full with sslrootcert
   connect; disable and verify-full against another root are refused with 08006.
@@ -132,6 +133,29 @@ filter = "region = 'eu'"
         regions = analyst.execute("SELECT DISTINCT region FROM src.orders").fetchall()
         assert regions == [("eu",)], regions
         print("non-administrators: 42501 on CREATE SERVER; foreign rows through their row filter")
+
+        # User mappings as postgres_fdw: the querying user's own, else PUBLIC's.
+        lake.execute("CREATE USER MAPPING FOR analyst SERVER shop OPTIONS (user 'nobody', password 'x')")
+        try:
+            analyst.execute("SELECT count(*) FROM src.orders")
+            raise AssertionError("the analyst's own mapping was not used")
+        except psycopg.errors.ConnectionFailure as e:
+            assert "nobody" in str(e), e
+        assert lake.execute("SELECT count(*) FROM src.orders").fetchone()[0] > 0
+        lake.execute("DROP USER MAPPING FOR analyst SERVER shop")
+        assert analyst.execute("SELECT count(*) FROM src.orders").fetchone()[0] > 0
+        lake.execute(f"CREATE SERVER own FOREIGN DATA WRAPPER postgres_fdw "
+                     f"OPTIONS (host '127.0.0.1', port '{src_pg.port}', dbname 'postgres')")
+        lake.execute(f"CREATE USER MAPPING FOR lakegate SERVER own OPTIONS (user 'postgres', password_file '{pwfile}')")
+        lake.execute("CREATE FOREIGN TABLE src.own_t (x int) SERVER own OPTIONS (schema_name 'public', table_name 'other')")
+        assert lake.execute("SELECT count(*) FROM src.own_t").fetchone()[0] == 0
+        try:
+            analyst.execute("SELECT count(*) FROM src.own_t")
+            raise AssertionError("another user's mapping was used")
+        except psycopg.errors.UndefinedObject:
+            pass
+        lake.execute("DROP SERVER own CASCADE")
+        print("user mappings: the querying user's own, else PUBLIC's; another user's never (42704)")
 
         # Credentials never shown; DROP SERVER needs CASCADE while tables depend on it.
         shown = str(lake.execute("SELECT * FROM lakegate.audit_log").fetchall())
