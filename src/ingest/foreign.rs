@@ -102,6 +102,7 @@ impl Server {
             format: crate::config::TableFormat::Delta,
             max_latency_ms: 0,
             max_rows: 0,
+            server: Some(self.name.clone()),
         })
     }
 }

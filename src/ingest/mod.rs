@@ -224,6 +224,7 @@ impl Ingest {
             format: crate::config::TableFormat::Delta,
             max_latency_ms: 1000,
             max_rows: 100_000,
+            server: None,
         };
         let mut create_slot = true;
         for (k, v) in &options {

@@ -56,9 +56,8 @@ pub async fn connect(def: &Definition) -> Result<Client> {
         if text.contains("UnknownIssuer") || text.contains("CaUsedAsEndEntity") {
             text.push_str(" (the server's certificate is not signed by sslrootcert's)");
         }
-        // A foreign server's definition is named "server <name>" (foreign::Server): say it
-        // as postgres_fdw does.
-        let what = match def.name.strip_prefix("server ") {
+        // A foreign server is named as postgres_fdw names it.
+        let what = match &def.server {
             Some(server) => format!("could not connect to server \"{server}\""),
             None => "could not connect to the publisher".to_string(),
         };

@@ -45,6 +45,10 @@ pub struct Definition {
     #[serde(default)]
     pub format: crate::config::TableFormat,
     pub max_latency_ms: u64,
+    /// The foreign server this connects to, when it is one (None: a subscription's
+    /// publisher); what connection errors name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     pub max_rows: usize,
 }
 

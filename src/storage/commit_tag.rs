@@ -31,8 +31,7 @@ pub fn pair() -> Option<(String, i64)> {
 
 /// The tag in force, as the commit's `txn` action.
 pub fn current() -> Option<Transaction> {
-    TAG.try_with(|(app, version)| Transaction::new(app.clone(), *version))
-        .ok()
+    pair().map(|(app, version)| Transaction::new(app, version))
 }
 
 /// `props` with the tag in force, if any.

@@ -29,6 +29,15 @@ import psycopg
 from cdc import PASSWORD, SECRET, Lakegate, Source, temp_root
 
 
+def refused(conn, sql, error, why):
+    """`sql` fails on `conn` with `error` (a psycopg.errors class); `why` when it does not."""
+    try:
+        conn.execute(sql)
+    except error as e:
+        return e
+    raise AssertionError(why)
+
+
 def main():
     root = temp_root()
     src_pg = Source(root, tls=True)
@@ -125,22 +134,17 @@ filter = "region = 'eu'"
         # Governance: only administrators manage servers; a governed user reads foreign tables
         # through its grants and row filter.
         analyst = psycopg.connect(f"postgresql://analyst:analyst-pw@127.0.0.1:{lg.port}/lakegate", autocommit=True)
-        try:
-            analyst.execute("CREATE SERVER x FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'h')")
-            raise AssertionError("a non-administrator created a server")
-        except psycopg.errors.InsufficientPrivilege:
-            pass
+        refused(analyst, "CREATE SERVER x FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'h')",
+                psycopg.errors.InsufficientPrivilege, "a non-administrator created a server")
         regions = analyst.execute("SELECT DISTINCT region FROM src.orders").fetchall()
         assert regions == [("eu",)], regions
         print("non-administrators: 42501 on CREATE SERVER; foreign rows through their row filter")
 
         # User mappings as postgres_fdw: the querying user's own, else PUBLIC's.
         lake.execute("CREATE USER MAPPING FOR analyst SERVER shop OPTIONS (user 'nobody', password 'x')")
-        try:
-            analyst.execute("SELECT count(*) FROM src.orders")
-            raise AssertionError("the analyst's own mapping was not used")
-        except psycopg.errors.ConnectionFailure as e:
-            assert "nobody" in str(e), e
+        e = refused(analyst, "SELECT count(*) FROM src.orders", psycopg.errors.ConnectionFailure,
+                    "the analyst's own mapping was not used")
+        assert "nobody" in str(e), e
         assert lake.execute("SELECT count(*) FROM src.orders").fetchone()[0] > 0
         lake.execute("DROP USER MAPPING FOR analyst SERVER shop")
         assert analyst.execute("SELECT count(*) FROM src.orders").fetchone()[0] > 0
@@ -149,22 +153,16 @@ filter = "region = 'eu'"
         lake.execute(f"CREATE USER MAPPING FOR lakegate SERVER own OPTIONS (user 'postgres', password_file '{pwfile}')")
         lake.execute("CREATE FOREIGN TABLE src.own_t (x int) SERVER own OPTIONS (schema_name 'public', table_name 'other')")
         assert lake.execute("SELECT count(*) FROM src.own_t").fetchone()[0] == 0
-        try:
-            analyst.execute("SELECT count(*) FROM src.own_t")
-            raise AssertionError("another user's mapping was used")
-        except psycopg.errors.UndefinedObject:
-            pass
+        refused(analyst, "SELECT count(*) FROM src.own_t", psycopg.errors.UndefinedObject,
+                "another user's mapping was used")
         lake.execute("DROP SERVER own CASCADE")
         print("user mappings: the querying user's own, else PUBLIC's; another user's never (42704)")
 
         # Credentials never shown; DROP SERVER needs CASCADE while tables depend on it.
         shown = str(lake.execute("SELECT * FROM lakegate.audit_log").fetchall())
         assert SECRET not in shown
-        try:
-            lake.execute("DROP SERVER shop")
-            raise AssertionError("DROP SERVER without CASCADE dropped a server with tables")
-        except psycopg.errors.DependentObjectsStillExist:
-            pass
+        refused(lake, "DROP SERVER shop", psycopg.errors.DependentObjectsStillExist,
+                "DROP SERVER without CASCADE dropped a server with tables")
         lake.execute("DROP SERVER shop CASCADE")
         left = lake.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'src'").fetchone()[0]
         assert left == 0, left
